@@ -1,0 +1,10 @@
+//! Interop tests: a real Erlang/Elixir cluster against `erlnode`.
+//!
+//! Every test starts its own `epmd` (on a free port) and its own BEAM
+//! nodes through `support`, so tests run in parallel and never touch a
+//! system-wide epmd. Erlang/OTP must be installed (`make deps`); tests
+//! panic, never skip, when it is missing.
+
+mod support;
+
+mod harness_selftest;

@@ -1,0 +1,106 @@
+//! Test harness for interop tests: real `epmd`, real BEAM nodes driven
+//! through an eval line protocol, and the `erlnode` binary as a child.
+//!
+//! Everything started here is a child process killed by pid when its
+//! handle is dropped (also on panic). BEAM nodes additionally halt on
+//! stdin EOF, so even a test binary that is SIGKILLed leaves no node
+//! behind.
+#![allow(dead_code, unused_imports)]
+
+mod beam;
+mod epmd;
+mod erlnode;
+mod proc;
+
+pub use beam::{BeamNode, BeamNodeBuilder};
+pub use epmd::Epmd;
+pub use erlnode::Erlnode;
+pub use proc::{child_pids, pid_alive, send_signal, wait_pid_gone, SIGINT, SIGKILL, SIGTERM};
+
+use rand::Rng;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// A name unique across parallel test processes and runs:
+/// `<prefix>_<pid>_<counter>_<random>`. Only `[a-z0-9_]` plus whatever
+/// safe characters the prefix had, so it is valid as the name part of an
+/// Erlang node name and as a cookie.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let prefix: String = prefix
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .collect();
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    let suffix: String =
+        (0..6).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+    format!("{prefix}_{}_{n}_{suffix}", std::process::id())
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+const ERLANG_MISSING: &str = "Erlang/OTP not found: run `make test` (installs it) or \
+     `apt-get install erlang-nox erlang-dev elixir`";
+
+/// Panics with a clear message when `erl`, `epmd` or `elixir` is missing.
+/// Interop tests never skip silently.
+pub fn require_erlang() {
+    static MISSING: OnceLock<Vec<&'static str>> = OnceLock::new();
+    let missing = MISSING.get_or_init(|| {
+        ["erl", "epmd", "elixir"].into_iter().filter(|t| find_in_path(t).is_none()).collect()
+    });
+    if !missing.is_empty() {
+        panic!("{ERLANG_MISSING} (missing: {})", missing.join(", "));
+    }
+}
+
+/// Full path of an executable found on `PATH`.
+pub fn find_in_path(exe: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(exe)).find(|p| {
+        std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    })
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex_encode(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// Decodes hex (either case); `None` on odd length or a non-hex digit.
+pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let s = s.as_bytes();
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    s.chunks(2).map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?)).collect()
+}
+
+/// Keeps the last `max` lines of a child's output, for error messages.
+pub(crate) fn tail(lines: &[String], max: usize) -> String {
+    let start = lines.len().saturating_sub(max);
+    lines[start..].join("\n")
+}

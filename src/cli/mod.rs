@@ -1,0 +1,83 @@
+//! Command-line interface. Each subcommand lives in its own file.
+
+mod names;
+mod ping;
+mod run;
+
+use clap::{Args, Parser, Subcommand};
+use std::process::ExitCode;
+
+/// erlnode: a Rust node for Erlang/Elixir clusters.
+///
+/// erlnode speaks the Erlang distribution protocol. It joins a cluster as
+/// a visible node, so Elixir code sees it in Node.list(), pings it and
+/// calls its processes. When no EPMD runs on this machine, erlnode serves
+/// EPMD itself, so no Erlang installation is needed.
+#[derive(Parser, Debug)]
+#[command(name = "erlnode", version, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Ping a node, like net_adm:ping/1: exit 0 on pong, 1 with the reason otherwise.
+    Ping(ping::PingArgs),
+    /// List the nodes registered with EPMD on HOST, like `epmd -names`.
+    Names(names::NamesArgs),
+    /// Start a node and keep it up until SIGINT or SIGTERM, logging peers
+    /// joining and leaving. Hosts the diagnostic process `erlnode_echo`.
+    Run(run::RunArgs),
+}
+
+/// Options every node-starting command shares.
+#[derive(Args, Debug, Clone)]
+pub struct NodeOpts {
+    /// Magic cookie shared by the cluster. Default: ~/.erlang.cookie, as erl reads it.
+    #[arg(long, env = "ERLNODE_COOKIE")]
+    pub cookie: Option<String>,
+    /// EPMD port to register with and look peers up in.
+    #[arg(long, env = "ERL_EPMD_PORT", default_value_t = 4369)]
+    pub epmd_port: u16,
+    /// Never serve EPMD in-process, even when none is running.
+    #[arg(long)]
+    pub no_embedded_epmd: bool,
+    /// Seconds of silence after which a peer counts as down (erl's net_ticktime).
+    #[arg(long, default_value_t = 60)]
+    pub net_ticktime: u64,
+}
+
+impl NodeOpts {
+    fn apply(&self, b: crate::NodeBuilder) -> crate::NodeBuilder {
+        let mut b = b
+            .epmd_port(self.epmd_port)
+            .embedded_epmd(!self.no_embedded_epmd)
+            .net_ticktime(std::time::Duration::from_secs(self.net_ticktime.max(1)));
+        if let Some(c) = &self.cookie {
+            b = b.cookie(c.clone());
+        }
+        b
+    }
+}
+
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+pub async fn main(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Ping(a) => ping::run(a).await,
+        Command::Names(a) => names::run(a).await,
+        Command::Run(a) => run::run(a).await,
+    }
+}

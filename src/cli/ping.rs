@@ -1,0 +1,43 @@
+use super::NodeOpts;
+use clap::Args;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct PingArgs {
+    /// The node to ping, e.g. app@127.0.0.1.
+    pub node: String,
+    /// Our own node name for the connection. Default: a unique name on the target's host.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub opts: NodeOpts,
+}
+
+pub async fn run(a: PingArgs) -> ExitCode {
+    let host = a.node.split_once('@').map(|(_, h)| h.to_string()).unwrap_or_else(crate::node::names::short_hostname);
+    let name = a.name.clone().unwrap_or_else(|| format!("erlnode_ping_{}@{}", std::process::id(), host));
+    let node = match a.opts.apply(crate::Node::builder(name)).embedded_epmd(false).publish(false).start().await {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("pang: cannot start a local node: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let r = node.try_ping(&a.node, Duration::from_secs(a.timeout)).await;
+    node.shutdown().await;
+    match r {
+        Ok(()) => {
+            println!("pong");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("pang");
+            eprintln!("erlnode ping {}: {e}", a.node);
+            ExitCode::FAILURE
+        }
+    }
+}

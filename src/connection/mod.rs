@@ -1,0 +1,244 @@
+//! One distribution link to one peer: a reader task that turns frames
+//! into control messages, a writer task that batches queued frames and
+//! keeps the link alive with ticks.
+//!
+//! Flow in: socket -> 4-byte length -> [`header::parse_frame`] (atom cache,
+//! fragments) -> ETF decode of control + payload -> [`Control`] ->
+//! [`Inbound::deliver`] (the node routes it to a mailbox or service).
+//! Flow out: [`Connection::send`] encodes into the [`outbox::Outbox`] buffer
+//! -> writer task -> one `write_all` for everything queued.
+
+pub mod atom_cache;
+pub mod fragments;
+pub mod header;
+pub mod outbox;
+
+use crate::control::Control;
+use crate::term::decode::DecodeLimits;
+use crate::term::{decode_with_cache, Atom, DecodeError, Term};
+use bytes::{Bytes, BytesMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+pub use outbox::Closed;
+
+/// Why a link was closed by us (logged, and reported as the nodedown reason).
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("truncated frame")]
+    Truncated,
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error("limit exceeded: {0}")]
+    Limit(String),
+    #[error("undecodable term: {0}")]
+    Term(#[from] DecodeError),
+}
+
+/// Per-link limits and timers.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// Largest single frame accepted (the BEAM fragments at 64 KiB when
+    /// FRAGMENTS is negotiated, so only misbehaving peers come near this).
+    pub max_frame: usize,
+    /// Largest reassembled fragmented message.
+    pub max_message: usize,
+    /// Fragmented messages that may be in flight at once.
+    pub max_fragment_sequences: usize,
+    /// Like `-kernel net_ticktime`: a peer silent this long is down; we
+    /// send a tick after a quarter of it without traffic.
+    pub net_ticktime: Duration,
+    pub decode: DecodeLimits,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig {
+            max_frame: 128 * 1024 * 1024,
+            max_message: 1024 * 1024 * 1024,
+            max_fragment_sequences: 1024,
+            net_ticktime: Duration::from_secs(60),
+            decode: DecodeLimits::default(),
+        }
+    }
+}
+
+/// The node side of a link: where decoded messages go.
+pub trait Inbound: Send + Sync + 'static {
+    fn deliver(&self, peer: &Atom, msg: Control);
+    /// Called exactly once when the link ends, whichever side ended it.
+    fn link_closed(&self, conn: &Arc<Connection>, reason: String);
+}
+
+/// A live link. Cheap to share; sending never blocks.
+pub struct Connection {
+    pub peer: Atom,
+    /// Flags both sides agreed on.
+    pub flags: u64,
+    pub peer_creation: u32,
+    outbox: outbox::Outbox,
+    reported: AtomicBool,
+    reader_abort: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Connection({})", self.peer)
+    }
+}
+
+impl Connection {
+    /// Starts the reader and writer tasks for a socket that has finished
+    /// its handshake.
+    pub fn spawn(stream: TcpStream, peer: Atom, flags: u64, peer_creation: u32, cfg: LinkConfig, inbound: Arc<dyn Inbound>) -> Arc<Connection> {
+        let _ = stream.set_nodelay(true);
+        let fragments = flags & crate::handshake::flags::FRAGMENTS != 0;
+        let conn = Arc::new(Connection {
+            peer,
+            flags,
+            peer_creation,
+            outbox: outbox::Outbox::new(fragments),
+            reported: AtomicBool::new(false),
+            reader_abort: std::sync::Mutex::new(None),
+        });
+        let (rd, wr) = stream.into_split();
+        let reader = tokio::spawn(read_loop(conn.clone(), rd, cfg.clone(), inbound.clone()));
+        *conn.reader_abort.lock().unwrap() = Some(reader.abort_handle());
+        tokio::spawn(write_loop(conn.clone(), wr, cfg.net_ticktime / 4, inbound));
+        conn
+    }
+
+    /// Queues a control message.
+    pub fn send(&self, msg: &Control) -> Result<(), Closed> {
+        let (ctl, payload) = msg.to_terms();
+        self.outbox.push(&ctl, payload.as_ref())
+    }
+
+    /// Queues a control tuple and payload without building a [`Control`]
+    /// (the message hot path: no clone of the payload).
+    pub fn send_terms(&self, ctl: &Term, payload: Option<&Term>) -> Result<(), Closed> {
+        self.outbox.push(ctl, payload)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.outbox.is_closed()
+    }
+
+    /// Closes the link; queued frames are flushed first when possible.
+    pub fn close(&self) {
+        self.outbox.close();
+    }
+
+    fn finish(self: &Arc<Self>, inbound: &Arc<dyn Inbound>, reason: String) {
+        self.outbox.close();
+        if let Some(h) = self.reader_abort.lock().unwrap().take() {
+            h.abort();
+        }
+        if !self.reported.swap(true, Ordering::AcqRel) {
+            inbound.link_closed(self, reason);
+        }
+    }
+}
+
+async fn read_loop(conn: Arc<Connection>, rd: tokio::net::tcp::OwnedReadHalf, cfg: LinkConfig, inbound: Arc<dyn Inbound>) {
+    let reason = match read_frames(&conn, rd, &cfg, &inbound).await {
+        Ok(()) => "connection closed by peer".to_string(),
+        Err(e) => e,
+    };
+    conn.finish(&inbound, reason);
+}
+
+async fn read_frames(conn: &Arc<Connection>, rd: tokio::net::tcp::OwnedReadHalf, cfg: &LinkConfig, inbound: &Arc<dyn Inbound>) -> Result<(), String> {
+    let mut rd = BufReader::with_capacity(128 * 1024, rd);
+    let mut cache = atom_cache::AtomCache::default();
+    let mut reasm = fragments::Reassembler::new(cfg.max_message, cfg.max_fragment_sequences);
+    loop {
+        let len = match tokio::time::timeout(cfg.net_ticktime, rd.read_u32()).await {
+            Err(_) => return Err(format!("net_tick_timeout: nothing received for {:?}", cfg.net_ticktime)),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) => return Err(format!("read error: {e}")),
+            Ok(Ok(n)) => n as usize,
+        };
+        if len == 0 {
+            continue; // tick
+        }
+        if len > cfg.max_frame {
+            return Err(format!("frame of {len} bytes exceeds max_frame {}", cfg.max_frame));
+        }
+        let mut buf = BytesMut::with_capacity(len);
+        // SAFETY-free fill: read_buf appends; loop until the frame is whole.
+        while buf.len() < len {
+            let want = len - buf.len();
+            let mut limited = (&mut rd).take(want as u64);
+            match tokio::time::timeout(cfg.net_ticktime, limited.read_buf(&mut buf)).await {
+                Err(_) => return Err("net_tick_timeout in the middle of a frame".into()),
+                Ok(Ok(0)) => return Err("peer closed the connection in the middle of a frame".into()),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(format!("read error: {e}")),
+            }
+        }
+        let whole = match header::parse_frame(buf.freeze(), &mut cache).map_err(|e| e.to_string())? {
+            header::FramePart::Whole { atoms, body } => Some((atoms, body)),
+            header::FramePart::First { seq, fragment_id, atoms, body } => {
+                reasm.first(seq, fragment_id, atoms, body).map_err(|e| e.to_string())?
+            }
+            header::FramePart::Cont { seq, fragment_id, body } => reasm.cont(seq, fragment_id, body).map_err(|e| e.to_string())?,
+        };
+        if let Some((atoms, body)) = whole {
+            let (ctl, payload) = decode_message(&body, &atoms, &cfg.decode).map_err(|e| format!("{e}"))?;
+            match Control::from_terms(ctl, payload) {
+                Ok(msg) => inbound.deliver(&conn.peer, msg),
+                Err(e) => tracing::warn!(peer = %conn.peer, error = %e, "dropping unknown or malformed control message"),
+            }
+        }
+    }
+}
+
+/// Decodes the control term and, when present, the payload term.
+pub fn decode_message(body: &Bytes, atoms: &[Atom], limits: &DecodeLimits) -> Result<(Term, Option<Term>), FrameError> {
+    let (ctl, used) = decode_with_cache(body, atoms, limits)?;
+    if used >= body.len() {
+        return Ok((ctl, None));
+    }
+    let (payload, used2) = decode_with_cache(&body[used..], atoms, limits)?;
+    if used + used2 != body.len() {
+        return Err(FrameError::Malformed(format!("{} trailing bytes after the payload", body.len() - used - used2)));
+    }
+    Ok((ctl, Some(payload)))
+}
+
+async fn write_loop(conn: Arc<Connection>, mut wr: tokio::net::tcp::OwnedWriteHalf, tick_every: Duration, inbound: Arc<dyn Inbound>) {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut last_write = Instant::now();
+    let result: Result<(), String> = async {
+        loop {
+            if !conn.outbox.is_closed() {
+                tokio::select! {
+                    _ = conn.outbox.notify.notified() => {}
+                    _ = tokio::time::sleep(tick_every) => {}
+                }
+            }
+            conn.outbox.take(&mut buf);
+            if !buf.is_empty() {
+                wr.write_all(&buf).await.map_err(|e| format!("write error: {e}"))?;
+                last_write = Instant::now();
+                if buf.capacity() > 4 * 1024 * 1024 {
+                    buf = Vec::with_capacity(64 * 1024); // don't pin a huge buffer after a burst
+                }
+            } else if conn.outbox.is_closed() {
+                let _ = wr.shutdown().await;
+                return Err("closed locally".into());
+            } else if last_write.elapsed() >= tick_every {
+                wr.write_all(&[0, 0, 0, 0]).await.map_err(|e| format!("write error (tick): {e}"))?;
+                last_write = Instant::now();
+            }
+        }
+    }
+    .await;
+    if let Err(reason) = result {
+        conn.finish(&inbound, reason);
+    }
+}

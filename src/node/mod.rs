@@ -1,0 +1,281 @@
+//! The node: identity, EPMD registration, the listener, the connection
+//! table and local processes, behind one cheap-to-clone handle.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), erlnode::NodeError> {
+//! let node = erlnode::Node::builder("rust@127.0.0.1").cookie("secret").start().await?;
+//! assert!(node.ping("ex@127.0.0.1").await);
+//! # Ok(()) }
+//! ```
+
+mod builder;
+mod dispatch;
+pub mod events;
+pub mod names;
+mod peers;
+
+pub use builder::{NodeBuilder, NodeConfig};
+pub use dispatch::gen_call_parts;
+pub use events::NodeEvent;
+
+use crate::control::Control;
+use crate::process::{Mailbox, ProcessTable, Signal};
+use crate::term::{Atom, Pid, Reference, Term};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// Errors from node operations.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("EPMD: {0}")]
+    Epmd(#[from] crate::epmd::EpmdError),
+    #[error("cannot listen: {0}")]
+    Listen(std::io::Error),
+    #[error("cannot read the cookie: {0}")]
+    Cookie(std::io::Error),
+    #[error("cannot connect to {node}: {reason}")]
+    Connect { node: String, reason: String },
+    #[error("{0}")]
+    Register(#[from] crate::process::RegisterError),
+    #[error("call to {target} timed out after {after:?}")]
+    Timeout { target: String, after: Duration },
+}
+
+/// A running node. Clone freely: all clones are the same node.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+pub(crate) struct NodeInner {
+    pub(crate) name: Atom,
+    pub(crate) creation: u32,
+    pub(crate) cookie: String,
+    pub(crate) cfg: NodeConfig,
+    pub(crate) listen_port: u16,
+    pub(crate) processes: Arc<ProcessTable>,
+    pub(crate) peers: peers::Peers,
+    pub(crate) events: broadcast::Sender<NodeEvent>,
+    pub(crate) next_ref: AtomicU64,
+    /// Held for the node's lifetime: dropping it unregisters from EPMD.
+    pub(crate) epmd_registration: Mutex<Option<crate::epmd::Registration>>,
+    pub(crate) epmd_server: Mutex<Option<crate::epmd::EpmdServerHandle>>,
+    pub(crate) tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Lets `&self` callbacks (the link's Inbound) reach `Arc<Self>`.
+    pub(crate) me: std::sync::Weak<NodeInner>,
+}
+
+impl Node {
+    /// Starts configuring a node called `name` (`alive@host`, or a short
+    /// name to which this host's name is appended).
+    pub fn builder(name: impl Into<String>) -> NodeBuilder {
+        NodeBuilder::new(name.into())
+    }
+
+    pub fn name(&self) -> &Atom {
+        &self.inner.name
+    }
+
+    /// The creation EPMD assigned: it distinguishes this incarnation's
+    /// pids from those of an earlier run under the same name.
+    pub fn creation(&self) -> u32 {
+        self.inner.creation
+    }
+
+    /// The TCP port peers connect to.
+    pub fn listen_port(&self) -> u16 {
+        self.inner.listen_port
+    }
+
+    pub fn epmd_port(&self) -> u16 {
+        self.inner.cfg.epmd_port
+    }
+
+    /// True when this node serves EPMD itself.
+    pub fn serves_epmd(&self) -> bool {
+        self.inner.epmd_server.lock().unwrap().is_some()
+    }
+
+    /// Creates a process without a task of its own: whoever holds the
+    /// mailbox receives its messages.
+    pub fn spawn_mailbox(&self) -> Mailbox {
+        Mailbox::new(self.inner.processes.clone())
+    }
+
+    pub fn register(&self, name: &str, pid: &Pid) -> Result<(), NodeError> {
+        Ok(self.inner.processes.register(Atom::new(name), pid)?)
+    }
+
+    pub fn unregister(&self, name: &str) -> Option<Pid> {
+        self.inner.processes.unregister(name)
+    }
+
+    pub fn whereis(&self, name: &str) -> Option<Pid> {
+        self.inner.processes.whereis(name)
+    }
+
+    /// Sends `msg` to a pid, local or remote. Like Erlang's `!`, this never
+    /// blocks and never fails; a remote node is connected on first send.
+    pub fn send(&self, to: &Pid, msg: Term) {
+        self.inner.send(None, to, msg)
+    }
+
+    /// Like [`Node::send`], telling the receiver's node who sent it.
+    pub fn send_from(&self, from: &Pid, to: &Pid, msg: Term) {
+        self.inner.send(Some(from), to, msg)
+    }
+
+    /// Sends to a registered name on a node (`{name, node} ! msg`).
+    pub fn send_named(&self, from: &Pid, name: &str, node: &str, msg: Term) {
+        self.inner.send_named(from, &Atom::new(name), &Atom::new(node), msg)
+    }
+
+    /// Answers a `gen:call`: `from` is the `{Pid, Tag}` of the request.
+    pub fn reply(&self, from: &Term, reply: Term) {
+        self.inner.reply(from, reply)
+    }
+
+    /// A reference unique to this node incarnation.
+    pub fn make_ref(&self) -> Reference {
+        self.inner.make_ref()
+    }
+
+    /// Connects to `node` now (otherwise the first send does).
+    pub async fn connect(&self, node: &str) -> Result<(), NodeError> {
+        self.inner.ensure_connected(&Atom::new(node)).await
+    }
+
+    /// Closes the link to `node`, like `erlang:disconnect_node/1`.
+    pub fn disconnect(&self, node: &str) -> bool {
+        self.inner.disconnect(&Atom::new(node))
+    }
+
+    /// `net_adm:ping/1`: connects and asks the peer's net_kernel whether
+    /// it accepts us.
+    pub async fn ping(&self, node: &str) -> bool {
+        self.try_ping(node, Duration::from_secs(10)).await.is_ok()
+    }
+
+    /// Like [`Node::ping`] with the reason when the answer is `pang`.
+    pub async fn try_ping(&self, node: &str, timeout: Duration) -> Result<(), NodeError> {
+        let peer = Atom::new(node);
+        self.inner.ensure_connected(&peer).await?;
+        let request = Term::tuple([Term::atom("is_auth"), Term::Atom(self.inner.name.clone())]);
+        let reply = self.call_named("net_kernel", node, request, timeout).await?;
+        if reply.is_atom("yes") {
+            Ok(())
+        } else {
+            Err(NodeError::Connect { node: node.into(), reason: format!("net_kernel answered {reply:?}") })
+        }
+    }
+
+    /// A `gen:call` to `{name, node}`: sends `{'$gen_call', {Self, Ref},
+    /// Request}` and waits for `{Ref, Reply}`.
+    pub async fn call_named(&self, name: &str, node: &str, request: Term, timeout: Duration) -> Result<Term, NodeError> {
+        let mut mb = self.spawn_mailbox();
+        let r = self.make_ref();
+        let msg = Term::tuple([
+            Term::atom("$gen_call"),
+            Term::tuple([Term::Pid(mb.pid().clone()), Term::Ref(r.clone())]),
+            request,
+        ]);
+        self.send_named(&mb.pid().clone(), name, node, msg);
+        mb.recv_match(timeout, |m| match m.as_tuple() {
+            Some([Term::Ref(got), reply]) if *got == r => Some(reply.clone()),
+            _ => None,
+        })
+        .await
+        .map_err(|_| NodeError::Timeout { target: format!("{{{name}, {node}}}"), after: timeout })
+    }
+
+    /// Nodes with a live link, sorted.
+    pub fn connected_nodes(&self) -> Vec<Atom> {
+        self.inner.peers.connected()
+    }
+
+    /// Node up/down events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Number of live local processes.
+    pub fn process_count(&self) -> usize {
+        self.inner.processes.count()
+    }
+
+    /// Stops listening, closes every link and unregisters from EPMD.
+    pub async fn shutdown(&self) {
+        for t in self.inner.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+        self.inner.peers.close_all();
+        if let Some(reg) = self.inner.epmd_registration.lock().unwrap().take() {
+            drop(reg);
+        }
+        if let Some(srv) = self.inner.epmd_server.lock().unwrap().take() {
+            srv.shutdown();
+        }
+    }
+}
+
+impl NodeInner {
+    pub(crate) fn arc(&self) -> Arc<NodeInner> {
+        self.me.upgrade().expect("node is alive while its links run")
+    }
+
+    pub(crate) fn make_ref(&self) -> Reference {
+        let n = self.next_ref.fetch_add(1, Ordering::Relaxed);
+        let salt: u32 = (self as *const _ as usize as u32) ^ 0x5bd1_e995;
+        Reference {
+            node: self.name.clone(),
+            creation: self.creation,
+            ids: [(n & 0x3ffff) as u32, (n >> 18) as u32, salt].into_iter().collect(),
+        }
+    }
+
+    pub(crate) fn send(self: &Arc<Self>, from: Option<&Pid>, to: &Pid, msg: Term) {
+        if to.node == self.name {
+            if !self.processes.deliver(to, Signal::Message(msg)) {
+                tracing::trace!(%to, "message to a dead local process dropped");
+            }
+            return;
+        }
+        let ctl = match from {
+            Some(f) => Term::tuple([Term::Int(crate::control::op::SEND_SENDER), Term::Pid(f.clone()), Term::Pid(to.clone())]),
+            None => Term::tuple([Term::Int(crate::control::op::SEND), Term::atom(""), Term::Pid(to.clone())]),
+        };
+        self.route(&to.node, &ctl, Some(&msg));
+    }
+
+    pub(crate) fn send_named(self: &Arc<Self>, from: &Pid, name: &Atom, node: &Atom, msg: Term) {
+        if node == &self.name {
+            self.deliver_named(from, name, msg);
+            return;
+        }
+        let ctl = Term::tuple([
+            Term::Int(crate::control::op::REG_SEND),
+            Term::Pid(from.clone()),
+            Term::atom(""),
+            Term::Atom(name.clone()),
+        ]);
+        self.route(node, &ctl, Some(&msg));
+    }
+
+    pub(crate) fn send_control(self: &Arc<Self>, node: &Atom, c: &Control) {
+        let (ctl, payload) = c.to_terms();
+        self.route(node, &ctl, payload.as_ref());
+    }
+}
+
+impl crate::connection::Inbound for NodeInner {
+    fn deliver(&self, peer: &Atom, msg: Control) {
+        self.arc().dispatch(peer, msg);
+    }
+    fn link_closed(&self, conn: &Arc<crate::connection::Connection>, reason: String) {
+        self.remove_link(conn, reason);
+    }
+}

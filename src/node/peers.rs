@@ -1,0 +1,321 @@
+//! The connection table: at most one link per peer, connect on first
+//! send, and the BEAM's rules for simultaneous connects.
+//!
+//! A slot is `Pending` while a handshake (ours or theirs) runs; messages
+//! sent meanwhile queue in the slot and go out, in order, right after the
+//! handshake. When both nodes dial each other at once, the node whose name
+//! sorts higher keeps its outgoing attempt (net_kernel's accept_pending).
+
+use super::{NodeError, NodeEvent, NodeInner};
+use crate::connection::Connection;
+use crate::handshake::{self, AcceptDecision, Arbiter, HandshakeConfig, HandshakeError};
+use crate::term::{Atom, Term};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
+enum Slot {
+    Pending {
+        /// Which handshake owns the slot.
+        attempt: u64,
+        outgoing: Option<tokio::task::AbortHandle>,
+        queue: Vec<(Term, Option<Term>)>,
+        waiters: Vec<Waiter>,
+    },
+    Up(Arc<Connection>),
+}
+
+#[derive(Default)]
+pub(crate) struct Peers {
+    slots: Mutex<HashMap<Atom, Slot>>,
+    next_attempt: AtomicU64,
+}
+
+impl Peers {
+    pub fn connected(&self) -> Vec<Atom> {
+        let slots = self.slots.lock().unwrap();
+        let mut v: Vec<Atom> = slots.iter().filter(|(_, s)| matches!(s, Slot::Up(_))).map(|(k, _)| k.clone()).collect();
+        v.sort();
+        v
+    }
+
+    pub fn connection(&self, node: &Atom) -> Option<Arc<Connection>> {
+        match self.slots.lock().unwrap().get(node) {
+            Some(Slot::Up(c)) => Some(c.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn close_all(&self) {
+        let slots = std::mem::take(&mut *self.slots.lock().unwrap());
+        for (_, s) in slots {
+            match s {
+                Slot::Up(c) => c.close(),
+                Slot::Pending { outgoing, waiters, .. } => {
+                    if let Some(h) = outgoing {
+                        h.abort();
+                    }
+                    for w in waiters {
+                        let _ = w.send(Err("node shutting down".into()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl NodeInner {
+    /// Sends a control message to `peer`, connecting first if needed.
+    /// Never blocks; if the connection attempt fails the queued messages
+    /// are dropped with a warning, as the BEAM drops sends to an
+    /// unreachable node.
+    pub(crate) fn route(self: &Arc<Self>, peer: &Atom, ctl: &Term, payload: Option<&Term>) {
+        if let Some(c) = self.peers.connection(peer) {
+            if c.send_terms(ctl, payload).is_ok() {
+                return;
+            }
+        }
+        let mut slots = self.peers.slots.lock().unwrap();
+        match slots.get_mut(peer) {
+            Some(Slot::Up(c)) => {
+                if c.send_terms(ctl, payload).is_err() {
+                    tracing::debug!(%peer, "message dropped: link closing");
+                }
+            }
+            Some(Slot::Pending { queue, .. }) => queue.push((ctl.clone(), payload.cloned())),
+            None => {
+                let attempt = self.peers.next_attempt.fetch_add(1, Ordering::Relaxed);
+                let handle = self.spawn_connect(peer.clone(), attempt);
+                slots.insert(
+                    peer.clone(),
+                    Slot::Pending { attempt, outgoing: Some(handle), queue: vec![(ctl.clone(), payload.cloned())], waiters: vec![] },
+                );
+            }
+        }
+    }
+
+    /// Ensures a link to `peer`, dialling if needed, and waits for it.
+    pub(crate) async fn ensure_connected(self: &Arc<Self>, peer: &Atom) -> Result<(), NodeError> {
+        if peer == &self.name {
+            return Ok(());
+        }
+        let rx = {
+            let mut slots = self.peers.slots.lock().unwrap();
+            let (tx, rx) = oneshot::channel();
+            match slots.get_mut(peer) {
+                Some(Slot::Up(_)) => return Ok(()),
+                Some(Slot::Pending { waiters, .. }) => waiters.push(tx),
+                None => {
+                    let attempt = self.peers.next_attempt.fetch_add(1, Ordering::Relaxed);
+                    let handle = self.spawn_connect(peer.clone(), attempt);
+                    slots.insert(peer.clone(), Slot::Pending { attempt, outgoing: Some(handle), queue: vec![], waiters: vec![tx] });
+                }
+            }
+            rx
+        };
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(NodeError::Connect { node: peer.to_string(), reason }),
+            Err(_) => Err(NodeError::Connect { node: peer.to_string(), reason: "connection attempt abandoned".into() }),
+        }
+    }
+
+    fn spawn_connect(self: &Arc<Self>, peer: Atom, attempt: u64) -> tokio::task::AbortHandle {
+        let node = self.clone();
+        tokio::spawn(async move {
+            let result = node.dial(&peer, attempt).await;
+            match result {
+                Ok((stream, info)) => node.install(stream, info, attempt),
+                Err(HandshakeError::LostRace { .. }) => {
+                    tracing::debug!(%peer, "simultaneous connect: waiting for the peer's own connection");
+                    // The peer's incoming attempt now owns the slot; if it
+                    // never arrives, don't keep senders waiting forever.
+                    let node2 = node.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(node2.cfg.handshake_timeout * 2).await;
+                        node2.fail_attempt(&peer, attempt, "simultaneous connect never completed".into());
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "connection attempt failed");
+                    node.fail_attempt(&peer, attempt, e.to_string());
+                }
+            }
+        })
+        .abort_handle()
+    }
+
+    async fn dial(self: &Arc<Self>, peer: &Atom, attempt: u64) -> Result<(TcpStream, handshake::PeerInfo), HandshakeError> {
+        let parsed = super::names::parse(peer.as_str()).map_err(|e| HandshakeError::Protocol(e.to_string()))?;
+        let epmd = crate::epmd::EpmdClient::new(parsed.host.clone(), self.cfg.epmd_port);
+        let entry = epmd
+            .port_please(&parsed.alive)
+            .await
+            .map_err(|e| HandshakeError::Protocol(format!("EPMD lookup of {peer} failed: {e}")))?
+            .ok_or_else(|| HandshakeError::Protocol(format!("{peer} is not registered with EPMD on {}:{}", parsed.host, self.cfg.epmd_port)))?;
+        let mut stream = tokio::time::timeout(self.cfg.handshake_timeout, TcpStream::connect((parsed.host.as_str(), entry.port)))
+            .await
+            .map_err(|_| HandshakeError::Timeout(self.cfg.handshake_timeout))??;
+        let _ = stream.set_nodelay(true);
+        let node = self.clone();
+        let peer2 = peer.clone();
+        let info = handshake::initiate(&mut stream, &self.handshake_config(), peer.as_str(), move || node.owns(&peer2, attempt)).await?;
+        Ok((stream, info))
+    }
+
+    pub(crate) fn handshake_config(&self) -> HandshakeConfig {
+        HandshakeConfig {
+            node_name: self.name.to_string(),
+            creation: self.creation,
+            cookie: self.cookie.clone(),
+            flags: self.cfg.flags,
+            timeout: self.cfg.handshake_timeout,
+        }
+    }
+
+    fn owns(&self, peer: &Atom, attempt: u64) -> bool {
+        matches!(self.peers.slots.lock().unwrap().get(peer), Some(Slot::Pending { attempt: a, .. }) if *a == attempt)
+    }
+
+    fn fail_attempt(&self, peer: &Atom, attempt: u64, reason: String) {
+        let mut slots = self.peers.slots.lock().unwrap();
+        if let Some(Slot::Pending { attempt: a, .. }) = slots.get(peer) {
+            if *a == attempt {
+                if let Some(Slot::Pending { queue, waiters, .. }) = slots.remove(peer) {
+                    if !queue.is_empty() {
+                        tracing::warn!(%peer, dropped = queue.len(), %reason, "messages to an unreachable node dropped");
+                    }
+                    for w in waiters {
+                        let _ = w.send(Err(reason.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one incoming TCP connection through its handshake.
+    pub(crate) async fn accept(self: Arc<Self>, mut stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let attempt = self.peers.next_attempt.fetch_add(1, Ordering::Relaxed);
+        let arbiter = AcceptArbiter { node: self.clone(), attempt };
+        match handshake::accept(&mut stream, &self.handshake_config(), &arbiter).await {
+            Ok(info) => self.install(stream, info, attempt),
+            Err(HandshakeError::LostRace { peer }) => {
+                tracing::debug!(%peer, "simultaneous connect: refused the peer's attempt, ours continues")
+            }
+            Err(e) => {
+                let addr = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                tracing::warn!(%addr, error = %e, "incoming connection refused");
+                if let Some(peer) = error_peer(&e) {
+                    self.fail_attempt(&Atom::new(peer), attempt, e.to_string());
+                }
+            }
+        }
+    }
+
+    fn install(self: &Arc<Self>, stream: TcpStream, info: handshake::PeerInfo, attempt: u64) {
+        let peer = Atom::new(&info.name);
+        let inbound: Arc<dyn crate::connection::Inbound> = self.clone();
+        let mut slots = self.peers.slots.lock().unwrap();
+        let (queue, waiters) = match slots.remove(&peer) {
+            Some(Slot::Pending { attempt: a, queue, waiters, .. }) if a == attempt => (queue, waiters),
+            Some(Slot::Up(old)) => {
+                // The peer restarted and told us ("alive" -> "true"): the
+                // old link is stale.
+                tracing::info!(%peer, "replacing a stale connection");
+                old.close();
+                let _ = self.events.send(NodeEvent::Down { node: peer.clone(), reason: "replaced by a new connection".into() });
+                (vec![], vec![])
+            }
+            other => {
+                if let Some(o) = other {
+                    slots.insert(peer.clone(), o);
+                }
+                tracing::debug!(%peer, "handshake finished after losing its slot; closing it");
+                return;
+            }
+        };
+        let conn = Connection::spawn(stream, peer.clone(), info.flags, info.creation, self.cfg.link.clone(), inbound);
+        for (ctl, payload) in &queue {
+            let _ = conn.send_terms(ctl, payload.as_ref());
+        }
+        slots.insert(peer.clone(), Slot::Up(conn));
+        drop(slots);
+        for w in waiters {
+            let _ = w.send(Ok(()));
+        }
+        tracing::info!(node = %peer, flags = format_args!("{:#x}", info.flags), "nodeup");
+        let _ = self.events.send(NodeEvent::Up(peer.clone()));
+    }
+
+    /// Called by a link when it ends.
+    pub(crate) fn remove_link(&self, conn: &Arc<Connection>, reason: String) {
+        let mut slots = self.peers.slots.lock().unwrap();
+        let ours = matches!(slots.get(&conn.peer), Some(Slot::Up(c)) if Arc::ptr_eq(c, conn));
+        if !ours {
+            return;
+        }
+        slots.remove(&conn.peer);
+        drop(slots);
+        tracing::info!(node = %conn.peer, %reason, "nodedown");
+        let _ = self.events.send(NodeEvent::Down { node: conn.peer.clone(), reason });
+    }
+
+    pub(crate) fn disconnect(&self, peer: &Atom) -> bool {
+        match self.peers.connection(peer) {
+            Some(c) => {
+                c.close();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn error_peer(e: &HandshakeError) -> Option<&str> {
+    match e {
+        HandshakeError::BadCookie { peer } | HandshakeError::Refused { peer, .. } | HandshakeError::MissingFlags { peer, .. } => {
+            Some(peer)
+        }
+        _ => None,
+    }
+}
+
+struct AcceptArbiter {
+    node: Arc<NodeInner>,
+    attempt: u64,
+}
+
+impl Arbiter for AcceptArbiter {
+    fn decide(&self, peer: &str) -> AcceptDecision {
+        let peer_atom = Atom::new(peer);
+        if peer_atom == self.node.name {
+            return AcceptDecision::NotAllowed;
+        }
+        let mut slots = self.node.peers.slots.lock().unwrap();
+        match slots.get_mut(&peer_atom) {
+            None => {
+                slots.insert(peer_atom, Slot::Pending { attempt: self.attempt, outgoing: None, queue: vec![], waiters: vec![] });
+                AcceptDecision::Ok
+            }
+            Some(Slot::Pending { attempt, outgoing, .. }) => match outgoing.take() {
+                Some(handle) => {
+                    if self.node.name.as_str() > peer {
+                        *outgoing = Some(handle);
+                        AcceptDecision::Nok
+                    } else {
+                        handle.abort();
+                        *attempt = self.attempt;
+                        AcceptDecision::OkSimultaneous
+                    }
+                }
+                None => AcceptDecision::NotAllowed, // another incoming handshake is running
+            },
+            Some(Slot::Up(_)) => AcceptDecision::Alive,
+        }
+    }
+}

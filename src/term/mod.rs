@@ -1,0 +1,175 @@
+//! Erlang terms: the in-memory model, the External Term Format codec and
+//! the serde bridge.
+//!
+//! The model keeps everything a BEAM node can send so that a term can
+//! travel BEAM -> Rust -> BEAM and compare `==` to the original. Where the
+//! BEAM has several encodings for one value (SMALL_INTEGER vs INTEGER vs
+//! SMALL_BIG, STRING_EXT vs LIST_EXT) we normalise on decode, because `==`
+//! on the BEAM side is semantic. Funs are the exception: they cannot be
+//! reconstructed, so they are kept as the exact bytes received.
+
+mod atom;
+pub mod decode;
+pub mod encode;
+pub mod serde;
+
+pub use atom::Atom;
+pub use decode::{decode, decode_with_cache, DecodeError};
+pub use encode::{encode, encode_into, encode_with_version};
+
+use bytes::Bytes;
+use num_bigint::BigInt;
+use std::fmt;
+
+/// An Erlang term.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Term {
+    Atom(Atom),
+    /// Any integer that fits in an `i64`, whatever tag carried it.
+    Int(i64),
+    /// Integers outside `i64` range.
+    Big(BigInt),
+    Float(f64),
+    /// A byte-aligned binary.
+    Binary(Bytes),
+    /// A bitstring whose last byte holds only `bits` (1..=7) significant
+    /// high-order bits. `bytes` is never empty.
+    BitBinary { bytes: Bytes, bits: u8 },
+    /// A proper list (STRING_EXT decodes to a list of `Int`).
+    List(Vec<Term>),
+    /// A non-empty list whose tail is not `[]`.
+    ImproperList(Vec<Term>, Box<Term>),
+    Tuple(Vec<Term>),
+    /// Map entries in the order received. Keys are unique.
+    Map(Vec<(Term, Term)>),
+    Pid(Pid),
+    Port(Port),
+    Ref(Reference),
+    /// A fun (NEW_FUN_EXT or EXPORT_EXT), kept as its exact encoding
+    /// including the tag byte, so that it is re-sent byte-identical.
+    Fun(OpaqueFun),
+}
+
+/// A process identifier, local or remote.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pid {
+    pub node: Atom,
+    pub id: u32,
+    pub serial: u32,
+    pub creation: u32,
+}
+
+/// A port identifier (V4 ports carry a 64-bit id).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Port {
+    pub node: Atom,
+    pub id: u64,
+    pub creation: u32,
+}
+
+/// A reference. Ordinary refs have 3 ids, V4_NC refs up to 5.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Reference {
+    pub node: Atom,
+    pub creation: u32,
+    pub ids: smallvec::SmallVec<[u32; 5]>,
+}
+
+/// A fun as received: the full encoding starting at its tag byte
+/// (112 NEW_FUN_EXT or 113 EXPORT_EXT).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OpaqueFun(pub Bytes);
+
+impl Term {
+    pub fn atom(s: &str) -> Term {
+        Term::Atom(Atom::new(s))
+    }
+    pub fn tuple(items: impl Into<Vec<Term>>) -> Term {
+        Term::Tuple(items.into())
+    }
+    pub fn list(items: impl Into<Vec<Term>>) -> Term {
+        Term::List(items.into())
+    }
+    pub fn binary(b: impl Into<Bytes>) -> Term {
+        Term::Binary(b.into())
+    }
+    pub fn nil() -> Term {
+        Term::List(Vec::new())
+    }
+    pub fn as_atom(&self) -> Option<&Atom> {
+        match self {
+            Term::Atom(a) => Some(a),
+            _ => None,
+        }
+    }
+    pub fn as_tuple(&self) -> Option<&[Term]> {
+        match self {
+            Term::Tuple(t) => Some(t),
+            _ => None,
+        }
+    }
+    pub fn as_pid(&self) -> Option<&Pid> {
+        match self {
+            Term::Pid(p) => Some(p),
+            _ => None,
+        }
+    }
+    pub fn as_reference(&self) -> Option<&Reference> {
+        match self {
+            Term::Ref(r) => Some(r),
+            _ => None,
+        }
+    }
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Term::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+    /// True for the atom with the given text.
+    pub fn is_atom(&self, s: &str) -> bool {
+        matches!(self, Term::Atom(a) if a.as_str() == s)
+    }
+}
+
+impl From<Atom> for Term {
+    fn from(a: Atom) -> Term {
+        Term::Atom(a)
+    }
+}
+impl From<Pid> for Term {
+    fn from(p: Pid) -> Term {
+        Term::Pid(p)
+    }
+}
+impl From<Reference> for Term {
+    fn from(r: Reference) -> Term {
+        Term::Ref(r)
+    }
+}
+impl From<i64> for Term {
+    fn from(i: i64) -> Term {
+        Term::Int(i)
+    }
+}
+impl From<&str> for Term {
+    /// Strings become UTF-8 binaries, as Elixir expects.
+    fn from(s: &str) -> Term {
+        Term::Binary(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{}.{}.{}>", self.node, self.id, self.serial)
+    }
+}
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#Ref<{}", self.node)?;
+        for i in self.ids.iter().rev() {
+            write!(f, ".{i}")?;
+        }
+        write!(f, ">")
+    }
+}

@@ -1,0 +1,1 @@
+//! serde bridge between Rust types and Erlang terms. (stub: being written)
