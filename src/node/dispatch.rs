@@ -5,8 +5,7 @@
 //! on erlnode.
 
 use super::NodeInner;
-use crate::control::{Control, MonitorTarget};
-use crate::process::Signal;
+use crate::control::Control;
 use crate::term::{Atom, Pid, Term};
 use std::sync::Arc;
 
@@ -14,32 +13,35 @@ impl NodeInner {
     pub(crate) fn dispatch(self: &Arc<Self>, peer: &Atom, msg: Control) {
         match msg {
             Control::Send { to, msg } | Control::SendSender { to, msg, .. } => {
-                if !self.processes.deliver(&to, Signal::Message(msg)) {
+                if !self.processes.deliver(&to, msg) {
                     tracing::debug!(%peer, %to, "message to a dead or unknown pid dropped");
                 }
             }
             Control::RegSend { from, to, msg } => self.deliver_named(&from, &to, msg),
-            Control::Monitor { from, target, reference } => {
-                let alive = match &target {
-                    MonitorTarget::Pid(p) => self.processes.is_alive(p),
-                    MonitorTarget::Name(n) => self.processes.whereis(n.as_str()).is_some() || is_system_name(n),
+            Control::AliasSend { alias, msg, .. } => match self.processes.alias_owner(&alias) {
+                Some(pid) => {
+                    self.processes.deliver(&pid, msg);
+                }
+                None => tracing::debug!(%peer, %alias, "message to an inactive alias dropped"),
+            },
+            Control::Monitor { from, target, reference } => self.remote_monitor(peer, from, target, reference),
+            Control::Demonitor { target, reference, .. } => self.remote_demonitor(target, &reference),
+            Control::MonitorExit { from, to, reference, reason } => {
+                let object = match from {
+                    // A monitor by name reports the name; show it as {Name, Node} as the BEAM does.
+                    Term::Atom(name) => Term::tuple([Term::Atom(name), Term::Atom(peer.clone())]),
+                    other => other,
                 };
-                if !alive {
-                    let from_term = match target {
-                        MonitorTarget::Pid(p) => Term::Pid(p),
-                        MonitorTarget::Name(n) => Term::tuple([Term::Atom(n), Term::Atom(self.name.clone())]),
-                    };
-                    self.send_control(
-                        peer,
-                        &Control::MonitorExit { from: from_term, to: from, reference, reason: Term::atom("noproc") },
-                    );
-                }
+                self.fire_down(&to, &reference, object, reason);
             }
-            Control::Link { from, to } => {
-                if !self.processes.is_alive(&to) {
-                    self.send_control(peer, &Control::Exit { from: to, to: from, reason: Term::atom("noproc") });
-                }
+            Control::Link { from, to } => self.remote_link(peer, from, to),
+            Control::Unlink { from, to } => self.remote_unlink(&from, &to),
+            Control::UnlinkId { id, from, to } => {
+                self.remote_unlink(&from, &to);
+                self.send_control(peer, &Control::UnlinkIdAck { id, from: to, to: from });
             }
+            Control::Exit { from, to, reason } => self.signal_exit(&to, &from, reason, true),
+            Control::Exit2 { from, to, reason } => self.signal_exit(&to, &from, reason, false),
             Control::SpawnRequest { req_id, from, module, function, arity, .. } => {
                 tracing::info!(%peer, mfa = %format!("{module}:{function}/{arity}"), "refusing spawn request: erlnode runs no BEAM code");
                 self.send_control(peer, &Control::SpawnReply { req_id, to: from, flags: 0, result: Term::atom("notsup") });
@@ -51,7 +53,7 @@ impl NodeInner {
     /// `{name, node()} ! msg` arriving here.
     pub(crate) fn deliver_named(self: &Arc<Self>, from: &Pid, name: &Atom, msg: Term) {
         if let Some(pid) = self.processes.whereis(name.as_str()) {
-            if !self.processes.deliver(&pid, Signal::Message(msg)) {
+            if !self.processes.deliver(&pid, msg) {
                 tracing::debug!(%name, "message to a process that just exited dropped");
             }
             return;
@@ -106,7 +108,7 @@ impl NodeInner {
     }
 }
 
-fn is_system_name(n: &Atom) -> bool {
+pub(crate) fn is_system_name(n: &Atom) -> bool {
     matches!(n.as_str(), "net_kernel")
 }
 

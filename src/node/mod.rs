@@ -16,10 +16,11 @@ mod peers;
 
 pub use builder::{NodeBuilder, NodeConfig};
 pub use dispatch::gen_call_parts;
+pub(crate) use dispatch::is_system_name;
 pub use events::NodeEvent;
 
 use crate::control::Control;
-use crate::process::{Mailbox, ProcessTable, Signal};
+use crate::process::{Mailbox, ProcessTable};
 use crate::term::{Atom, Pid, Reference, Term};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -103,7 +104,58 @@ impl Node {
     /// Creates a process without a task of its own: whoever holds the
     /// mailbox receives its messages.
     pub fn spawn_mailbox(&self) -> Mailbox {
-        Mailbox::new(self.inner.processes.clone())
+        Mailbox::standalone(self.inner.clone())
+    }
+
+    /// Spawns a process running `f` as a tokio task. The future's output
+    /// is the exit reason (`Term::atom("normal")` for a normal exit).
+    ///
+    /// ```no_run
+    /// # async fn demo(node: erlnode::Node) {
+    /// use erlnode::Term;
+    /// let pid = node.spawn(|mut mb| async move {
+    ///     while let Some(msg) = mb.recv().await {
+    ///         tracing::info!(?msg, "got");
+    ///     }
+    ///     Term::atom("normal")
+    /// });
+    /// # }
+    /// ```
+    pub fn spawn<F, Fut>(&self, f: F) -> Pid
+    where
+        F: FnOnce(Mailbox) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Term> + Send + 'static,
+    {
+        self.inner.spawn_process(None, f)
+    }
+
+    /// Like [`Node::spawn`], linked to `parent` before it starts.
+    pub fn spawn_link<F, Fut>(&self, parent: &Pid, f: F) -> Pid
+    where
+        F: FnOnce(Mailbox) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Term> + Send + 'static,
+    {
+        self.inner.spawn_process(Some(parent), f)
+    }
+
+    /// True if `pid` is a live local process.
+    pub fn is_alive(&self, pid: &Pid) -> bool {
+        self.inner.processes.is_alive(pid)
+    }
+
+    /// Sends an exit signal from the node itself, like `exit(Pid, Reason)`
+    /// from a shell: `kill` always kills.
+    pub fn exit(&self, pid: &Pid, reason: Term) {
+        let from = self.inner.system_pid();
+        if self.inner.processes.is_local(pid) {
+            self.inner.signal_exit(pid, &from, reason, false);
+        } else {
+            self.inner.send_control(&pid.node.clone(), &Control::Exit2 { from, to: pid.clone(), reason });
+        }
+    }
+
+    pub(crate) fn from_inner(inner: Arc<NodeInner>) -> Node {
+        Node { inner }
     }
 
     pub fn register(&self, name: &str, pid: &Pid) -> Result<(), NodeError> {
@@ -239,7 +291,7 @@ impl NodeInner {
 
     pub(crate) fn send(self: &Arc<Self>, from: Option<&Pid>, to: &Pid, msg: Term) {
         if to.node == self.name {
-            if !self.processes.deliver(to, Signal::Message(msg)) {
+            if !self.processes.deliver(to, msg) {
                 tracing::trace!(%to, "message to a dead local process dropped");
             }
             return;

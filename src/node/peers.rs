@@ -228,6 +228,7 @@ impl NodeInner {
                 // old link is stale.
                 tracing::info!(%peer, "replacing a stale connection");
                 old.close();
+                self.processes_nodedown(&peer);
                 let _ = self.events.send(NodeEvent::Down { node: peer.clone(), reason: "replaced by a new connection".into() });
                 (vec![], vec![])
             }
@@ -262,6 +263,7 @@ impl NodeInner {
         slots.remove(&conn.peer);
         drop(slots);
         tracing::info!(node = %conn.peer, %reason, "nodedown");
+        self.arc().processes_nodedown(&conn.peer);
         let _ = self.events.send(NodeEvent::Down { node: conn.peer.clone(), reason });
     }
 

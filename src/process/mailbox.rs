@@ -1,82 +1,278 @@
-use super::{ProcessTable, Signal};
-use crate::term::{Pid, Term};
+//! The owner's side of a local process: its pid, its FIFO mailbox, and
+//! the operations a process performs on itself (link, monitor, trap
+//! exits, aliases, calls).
+
+use super::CallError;
+use crate::control::MonitorTarget;
+use crate::node::NodeInner;
+use crate::term::{Atom, Pid, Reference, Term};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::oneshot;
 
-/// The receiving end of a local process. Dropping it ends the process:
-/// its pid and name are released.
+/// A local process as its owner sees it. For a process made with
+/// `Node::spawn_mailbox`, dropping the mailbox ends the process (reason
+/// `normal`); for one made with `Node::spawn`, the task's end does.
 pub struct Mailbox {
     pid: Pid,
-    rx: UnboundedReceiver<Signal>,
+    rx: UnboundedReceiver<Term>,
     /// Messages skipped by a selective receive, kept in arrival order.
     saved: VecDeque<Term>,
-    table: Arc<ProcessTable>,
+    /// Present for stand-alone mailboxes: fires when the process is
+    /// killed. Spawned processes' tasks watch it instead.
+    kill: Option<oneshot::Receiver<Term>>,
+    exited: Option<Term>,
+    managed: bool,
+    node: Arc<NodeInner>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RecvError {
     #[error("receive timed out")]
     Timeout,
-    #[error("mailbox closed")]
-    Closed,
+    #[error("process exited: {0:?}")]
+    Exited(Term),
+}
+
+/// Where a call or send goes.
+#[derive(Debug, Clone)]
+pub enum Dest {
+    Pid(Pid),
+    /// A registered name on a node.
+    Name { name: Atom, node: Atom },
+}
+
+impl From<Pid> for Dest {
+    fn from(p: Pid) -> Dest {
+        Dest::Pid(p)
+    }
+}
+impl From<&Pid> for Dest {
+    fn from(p: &Pid) -> Dest {
+        Dest::Pid(p.clone())
+    }
+}
+impl From<(&str, &str)> for Dest {
+    fn from((name, node): (&str, &str)) -> Dest {
+        Dest::Name { name: Atom::new(name), node: Atom::new(node) }
+    }
 }
 
 impl Mailbox {
-    pub(crate) fn new(table: Arc<ProcessTable>) -> Mailbox {
+    pub(crate) fn new(node: Arc<NodeInner>, managed: bool) -> (Mailbox, oneshot::Receiver<Term>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let pid = table.insert(tx);
-        Mailbox { pid, rx, saved: VecDeque::new(), table }
+        let (ktx, krx) = oneshot::channel();
+        let pid = node.processes.insert(tx, ktx);
+        (Mailbox { pid, rx, saved: VecDeque::new(), kill: None, exited: None, managed, node }, krx)
+    }
+
+    pub(crate) fn standalone(node: Arc<NodeInner>) -> Mailbox {
+        let (mut mb, krx) = Mailbox::new(node, false);
+        mb.kill = Some(krx);
+        mb
     }
 
     pub fn pid(&self) -> &Pid {
         &self.pid
     }
 
-    /// The next message in arrival order.
+    /// The node this process runs on.
+    pub fn node(&self) -> crate::Node {
+        crate::Node::from_inner(self.node.clone())
+    }
+
+    /// The next message in arrival order; `None` once the process has
+    /// been killed (by a link or `exit/2`).
     pub async fn recv(&mut self) -> Option<Term> {
-        if let Some(m) = self.saved.pop_front() {
-            return Some(m);
-        }
-        match self.rx.recv().await? {
-            Signal::Message(m) => Some(m),
-        }
+        self.next(None).await.ok()
     }
 
     pub async fn recv_timeout(&mut self, t: Duration) -> Result<Term, RecvError> {
-        match tokio::time::timeout(t, self.recv()).await {
-            Ok(Some(m)) => Ok(m),
-            Ok(None) => Err(RecvError::Closed),
-            Err(_) => Err(RecvError::Timeout),
+        self.next(Some(t)).await
+    }
+
+    async fn next(&mut self, t: Option<Duration>) -> Result<Term, RecvError> {
+        if let Some(m) = self.saved.pop_front() {
+            return Ok(m);
+        }
+        let deadline = t.map(|t| tokio::time::Instant::now() + t);
+        self.next_raw(deadline).await
+    }
+
+    async fn next_raw(&mut self, deadline: Option<tokio::time::Instant>) -> Result<Term, RecvError> {
+        if let Some(r) = &self.exited {
+            return Err(RecvError::Exited(r.clone()));
+        }
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let kill = async {
+            match self.kill.as_mut() {
+                Some(k) => k.await.unwrap_or_else(|_| Term::atom("normal")),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            r = kill => {
+                self.kill = None;
+                self.exited = Some(r.clone());
+                Err(RecvError::Exited(r))
+            }
+            m = self.rx.recv() => m.ok_or_else(|| RecvError::Exited(Term::atom("normal"))),
+            _ = sleep => Err(RecvError::Timeout),
         }
     }
 
-    /// Selective receive: the first message for which `f` returns
-    /// `Some`, leaving the others queued in order (Erlang's `receive`).
+    /// Selective receive: the first message for which `f` returns `Some`,
+    /// leaving the others queued in order (Erlang's `receive`).
     pub async fn recv_match<T>(&mut self, t: Duration, mut f: impl FnMut(&Term) -> Option<T>) -> Result<T, RecvError> {
-        if let Some(i) = self.saved.iter().position(|m| f(m).is_some()) {
-            let m = self.saved.remove(i).unwrap();
-            return Ok(f(&m).unwrap());
+        if let Some((i, v)) = self.saved.iter().enumerate().find_map(|(i, m)| f(m).map(|v| (i, v))) {
+            self.saved.remove(i);
+            return Ok(v);
         }
         let deadline = tokio::time::Instant::now() + t;
         loop {
-            let sig = match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(s)) => s,
-                Ok(None) => return Err(RecvError::Closed),
-                Err(_) => return Err(RecvError::Timeout),
-            };
-            let Signal::Message(m) = sig;
+            let m = self.next_raw(Some(deadline)).await?;
             if let Some(v) = f(&m) {
                 return Ok(v);
             }
             self.saved.push_back(m);
         }
     }
+
+    /// Sends from this process (the receiver's node learns the sender).
+    pub fn send(&self, to: &Pid, msg: Term) {
+        self.node.send(Some(&self.pid), to, msg)
+    }
+
+    pub fn send_to(&self, to: &Dest, msg: Term) {
+        match to {
+            Dest::Pid(p) => self.node.send(Some(&self.pid), p, msg),
+            Dest::Name { name, node } => self.node.send_named(&self.pid, name, node, msg),
+        }
+    }
+
+    /// `process_flag(trap_exit, on)`: exit signals become messages.
+    pub fn trap_exit(&self, on: bool) {
+        if let Some(e) = self.node.processes.write().get_mut(&self.pid.id) {
+            e.trap_exit = on;
+        }
+    }
+
+    pub fn link(&self, to: &Pid) {
+        self.node.link(&self.pid, to)
+    }
+
+    pub fn unlink(&self, to: &Pid) {
+        self.node.unlink(&self.pid, to)
+    }
+
+    /// Monitors a pid; a `{'DOWN', Ref, process, Pid, Reason}` message
+    /// arrives when it exits (`noproc` at once if it does not exist).
+    pub fn monitor(&self, pid: &Pid) -> Reference {
+        self.node.monitor(&self.pid, MonitorTarget::Pid(pid.clone()))
+    }
+
+    /// Monitors the process registered as `name` on `node`.
+    pub fn monitor_name(&self, name: &str, node: &str) -> Reference {
+        self.node.monitor_name(&self.pid, &Atom::new(name), &Atom::new(node))
+    }
+
+    /// Stops a monitor; no DOWN for it is delivered after this returns
+    /// (one already queued is removed too).
+    pub fn demonitor(&mut self, reference: &Reference) -> bool {
+        let active = self.node.demonitor(&self.pid, reference);
+        self.flush_down(reference);
+        active
+    }
+
+    fn flush_down(&mut self, reference: &Reference) {
+        let is_down = |m: &Term| matches!(m.as_tuple(), Some([tag, Term::Ref(r), ..]) if tag.is_atom("DOWN") && r == reference);
+        while let Ok(m) = self.rx.try_recv() {
+            self.saved.push_back(m);
+        }
+        self.saved.retain(|m| !is_down(m));
+    }
+
+    /// Sends an exit signal to `to`, like `exit(Pid, Reason)`.
+    pub fn exit(&self, to: &Pid, reason: Term) {
+        if self.node.processes.is_local(to) {
+            self.node.signal_exit(to, &self.pid, reason, false);
+        } else {
+            self.node.send_control(&to.node.clone(), &crate::control::Control::Exit2 { from: self.pid.clone(), to: to.clone(), reason });
+        }
+    }
+
+    /// A new alias (OTP 24+): messages sent to it arrive here until
+    /// [`Mailbox::unalias`].
+    pub fn alias(&self) -> Reference {
+        let r = self.node.make_ref();
+        self.node.processes.add_alias(&self.pid, r.clone());
+        r
+    }
+
+    pub fn unalias(&self, alias: &Reference) {
+        self.node.processes.remove_alias(&self.pid, alias)
+    }
+
+    /// `gen:call/4` as OTP 25 does it: monitor the target, send
+    /// `{'$gen_call', {Self, [alias | Mref]}, Request}`, wait for the reply
+    /// or the DOWN. Distinct errors for timeout, a missing process and a
+    /// lost node.
+    pub async fn call(&mut self, to: impl Into<Dest>, request: Term, timeout: Duration) -> Result<Term, CallError> {
+        let to = to.into();
+        let mref = match &to {
+            Dest::Pid(p) => self.monitor(p),
+            Dest::Name { name, node } => self.node.monitor_name(&self.pid, name, node),
+        };
+        self.node.processes.add_alias(&self.pid, mref.clone());
+        let tag = Term::ImproperList(vec![Term::atom("alias")], Box::new(Term::Ref(mref.clone())));
+        let msg = Term::tuple([Term::atom("$gen_call"), Term::tuple([Term::Pid(self.pid.clone()), tag]), request]);
+        self.send_to(&to, msg);
+        let result = self
+            .recv_match(timeout, |m| match m.as_tuple() {
+                Some([Term::ImproperList(h, t), reply]) if h.len() == 1 && h[0].is_atom("alias") && t.as_reference() == Some(&mref) => {
+                    Some(Ok(reply.clone()))
+                }
+                Some([d, Term::Ref(r), _, _, reason]) if d.is_atom("DOWN") && r == &mref => Some(Err(reason.clone())),
+                _ => None,
+            })
+            .await;
+        self.unalias(&mref);
+        let target = format!("{to:?}");
+        match result {
+            Ok(Ok(reply)) => {
+                self.demonitor(&mref);
+                Ok(reply)
+            }
+            Ok(Err(reason)) if reason.is_atom("noproc") => Err(CallError::NoProc(target)),
+            Ok(Err(reason)) if reason.is_atom("noconnection") => Err(CallError::NodeDown(target)),
+            Ok(Err(reason)) => Err(CallError::Exit { target, reason }),
+            Err(RecvError::Timeout) => {
+                self.demonitor(&mref);
+                Err(CallError::Timeout(target))
+            }
+            Err(RecvError::Exited(r)) => Err(CallError::Exited(r)),
+        }
+    }
+
+    /// Answers a `gen:call`: `from` is the request's `{Pid, Tag}`.
+    pub fn reply(&self, from: &Term, reply: Term) {
+        self.node.reply(from, reply)
+    }
 }
 
 impl Drop for Mailbox {
     fn drop(&mut self) {
-        self.table.remove(&self.pid);
+        if !self.managed {
+            let reason = self.exited.take().unwrap_or_else(|| Term::atom("normal"));
+            self.node.exit_process(&self.pid, reason);
+        }
     }
 }

@@ -1,27 +1,32 @@
-//! Local processes: pids from the node's own pid space, FIFO mailboxes
-//! and registered names.
+//! Local processes: pids from the node's own pid space, FIFO mailboxes,
+//! registered names, links, monitors and aliases.
 //!
-//! A process is whatever owns a [`Mailbox`]: a tokio task, a test, a
-//! system service. The table maps pid ids to the mailbox's sender, so
-//! delivering a message is one hash lookup and one channel push.
+//! A process is whatever owns a [`Mailbox`]: a tokio task started with
+//! `Node::spawn`, or any code holding one from `Node::spawn_mailbox`. The
+//! table maps pid ids to the mailbox's sender, so delivering a message is
+//! one hash lookup and one channel push.
 
 mod mailbox;
+pub(crate) mod signals;
+mod spawn;
 mod table;
 
-pub use mailbox::{Mailbox, RecvError};
+pub use mailbox::{Dest, Mailbox, RecvError};
 pub use table::{ProcessTable, RegisterError};
 
-use crate::term::{Pid, Term};
+use crate::term::Term;
 
-/// What arrives in a mailbox.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Signal {
-    /// An ordinary message.
-    Message(Term),
-}
-
-/// A local pid never used before in this node's lifetime (until the
-/// 32-bit id space wraps, as on the BEAM).
-pub(crate) fn is_local(pid: &Pid, node: &crate::term::Atom, creation: u32) -> bool {
-    &pid.node == node && pid.creation == creation
+/// Why a call failed.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CallError {
+    #[error("call to {0} timed out")]
+    Timeout(String),
+    #[error("no process {0}")]
+    NoProc(String),
+    #[error("the node of {0} went down during the call")]
+    NodeDown(String),
+    #[error("{target} exited during the call: {reason:?}")]
+    Exit { target: String, reason: Term },
+    #[error("the calling process was killed: {0:?}")]
+    Exited(Term),
 }

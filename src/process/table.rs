@@ -1,22 +1,36 @@
-use super::Signal;
-use crate::term::{Atom, Pid};
-use std::collections::HashMap;
+use crate::term::{Atom, Pid, Reference, Term};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::RwLock;
+use std::sync::{RwLock, RwLockWriteGuard};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::oneshot;
 
-struct Entry {
-    tx: UnboundedSender<Signal>,
-    name: Option<Atom>,
+/// One live local process: where its messages go and everything it owns
+/// that must be cleaned up (and announced to peers) when it exits.
+pub(crate) struct Entry {
+    pub tx: UnboundedSender<Term>,
+    /// Fired once with the exit reason to stop the process's task or
+    /// close its mailbox.
+    pub kill: Option<oneshot::Sender<Term>>,
+    pub trap_exit: bool,
+    pub name: Option<Atom>,
+    pub links: HashSet<Pid>,
+    /// Monitors others hold on this process: ref -> (watcher, the target
+    /// as the watcher named it: pid or `{Name, Node}`).
+    pub monitored_by: HashMap<Reference, (Pid, Term)>,
+    /// Monitors this process holds: ref -> target (pid or `{Name, Node}`).
+    pub monitors: HashMap<Reference, Term>,
+    pub aliases: Vec<Reference>,
 }
 
-/// Every live local process and every registered name.
+/// Every live local process, registered name and alias.
 pub struct ProcessTable {
-    node: Atom,
-    creation: u32,
+    pub(crate) node: Atom,
+    pub(crate) creation: u32,
     next_id: AtomicU32,
-    procs: RwLock<HashMap<u32, Entry>>,
+    pub(crate) procs: RwLock<HashMap<u32, Entry>>,
     names: RwLock<HashMap<Atom, Pid>>,
+    aliases: RwLock<HashMap<Reference, Pid>>,
 }
 
 /// Registering a name failed.
@@ -35,30 +49,61 @@ impl ProcessTable {
         ProcessTable {
             node,
             creation,
-            // Low ids look like system processes in BEAM tooling; start
-            // where the BEAM's user processes start.
+            // The BEAM's first user processes have ids well above 0; id 0
+            // is kept for the node's inline system services.
             next_id: AtomicU32::new(64),
             procs: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
+            aliases: RwLock::new(HashMap::new()),
         }
     }
 
-    pub(crate) fn insert(&self, tx: UnboundedSender<Signal>) -> Pid {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.procs.write().unwrap().insert(id, Entry { tx, name: None });
+    pub(crate) fn insert(&self, tx: UnboundedSender<Term>, kill: oneshot::Sender<Term>) -> Pid {
+        let id = loop {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            if id >= 64 {
+                break id;
+            }
+        };
+        let entry = Entry {
+            tx,
+            kill: Some(kill),
+            trap_exit: false,
+            name: None,
+            links: HashSet::new(),
+            monitored_by: HashMap::new(),
+            monitors: HashMap::new(),
+            aliases: Vec::new(),
+        };
+        self.procs.write().unwrap().insert(id, entry);
         Pid { node: self.node.clone(), id, serial: 0, creation: self.creation }
     }
 
-    pub(crate) fn remove(&self, pid: &Pid) {
-        if let Some(e) = self.procs.write().unwrap().remove(&pid.id) {
-            if let Some(name) = e.name {
-                self.names.write().unwrap().remove(&name);
+    /// Removes a process and its name and aliases; the caller announces
+    /// the exit to links and monitors. `None` if it was already gone.
+    pub(crate) fn remove(&self, pid: &Pid) -> Option<Entry> {
+        if !self.is_local(pid) {
+            return None;
+        }
+        let e = self.procs.write().unwrap().remove(&pid.id)?;
+        if let Some(name) = &e.name {
+            self.names.write().unwrap().remove(name);
+        }
+        if !e.aliases.is_empty() {
+            let mut aliases = self.aliases.write().unwrap();
+            for a in &e.aliases {
+                aliases.remove(a);
             }
         }
+        Some(e)
+    }
+
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, HashMap<u32, Entry>> {
+        self.procs.write().unwrap()
     }
 
     pub fn is_local(&self, pid: &Pid) -> bool {
-        super::is_local(pid, &self.node, self.creation)
+        pid.node == self.node && pid.creation == self.creation
     }
 
     pub fn is_alive(&self, pid: &Pid) -> bool {
@@ -66,12 +111,12 @@ impl ProcessTable {
     }
 
     /// Delivers to a local pid; false if no such process.
-    pub fn deliver(&self, pid: &Pid, sig: Signal) -> bool {
+    pub fn deliver(&self, pid: &Pid, msg: Term) -> bool {
         if !self.is_local(pid) {
             return false;
         }
         match self.procs.read().unwrap().get(&pid.id) {
-            Some(e) => e.tx.send(sig).is_ok(),
+            Some(e) => e.tx.send(msg).is_ok(),
             None => false,
         }
     }
@@ -102,6 +147,26 @@ impl ProcessTable {
             e.name = None;
         }
         Some(pid)
+    }
+
+    pub(crate) fn add_alias(&self, pid: &Pid, alias: Reference) -> bool {
+        let mut procs = self.procs.write().unwrap();
+        let Some(e) = procs.get_mut(&pid.id) else { return false };
+        e.aliases.push(alias.clone());
+        self.aliases.write().unwrap().insert(alias, pid.clone());
+        true
+    }
+
+    pub(crate) fn remove_alias(&self, pid: &Pid, alias: &Reference) {
+        let mut procs = self.procs.write().unwrap();
+        if let Some(e) = procs.get_mut(&pid.id) {
+            e.aliases.retain(|a| a != alias);
+        }
+        self.aliases.write().unwrap().remove(alias);
+    }
+
+    pub fn alias_owner(&self, alias: &Reference) -> Option<Pid> {
+        self.aliases.read().unwrap().get(alias).cloned()
     }
 
     pub fn count(&self) -> usize {
