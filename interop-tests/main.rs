@@ -8,3 +8,4 @@
 mod support;
 
 mod harness_selftest;
+mod connect;

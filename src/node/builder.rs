@@ -137,6 +137,7 @@ impl NodeBuilder {
             epmd_server: Mutex::new(epmd_server),
             tasks: Mutex::new(Vec::new()),
             me: me.clone(),
+            erpc_allow: Default::default(),
             cfg,
         });
         let acceptor = {

@@ -42,9 +42,8 @@ impl NodeInner {
             }
             Control::Exit { from, to, reason } => self.signal_exit(&to, &from, reason, true),
             Control::Exit2 { from, to, reason } => self.signal_exit(&to, &from, reason, false),
-            Control::SpawnRequest { req_id, from, module, function, arity, .. } => {
-                tracing::info!(%peer, mfa = %format!("{module}:{function}/{arity}"), "refusing spawn request: erlnode runs no BEAM code");
-                self.send_control(peer, &Control::SpawnReply { req_id, to: from, flags: 0, result: Term::atom("notsup") });
+            Control::SpawnRequest { req_id, from, module, function, arity, opts, args, .. } => {
+                self.spawn_request(peer, req_id, from, module, function, arity, opts, args)
             }
             other => tracing::debug!(%peer, msg = ?other, "control message ignored"),
         }
@@ -60,7 +59,7 @@ impl NodeInner {
         }
         match name.as_str() {
             "net_kernel" => self.net_kernel(msg),
-            "rex" => tracing::debug!(%from, "rex message ignored: erlnode runs no BEAM code"),
+            "rex" => self.rex(from, msg),
             _ => tracing::debug!(%from, %name, "message to an unregistered name dropped"),
         }
     }
@@ -109,7 +108,7 @@ impl NodeInner {
 }
 
 pub(crate) fn is_system_name(n: &Atom) -> bool {
-    matches!(n.as_str(), "net_kernel")
+    matches!(n.as_str(), "net_kernel" | "rex")
 }
 
 /// Splits `{'$gen_call', From, Request}`.

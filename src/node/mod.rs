@@ -68,6 +68,7 @@ pub(crate) struct NodeInner {
     pub(crate) tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     /// Lets `&self` callbacks (the link's Inbound) reach `Arc<Self>`.
     pub(crate) me: std::sync::Weak<NodeInner>,
+    pub(crate) erpc_allow: crate::services::erpc::AllowList,
 }
 
 impl Node {
@@ -136,6 +137,25 @@ impl Node {
         Fut: std::future::Future<Output = Term> + Send + 'static,
     {
         self.inner.spawn_process(Some(parent), f)
+    }
+
+    /// Lets peers call `M:F/Arity` on this node with `erpc`/`rpc`,
+    /// implemented by `handler`. Every MFA not registered is refused
+    /// promptly with an error.
+    pub fn allow_erpc(&self, module: &str, function: &str, arity: usize, handler: impl Fn(&Node, &[Term]) -> Result<Term, Term> + Send + Sync + 'static) {
+        self.inner.erpc_allow.insert(Atom::new(module), Atom::new(function), arity, Arc::new(handler));
+    }
+
+    /// Allow-lists the liveness checks peers make of erlnode pids
+    /// (`Process.alive?/1`, `erlang:is_process_alive/1`; Horde's registry
+    /// uses the former).
+    pub fn allow_liveness_checks(&self) {
+        let alive = |node: &Node, args: &[Term]| match args {
+            [Term::Pid(p)] => Ok(Term::atom(if node.is_alive(p) { "true" } else { "false" })),
+            _ => Err(Term::atom("badarg")),
+        };
+        self.allow_erpc("Elixir.Process", "alive?", 1, alive);
+        self.allow_erpc("erlang", "is_process_alive", 1, alive);
     }
 
     /// True if `pid` is a live local process.

@@ -3,3 +3,5 @@
 //! inline in `node::dispatch`; the ones here are ordinary processes.
 
 pub mod echo;
+pub mod erpc;
+mod rex;

@@ -1,0 +1,74 @@
+# erlnode: build, test (Rust + Elixir interop) and demo.
+# Works from a fresh clone as root with only Rust installed: `make test`
+# installs Erlang/OTP and Elixir from Debian's packages when missing.
+
+SHELL        := /bin/bash
+.SHELLFLAGS  := -euo pipefail -c
+ROOT         := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+CARGO        ?= cargo
+APT_PACKAGES := erlang-nox erlang-dev elixir
+DEBUG_BIN    := $(ROOT)/target/debug/erlnode
+RELEASE_BIN  := $(ROOT)/target/release/erlnode
+
+# Mix without Hex or the network: no deps, a private MIX_HOME.
+MIX_VARS := MIX_ENV=test HEX_OFFLINE=1 MIX_HOME=$(ROOT)/erlang/_build/mix_home \
+            HEX_HOME=$(ROOT)/erlang/_build/hex_home
+
+.PHONY: all deps build test test-rust test-elixir demo bench clean
+
+all: build
+
+## deps: install Erlang/OTP + Elixir (apt, as root) when erl/epmd/elixir/mix is missing
+deps:
+	@missing=""; \
+	for tool in erl epmd elixir mix; do \
+	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "deps: Erlang/OTP and Elixir are installed"; exit 0; fi; \
+	echo "deps: missing:$$missing"; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "deps: not root; install them with:"; \
+	  echo "  sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y $(APT_PACKAGES)"; \
+	  exit 1; \
+	fi; \
+	apt-get update; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y $(APT_PACKAGES); \
+	for tool in erl epmd elixir mix; do \
+	  command -v $$tool >/dev/null 2>&1 || { echo "deps: $$tool still missing after install" >&2; exit 1; }; \
+	done
+
+## build: release binaries
+build:
+	$(CARGO) build --release --bins
+
+## test: Rust tests (unit, bins, interop, doc) then the Elixir (ExUnit) suite
+test: deps
+	@status=0; \
+	$(MAKE) --no-print-directory test-rust || status=1; \
+	$(MAKE) --no-print-directory test-elixir || status=1; \
+	if [ $$status != 0 ]; then echo "make test: FAILED (see above)"; fi; \
+	exit $$status
+
+# `cargo test` without --all-targets: benches (harness = false) are not tests.
+test-rust:
+	$(CARGO) build --bins
+	$(CARGO) test
+
+# OTP reads ERL_EPMD_PORT only at boot, so the test VM gets a free port here;
+# every erlnode the tests start serves its embedded EPMD on it.
+test-elixir:
+	[ -x "$(DEBUG_BIN)" ] || $(CARGO) build --bins
+	cd erlang && port=$$($(ROOT)/scripts/free-port) && \
+	  env $(MIX_VARS) ERL_EPMD_PORT=$$port ERLNODE_BIN=$(DEBUG_BIN) mix test
+
+## demo: erlnode + a local Elixir node on loopback: ping, Node.list, term echo
+demo: deps build
+	ERLNODE_BIN=$(RELEASE_BIN) $(ROOT)/scripts/demo.sh
+
+## bench: criterion benchmarks
+bench: deps
+	$(CARGO) bench
+
+clean:
+	$(CARGO) clean
+	rm -rf erlang/_build erlang/deps
