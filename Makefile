@@ -7,8 +7,9 @@ SHELL        := /bin/bash
 ROOT         := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 CARGO        ?= cargo
 APT_PACKAGES := erlang-nox erlang-dev elixir
-DEBUG_BIN    := $(ROOT)/target/debug/erlnode
-RELEASE_BIN  := $(ROOT)/target/release/erlnode
+TARGET_DIR   := $(or $(CARGO_TARGET_DIR),$(ROOT)/target)
+DEBUG_BIN    := $(TARGET_DIR)/debug/erlnode
+RELEASE_BIN  := $(TARGET_DIR)/release/erlnode
 
 # Mix without Hex or the network: no deps, a private MIX_HOME.
 MIX_VARS := MIX_ENV=test HEX_OFFLINE=1 MIX_HOME=$(ROOT)/erlang/_build/mix_home \
@@ -52,7 +53,7 @@ test: deps
 # `cargo test` without --all-targets: benches (harness = false) are not tests.
 test-rust:
 	$(CARGO) build --bins
-	$(CARGO) test
+	$(CARGO) test --no-fail-fast
 
 # OTP reads ERL_EPMD_PORT only at boot, so the test VM gets a free port here;
 # every erlnode the tests start serves its embedded EPMD on it.

@@ -151,7 +151,7 @@ async fn run<S: GenServer>(mut s: S, mb: &mut Mailbox) -> Term {
     let reason = loop {
         let Some(msg) = mb.recv().await else { break Term::atom("killed") };
         let flow = match classify(msg) {
-            Incoming::Call(from, request) => match from_term::<S::Call>(&request) {
+            Incoming::Call(from, request) => match from_term::<S::Call>(request) {
                 Ok(req) => match s.handle_call(req, &from, mb).await {
                     Reply::Reply(r) => {
                         answer::<S>(mb, &from, &r);
@@ -172,7 +172,7 @@ async fn run<S: GenServer>(mut s: S, mb: &mut Mailbox) -> Term {
                     Flow::Continue
                 }
             },
-            Incoming::Cast(msg) => match from_term::<S::Cast>(&msg) {
+            Incoming::Cast(msg) => match from_term::<S::Cast>(msg) {
                 Ok(m) => s.handle_cast(m, mb).await,
                 Err(e) => {
                     tracing::warn!(pid = %mb.pid(), error = %e, "cast of the wrong shape dropped");
@@ -272,7 +272,7 @@ pub async fn call<R: DeserializeOwned>(
     let req = to_term(request).map_err(|e| ServerCallError::Encode(e.to_string()))?;
     let mut mb = node.spawn_mailbox();
     let reply = mb.call(to, req, timeout).await?;
-    from_term(&reply).map_err(|e| ServerCallError::Decode(e.to_string()))
+    from_term(reply).map_err(|e| ServerCallError::Decode(e.to_string()))
 }
 
 /// Casts to any GenServer: sends `{'$gen_cast', Msg}`.

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod connection;
 pub mod control;
 pub mod epmd;
+pub mod gen_server;
 pub mod handshake;
 pub mod node;
 pub mod process;

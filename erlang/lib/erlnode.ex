@@ -86,7 +86,7 @@ defmodule Erlnode do
       {"float", 3.141592653589793},
       {"negative float", -0.5e-300},
       {"atom", :hello},
-      {"utf-8 atom", :"ünïcødé"},
+      {"utf-8 atom", :ünïcødé},
       {"booleans and nil", {true, false, nil}},
       {"pid", self()},
       {"ref", make_ref()},

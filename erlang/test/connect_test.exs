@@ -45,7 +45,9 @@ defmodule Erlnode.ConnectTest do
   test "SIGTERM stops the Rust node", %{erl: erl} do
     TS.assert_pong(erl)
     System.cmd("kill", ["-TERM", to_string(erl.os_pid)])
-    assert TS.wait_gone(erl.os_pid, 10_000), "erlnode still running 10 s after SIGTERM\n#{TS.describe(erl)}"
+
+    assert TS.wait_gone(erl.os_pid, 10_000),
+           "erlnode still running 10 s after SIGTERM\n#{TS.describe(erl)}"
   end
 
   # The echo process is being implemented in erlnode; these run by default.

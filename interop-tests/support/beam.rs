@@ -11,7 +11,7 @@
 
 use super::epmd::Epmd;
 use super::proc::{kill_and_reap_blocking, send_signal, SIGKILL};
-use super::{hex_decode, hex_encode, require_erlang, tail, unique};
+use super::{hex_decode_bytes, hex_encode, hex_encode_bytes, require_erlang, tail, unique};
 use erlnode::term::Term;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -40,16 +40,27 @@ Loop = fun Loop(B) ->
             {Res, B2} =
                 try
                     Src = unicode:characters_to_list(binary:decode_hex(string:trim(Line))),
-                    {ok, Toks, End} = erl_scan:string(Src),
+                    {Toks, End} = case erl_scan:string(Src) of
+                        {ok, T, L} -> {T, L};
+                        {error, {_, SMod, SDesc}, _} -> error({scan_error, lists:flatten(SMod:format_error(SDesc))})
+                    end,
                     Toks2 = case lists:reverse(Toks) of
                                 [{dot, _} | _] -> Toks;
                                 [] -> [{atom, End, ok}, {dot, End}];
                                 _ -> Toks ++ [{dot, End}]
                             end,
-                    {ok, Exprs} = erl_parse:parse_exprs(Toks2),
+                    Exprs = case erl_parse:parse_exprs(Toks2) of
+                        {ok, Es} -> Es;
+                        {error, {_, PMod, PDesc}} -> error({parse_error, lists:flatten(PMod:format_error(PDesc))})
+                    end,
                     {value, V, NB} = erl_eval:exprs(Exprs, B),
                     {V, NB}
-                catch C:E:St -> {{'$eval_error', C, E, St}, B}
+                catch C:E:St ->
+                    Text = try unicode:characters_to_binary(erl_error:format_exception(C, E, St))
+                           catch _:_ -> iolist_to_binary(io_lib:format("~tp:~tp", [C, E]))
+                           end,
+                    put('$eval_error_text', Text),
+                    {{'$eval_error', C, E, St}, B}
                 end,
             io:put_chars(standard_io, [<<"R:">>, binary:encode_hex(term_to_binary(Res)), <<"\n">>]),
             Loop(B2)
@@ -193,13 +204,26 @@ impl BeamNodeBuilder {
             Some(_) => None,
             None => Some(Epmd::start().await),
         };
-        let epmd_port = self.epmd_port.unwrap_or_else(|| private_epmd.as_ref().unwrap().port());
+        let epmd_port = self
+            .epmd_port
+            .unwrap_or_else(|| private_epmd.as_ref().unwrap().port());
         let prefix = self.prefix.as_deref().unwrap_or("beam");
-        let name = self.name.clone().unwrap_or_else(|| format!("{}@127.0.0.1", unique(prefix)));
+        let name = self
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}@127.0.0.1", unique(prefix)));
         let cookie = self.cookie.clone().unwrap_or_else(|| unique("cookie"));
 
         let mut cmd = Command::new("erl");
-        cmd.args(["-noshell", "-start_epmd", "false", "-name", &name, "-setcookie", &cookie]);
+        cmd.args([
+            "-noshell",
+            "-start_epmd",
+            "false",
+            "-name",
+            &name,
+            "-setcookie",
+            &cookie,
+        ]);
         cmd.args(["-kernel", "inet_dist_use_interface", "{127,0,0,1}"]);
         if self.hidden {
             cmd.arg("-hidden");
@@ -213,7 +237,8 @@ impl BeamNodeBuilder {
             cmd.arg("-pa").arg(p);
         }
         cmd.args(&self.args);
-        cmd.arg("-eval").arg(CONTROL_LOOP.replace("%ELIXIR%", if self.elixir { "true" } else { "false" }));
+        cmd.arg("-eval")
+            .arg(CONTROL_LOOP.replace("%ELIXIR%", if self.elixir { "true" } else { "false" }));
         for v in ["ERL_AFLAGS", "ERL_FLAGS", "ERL_ZFLAGS", "ERL_LIBS"] {
             cmd.env_remove(v);
         }
@@ -221,16 +246,27 @@ impl BeamNodeBuilder {
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
 
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn erl: {e}"));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn erl: {e}"));
         let pid = child.id().expect("erl has a pid");
         let stdin = child.stdin.take().expect("piped stdin");
         let log = Arc::new(StdMutex::new(Vec::new()));
         let (reply_tx, replies) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = oneshot::channel();
         let short = name.split('@').next().unwrap_or(&name).to_string();
-        spawn_stdout_reader(child.stdout.take().unwrap(), reply_tx, ready_tx, log.clone(), short.clone());
+        spawn_stdout_reader(
+            child.stdout.take().unwrap(),
+            reply_tx,
+            ready_tx,
+            log.clone(),
+            short.clone(),
+        );
         spawn_log_reader(child.stderr.take().unwrap(), log.clone(), short);
 
         let mut node = BeamNode {
@@ -240,7 +276,11 @@ impl BeamNodeBuilder {
             elixir: self.elixir,
             epmd_port,
             child,
-            ctl: Mutex::new(Ctl { stdin: Some(stdin), replies, stale: 0 }),
+            ctl: Mutex::new(Ctl {
+                stdin: Some(stdin),
+                replies,
+                stale: 0,
+            }),
             log,
             _private_epmd: private_epmd,
         };
@@ -269,7 +309,7 @@ impl BeamNodeBuilder {
 
 struct Ctl {
     stdin: Option<ChildStdin>,
-    replies: mpsc::UnboundedReceiver<String>,
+    replies: mpsc::UnboundedReceiver<Result<Vec<u8>, String>>,
     /// Replies still owed to requests that timed out; skipped when they come.
     stale: usize,
 }
@@ -289,7 +329,9 @@ pub struct BeamNode {
 
 fn verbose() -> bool {
     static V: OnceLock<bool> = OnceLock::new();
-    *V.get_or_init(|| std::env::var_os("ERLNODE_TEST_VERBOSE").is_some_and(|v| !v.is_empty() && v != "0"))
+    *V.get_or_init(|| {
+        std::env::var_os("ERLNODE_TEST_VERBOSE").is_some_and(|v| !v.is_empty() && v != "0")
+    })
 }
 
 fn push_log(log: &StdMutex<Vec<String>>, line: String) {
@@ -302,19 +344,36 @@ fn push_log(log: &StdMutex<Vec<String>>, line: String) {
 
 fn spawn_stdout_reader(
     out: impl AsyncRead + Unpin + Send + 'static,
-    replies: mpsc::UnboundedSender<String>,
+    replies: mpsc::UnboundedSender<Result<Vec<u8>, String>>,
     ready: oneshot::Sender<String>,
     log: Arc<StdMutex<Vec<String>>>,
     who: String,
 ) {
     tokio::spawn(async move {
         let mut ready = Some(ready);
-        let mut lines = BufReader::new(out).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(hex) = line.strip_prefix("R:") {
-                let _ = replies.send(hex.trim().to_string());
+        // Replies can be 100 MB lines: read bytes, no UTF-8 check, big buffer.
+        let mut reader = BufReader::with_capacity(1 << 20, out);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                buf.pop();
+            }
+            if let Some(hex) = buf.strip_prefix(b"R:") {
+                let reply = hex_decode_bytes(hex).ok_or_else(|| {
+                    format!(
+                        "bad reply line: R:{}",
+                        String::from_utf8_lossy(&hex[..hex.len().min(200)])
+                    )
+                });
+                let _ = replies.send(reply);
                 continue;
             }
+            let line = String::from_utf8_lossy(&buf).into_owned();
             if let Some(n) = line.strip_prefix("READY ") {
                 if let Some(tx) = ready.take() {
                     let _ = tx.send(n.trim().to_string());
@@ -329,7 +388,11 @@ fn spawn_stdout_reader(
     });
 }
 
-fn spawn_log_reader(err: impl AsyncRead + Unpin + Send + 'static, log: Arc<StdMutex<Vec<String>>>, who: String) {
+fn spawn_log_reader(
+    err: impl AsyncRead + Unpin + Send + 'static,
+    log: Arc<StdMutex<Vec<String>>>,
+    who: String,
+) {
     tokio::spawn(async move {
         let mut lines = BufReader::new(err).lines();
         while let Ok(Some(line)) = lines.next_line().await {
@@ -343,9 +406,10 @@ fn spawn_log_reader(err: impl AsyncRead + Unpin + Send + 'static, log: Arc<StdMu
 
 fn eval_error(t: &Term) -> Option<String> {
     match t {
-        Term::Tuple(items) if items.len() == 4 && items[0].is_atom("$eval_error") => {
-            Some(format!("{:?}:{:?}\n  stacktrace: {:?}", items[1], items[2], items[3]))
-        }
+        Term::Tuple(items) if items.len() == 4 && items[0].is_atom("$eval_error") => Some(format!(
+            "{:?}:{:?}\n  stacktrace: {:?}",
+            items[1], items[2], items[3]
+        )),
         _ => None,
     }
 }
@@ -395,9 +459,10 @@ impl BeamNode {
         let Some(stdin) = ctl.stdin.as_mut() else {
             return Err(format!("stdin of {} is closed", self.name));
         };
-        let line = format!("{}\n", hex_encode(expr.as_bytes()));
+        let mut line = hex_encode_bytes(expr.as_bytes());
+        line.push(b'\n');
         if let Err(e) = async {
-            stdin.write_all(line.as_bytes()).await?;
+            stdin.write_all(&line).await?;
             stdin.flush().await
         }
         .await
@@ -413,7 +478,10 @@ impl BeamNode {
             match tokio::time::timeout_at(deadline, ctl.replies.recv()).await {
                 Err(_) => {
                     ctl.stale += 1;
-                    return Err(format!("timeout ({timeout:?}) evaluating `{expr}` on {}", self.name));
+                    return Err(format!(
+                        "timeout ({timeout:?}) evaluating `{expr}` on {}",
+                        self.name
+                    ));
                 }
                 Ok(None) => {
                     return Err(format!(
@@ -423,9 +491,7 @@ impl BeamNode {
                     ))
                 }
                 Ok(Some(_)) if ctl.stale > 0 => ctl.stale -= 1,
-                Ok(Some(hex)) => {
-                    return hex_decode(&hex).ok_or_else(|| format!("bad reply line R:{hex}"));
-                }
+                Ok(Some(reply)) => return reply,
             }
         }
     }
@@ -441,11 +507,28 @@ impl BeamNode {
     pub async fn try_eval_timeout(&self, expr: &str, timeout: Duration) -> Result<Term, String> {
         let bytes = self.eval_raw_timeout(expr, timeout).await?;
         let term = erlnode::term::decode(&bytes).map_err(|e| {
-            format!("cannot decode the result of `{expr}`: {e}; ETF: {}", hex_encode(&bytes))
+            format!(
+                "cannot decode the result of `{expr}`: {e}; ETF: {}",
+                hex_encode(&bytes)
+            )
         })?;
         match eval_error(&term) {
-            Some(err) => Err(format!("`{expr}` raised on {}: {err}", self.name)),
             None => Ok(term),
+            Some(raw) => {
+                // The control loop keeps erl_error's rendering of the last
+                // exception; far more readable than the raw tuple.
+                let text = match self
+                    .eval_raw_timeout("get('$eval_error_text')", timeout)
+                    .await
+                {
+                    Ok(b) => match erlnode::term::decode(&b) {
+                        Ok(Term::Binary(t)) => String::from_utf8_lossy(&t).trim_end().to_string(),
+                        _ => raw,
+                    },
+                    Err(_) => raw,
+                };
+                Err(format!("`{expr}` raised on {}:\n{text}", self.name))
+            }
         }
     }
 
@@ -459,14 +542,23 @@ impl BeamNode {
     }
 
     fn elixir_expr(&self, code: &str) -> String {
-        assert!(self.elixir, "eval_elixir on {}: start the node with .elixir(true)", self.name);
+        assert!(
+            self.elixir,
+            "eval_elixir on {}: start the node with .elixir(true)",
+            self.name
+        );
         let bytes: Vec<String> = code.bytes().map(|b| b.to_string()).collect();
-        format!("element(1, 'Elixir.Code':eval_string(<<{}>>))", bytes.join(","))
+        format!(
+            "element(1, 'Elixir.Code':eval_string(<<{}>>))",
+            bytes.join(",")
+        )
     }
 
     /// Evaluates Elixir code with `Code.eval_string/1` and returns its value.
     pub async fn try_eval_elixir(&self, code: &str) -> Result<Term, String> {
-        self.try_eval(&self.elixir_expr(code)).await.map_err(|e| format!("Elixir `{code}`: {e}"))
+        self.try_eval(&self.elixir_expr(code))
+            .await
+            .map_err(|e| format!("Elixir `{code}`: {e}"))
     }
 
     /// Like [`try_eval_elixir`](Self::try_eval_elixir), panicking on error.
@@ -484,7 +576,10 @@ impl BeamNode {
 
     /// Waits (bounded) for the OS process to exit.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        tokio::time::timeout(timeout, self.child.wait()).await.ok().and_then(|r| r.ok())
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .ok()
+            .and_then(|r| r.ok())
     }
 
     /// SIGKILLs the node by pid and waits for it to exit.
@@ -499,7 +594,9 @@ impl BeamNode {
             let mut ctl = self.ctl.lock().await;
             let line = format!("{}\n", hex_encode(b"init:stop()"));
             let sent = match ctl.stdin.as_mut() {
-                Some(stdin) => stdin.write_all(line.as_bytes()).await.is_ok() && stdin.flush().await.is_ok(),
+                Some(stdin) => {
+                    stdin.write_all(line.as_bytes()).await.is_ok() && stdin.flush().await.is_ok()
+                }
                 None => false,
             };
             if sent {

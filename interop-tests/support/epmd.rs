@@ -34,7 +34,9 @@ impl Epmd {
     /// Starts epmd on `port` (which must be free).
     pub async fn start_on(port: u16) -> Epmd {
         require_erlang();
-        Self::try_start(port).await.unwrap_or_else(|e| panic!("could not start epmd: {e}"))
+        Self::try_start(port)
+            .await
+            .unwrap_or_else(|e| panic!("could not start epmd: {e}"))
     }
 
     async fn try_start(port: u16) -> Result<Epmd, String> {
@@ -56,9 +58,15 @@ impl Epmd {
                 if let Some(mut e) = child.stderr.take() {
                     let _ = e.read_to_string(&mut err).await;
                 }
-                return Err(format!("epmd -port {port} exited ({status}): {}", err.trim()));
+                return Err(format!(
+                    "epmd -port {port} exited ({status}): {}",
+                    err.trim()
+                ));
             }
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 // Keep draining stderr so epmd never blocks on a full pipe.
                 if let Some(mut e) = child.stderr.take() {
                     tokio::spawn(async move {
@@ -71,7 +79,9 @@ impl Epmd {
             if Instant::now() >= deadline {
                 super::proc::send_signal(pid, SIGKILL);
                 let _ = child.wait().await;
-                return Err(format!("epmd on port {port} did not accept connections within 10 s"));
+                return Err(format!(
+                    "epmd on port {port} did not accept connections within 10 s"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -111,12 +111,18 @@ impl Erlnode {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", program.as_ref().to_string_lossy()));
         let pid = child.id().expect("child has a pid");
-        let shared = Arc::new(Shared { out: StdMutex::new(Output::default()), changed: Notify::new() });
+        let shared = Arc::new(Shared {
+            out: StdMutex::new(Output::default()),
+            changed: Notify::new(),
+        });
         spawn_reader(child.stdout.take().unwrap(), shared.clone(), "stdout");
         spawn_reader(child.stderr.take().unwrap(), shared.clone(), "stderr");
         Erlnode { child, pid, shared }
@@ -127,7 +133,15 @@ impl Erlnode {
     /// does not come up.
     pub async fn run(name: &str, cookie: &str, epmd_port: u16, extra: &[&str]) -> Erlnode {
         let port = epmd_port.to_string();
-        let mut args = vec!["run", "--name", name, "--cookie", cookie, "--epmd-port", &port];
+        let mut args = vec![
+            "run",
+            "--name",
+            name,
+            "--cookie",
+            cookie,
+            "--epmd-port",
+            &port,
+        ];
         args.extend_from_slice(extra);
         let node = Self::spawn(&args);
         if let Err(e) = node.wait_for_line("node up", UP_TIMEOUT).await {
@@ -160,7 +174,12 @@ impl Erlnode {
 
     /// Like [`wait_for_line`](Self::wait_for_line), only looking at lines
     /// with index >= `from`.
-    pub async fn wait_for_line_after(&self, from: usize, pattern: &str, timeout: Duration) -> Result<String, String> {
+    pub async fn wait_for_line_after(
+        &self,
+        from: usize,
+        pattern: &str,
+        timeout: Duration,
+    ) -> Result<String, String> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.shared.changed.notified();
@@ -195,7 +214,10 @@ impl Erlnode {
 
     /// Waits (bounded) for the process to exit.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        tokio::time::timeout(timeout, self.child.wait()).await.ok().and_then(|r| r.ok())
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .ok()
+            .and_then(|r| r.ok())
     }
 
     /// SIGKILLs by pid and waits for the exit.
@@ -205,8 +227,13 @@ impl Erlnode {
     }
 }
 
-fn spawn_reader(r: impl AsyncRead + Unpin + Send + 'static, shared: Arc<Shared>, which: &'static str) {
-    let verbose = std::env::var_os("ERLNODE_TEST_VERBOSE").is_some_and(|v| !v.is_empty() && v != "0");
+fn spawn_reader(
+    r: impl AsyncRead + Unpin + Send + 'static,
+    shared: Arc<Shared>,
+    which: &'static str,
+) {
+    let verbose =
+        std::env::var_os("ERLNODE_TEST_VERBOSE").is_some_and(|v| !v.is_empty() && v != "0");
     tokio::spawn(async move {
         let mut lines = BufReader::new(r).lines();
         while let Ok(Some(line)) = lines.next_line().await {

@@ -32,12 +32,19 @@ pub fn unique(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let prefix: String = prefix
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::thread_rng();
-    let suffix: String =
-        (0..6).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+    let suffix: String = (0..6)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
     format!("{prefix}_{}_{n}_{suffix}", std::process::id())
 }
 
@@ -55,7 +62,10 @@ const ERLANG_MISSING: &str = "Erlang/OTP not found: run `make test` (installs it
 pub fn require_erlang() {
     static MISSING: OnceLock<Vec<&'static str>> = OnceLock::new();
     let missing = MISSING.get_or_init(|| {
-        ["erl", "epmd", "elixir"].into_iter().filter(|t| find_in_path(t).is_none()).collect()
+        ["erl", "epmd", "elixir"]
+            .into_iter()
+            .filter(|t| find_in_path(t).is_none())
+            .collect()
     });
     if !missing.is_empty() {
         panic!("{ERLANG_MISSING} (missing: {})", missing.join(", "));
@@ -67,36 +77,63 @@ pub fn find_in_path(exe: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path).map(|d| d.join(exe)).find(|p| {
-        std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+        std::fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
     })
 }
 
 /// Lower-case hex of `bytes`.
 pub fn hex_encode(bytes: &[u8]) -> String {
+    String::from_utf8(hex_encode_bytes(bytes)).expect("hex is ASCII")
+}
+
+/// Lower-case hex of `bytes`, as bytes.
+pub fn hex_encode_bytes(bytes: &[u8]) -> Vec<u8> {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
+    let mut out = vec![0u8; bytes.len() * 2];
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[(b >> 4) as usize];
+        pair[1] = DIGITS[(b & 15) as usize];
     }
-    s
+    out
 }
 
 /// Decodes hex (either case); `None` on odd length or a non-hex digit.
+/// A table and a plain loop: this runs on 100 MB replies in debug builds.
 pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
+    hex_decode_bytes(s.as_bytes())
+}
+
+/// [`hex_decode`] on bytes.
+pub fn hex_decode_bytes(s: &[u8]) -> Option<Vec<u8>> {
+    const BAD: u8 = 0xff;
+    static TABLE: [u8; 256] = {
+        let mut t = [BAD; 256];
+        let mut i = 0;
+        while i < 10 {
+            t[b'0' as usize + i] = i as u8;
+            i += 1;
         }
-    }
-    let s = s.as_bytes();
-    if s.len() % 2 != 0 {
+        let mut i = 0;
+        while i < 6 {
+            t[b'a' as usize + i] = 10 + i as u8;
+            t[b'A' as usize + i] = 10 + i as u8;
+            i += 1;
+        }
+        t
+    };
+    if !s.len().is_multiple_of(2) {
         return None;
     }
-    s.chunks(2).map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?)).collect()
+    let mut out = vec![0u8; s.len() / 2];
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        let (hi, lo) = (TABLE[pair[0] as usize], TABLE[pair[1] as usize]);
+        bad |= (hi | lo) & 0xf0;
+        *o = (hi << 4) | (lo & 0x0f);
+    }
+    (bad == 0).then_some(out)
 }
 
 /// Keeps the last `max` lines of a child's output, for error messages.

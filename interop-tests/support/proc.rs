@@ -52,7 +52,9 @@ pub async fn wait_pid_gone(pid: u32, timeout: Duration) -> bool {
 
 /// Live direct children of `pid` (e.g. a BEAM's `erl_child_setup`).
 pub fn child_pids(pid: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&p| matches!(stat(p), Some((s, pp)) if pp == pid && s != 'Z' && s != 'X'))
         .collect()

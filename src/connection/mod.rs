@@ -15,7 +15,7 @@ pub mod outbox;
 
 use crate::control::Control;
 use crate::term::decode::DecodeLimits;
-use crate::term::{decode_with_cache, Atom, DecodeError, Term};
+use crate::term::{decode_bytes_with_cache, Atom, DecodeError, Term};
 use bytes::{Bytes, BytesMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -199,11 +199,11 @@ async fn read_frames(conn: &Arc<Connection>, rd: tokio::net::tcp::OwnedReadHalf,
 
 /// Decodes the control term and, when present, the payload term.
 pub fn decode_message(body: &Bytes, atoms: &[Atom], limits: &DecodeLimits) -> Result<(Term, Option<Term>), FrameError> {
-    let (ctl, used) = decode_with_cache(body, atoms, limits)?;
+    let (ctl, used) = decode_bytes_with_cache(body, atoms, limits)?;
     if used >= body.len() {
         return Ok((ctl, None));
     }
-    let (payload, used2) = decode_with_cache(&body[used..], atoms, limits)?;
+    let (payload, used2) = decode_bytes_with_cache(&body.slice(used..), atoms, limits)?;
     if used + used2 != body.len() {
         return Err(FrameError::Malformed(format!("{} trailing bytes after the payload", body.len() - used - used2)));
     }

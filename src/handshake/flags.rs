@@ -190,7 +190,7 @@ mod tests {
                 .lines()
                 .find(|l| l.starts_with(&needle))
                 .unwrap_or_else(|| panic!("{name} not in dist.hrl"));
-            let def = line[needle.len()..].trim().trim_end_matches(").").trim();
+            let def = line[needle.len()..].trim().trim_end_matches('.').trim_end_matches(')').trim();
             let parsed = if let Some(inner) = def.strip_prefix('(') {
                 // "(16#01 bsl 32"
                 let mut parts = inner.split_whitespace();

@@ -9,13 +9,22 @@
 //! reconstructed, so they are kept as the exact bytes received.
 
 mod atom;
+mod compressed;
 pub mod decode;
 pub mod encode;
+mod fun;
+mod map_keys;
+mod reader;
 pub mod serde;
+mod tags;
+#[cfg(test)]
+mod tests;
 
 pub use atom::Atom;
-pub use decode::{decode, decode_with_cache, DecodeError};
-pub use encode::{encode, encode_into, encode_with_version};
+pub use decode::{
+    decode, decode_bytes, decode_bytes_with_cache, decode_with_cache, DecodeError, DecodeLimits,
+};
+pub use encode::{encode, encode_into, encode_latin1_atoms, encode_latin1_atoms_into};
 
 use bytes::Bytes;
 use num_bigint::BigInt;
