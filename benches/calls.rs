@@ -16,6 +16,11 @@
 //! (`:erlang.monotonic_time` around each call in Elixir, `Instant` in
 //! Rust). Targets are interleaved within a round; the median of ROUNDS
 //! rounds is reported.
+//!
+//! For profiling, `CALLS_ONLY=<substring of a target label>` runs only the
+//! matching targets and `CALLS_ROUNDS=<n>` sets the number of rounds, e.g.
+//! `CALLS_ONLY="Rust (echo" CALLS_ROUNDS=20 cargo bench --bench calls`
+//! under `perf record`.
 
 #[path = "../interop-tests/support/mod.rs"]
 #[allow(dead_code)]
@@ -27,7 +32,7 @@ use erlnode::{Node, Term};
 use std::time::{Duration, Instant};
 use support::{BeamNode, Epmd};
 
-const ROUNDS: usize = 3;
+const DEFAULT_ROUNDS: usize = 3;
 /// (callers, calls per caller)
 const CONFIGS: [(usize, usize); 2] = [(1, 20_000), (16, 2_000)];
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -157,15 +162,18 @@ async fn run() {
     rust_calls(&rust, "bench_echo", b.name(), 1, 2000).await;
     rust_calls(&rust2, "bench_echo", rust_name, 1, 2000).await;
 
+    let only = std::env::var("CALLS_ONLY").ok();
+    let targets: Vec<Target> = Target::ALL.into_iter().filter(|t| only.as_deref().is_none_or(|o| t.label().contains(o))).collect();
+    let rounds: usize = std::env::var("CALLS_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(DEFAULT_ROUNDS);
     let mut results: Vec<(Target, usize, Vec<Sample>)> = vec![];
     for &(k, _) in &CONFIGS {
-        for t in Target::ALL {
+        for &t in &targets {
             results.push((t, k, vec![]));
         }
     }
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         for &(k, m) in &CONFIGS {
-            for t in Target::ALL {
+            for &t in &targets {
                 let s = match t {
                     Target::ExEx => ex_calls(&a, "bench_echo", b.name(), k, m).await,
                     Target::ExRustEcho => ex_calls(&a, "bench_echo", rust_name, k, m).await,
@@ -188,7 +196,7 @@ async fn run() {
     println!("| target | callers | calls/s | p50 us | p99 us | ratio to Elixir -> Elixir (calls/s) |");
     println!("|---|---|---|---|---|---|");
     for &(k, m) in &CONFIGS {
-        let base = median(results.iter().find(|(t, kk, _)| *t == Target::ExEx && *kk == k).unwrap().2.iter().map(|s| s.rate).collect());
+        let base = results.iter().find(|(t, kk, _)| *t == Target::ExEx && *kk == k).map(|r| median(r.2.iter().map(|s| s.rate).collect()));
         for (t, kk, samples) in &results {
             if *kk != k {
                 continue;
@@ -196,12 +204,13 @@ async fn run() {
             let rate = median(samples.iter().map(|s| s.rate).collect());
             let p50 = median(samples.iter().map(|s| s.p50_us).collect());
             let p99 = median(samples.iter().map(|s| s.p99_us).collect());
-            println!("| {} | {k} | {rate:.0} | {p50:.0} | {p99:.0} | {:.2} |", t.label(), rate / base);
+            let ratio = base.map_or("-".to_string(), |b| format!("{:.2}", rate / b));
+            println!("| {} | {k} | {rate:.0} | {p50:.0} | {p99:.0} | {ratio} |", t.label());
         }
         let _ = m;
     }
     println!();
-    println!("({ROUNDS} rounds, median per cell; calls per run: {})", CONFIGS.iter().map(|(k, m)| format!("{k} x {m}")).collect::<Vec<_>>().join(", "));
+    println!("({rounds} rounds, median per cell; calls per run: {})", CONFIGS.iter().map(|(k, m)| format!("{k} x {m}")).collect::<Vec<_>>().join(", "));
     rust.shutdown().await;
     rust2.shutdown().await;
 }

@@ -1,0 +1,761 @@
+//! Issue "Connect", item 5 "Malformed input": a hostile peer (a raw TCP
+//! client that completes a real handshake, then writes whatever it likes)
+//! gets its own link closed with a reported reason, or its junk dropped,
+//! while erlnode keeps serving a real BEAM node.
+//!
+//! Every test starts its own epmd, one erlnode `Node` (in this process)
+//! and one BEAM node, and links the BEAM node to erlnode *before* the
+//! attack, so "keeps serving every other peer" means an existing link
+//! survives, not just that a new one can be made.
+
+use crate::support::{self, BeamNode, Epmd, Erlnode};
+use erlnode::connection::{atom_cache::AtomCache, decode_message, header};
+use erlnode::handshake::{self, flags, messages, HandshakeConfig};
+use erlnode::term::{encode, Atom, DecodeLimits, Pid, Reference, Term};
+use erlnode::{Node, NodeBuilder, NodeEvent};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::broadcast;
+
+/// Upper bound for anything that should happen "at once".
+const T: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------
+// Setup: epmd + erlnode + a BEAM node already linked to it.
+
+struct Setup {
+    beam: BeamNode,
+    rust: Node,
+    events: broadcast::Receiver<NodeEvent>,
+    cookie: String,
+    _epmd: Epmd,
+}
+
+async fn setup(configure: impl FnOnce(NodeBuilder) -> NodeBuilder) -> Setup {
+    support::require_erlang();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let builder = Node::builder(format!("{}@127.0.0.1", support::unique("rust")))
+        .cookie(&cookie)
+        .epmd_port(epmd.port())
+        .embedded_epmd(false);
+    let rust = configure(builder).start().await.expect("erlnode starts");
+    erlnode::services::echo::spawn(&rust, "erlnode_echo").unwrap();
+    let events = rust.subscribe();
+    let beam = BeamNode::builder().prefix("peer").cookie(&cookie).epmd_port(epmd.port()).start().await;
+    let mut s = Setup { beam, rust, events, cookie, _epmd: epmd };
+    assert_eq!(s.beam.eval(&format!("net_adm:ping('{}')", s.rust.name())).await, Term::atom("pong"));
+    let beam_name = s.beam.name().to_string();
+    s.wait_event(|e| matches!(e, NodeEvent::Up(n) if n.as_str() == beam_name)).await;
+    s
+}
+
+impl Setup {
+    /// Waits for an event; panics if the BEAM node's link goes down
+    /// meanwhile (no attack may cost an innocent peer its link).
+    async fn wait_event(&mut self, f: impl Fn(&NodeEvent) -> bool) -> NodeEvent {
+        let beam = self.beam.name().to_string();
+        tokio::time::timeout(T, async {
+            loop {
+                match self.events.recv().await {
+                    Ok(NodeEvent::Down { node, reason }) if node.as_str() == beam => {
+                        panic!("the BEAM node's link went down: {reason}")
+                    }
+                    Ok(e) if f(&e) => return e,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(e) => panic!("event stream: {e}"),
+                }
+            }
+        })
+        .await
+        .expect("event arrives in time")
+    }
+
+    /// The nodedown reason reported for `node`.
+    async fn down_reason(&mut self, node: &str) -> String {
+        match self.wait_event(|e| matches!(e, NodeEvent::Down { node: n, .. } if n.as_str() == node)).await {
+            NodeEvent::Down { reason, .. } => reason,
+            _ => unreachable!(),
+        }
+    }
+
+    /// A hostile peer that completed a real handshake (and whose nodeup
+    /// the node reported).
+    async fn hostile(&mut self) -> Hostile {
+        let h = Hostile::connect(self.rust.listen_port(), self.rust.name().as_str(), &self.cookie).await;
+        let name = h.name.clone();
+        self.wait_event(|e| matches!(e, NodeEvent::Up(n) if n.as_str() == name)).await;
+        h
+    }
+
+    /// The node still serves the BEAM node, both ways, over the link that
+    /// existed before the attack; and the BEAM node itself is healthy.
+    async fn assert_still_serves(&mut self) {
+        let rust = self.rust.name().to_string();
+        let r = self
+            .beam
+            .eval(&format!(
+                "Rust = '{rust}',
+                 Ping = net_adm:ping(Rust),
+                 Call = gen_server:call({{erlnode_echo, Rust}}, {{hello, 42}}, 5000),
+                 Ref = make_ref(),
+                 {{erlnode_echo, Rust}} ! {{self(), {{back, Ref}}}},
+                 Back = receive {{back, Ref}} -> ok after 5000 -> timeout end,
+                 {{Ping, Call, Back, lists:member(Rust, nodes()), 1 + 1}}"
+            ))
+            .await;
+        assert_eq!(
+            r,
+            Term::tuple([
+                Term::atom("pong"),
+                Term::tuple([Term::atom("echo"), Term::tuple([Term::atom("hello"), Term::Int(42)])]),
+                Term::atom("ok"),
+                Term::atom("true"),
+                Term::Int(2),
+            ]),
+            "the BEAM node is still served"
+        );
+        assert!(self.rust.ping(self.beam.name()).await, "erlnode -> BEAM ping");
+        // No nodedown for the BEAM node happened in between.
+        loop {
+            match self.events.try_recv() {
+                Ok(NodeEvent::Down { node, reason }) if node.as_str() == self.beam.name() => {
+                    panic!("the BEAM node's link went down: {reason}")
+                }
+                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            }
+        }
+        assert!(self.rust.connected_nodes().iter().any(|n| n.as_str() == self.beam.name()));
+    }
+
+    /// A pid on the erlnode node that no process has.
+    fn dead_local_pid(&self) -> Pid {
+        Pid { node: self.rust.name().clone(), id: 0x7fff_0000, serial: 0, creation: self.rust.creation() }
+    }
+}
+
+// ---------------------------------------------------------------------
+// The hostile peer.
+
+struct Hostile {
+    name: String,
+    creation: u32,
+    stream: TcpStream,
+    cache: AtomCache,
+}
+
+impl Hostile {
+    async fn connect(port: u16, node: &str, cookie: &str) -> Hostile {
+        let name = format!("{}@127.0.0.1", support::unique("hostile"));
+        let creation = rand::random::<u32>().max(4);
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("tcp connect");
+        let cfg = HandshakeConfig {
+            node_name: name.clone(),
+            creation,
+            cookie: cookie.to_string(),
+            flags: flags::ERLNODE_DEFAULT,
+            timeout: T,
+        };
+        handshake::initiate(&mut stream, &cfg, node, || true).await.expect("hostile handshake");
+        Hostile { name, creation, stream, cache: AtomCache::default() }
+    }
+
+    fn pid(&self, id: u32) -> Pid {
+        Pid { node: Atom::new(&self.name), id, serial: 0, creation: self.creation }
+    }
+
+    fn reference(&self, n: u32) -> Reference {
+        Reference { node: Atom::new(&self.name), creation: self.creation, ids: [n, 0, 0].into_iter().collect() }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("hostile write");
+    }
+
+    /// The next control message the node sends us (ticks skipped).
+    async fn read_message(&mut self) -> (Term, Option<Term>) {
+        tokio::time::timeout(T, async {
+            loop {
+                let len = self.stream.read_u32().await.expect("read frame length") as usize;
+                if len == 0 {
+                    continue;
+                }
+                let mut buf = vec![0; len];
+                self.stream.read_exact(&mut buf).await.expect("read frame");
+                match header::parse_frame(buf.into(), &mut self.cache).expect("node sends valid frames") {
+                    header::FramePart::Whole { atoms, body } => {
+                        return decode_message(&body, &atoms, &DecodeLimits::default()).expect("node sends valid terms")
+                    }
+                    other => panic!("unexpected fragment from the node: {other:?}"),
+                }
+            }
+        })
+        .await
+        .expect("a message from the node in time")
+    }
+
+    /// Waits until the node closes the link (EOF or reset), reading and
+    /// ignoring whatever it still sends; returns how long that took.
+    async fn expect_closed(&mut self, within: Duration) -> Duration {
+        expect_closed(&mut self.stream, within).await
+    }
+}
+
+async fn expect_closed(stream: &mut TcpStream, within: Duration) -> Duration {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    let r = tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(r.is_ok(), "the node did not close the hostile link within {within:?}");
+    start.elapsed()
+}
+
+// ---------------------------------------------------------------------
+// Frame builders.
+
+/// A 4-byte length then `body`.
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut f = (body.len() as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(body);
+    f
+}
+
+/// A whole message: `131 68 0` (no atom-cache refs), control, payload.
+fn message(ctl: &Term, payload: Option<&Term>) -> Vec<u8> {
+    let mut body = vec![131, 68, 0];
+    body.extend(encode(ctl));
+    if let Some(p) = payload {
+        body.extend(encode(p));
+    }
+    frame(&body)
+}
+
+/// `{SEND, '', To}` + `msg`.
+fn send(to: &Pid, msg: Term) -> Vec<u8> {
+    message(&Term::tuple([Term::Int(2), Term::atom(""), Term::Pid(to.clone())]), Some(&msg))
+}
+
+/// `{REG_SEND, From, '', Name}` + `msg`.
+fn reg_send(from: &Pid, name: &str, msg: Term) -> Vec<u8> {
+    message(&Term::tuple([Term::Int(6), Term::Pid(from.clone()), Term::atom(""), Term::atom(name)]), Some(&msg))
+}
+
+/// First fragment: `131 69 Seq FragId 0` + body.
+fn frag_first(seq: u64, id: u64, body: &[u8]) -> Vec<u8> {
+    let mut b = vec![131, 69];
+    b.extend(seq.to_be_bytes());
+    b.extend(id.to_be_bytes());
+    b.push(0);
+    b.extend_from_slice(body);
+    frame(&b)
+}
+
+/// Continuation: `131 70 Seq FragId` + body.
+fn frag_cont(seq: u64, id: u64, body: &[u8]) -> Vec<u8> {
+    let mut b = vec![131, 70];
+    b.extend(seq.to_be_bytes());
+    b.extend(id.to_be_bytes());
+    b.extend_from_slice(body);
+    frame(&b)
+}
+
+/// A control + payload body (what follows a header), for fragments.
+fn some_message_body(s: &Setup) -> Vec<u8> {
+    let mut b = encode(&Term::tuple([Term::Int(2), Term::atom(""), Term::Pid(s.dead_local_pid())]));
+    b.extend(encode(&Term::binary(vec![7u8; 300])));
+    b
+}
+
+/// One hostile peer per case: it writes `bytes` (then half-closes if
+/// `then_close`); the node must close that link and report a nodedown
+/// reason containing every string in `expect`.
+async fn link_is_closed_with_reason(s: &mut Setup, bytes: &[u8], then_close: bool, expect: &[&str]) {
+    let mut h = s.hostile().await;
+    h.write(bytes).await;
+    if then_close {
+        h.stream.shutdown().await.expect("half-close");
+    }
+    h.expect_closed(T).await;
+    let reason = s.down_reason(&h.name).await;
+    for e in expect {
+        assert!(reason.contains(e), "nodedown reason {reason:?} should mention {e:?}");
+    }
+    assert!(!s.rust.connected_nodes().iter().any(|n| n.as_str() == h.name));
+}
+
+// ---------------------------------------------------------------------
+// Frame-level errors: the link is closed, the reason reported.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn truncated_frames_close_only_that_link() {
+    let mut s = setup(|b| b).await;
+    // Length says 100, 10 bytes come, then the peer closes.
+    let mut bytes = 100u32.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&[131, 68, 0, 131, 104, 3, 97, 2, 119, 0]);
+    link_is_closed_with_reason(&mut s, &bytes, true, &["middle of a frame"]).await;
+    // A whole frame whose header stops short (no atom-cache count).
+    link_is_closed_with_reason(&mut s, &frame(&[131, 68]), false, &["truncated"]).await;
+    // A header announcing two atom-cache refs but carrying only one.
+    link_is_closed_with_reason(&mut s, &frame(&[131, 68, 2, 0x88, 0x00, 1, 1, b'a']), false, &["truncated"]).await;
+    s.assert_still_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_frame_and_header_tags_close_the_link() {
+    let mut s = setup(|b| b).await;
+    link_is_closed_with_reason(&mut s, &frame(&[131, 99, 0, 131, 106]), false, &["unknown distribution header tag 99"]).await;
+    link_is_closed_with_reason(&mut s, &frame(&[7, 1, 2, 3]), false, &["unknown frame type 7"]).await;
+    s.assert_still_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_atom_cache_refs_close_the_link() {
+    let mut s = setup(|b| b).await;
+    // The header refers to cache slot 5, which was never filled.
+    link_is_closed_with_reason(&mut s, &frame(&[131, 68, 1, 0x00, 5, 131, 106]), false, &["empty atom cache slot 5"]).await;
+    // The header refers to segment 7 slot 255 (index 2047, the last of
+    // the 2048 slots), also never filled.
+    link_is_closed_with_reason(&mut s, &frame(&[131, 68, 1, 0x07, 255, 131, 106]), false, &["empty atom cache slot 2047"])
+        .await;
+    // The term uses ATOM_CACHE_REF 3 but the header announced no atoms.
+    link_is_closed_with_reason(&mut s, &frame(&[131, 68, 0, 131, 104, 2, 97, 2, 82, 3]), false, &["atom cache reference 3"])
+        .await;
+    // A new cache entry whose text is not UTF-8.
+    link_is_closed_with_reason(&mut s, &frame(&[131, 68, 1, 0x08, 0x00, 9, 2, 0xff, 0xfe, 131, 106]), false, &["not UTF-8"])
+        .await;
+    s.assert_still_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn undecodable_terms_close_the_link() {
+    let mut s = setup(|b| b).await;
+    // Unknown term tag.
+    link_is_closed_with_reason(&mut s, &frame(&[131, 68, 0, 131, 255]), false, &["undecodable term", "unknown term tag 255"])
+        .await;
+    // A control term cut short.
+    let ctl = encode(&Term::tuple([Term::Int(2), Term::atom(""), Term::Pid(s.dead_local_pid())]));
+    let mut b = vec![131, 68, 0];
+    b.extend_from_slice(&ctl[..ctl.len() / 2]);
+    link_is_closed_with_reason(&mut s, &frame(&b), false, &["undecodable term"]).await;
+    // A list claiming 4 billion elements in a 20-byte frame.
+    link_is_closed_with_reason(&mut s, &frame(&[131, 68, 0, 131, 108, 0xff, 0xff, 0xff, 0xff, 97, 1, 106]), false, &["undecodable term"])
+        .await;
+    // A compressed term declaring 4 GiB uncompressed.
+    link_is_closed_with_reason(&mut s, &frame(&[131, 68, 0, 131, 80, 0xff, 0xff, 0xff, 0xff, 0x78, 0x9c]), false, &["undecodable term"])
+        .await;
+    // Nesting deeper than the decode limit: 5000 nested 1-tuples.
+    let mut b = vec![131, 68, 0, 131];
+    for _ in 0..5000 {
+        b.extend_from_slice(&[104, 1]);
+    }
+    b.push(106);
+    link_is_closed_with_reason(&mut s, &frame(&b), false, &["nested deeper"]).await;
+    // Bytes left over after control and payload.
+    let mut b = vec![131, 68, 0];
+    b.extend(some_message_body(&s));
+    b.extend_from_slice(&[97, 1]);
+    link_is_closed_with_reason(&mut s, &frame(&b), false, &["trailing bytes"]).await;
+    s.assert_still_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversize_frame_closes_the_link() {
+    const MAX: usize = 256 * 1024;
+    let mut s = setup(|b| b.max_frame(MAX)).await;
+    // Only the length is sent: the node must not wait for (or allocate)
+    // the body before refusing it.
+    link_is_closed_with_reason(&mut s, &((MAX + 1) as u32).to_be_bytes(), false, &["max_frame"]).await;
+    link_is_closed_with_reason(&mut s, &u32::MAX.to_be_bytes(), false, &["exceeds max_frame"]).await;
+    s.assert_still_serves().await;
+    // The limit does not get in the way of a large message from a real
+    // peer: the BEAM fragments it into 64 KiB frames.
+    let r = s
+        .beam
+        .eval(&format!(
+            "Bin = crypto:strong_rand_bytes(1024 * 1024),
+             {{erlnode_echo, '{}'}} ! {{self(), {{big, Bin}}}},
+             receive {{big, Back}} -> Back =:= Bin after 10000 -> timeout end",
+            s.rust.name()
+        ))
+        .await;
+    assert_eq!(r, Term::atom("true"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_fragment_sequences_close_the_link() {
+    let mut s = setup(|b| b).await;
+    let body = some_message_body(&s);
+    let (a, b) = body.split_at(100);
+    let (b, c) = b.split_at(100);
+    // Continuation of a sequence that was never started.
+    link_is_closed_with_reason(&mut s, &frag_cont(42, 1, a), false, &["unknown fragment sequence 42"]).await;
+    // Fragments out of order: 3 of 3, then 1 of 3.
+    let mut bytes = frag_first(7, 3, a);
+    bytes.extend(frag_cont(7, 1, b));
+    link_is_closed_with_reason(&mut s, &bytes, false, &["out of order"]).await;
+    // The same sequence started twice.
+    let mut bytes = frag_first(8, 3, a);
+    bytes.extend(frag_first(8, 3, a));
+    link_is_closed_with_reason(&mut s, &bytes, false, &["started twice"]).await;
+    // Fragment id 0 does not exist.
+    link_is_closed_with_reason(&mut s, &frag_first(9, 0, a), false, &["fragment id 0"]).await;
+    // More partial messages in flight than allowed (1024 by default).
+    let mut bytes = Vec::new();
+    for seq in 0..1025u64 {
+        bytes.extend(frag_first(seq, 2, a));
+    }
+    link_is_closed_with_reason(&mut s, &bytes, false, &["fragmented messages in flight"]).await;
+    // Sanity: a correct fragmented message over a fresh hostile link is
+    // accepted and delivered.
+    let mut mb = s.rust.spawn_mailbox();
+    let mut h = s.hostile().await;
+    let mut body = encode(&Term::tuple([Term::Int(2), Term::atom(""), Term::Pid(mb.pid().clone())]));
+    body.extend(encode(&Term::binary(vec![9u8; 300])));
+    let (a, rest) = body.split_at(100);
+    let (b, c2) = rest.split_at(100);
+    let mut bytes = frag_first(1, 3, a);
+    bytes.extend(frag_cont(1, 2, b));
+    bytes.extend(frag_cont(1, 1, c2));
+    h.write(&bytes).await;
+    assert_eq!(mb.recv_timeout(T).await.unwrap(), Term::binary(vec![9u8; 300]));
+    let _ = c;
+    s.assert_still_serves().await;
+}
+
+// ---------------------------------------------------------------------
+// Well-formed terms that are not valid control messages: logged and
+// dropped, the link stays up.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_and_malformed_control_messages_are_dropped_and_the_link_stays_up() {
+    let mut s = setup(|b| b).await;
+    let mut mb = s.rust.spawn_mailbox();
+    s.rust.register("hostile_probe", &mb.pid().clone()).unwrap();
+    let mut h = s.hostile().await;
+    let me = h.pid(1);
+    let target = mb.pid().clone();
+    let p = |x: &Pid| Term::Pid(x.clone());
+    let i = Term::Int;
+    let payload = Term::atom("junk");
+    let mut bytes = Vec::new();
+    // Unknown opcodes, with and without payload.
+    bytes.extend(message(&Term::tuple([i(99), Term::atom("foo")]), None));
+    bytes.extend(message(&Term::tuple([i(-1), p(&me)]), Some(&payload)));
+    bytes.extend(message(&Term::tuple([i(0)]), None));
+    // Not a tuple, an empty tuple, no integer opcode, a bignum opcode.
+    bytes.extend(message(&Term::atom("hello"), None));
+    bytes.extend(message(&Term::tuple([]), Some(&payload)));
+    bytes.extend(message(&Term::tuple([Term::atom("send"), p(&target)]), Some(&payload)));
+    bytes.extend(message(&Term::tuple([Term::Big(num_big()), p(&target)]), Some(&payload)));
+    // Known opcodes, wrong shapes: SEND to a non-pid, SEND without its
+    // payload, SEND with an extra element, REG_SEND to a non-atom, LINK
+    // between non-pids, MONITOR_P with a non-reference, SPAWN_REQUEST
+    // without {M, F, A}, UNLINK_ID with a negative id.
+    bytes.extend(message(&Term::tuple([i(2), Term::atom(""), Term::atom("not_a_pid")]), Some(&payload)));
+    bytes.extend(message(&Term::tuple([i(2), Term::atom(""), p(&target)]), None));
+    bytes.extend(message(&Term::tuple([i(2), Term::atom(""), p(&target), i(1)]), Some(&payload)));
+    bytes.extend(message(&Term::tuple([i(6), p(&me), Term::atom(""), i(123)]), Some(&payload)));
+    bytes.extend(message(&Term::tuple([i(1), i(1), i(2)]), None));
+    bytes.extend(message(&Term::tuple([i(19), p(&me), p(&target), Term::atom("not_a_ref")]), None));
+    bytes.extend(message(
+        &Term::tuple([i(29), Term::Ref(h.reference(1)), p(&me), p(&me), i(3), Term::nil()]),
+        Some(&Term::nil()),
+    ));
+    bytes.extend(message(&Term::tuple([i(35), i(-5), p(&me), p(&target)]), None));
+    // Then two valid messages over the same link.
+    bytes.extend(send(&target, Term::tuple([Term::atom("after_garbage"), i(1)])));
+    bytes.extend(reg_send(&me, "hostile_probe", Term::tuple([Term::atom("after_garbage"), i(2)])));
+    h.write(&bytes).await;
+    assert_eq!(mb.recv_timeout(T).await.unwrap(), Term::tuple([Term::atom("after_garbage"), i(1)]));
+    assert_eq!(mb.recv_timeout(T).await.unwrap(), Term::tuple([Term::atom("after_garbage"), i(2)]));
+    assert!(s.rust.connected_nodes().iter().any(|n| n.as_str() == h.name), "the hostile link stays up");
+
+    // Well-formed requests about things that do not exist are answered,
+    // as a BEAM peer waiting on them expects.
+    let dead = s.dead_local_pid();
+    let mut bytes = Vec::new();
+    bytes.extend(send(&dead, Term::atom("to_nobody")));
+    bytes.extend(reg_send(&me, "no_such_name", Term::atom("to_nobody")));
+    bytes.extend(message(&Term::tuple([i(33), p(&me), Term::Ref(h.reference(77))]), Some(&payload))); // ALIAS_SEND, unknown alias
+    bytes.extend(message(&Term::tuple([i(20), p(&me), p(&dead), Term::Ref(h.reference(78))]), None)); // DEMONITOR_P, unknown
+    bytes.extend(message(&Term::tuple([i(4), p(&me), p(&dead)]), None)); // UNLINK, never linked
+    bytes.extend(message(&Term::tuple([i(7), p(&me), p(&dead)]), None)); // GROUP_LEADER
+    bytes.extend(message(&Term::tuple([i(31), Term::Ref(h.reference(79)), p(&me), i(0), p(&me)]), None)); // unsolicited SPAWN_REPLY
+    bytes.extend(message(&Term::tuple([i(26), p(&me), p(&dead)]), Some(&Term::atom("kill")))); // EXIT2 to a dead pid
+    bytes.extend(message(&Term::tuple([i(1), p(&me), p(&dead)]), None)); // LINK to a dead pid
+    h.write(&bytes).await;
+    let (ctl, reason) = h.read_message().await;
+    assert_eq!(ctl, Term::tuple([i(24), p(&dead), p(&me)]), "LINK to a dead pid gets an exit");
+    assert_eq!(reason, Some(Term::atom("noproc")));
+    h.write(&message(&Term::tuple([i(19), p(&me), p(&dead), Term::Ref(h.reference(80))]), None)).await; // MONITOR_P
+    let (ctl, reason) = h.read_message().await;
+    assert_eq!(ctl, Term::tuple([i(28), p(&dead), p(&me), Term::Ref(h.reference(80))]), "MONITOR_P of a dead pid gets DOWN");
+    assert_eq!(reason, Some(Term::atom("noproc")));
+    h.write(&message(
+        &Term::tuple([
+            i(29),
+            Term::Ref(h.reference(81)),
+            p(&me),
+            p(&me),
+            Term::tuple([Term::atom("os"), Term::atom("cmd"), i(1)]),
+            Term::nil(),
+        ]),
+        Some(&Term::list([Term::list([Term::Int(b'l' as i64), Term::Int(b's' as i64)])])),
+    ))
+    .await;
+    let (ctl, _) = h.read_message().await;
+    assert_eq!(
+        ctl,
+        Term::tuple([i(31), Term::Ref(h.reference(81)), p(&me), i(0), Term::atom("notsup")]),
+        "SPAWN_REQUEST is refused, not run"
+    );
+    h.write(&message(&Term::tuple([i(35), i(5), p(&me), p(&dead)]), None)).await; // UNLINK_ID
+    let (ctl, _) = h.read_message().await;
+    assert_eq!(ctl, Term::tuple([i(36), i(5), p(&dead), p(&me)]), "UNLINK_ID is acknowledged");
+
+    // Still up, still delivering.
+    h.write(&send(&target, Term::atom("still_here"))).await;
+    assert_eq!(mb.recv_timeout(T).await.unwrap(), Term::atom("still_here"));
+    assert!(s.rust.connected_nodes().iter().any(|n| n.as_str() == h.name));
+    assert!(s.rust.is_alive(&target));
+    s.assert_still_serves().await;
+}
+
+fn num_big() -> num_bigint::BigInt {
+    num_bigint::BigInt::from(1u8) << 70
+}
+
+// ---------------------------------------------------------------------
+// Handshake: a peer that stops half way is cut off after the timeout.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn peer_stalling_mid_handshake_is_closed_after_the_handshake_timeout() {
+    const HS: Duration = Duration::from_millis(500);
+    let mut s = setup(|b| b.handshake_timeout(HS)).await;
+    let port = s.rust.listen_port();
+    let bounds = |took: Duration, what: &str| {
+        assert!(took >= HS - Duration::from_millis(100), "{what}: closed after {took:?}, before the handshake timeout");
+        assert!(took < HS + Duration::from_secs(3), "{what}: closed only after {took:?}");
+    };
+
+    // 1. Connects and says nothing.
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    // 2. Sends half a packet.
+    let mut half = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    half.write_all(&[0, 50, b'N', 0, 0]).await.unwrap();
+    // 3. Sends a valid send_name, reads status and challenge, then stops.
+    let stalled_name = format!("{}@127.0.0.1", support::unique("stall"));
+    let mut stalled = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let started = Instant::now();
+    let send_name = messages::SendName { flags: flags::ERLNODE_DEFAULT, creation: 5, name: stalled_name.clone() };
+    messages::write_packet(&mut stalled, &send_name.encode()).await.unwrap();
+    let status = messages::decode_status(&messages::read_packet(&mut stalled).await.unwrap()).unwrap();
+    assert_eq!(status, "ok");
+    messages::Challenge::decode(&messages::read_packet(&mut stalled).await.unwrap()).unwrap();
+
+    let (a, b, c) = tokio::join!(expect_closed(&mut silent, T), expect_closed(&mut half, T), async {
+        expect_closed(&mut stalled, T).await;
+        started.elapsed()
+    });
+    bounds(a, "silent peer");
+    bounds(b, "half a packet");
+    bounds(c, "stalled after the challenge");
+
+    // The stalled attempt left nothing behind: the same node name can
+    // connect properly right away (not refused as "another handshake is
+    // running"), and sends to it do not queue forever.
+    assert!(!s.rust.connected_nodes().iter().any(|n| n.as_str() == stalled_name));
+    let mut again = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let cfg = HandshakeConfig {
+        node_name: stalled_name.clone(),
+        creation: 6,
+        cookie: s.cookie.clone(),
+        flags: flags::ERLNODE_DEFAULT,
+        timeout: T,
+    };
+    handshake::initiate(&mut again, &cfg, s.rust.name().as_str(), || true)
+        .await
+        .expect("the name of a peer that once stalled can connect again");
+    s.wait_event(|e| matches!(e, NodeEvent::Up(n) if n.as_str() == stalled_name)).await;
+    drop(again);
+    let reason = s.down_reason(&stalled_name).await;
+    assert!(reason.contains("closed by peer"), "{reason}");
+    s.assert_still_serves().await;
+}
+
+// ---------------------------------------------------------------------
+// Flood: a peer sending as fast as it can does not starve the others.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flood_of_messages_and_ticks_does_not_starve_other_peers() {
+    const N: usize = 100_000;
+    let mut s = setup(|b| b).await;
+    let mut h = s.hostile().await;
+    let dead = s.dead_local_pid();
+    // 100k messages to a pid that does not exist, each followed by a tick.
+    let mut flood = Vec::with_capacity(N * 100);
+    for n in 0..N {
+        flood.extend(send(&dead, Term::tuple([Term::atom("flood"), Term::Int(n as i64)])));
+        flood.extend_from_slice(&[0, 0, 0, 0]);
+    }
+    let mut mb = s.rust.spawn_mailbox();
+    let last = send(mb.pid(), Term::atom("flood_done"));
+    let writer = tokio::spawn(async move {
+        let started = Instant::now();
+        for chunk in flood.chunks(64 * 1024) {
+            h.write(chunk).await;
+        }
+        h.write(&last).await;
+        (h, started.elapsed())
+    });
+
+    // Meanwhile the BEAM node's requests are answered promptly.
+    let rust = s.rust.name().to_string();
+    let r = s
+        .beam
+        .eval(&format!(
+            "Rust = '{rust}',
+             Lat = [begin
+                        T0 = erlang:monotonic_time(millisecond),
+                        pong = net_adm:ping(Rust),
+                        {{echo, I}} = gen_server:call({{erlnode_echo, Rust}}, I, 5000),
+                        erlang:monotonic_time(millisecond) - T0
+                    end || I <- lists:seq(1, 50)],
+             lists:max(Lat)"
+        ))
+        .await;
+    let Term::Int(max_ms) = r else { panic!("{r:?}") };
+    assert!(max_ms < 2000, "a ping + call round trip took {max_ms} ms during the flood");
+
+    let (mut h, wrote_in) = tokio::time::timeout(Duration::from_secs(20), writer).await.expect("flood written").unwrap();
+    // Everything was read and dropped, in order, and the link is still up.
+    assert_eq!(mb.recv_timeout(Duration::from_secs(20)).await.unwrap(), Term::atom("flood_done"));
+    assert!(s.rust.connected_nodes().iter().any(|n| n.as_str() == h.name));
+    tracing::info!(?wrote_in, max_ms, "flood");
+    h.write(&send(mb.pid(), Term::atom("after_flood"))).await;
+    assert_eq!(mb.recv_timeout(T).await.unwrap(), Term::atom("after_flood"));
+    s.assert_still_serves().await;
+}
+
+// ---------------------------------------------------------------------
+// Unexpected terms to erlnode's system processes from a real BEAM node.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unexpected_terms_to_system_processes_get_answers_or_drops() {
+    let mut s = setup(|b| b).await;
+    let rust = s.rust.name().to_string();
+    let r = s
+        .beam
+        .eval(&format!(
+            "Rust = '{rust}',
+             Call = fun(Dest, Req) ->
+                        try gen_server:call(Dest, Req, 5000) of
+                            Reply -> {{reply, Reply}}
+                        catch exit:Why -> {{no_reply, Why}}
+                        end
+                    end,
+             {{net_kernel, Rust}} ! garbage,
+             {{net_kernel, Rust}} ! {{'$gen_call', not_a_from, x}},
+             {{net_kernel, Rust}} ! {{'$gen_call', {{not_a_pid, tag}}, x}},
+             {{rex, Rust}} ! {{self(), nonsense}},
+             {{rex, Rust}} ! nonsense,
+             {{rex, Rust}} ! {{'$gen_call', {{self()}}, x}},
+             {{some_scope, Rust}} ! {{discover, self()}},
+             {{pg, Rust}} ! {{discover, self()}},
+             {{global_name_server, Rust}} ! {{garbage, self()}},
+             {{erlnode_echo, Rust}} ! garbage,
+             {{erlnode_echo, Rust}} ! {{self()}},
+             R1 = Call({{net_kernel, Rust}}, weird),
+             R2 = Call({{net_kernel, Rust}}, {{connect, normal, 'x@y'}}),
+             R3 = Call({{rex, Rust}}, {{call, erlang, node, [], user}}),
+             R4 = Call({{rex, Rust}}, garbage),
+             R5 = Call({{rex, Rust}}, {{call, erlang, node, not_a_list, user}}),
+             {{rex, Rust}} ! {{self(), {{call, m, f, not_a_list, user}}}},
+             R6 = receive {{rex, X6}} -> X6 after 5000 -> no_reply end,
+             R7 = rpc:call(Rust, erlang, node, [], 5000),
+             R8 = (catch erpc:call(Rust, erlang, node, [], 5000)),
+             MRef = erlang:monitor(process, {{no_such_name, Rust}}),
+             R9 = receive {{'DOWN', MRef, _, _, Why9}} -> Why9 after 5000 -> no_down end,
+             {{R1, R2, R3, R4, R5, R6, R7, R8, R9, 1 + 1}}"
+        ))
+        .await;
+    let t = r.as_tuple().unwrap_or_else(|| panic!("{r:?}")).to_vec();
+    let reply = |x: &Term| match x.as_tuple() {
+        Some([tag, v]) if tag.is_atom("reply") => v.clone(),
+        _ => panic!("expected a reply, got {x:?} (all: {r:?})"),
+    };
+    let is_badrpc = |x: &Term| matches!(x.as_tuple(), Some([tag, _]) if tag.is_atom("badrpc"));
+    let err_unsupported = Term::tuple([Term::atom("error"), Term::atom("unsupported")]);
+    assert_eq!(reply(&t[0]), err_unsupported, "net_kernel answers an unknown call");
+    assert_eq!(reply(&t[1]), err_unsupported, "net_kernel answers an unsupported call");
+    assert!(is_badrpc(&reply(&t[2])), "rex refuses a call: {:?}", t[2]);
+    assert!(is_badrpc(&reply(&t[3])), "rex answers garbage: {:?}", t[3]);
+    assert!(is_badrpc(&reply(&t[4])), "rex answers a bad call: {:?}", t[4]);
+    assert!(is_badrpc(&t[5]), "rex answers the hidden-node form: {:?}", t[5]);
+    assert!(is_badrpc(&t[6]), "rpc:call gets badrpc: {:?}", t[6]);
+    assert!(matches!(t[7].as_tuple(), Some([tag, _]) if tag.is_atom("EXIT")), "erpc:call raises: {:?}", t[7]);
+    assert_eq!(t[8], Term::atom("noproc"), "monitor of an unknown name fires at once");
+    assert_eq!(t[9], Term::Int(2), "the BEAM node is healthy");
+    // The BEAM node's own system processes are fine too.
+    let ok = s
+        .beam
+        .eval("{is_process_alive(whereis(net_kernel)), is_process_alive(whereis(rex)), length(nodes())}")
+        .await;
+    assert_eq!(ok, Term::tuple([Term::atom("true"), Term::atom("true"), Term::Int(1)]));
+    s.assert_still_serves().await;
+}
+
+// ---------------------------------------------------------------------
+// The reasons are logged: the same attacks against the erlnode binary,
+// reading its log.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_logs_dropped_control_messages_and_nodedown_reasons() {
+    support::require_erlang();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let name = format!("{}@127.0.0.1", support::unique("rust"));
+    let node = Erlnode::run(&name, &cookie, epmd.port(), &["--no-embedded-epmd"]).await;
+    let up = node.wait_for_line("node up", T).await.unwrap();
+    let port: u16 = up
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("port="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {up:?}"));
+    let beam = BeamNode::builder().prefix("peer").cookie(&cookie).epmd_port(epmd.port()).start().await;
+    assert_eq!(beam.eval(&format!("net_adm:ping('{name}')")).await, Term::atom("pong"));
+
+    let mut h = Hostile::connect(port, &name, &cookie).await;
+    let me = h.pid(1);
+    let mark = node.line_count();
+    let mut bytes = message(&Term::tuple([Term::Int(99), Term::atom("foo")]), None);
+    bytes.extend(reg_send(&me, "erlnode_echo", Term::tuple([Term::Pid(me.clone()), Term::atom("still_up")])));
+    h.write(&bytes).await;
+    let (ctl, payload) = h.read_message().await;
+    assert!(matches!(ctl.as_tuple(), Some([Term::Int(22), _, Term::Pid(to)]) if *to == me), "{ctl:?}");
+    assert_eq!(payload, Some(Term::atom("still_up")), "the link stayed up after the unknown control message");
+    let line = node.wait_for_line_after(mark, "dropping unknown or malformed control message", T).await.unwrap();
+    assert!(line.contains(&h.name) && line.contains("unknown opcode"), "{line}");
+
+    let mark = node.line_count();
+    h.write(&frame(&[131, 99])).await;
+    h.expect_closed(T).await;
+    let line = node.wait_for_line_after(mark, "nodedown", T).await.unwrap();
+    assert!(line.contains(&h.name) && line.contains("unknown distribution header tag 99"), "{line}");
+    assert!(!node.output()[mark..].iter().any(|l| l.contains("panicked")), "{:?}", node.output());
+    assert_eq!(beam.eval(&format!("net_adm:ping('{name}')")).await, Term::atom("pong"));
+    assert_eq!(
+        beam.eval(&format!("gen_server:call({{erlnode_echo, '{name}'}}, hi, 5000)")).await,
+        Term::tuple([Term::atom("echo"), Term::atom("hi")])
+    );
+    assert!(beam.eval(&format!("lists:member('{name}', nodes())")).await.is_atom("true"));
+}
