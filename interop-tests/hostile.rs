@@ -203,6 +203,12 @@ impl Hostile {
     }
 }
 
+/// Time from `since` until the node closed `stream`.
+async fn closed_since(stream: &mut TcpStream, since: Instant) -> Duration {
+    expect_closed(stream, T).await;
+    since.elapsed()
+}
+
 async fn expect_closed(stream: &mut TcpStream, within: Duration) -> Duration {
     let start = Instant::now();
     let mut buf = [0u8; 4096];
@@ -549,23 +555,26 @@ async fn peer_stalling_mid_handshake_is_closed_after_the_handshake_timeout() {
 
     // 1. Connects and says nothing.
     let mut silent = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let silent_since = Instant::now();
     // 2. Sends half a packet.
     let mut half = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let half_since = Instant::now();
     half.write_all(&[0, 50, b'N', 0, 0]).await.unwrap();
     // 3. Sends a valid send_name, reads status and challenge, then stops.
     let stalled_name = format!("{}@127.0.0.1", support::unique("stall"));
     let mut stalled = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let started = Instant::now();
+    let stalled_since = Instant::now();
     let send_name = messages::SendName { flags: flags::ERLNODE_DEFAULT, creation: 5, name: stalled_name.clone() };
     messages::write_packet(&mut stalled, &send_name.encode()).await.unwrap();
     let status = messages::decode_status(&messages::read_packet(&mut stalled).await.unwrap()).unwrap();
     assert_eq!(status, "ok");
     messages::Challenge::decode(&messages::read_packet(&mut stalled).await.unwrap()).unwrap();
 
-    let (a, b, c) = tokio::join!(expect_closed(&mut silent, T), expect_closed(&mut half, T), async {
-        expect_closed(&mut stalled, T).await;
-        started.elapsed()
-    });
+    let (a, b, c) = tokio::join!(
+        closed_since(&mut silent, silent_since),
+        closed_since(&mut half, half_since),
+        closed_since(&mut stalled, stalled_since)
+    );
     bounds(a, "silent peer");
     bounds(b, "half a packet");
     bounds(c, "stalled after the challenge");

@@ -9,3 +9,4 @@ mod support;
 
 mod harness_selftest;
 mod connect;
+mod hostile;

@@ -33,10 +33,13 @@ pub async fn run(a: RunArgs) -> ExitCode {
     }
     let mut events = node.subscribe();
     tokio::spawn(async move {
-        while let Ok(ev) = events.recv().await {
-            match ev {
-                NodeEvent::Up(n) => tracing::info!(node = %n, "peer joined"),
-                NodeEvent::Down { node, reason } => tracing::info!(%node, %reason, "peer left"),
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::Up(n)) => tracing::info!(node = %n, "peer joined"),
+                Ok(NodeEvent::Down { node, reason }) => tracing::info!(%node, %reason, "peer left"),
+                Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "peer events came faster than they could be logged"),
+                Err(RecvError::Closed) => break,
             }
         }
     });
