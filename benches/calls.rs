@@ -20,7 +20,8 @@
 //! For profiling, `CALLS_ONLY=<substring of a target label>` runs only the
 //! matching targets and `CALLS_ROUNDS=<n>` sets the number of rounds, e.g.
 //! `CALLS_ONLY="Rust (echo" CALLS_ROUNDS=20 cargo bench --bench calls`
-//! under `perf record`.
+//! under `perf record`. `CALLS_DIAG=1` also prints, per run, the CPU time
+//! and read/write syscalls per call of A, B and this process (R, R2).
 
 #[path = "../interop-tests/support/mod.rs"]
 #[allow(dead_code)]
@@ -164,6 +165,7 @@ async fn run() {
 
     let only = std::env::var("CALLS_ONLY").ok();
     let targets: Vec<Target> = Target::ALL.into_iter().filter(|t| only.as_deref().is_none_or(|o| t.label().contains(o))).collect();
+    let diag = std::env::var_os("CALLS_DIAG").is_some();
     let rounds: usize = std::env::var("CALLS_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(DEFAULT_ROUNDS);
     let mut results: Vec<(Target, usize, Vec<Sample>)> = vec![];
     for &(k, _) in &CONFIGS {
@@ -174,6 +176,7 @@ async fn run() {
     for round in 0..rounds {
         for &(k, m) in &CONFIGS {
             for &t in &targets {
+                let before = diag.then(|| ([a.os_pid(), b.os_pid(), std::process::id()].map(os_counters), tcp_out_segs()));
                 let s = match t {
                     Target::ExEx => ex_calls(&a, "bench_echo", b.name(), k, m).await,
                     Target::ExRustEcho => ex_calls(&a, "bench_echo", rust_name, k, m).await,
@@ -188,6 +191,17 @@ async fn run() {
                     s.p50_us,
                     s.p99_us
                 );
+                if let Some((before, segs0)) = before {
+                    let segs = (tcp_out_segs() - segs0) as f64 / (k * m) as f64;
+                    let after = [a.os_pid(), b.os_pid(), std::process::id()].map(os_counters);
+                    let n = (k * m) as f64;
+                    let fmt = |i: usize| {
+                        let (c0, r0, w0) = before[i];
+                        let (c1, r1, w1) = after[i];
+                        format!("cpu {:5.1} us/call rd {:4.2} wr {:4.2}", (c1 - c0) / n, (r1 - r0) as f64 / n, (w1 - w0) as f64 / n)
+                    };
+                    eprintln!("    A: {}  B: {}  Rust: {}  TCP segments/call (host-wide): {segs:.2}", fmt(0), fmt(1), fmt(2));
+                }
                 results.iter_mut().find(|(tt, kk, _)| *tt == t && *kk == k).unwrap().2.push(s);
             }
         }
@@ -258,6 +272,25 @@ async fn rust_calls(from: &Node, name: &str, node: &str, k: usize, m: usize) -> 
     lats.sort_unstable();
     let n = lats.len();
     Sample { rate: n as f64 / total, p50_us: lats[n * 50 / 100] as f64 / 1e3, p99_us: lats[(n * 99 / 100).min(n - 1)] as f64 / 1e3 }
+}
+
+/// (CPU time in us, read syscalls, write syscalls) of a process so far.
+fn os_counters(pid: u32) -> (f64, u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    let field = |name: &str| io.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+    (ticks * 1e6 / 100.0, field("syscr:"), field("syscw:"))
+}
+
+/// Host-wide TCP segments sent so far (/proc/net/snmp `Tcp: OutSegs`).
+fn tcp_out_segs() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else { return 0 };
+    names.split_whitespace().zip(values.split_whitespace()).find(|(n, _)| *n == "OutSegs").and_then(|(_, v)| v.parse().ok()).unwrap_or(0)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -10,3 +10,4 @@ mod support;
 mod harness_selftest;
 mod connect;
 mod hostile;
+mod processes;

@@ -150,48 +150,54 @@ async fn run<S: GenServer>(mut s: S, mb: &mut Mailbox) -> Term {
     }
     let reason = loop {
         let Some(msg) = mb.recv().await else { break Term::atom("killed") };
-        let flow = match classify(msg) {
-            Incoming::Call(from, request) => match from_term::<S::Call>(request) {
-                Ok(req) => match s.handle_call(req, &from, mb).await {
-                    Reply::Reply(r) => {
-                        answer::<S>(mb, &from, &r);
-                        Flow::Continue
-                    }
-                    Reply::NoReply => Flow::Continue,
-                    Reply::Stop { reason, reply } => {
-                        if let Some(r) = reply {
-                            answer::<S>(mb, &from, &r);
-                        }
-                        Flow::Stop(reason)
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(pid = %mb.pid(), error = %e, "call with a request of the wrong shape");
-                    let text = Term::from(e.to_string().as_str());
-                    mb.reply(&from, Term::tuple([Term::atom("error"), Term::tuple([Term::atom("bad_request"), text])]));
-                    Flow::Continue
-                }
-            },
-            Incoming::Cast(msg) => match from_term::<S::Cast>(msg) {
-                Ok(m) => s.handle_cast(m, mb).await,
-                Err(e) => {
-                    tracing::warn!(pid = %mb.pid(), error = %e, "cast of the wrong shape dropped");
-                    Flow::Continue
-                }
-            },
-            Incoming::System(from) => {
-                // sys:get_state and friends: answered, never left hanging.
-                mb.reply(&from, Term::tuple([Term::atom("error"), Term::atom("sys_not_supported")]));
-                Flow::Continue
-            }
-            Incoming::Info(msg) => s.handle_info(msg, mb).await,
-        };
-        if let Flow::Stop(reason) = flow {
+        if let Flow::Stop(reason) = dispatch(&mut s, msg, mb).await {
             break reason;
         }
     };
     s.terminate(&reason, mb).await;
     reason
+}
+
+/// Hands one message to the matching callback, answering calls. Used by
+/// the server loop and by migration, which replays queued messages
+/// through the same path.
+pub async fn dispatch<S: GenServer>(s: &mut S, msg: Term, mb: &mut Mailbox) -> Flow {
+    match classify(msg) {
+        Incoming::Call(from, request) => match from_term::<S::Call>(request) {
+            Ok(req) => match s.handle_call(req, &from, mb).await {
+                Reply::Reply(r) => {
+                    answer::<S>(mb, &from, &r);
+                    Flow::Continue
+                }
+                Reply::NoReply => Flow::Continue,
+                Reply::Stop { reason, reply } => {
+                    if let Some(r) = reply {
+                        answer::<S>(mb, &from, &r);
+                    }
+                    Flow::Stop(reason)
+                }
+            },
+            Err(e) => {
+                tracing::warn!(pid = %mb.pid(), error = %e, "call with a request of the wrong shape");
+                let text = Term::from(e.to_string().as_str());
+                mb.reply(&from, Term::tuple([Term::atom("error"), Term::tuple([Term::atom("bad_request"), text])]));
+                Flow::Continue
+            }
+        },
+        Incoming::Cast(msg) => match from_term::<S::Cast>(msg) {
+            Ok(m) => s.handle_cast(m, mb).await,
+            Err(e) => {
+                tracing::warn!(pid = %mb.pid(), error = %e, "cast of the wrong shape dropped");
+                Flow::Continue
+            }
+        },
+        Incoming::System(from) => {
+            // sys:get_state and friends: answered, never left hanging.
+            mb.reply(&from, Term::tuple([Term::atom("error"), Term::atom("sys_not_supported")]));
+            Flow::Continue
+        }
+        Incoming::Info(msg) => s.handle_info(msg, mb).await,
+    }
 }
 
 fn answer<S: GenServer>(mb: &Mailbox, from: &Term, r: &S::Reply) {

@@ -39,6 +39,12 @@ pub enum FrameError {
 }
 
 /// Per-link limits and timers.
+///
+/// The receive-side atom cache needs no limit of its own: the distribution
+/// header addresses it with a 3-bit segment and an 8-bit index, so a link
+/// holds at most [`atom_cache::CACHE_SIZE`] (2048) entries of at most 255
+/// characters each, allocated once; a reference to an empty slot closes
+/// the link (tested in `interop-tests/hostile.rs`).
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
     /// Largest single frame accepted (the BEAM fragments at 64 KiB when

@@ -183,6 +183,7 @@ impl NodeInner {
 
     fn fail_attempt(&self, peer: &Atom, attempt: u64, reason: String) {
         let mut slots = self.peers.slots.lock().unwrap();
+        let mut failed = false;
         if let Some(Slot::Pending { attempt: a, .. }) = slots.get(peer) {
             if *a == attempt {
                 if let Some(Slot::Pending { queue, waiters, .. }) = slots.remove(peer) {
@@ -192,8 +193,19 @@ impl NodeInner {
                     for w in waiters {
                         let _ = w.send(Err(reason.clone()));
                     }
+                    failed = true;
                 }
             }
+        }
+        drop(slots);
+        if failed {
+            // The queue may have held LINK/MONITOR_P requests: as the BEAM
+            // does when it cannot connect, fire those monitors and break
+            // those links with `noconnection`. Without this a
+            // `Mailbox::call` to a node that is gone waited for its whole
+            // timeout instead of failing with NodeDown (interop test
+            // `rust_calls_elixir_genserver_with_distinct_errors`).
+            self.arc().processes_nodedown(peer);
         }
     }
 
@@ -201,7 +213,7 @@ impl NodeInner {
     pub(crate) async fn accept(self: Arc<Self>, mut stream: TcpStream) {
         let _ = stream.set_nodelay(true);
         let attempt = self.peers.next_attempt.fetch_add(1, Ordering::Relaxed);
-        let arbiter = AcceptArbiter { node: self.clone(), attempt };
+        let arbiter = AcceptArbiter { node: self.clone(), attempt, peer: Mutex::new(None) };
         match handshake::accept(&mut stream, &self.handshake_config(), &arbiter).await {
             Ok(info) => self.install(stream, info, attempt),
             Err(HandshakeError::LostRace { peer }) => {
@@ -210,8 +222,17 @@ impl NodeInner {
             Err(e) => {
                 let addr = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
                 tracing::warn!(%addr, error = %e, "incoming connection refused");
-                if let Some(peer) = error_peer(&e) {
-                    self.fail_attempt(&Atom::new(peer), attempt, e.to_string());
+                // Release the Pending slot the arbiter may have given this
+                // attempt, whatever the error. Taking the name from the
+                // arbiter rather than from the error matters: a peer that
+                // stalls after send_name (Timeout) or drops the socket (Io)
+                // used to leave the slot behind, so every later connection
+                // from that node was refused `not_allowed` and sends to it
+                // queued forever. fail_attempt only removes a slot this
+                // attempt still owns.
+                let peer = arbiter.peer.lock().unwrap().take();
+                if let Some(peer) = peer {
+                    self.fail_attempt(&peer, attempt, e.to_string());
                 }
             }
         }
@@ -278,23 +299,17 @@ impl NodeInner {
     }
 }
 
-fn error_peer(e: &HandshakeError) -> Option<&str> {
-    match e {
-        HandshakeError::BadCookie { peer } | HandshakeError::Refused { peer, .. } | HandshakeError::MissingFlags { peer, .. } => {
-            Some(peer)
-        }
-        _ => None,
-    }
-}
-
 struct AcceptArbiter {
     node: Arc<NodeInner>,
     attempt: u64,
+    /// The peer's name once `decide` ran (for cleanup if the handshake fails).
+    peer: Mutex<Option<Atom>>,
 }
 
 impl Arbiter for AcceptArbiter {
     fn decide(&self, peer: &str) -> AcceptDecision {
         let peer_atom = Atom::new(peer);
+        *self.peer.lock().unwrap() = Some(peer_atom.clone());
         if peer_atom == self.node.name {
             return AcceptDecision::NotAllowed;
         }

@@ -36,6 +36,14 @@ pub enum RecvError {
     Exited(Term),
 }
 
+/// A request in flight, from [`Mailbox::send_request`].
+#[derive(Debug)]
+#[must_use = "a request's answer is only consumed by receive_response"]
+pub struct RequestId {
+    mref: Reference,
+    target: String,
+}
+
 /// Where a call or send goes.
 #[derive(Debug, Clone)]
 pub enum Dest {
@@ -146,6 +154,16 @@ impl Mailbox {
         }
     }
 
+    /// Takes every message queued right now, in arrival order, without
+    /// waiting: what a migrating process hands over with its state.
+    pub fn drain(&mut self) -> Vec<Term> {
+        let mut out: Vec<Term> = self.saved.drain(..).collect();
+        while let Ok(m) = self.rx.try_recv() {
+            out.push(m);
+        }
+        out
+    }
+
     /// Sends from this process (the receiver's node learns the sender).
     pub fn send(&self, to: &Pid, msg: Term) {
         self.node.send(Some(&self.pid), to, msg)
@@ -226,6 +244,15 @@ impl Mailbox {
     /// or the DOWN. Distinct errors for timeout, a missing process and a
     /// lost node.
     pub async fn call(&mut self, to: impl Into<Dest>, request: Term, timeout: Duration) -> Result<Term, CallError> {
+        let req = self.send_request(to, request);
+        self.receive_response(req, timeout).await
+    }
+
+    /// The sending half of [`Mailbox::call`] (`gen_server:send_request`):
+    /// returns as soon as the request is queued, so that a caller can
+    /// resolve a name and send under one lock, or have several requests
+    /// in flight.
+    pub fn send_request(&mut self, to: impl Into<Dest>, request: Term) -> RequestId {
         let to = to.into();
         let mref = match &to {
             Dest::Pid(p) => self.monitor(p),
@@ -235,6 +262,12 @@ impl Mailbox {
         let tag = Term::ImproperList(vec![Term::atom("alias")], Box::new(Term::Ref(mref.clone())));
         let msg = Term::tuple([Term::atom("$gen_call"), Term::tuple([Term::Pid(self.pid.clone()), tag]), request]);
         self.send_to(&to, msg);
+        RequestId { mref, target: format!("{to:?}") }
+    }
+
+    /// The waiting half of [`Mailbox::call`] (`gen_server:receive_response`).
+    pub async fn receive_response(&mut self, req: RequestId, timeout: Duration) -> Result<Term, CallError> {
+        let RequestId { mref, target } = req;
         let result = self
             .recv_match(timeout, |m| match m.as_tuple() {
                 Some([Term::ImproperList(h, t), reply]) if h.len() == 1 && h[0].is_atom("alias") && t.as_reference() == Some(&mref) => {
@@ -245,7 +278,6 @@ impl Mailbox {
             })
             .await;
         self.unalias(&mref);
-        let target = format!("{to:?}");
         match result {
             Ok(Ok(reply)) => {
                 self.demonitor(&mref);

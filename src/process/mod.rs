@@ -11,7 +11,7 @@ pub(crate) mod signals;
 mod spawn;
 mod table;
 
-pub use mailbox::{Dest, Mailbox, RecvError};
+pub use mailbox::{Dest, Mailbox, RecvError, RequestId};
 pub use table::{ProcessTable, RegisterError};
 
 use crate::term::Term;

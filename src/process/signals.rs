@@ -81,9 +81,13 @@ impl NodeInner {
                 Action::Message(exit_message(from, reason))
             } else if reason.is_atom("normal") && from != target {
                 Action::Ignore
-            } else if reason.is_atom("kill") {
-                Action::Kill(Term::atom("killed"))
             } else {
+                // A *link* exit signal with reason `kill` (its sender
+                // called exit(kill)) is an ordinary reason: OTP 25 kills
+                // the receiver with `kill`, not `killed`, and lets a
+                // trapping one receive it (checked BEAM-to-BEAM; the
+                // interop test `elixir_exit_propagates_to_linked_rust_processes`
+                // asserts it). Only exit/2 with `kill` becomes `killed`.
                 Action::Kill(reason)
             }
         };

@@ -1,0 +1,3 @@
+//! Worked examples that are also used by the demo and the tests.
+
+pub mod account;

@@ -1,0 +1,36 @@
+//! The migratable state machine: a GenServer whose state is a serde type,
+//! so that it crosses to an Elixir node as a plain map.
+
+use crate::gen_server::GenServer;
+use crate::term::serde::{from_term, to_term};
+use crate::term::Term;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// A GenServer that can move between nodes. The implementing type is the
+/// state; the callbacks are ProcessHub's, under the same names, so
+/// handover code ports directly.
+pub trait Migratable: GenServer + Serialize + DeserializeOwned {
+    /// The type name every node registers for this state machine
+    /// (`"account"`); an Elixir module with `use Erlnode.Migratable,
+    /// type: "account"` is the same type on Elixir nodes.
+    const TYPE: &'static str;
+    /// Start arguments; they travel with a migration so the target can
+    /// run `init_state` as a fresh process would.
+    type Args: Serialize + DeserializeOwned + Send + Sync + Clone + 'static;
+
+    fn init_state(args: Self::Args) -> Result<Self, Term>;
+
+    /// What the source hands over. Must not change the source: if the
+    /// handoff fails, the source continues with its state.
+    fn prepare_handover_state(&self) -> Result<Term, Term> {
+        to_term(self).map_err(|e| Term::from(e.to_string().as_str()))
+    }
+
+    /// Builds the target's state from its freshly initialised state and
+    /// the handed-over one. An error rejects the handoff (the source
+    /// resumes).
+    fn alter_handover_state(self, handover: Term) -> Result<Self, Term> {
+        from_term(handover).map_err(|e| Term::from(e.to_string().as_str()))
+    }
+}

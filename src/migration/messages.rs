@@ -1,0 +1,219 @@
+//! The handoff wire messages (docs/handoff.md, "Wire messages"). Every
+//! one is a tuple tagged `'$erlnode_migrate'`, so user messages can never
+//! be mistaken for protocol, and a malformed one is recognisable as such
+//! and dropped.
+
+use crate::term::{Atom, Pid, Reference, Term};
+
+pub const TAG: &str = "$erlnode_migrate";
+
+/// HotSwap starts the target before pausing the source; ColdSwap pauses
+/// and captures first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Hot,
+    Cold,
+}
+
+impl Mode {
+    pub fn to_term(self) -> Term {
+        Term::atom(match self {
+            Mode::Hot => "hot",
+            Mode::Cold => "cold",
+        })
+    }
+    pub fn from_term(t: &Term) -> Option<Mode> {
+        match t.as_atom()?.as_str() {
+            "hot" => Some(Mode::Hot),
+            "cold" => Some(Mode::Cold),
+            _ => None,
+        }
+    }
+}
+
+/// Messages a migratable process (source or target) receives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Begin { reference: Reference, target: Atom, mode: Mode, reply_to: Option<Pid> },
+    Handover { reference: Reference, state: Term, queue: Vec<Term>, source: Pid },
+    Accepted { reference: Reference, target: Pid },
+    Rejected { reference: Reference, reason: Term },
+    Fwd { reference: Reference, msgs: Vec<Term> },
+    Switched { reference: Reference },
+    Result { reference: Reference, result: Result<Pid, Term> },
+}
+
+fn tag() -> Term {
+    Term::atom(TAG)
+}
+
+impl Op {
+    pub fn to_term(&self) -> Term {
+        let r = |x: &Reference| Term::Ref(x.clone());
+        match self {
+            Op::Begin { reference, target, mode, reply_to } => Term::tuple([
+                tag(),
+                Term::atom("begin"),
+                r(reference),
+                Term::Atom(target.clone()),
+                mode.to_term(),
+                reply_to.clone().map(Term::Pid).unwrap_or_else(|| Term::atom("undefined")),
+            ]),
+            Op::Handover { reference, state, queue, source } => Term::tuple([
+                tag(),
+                Term::atom("handover"),
+                r(reference),
+                state.clone(),
+                Term::List(queue.clone()),
+                Term::Pid(source.clone()),
+            ]),
+            Op::Accepted { reference, target } => Term::tuple([tag(), Term::atom("accepted"), r(reference), Term::Pid(target.clone())]),
+            Op::Rejected { reference, reason } => Term::tuple([tag(), Term::atom("rejected"), r(reference), reason.clone()]),
+            Op::Fwd { reference, msgs } => Term::tuple([tag(), Term::atom("fwd"), r(reference), Term::List(msgs.clone())]),
+            Op::Switched { reference } => Term::tuple([tag(), Term::atom("switched"), r(reference)]),
+            Op::Result { reference, result } => Term::tuple([tag(), Term::atom("result"), r(reference), result_term(result)]),
+        }
+    }
+
+    /// `None`: not a protocol message. `Some(Err)`: tagged but malformed.
+    pub fn parse(msg: &Term) -> Option<Result<Op, String>> {
+        let t = msg.as_tuple()?;
+        if t.len() < 2 || !t[0].is_atom(TAG) {
+            return None;
+        }
+        Some(parse_tagged(t).ok_or_else(|| {
+            let mut s = format!("{msg:?}");
+            s.truncate(200);
+            s
+        }))
+    }
+}
+
+pub fn result_term(result: &Result<Pid, Term>) -> Term {
+    match result {
+        Ok(p) => Term::tuple([Term::atom("ok"), Term::Pid(p.clone())]),
+        Err(e) => Term::tuple([Term::atom("error"), e.clone()]),
+    }
+}
+
+fn parse_result(t: &Term) -> Option<Result<Pid, Term>> {
+    match t.as_tuple()? {
+        [ok, Term::Pid(p)] if ok.is_atom("ok") => Some(Ok(p.clone())),
+        [e, reason] if e.is_atom("error") => Some(Err(reason.clone())),
+        _ => None,
+    }
+}
+
+fn parse_tagged(t: &[Term]) -> Option<Op> {
+    let op = t[1].as_atom()?.as_str();
+    let reference = t.get(2)?.as_reference()?.clone();
+    Some(match (op, &t[3..]) {
+        ("begin", [Term::Atom(target), mode, reply_to]) => Op::Begin {
+            reference,
+            target: target.clone(),
+            mode: Mode::from_term(mode)?,
+            reply_to: reply_to.as_pid().cloned(),
+        },
+        ("handover", [state, Term::List(queue), Term::Pid(source)]) => {
+            Op::Handover { reference, state: state.clone(), queue: queue.clone(), source: source.clone() }
+        }
+        ("accepted", [Term::Pid(target)]) => Op::Accepted { reference, target: target.clone() },
+        ("rejected", [reason]) => Op::Rejected { reference, reason: reason.clone() },
+        ("fwd", [Term::List(msgs)]) => Op::Fwd { reference, msgs: msgs.clone() },
+        ("switched", []) => Op::Switched { reference },
+        ("result", [r]) => Op::Result { reference, result: parse_result(r)? },
+        _ => return None,
+    })
+}
+
+/// Requests to a node's migration manager (`erlnode_migration`), sent as
+/// `gen:call`s.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Start a target of `type_name` that waits for a handover.
+    Start { type_name: String, args: Term, name: Atom, reference: Reference, source: Pid },
+    /// Move the process registered as `name` (hosted on the receiving
+    /// node) to `target`.
+    Migrate { name: Atom, target: Atom, mode: Mode },
+}
+
+impl Request {
+    pub fn to_term(&self) -> Term {
+        match self {
+            Request::Start { type_name, args, name, reference, source } => Term::tuple([
+                tag(),
+                Term::atom("start"),
+                Term::from(type_name.as_str()),
+                args.clone(),
+                Term::Atom(name.clone()),
+                Term::Ref(reference.clone()),
+                Term::Pid(source.clone()),
+            ]),
+            Request::Migrate { name, target, mode } => {
+                Term::tuple([tag(), Term::atom("migrate"), Term::Atom(name.clone()), Term::Atom(target.clone()), mode.to_term()])
+            }
+        }
+    }
+
+    pub fn parse(t: &Term) -> Option<Request> {
+        match t.as_tuple()? {
+            [tg, op, Term::Binary(ty), args, Term::Atom(name), Term::Ref(r), Term::Pid(s)] if tg.is_atom(TAG) && op.is_atom("start") => {
+                Some(Request::Start {
+                    type_name: String::from_utf8(ty.to_vec()).ok()?,
+                    args: args.clone(),
+                    name: name.clone(),
+                    reference: r.clone(),
+                    source: s.clone(),
+                })
+            }
+            [tg, op, Term::Atom(name), Term::Atom(target), mode] if tg.is_atom(TAG) && op.is_atom("migrate") => {
+                Some(Request::Migrate { name: name.clone(), target: target.clone(), mode: Mode::from_term(mode)? })
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pid() -> Pid {
+        Pid { node: Atom::new("a@h"), id: 70, serial: 0, creation: 3 }
+    }
+    fn rf() -> Reference {
+        Reference { node: Atom::new("a@h"), creation: 3, ids: [1, 2, 3].into_iter().collect() }
+    }
+
+    #[test]
+    fn ops_round_trip() {
+        let ops = vec![
+            Op::Begin { reference: rf(), target: Atom::new("b@h"), mode: Mode::Cold, reply_to: Some(pid()) },
+            Op::Begin { reference: rf(), target: Atom::new("b@h"), mode: Mode::Hot, reply_to: None },
+            Op::Handover { reference: rf(), state: Term::Int(1), queue: vec![Term::atom("x")], source: pid() },
+            Op::Accepted { reference: rf(), target: pid() },
+            Op::Rejected { reference: rf(), reason: Term::atom("bad") },
+            Op::Fwd { reference: rf(), msgs: vec![] },
+            Op::Switched { reference: rf() },
+            Op::Result { reference: rf(), result: Err(Term::atom("timeout")) },
+        ];
+        for op in ops {
+            assert_eq!(Op::parse(&op.to_term()), Some(Ok(op.clone())));
+        }
+        let reqs = vec![
+            Request::Start { type_name: "account".into(), args: Term::nil(), name: Atom::new("acc"), reference: rf(), source: pid() },
+            Request::Migrate { name: Atom::new("acc"), target: Atom::new("b@h"), mode: Mode::Hot },
+        ];
+        for r in reqs {
+            assert_eq!(Request::parse(&r.to_term()), Some(r.clone()));
+        }
+    }
+
+    #[test]
+    fn foreign_and_malformed() {
+        assert_eq!(Op::parse(&Term::atom("hello")), None);
+        assert_eq!(Op::parse(&Term::tuple([Term::atom("process_hub"), Term::atom("handover_confirmed")])), None);
+        assert!(matches!(Op::parse(&Term::tuple([Term::atom(TAG), Term::atom("begin")])), Some(Err(_))));
+        assert!(matches!(Op::parse(&Term::tuple([Term::atom(TAG), Term::atom("nope"), Term::Ref(rf())])), Some(Err(_))));
+    }
+}

@@ -1,0 +1,54 @@
+//! Live migration of state machines between nodes, Rust and Elixir, with
+//! their state, their name and their queued messages. The protocol and
+//! its guarantees are in docs/handoff.md; `runtime` implements both ends.
+
+mod behaviour;
+mod manager;
+pub mod messages;
+mod registry;
+mod runtime;
+
+pub use behaviour::Migratable;
+pub use manager::{Migration, MANAGER_NAME};
+pub use messages::Mode;
+pub use registry::NameRegistry;
+
+use crate::term::Term;
+use std::time::Duration;
+
+/// Timers of a handoff.
+#[derive(Debug, Clone)]
+pub struct HandoffConfig {
+    /// How long the source waits for the target's node to start it.
+    pub start_timeout: Duration,
+    /// How long the source waits for `accepted` (and the target for the
+    /// handover).
+    pub accept_timeout: Duration,
+    /// How long the target waits for `switched` before taking the name.
+    pub switch_timeout: Duration,
+    /// How long the old pid forwards late arrivals.
+    pub retention: Duration,
+}
+
+impl Default for HandoffConfig {
+    fn default() -> Self {
+        HandoffConfig {
+            start_timeout: Duration::from_secs(10),
+            accept_timeout: Duration::from_secs(10),
+            switch_timeout: Duration::from_secs(30),
+            retention: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error("no process is registered as {0}")]
+    NoSuchName(String),
+    #[error("name registry: {0}")]
+    Name(String),
+    #[error("migration failed: {0:?}")]
+    Failed(Term),
+    #[error(transparent)]
+    Call(#[from] crate::process::CallError),
+}

@@ -1,0 +1,333 @@
+//! The life of a migratable process: serving, handing itself over as the
+//! source, and taking over as the target. Each step is the one in
+//! docs/handoff.md; the comments name the guarantee each step keeps.
+
+use super::messages::{Mode, Op, Request};
+use super::{HandoffConfig, NameRegistry};
+use crate::gen_server::{dispatch, Flow};
+use crate::process::{Mailbox, RecvError};
+use crate::term::{Atom, Pid, Reference, Term};
+use std::sync::Arc;
+
+
+use super::Migratable;
+
+/// What a process needs to hand itself over.
+#[derive(Clone)]
+pub(crate) struct Meta {
+    pub type_name: &'static str,
+    /// The start arguments, in term form, for the target's `init_state`.
+    pub args: Term,
+    pub name: Atom,
+    pub registry: Arc<dyn NameRegistry>,
+    pub cfg: HandoffConfig,
+}
+
+enum Outcome {
+    Migrated(Pid),
+    Resumed,
+    Stopped(Term),
+}
+
+/// A process started fresh: `init_state(args)`, then serve.
+pub(crate) async fn run_fresh<M: Migratable>(mut mb: Mailbox, meta: Meta, args: M::Args) -> Term {
+    let mut st = match M::init_state(args) {
+        Ok(s) => s,
+        Err(reason) => return reason,
+    };
+    if let Err(reason) = st.init(&mut mb).await {
+        return reason;
+    }
+    serve(st, &mut mb, meta).await
+}
+
+/// A target: initialise, wait for the handover, apply it and the queued
+/// messages, confirm, then take forwarded messages until the source says
+/// the name has switched.
+pub(crate) async fn run_target<M: Migratable>(mut mb: Mailbox, meta: Meta, args: M::Args, reference: Reference, source: Pid) -> Term {
+    let fresh = match M::init_state(args) {
+        Ok(s) => s,
+        Err(reason) => {
+            mb.send(&source, Op::Rejected { reference, reason: reason.clone() }.to_term());
+            return reason;
+        }
+    };
+    let handover = mb
+        .recv_match(meta.cfg.accept_timeout, |m| match Op::parse(m) {
+            Some(Ok(Op::Handover { reference: r, state, queue, .. })) if r == reference => Some((state, queue)),
+            _ => None,
+        })
+        .await;
+    let (state, queue) = match handover {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(name = %meta.name, error = %e, "no handover arrived; target gives up");
+            return shutdown("handover_timeout");
+        }
+    };
+    let mut st = match fresh.alter_handover_state(state) {
+        Ok(s) => s,
+        Err(reason) => {
+            tracing::warn!(name = %meta.name, ?reason, "handover state rejected");
+            mb.send(&source, Op::Rejected { reference, reason: reason.clone() }.to_term());
+            return Term::tuple([Term::atom("shutdown"), Term::tuple([Term::atom("rejected"), reason])]);
+        }
+    };
+    if let Err(reason) = st.init(&mut mb).await {
+        mb.send(&source, Op::Rejected { reference, reason: reason.clone() }.to_term());
+        return reason;
+    }
+    // The source's queue comes before anything that reached us directly.
+    let mut stop = None;
+    for m in queue {
+        if let Flow::Stop(r) = dispatch(&mut st, m, &mut mb).await {
+            stop = Some(r);
+            break;
+        }
+    }
+    let me = mb.pid().clone();
+    mb.send(&source, Op::Accepted { reference: reference.clone(), target: me.clone() }.to_term());
+    if let Some(r) = stop {
+        st.terminate(&r, &mut mb).await;
+        return r;
+    }
+    // Until `switched`, only the source's forwards are applied; messages
+    // sent to us directly stay queued (selective receive), which keeps
+    // per-sender order across the switch.
+    let watch = mb.monitor(&source);
+    loop {
+        let next = mb
+            .recv_match(meta.cfg.switch_timeout, |m| match Op::parse(m) {
+                Some(Ok(Op::Fwd { reference: r, msgs })) if r == reference => Some(Ok(msgs)),
+                Some(Ok(Op::Switched { reference: r })) if r == reference => Some(Err(None)),
+                _ => match m.as_tuple() {
+                    Some([d, Term::Ref(r), _, _, reason]) if d.is_atom("DOWN") && *r == watch => Some(Err(Some(reason.clone()))),
+                    _ => None,
+                },
+            })
+            .await;
+        match next {
+            Ok(Ok(msgs)) => {
+                for m in msgs {
+                    if let Flow::Stop(r) = dispatch(&mut st, m, &mut mb).await {
+                        st.terminate(&r, &mut mb).await;
+                        return r;
+                    }
+                }
+            }
+            Ok(Err(None)) => {
+                mb.demonitor(&watch);
+                break;
+            }
+            Ok(Err(Some(reason))) => {
+                // The source died after we accepted: we own the process.
+                tracing::warn!(name = %meta.name, ?reason, "source died before the switch; target takes the name");
+                claim_name(&meta, &me).await;
+                break;
+            }
+            Err(RecvError::Timeout) => {
+                tracing::warn!(name = %meta.name, "no switch from the source in time; target takes the name");
+                mb.demonitor(&watch);
+                claim_name(&meta, &me).await;
+                break;
+            }
+            Err(RecvError::Exited(r)) => return r,
+        }
+    }
+    serve(st, &mut mb, meta).await
+}
+
+async fn claim_name(meta: &Meta, me: &Pid) {
+    let r = match meta.registry.whereis(meta.name.as_str()) {
+        Some(p) if &p == me => Ok(()),
+        Some(_) => meta.registry.re_register(meta.name.as_str(), me).await,
+        None => meta.registry.register(meta.name.as_str(), me).await,
+    };
+    if let Err(e) = r {
+        tracing::error!(name = %meta.name, error = %e, "target could not take the name");
+    }
+}
+
+fn shutdown(why: &str) -> Term {
+    Term::tuple([Term::atom("shutdown"), Term::atom(why)])
+}
+
+/// The serving loop, with migration requests handled in place.
+async fn serve<M: Migratable>(mut st: M, mb: &mut Mailbox, meta: Meta) -> Term {
+    let reason = loop {
+        let Some(msg) = mb.recv().await else { break Term::atom("killed") };
+        match Op::parse(&msg) {
+            None => {
+                if let Flow::Stop(r) = dispatch(&mut st, msg, mb).await {
+                    break r;
+                }
+            }
+            Some(Ok(Op::Begin { reference, target, mode, reply_to })) => {
+                match hand_over(&mut st, mb, &meta, reference, target, mode, reply_to).await {
+                    Outcome::Migrated(t) => {
+                        break Term::tuple([
+                            Term::atom("shutdown"),
+                            Term::tuple([Term::atom("migrated"), Term::Atom(t.node.clone())]),
+                        ])
+                    }
+                    Outcome::Resumed => {}
+                    Outcome::Stopped(r) => break r,
+                }
+            }
+            Some(Ok(other)) => tracing::debug!(name = %meta.name, op = ?other, "stale migration message dropped"),
+            Some(Err(text)) => tracing::warn!(name = %meta.name, msg = %text, "malformed migration message dropped"),
+        }
+    };
+    st.terminate(&reason, mb).await;
+    reason
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn hand_over<M: Migratable>(
+    st: &mut M,
+    mb: &mut Mailbox,
+    meta: &Meta,
+    reference: Reference,
+    target_node: Atom,
+    mode: Mode,
+    reply_to: Option<Pid>,
+) -> Outcome {
+    let report = |mb: &Mailbox, result: Result<Pid, Term>| {
+        if let Some(p) = &reply_to {
+            mb.send(p, Op::Result { reference: reference.clone(), result }.to_term());
+        }
+    };
+    let me = mb.pid().clone();
+    if target_node == me.node {
+        report(mb, Err(Term::atom("same_node")));
+        return Outcome::Resumed;
+    }
+    let started = std::time::Instant::now();
+    // HotSwap: the target exists before we pause. ColdSwap: pause first.
+    let (target, handover, queue) = match mode {
+        Mode::Hot => {
+            let t = match start_target(mb, meta, &target_node, &reference).await {
+                Ok(t) => t,
+                Err(e) => {
+                    report(mb, Err(e));
+                    return Outcome::Resumed;
+                }
+            };
+            let hs = match st.prepare_handover_state() {
+                Ok(h) => h,
+                Err(e) => {
+                    mb.exit(&t, Term::atom("kill"));
+                    report(mb, Err(e));
+                    return Outcome::Resumed;
+                }
+            };
+            (t, hs, mb.drain())
+        }
+        Mode::Cold => {
+            let hs = match st.prepare_handover_state() {
+                Ok(h) => h,
+                Err(e) => {
+                    report(mb, Err(e));
+                    return Outcome::Resumed;
+                }
+            };
+            let q = mb.drain();
+            match start_target(mb, meta, &target_node, &reference).await {
+                Ok(t) => (t, hs, q),
+                Err(e) => {
+                    report(mb, Err(e));
+                    return replay(st, mb, q).await;
+                }
+            }
+        }
+    };
+    let watch = mb.monitor(&target);
+    mb.send(&target, Op::Handover { reference: reference.clone(), state: handover, queue: queue.clone(), source: me.clone() }.to_term());
+    let verdict = mb
+        .recv_match(meta.cfg.accept_timeout, |m| match Op::parse(m) {
+            Some(Ok(Op::Accepted { reference: r, .. })) if r == reference => Some(Ok(())),
+            Some(Ok(Op::Rejected { reference: r, reason })) if r == reference => Some(Err(Term::tuple([Term::atom("rejected"), reason]))),
+            _ => match m.as_tuple() {
+                Some([d, Term::Ref(r), _, _, reason]) if d.is_atom("DOWN") && *r == watch => {
+                    Some(Err(Term::tuple([Term::atom("target_down"), reason.clone()])))
+                }
+                _ => None,
+            },
+        })
+        .await;
+    let failure = match verdict {
+        Ok(Ok(())) => None,
+        Ok(Err(reason)) => Some(reason),
+        Err(RecvError::Timeout) => {
+            mb.exit(&target, Term::atom("kill"));
+            Some(Term::atom("timeout"))
+        }
+        Err(RecvError::Exited(r)) => return Outcome::Stopped(r),
+    };
+    if let Some(reason) = failure {
+        mb.demonitor(&watch);
+        tracing::warn!(name = %meta.name, target = %target_node, ?reason, "handoff failed; resuming here");
+        report(mb, Err(reason));
+        return replay(st, mb, queue).await;
+    }
+    // The name moves atomically; when this returns, every message any
+    // node addressed to us by name is already in our mailbox.
+    if let Err(e) = meta.registry.re_register(meta.name.as_str(), &target).await {
+        tracing::warn!(name = %meta.name, error = %e, "could not move the name; resuming here");
+        mb.demonitor(&watch);
+        mb.exit(&target, Term::atom("kill"));
+        report(mb, Err(Term::tuple([Term::atom("register_failed"), Term::from(e.as_str())])));
+        return replay(st, mb, queue).await;
+    }
+    let late = mb.drain();
+    mb.send(&target, Op::Fwd { reference: reference.clone(), msgs: late }.to_term());
+    mb.send(&target, Op::Switched { reference: reference.clone() }.to_term());
+    mb.demonitor(&watch);
+    tracing::info!(name = %meta.name, to = %target_node, queued = queue.len(), elapsed_us = started.elapsed().as_micros() as u64, "handoff complete");
+    report(mb, Ok(target.clone()));
+    // Retention: late arrivals addressed to our pid go on to the target
+    // unchanged (calls keep their From, so the target answers them).
+    let deadline = tokio::time::Instant::now() + meta.cfg.retention;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match mb.recv_timeout(left).await {
+            Ok(m) => mb.send(&target, m),
+            Err(_) => break,
+        }
+    }
+    Outcome::Migrated(target)
+}
+
+/// Rollback: the queue we handed over is applied here after all, before
+/// anything that arrived later (which is still in the mailbox).
+async fn replay<M: Migratable>(st: &mut M, mb: &mut Mailbox, queue: Vec<Term>) -> Outcome {
+    for m in queue {
+        if let Flow::Stop(r) = dispatch(st, m, mb).await {
+            return Outcome::Stopped(r);
+        }
+    }
+    Outcome::Resumed
+}
+
+async fn start_target(mb: &mut Mailbox, meta: &Meta, node: &Atom, reference: &Reference) -> Result<Pid, Term> {
+    let req = Request::Start {
+        type_name: meta.type_name.to_string(),
+        args: meta.args.clone(),
+        name: meta.name.clone(),
+        reference: reference.clone(),
+        source: mb.pid().clone(),
+    };
+    let reply = mb
+        .call(("erlnode_migration", node.as_str()), req.to_term(), meta.cfg.start_timeout)
+        .await
+        .map_err(|e| Term::tuple([Term::atom("start_failed"), Term::from(e.to_string().as_str())]))?;
+    match reply.as_tuple() {
+        Some([ok, Term::Pid(t)]) if ok.is_atom("ok") => Ok(t.clone()),
+        Some([e, reason]) if e.is_atom("error") => Err(reason.clone()),
+        _ => Err(Term::tuple([Term::atom("bad_start_reply"), reply])),
+    }
+}
+

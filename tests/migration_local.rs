@@ -1,0 +1,164 @@
+//! Rust -> Rust handoffs between two nodes on loopback, under traffic,
+//! with an in-process name registry (the protocol itself, without
+//! `global`). The acceptance tests against Elixir nodes live in
+//! interop-tests.
+
+use erlnode::examples::account::{Account, Msg};
+use erlnode::migration::{HandoffConfig, Migration, Mode, NameRegistry};
+use erlnode::term::serde::{from_term, to_term};
+use erlnode::{Node, Pid, Term};
+use futures_util::future::BoxFuture;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A name table shared by the nodes of this test process, seen through
+/// one node. Like `global`, `re_register` returns only after a round trip
+/// to every connected node: a node's answer leaves on the same link as,
+/// and after, every message it had sent to the old pid, which is what
+/// keeps per-sender order across the switch (docs/handoff.md).
+#[derive(Clone)]
+struct SharedRegistry {
+    names: Arc<Mutex<HashMap<String, Pid>>>,
+    node: Node,
+}
+
+impl SharedRegistry {
+    fn with_pid<T>(&self, name: &str, f: impl FnOnce(&Pid) -> T) -> T {
+        let names = self.names.lock().unwrap();
+        f(names.get(name).expect("registered"))
+    }
+
+    fn view(&self, node: &Node) -> Arc<SharedRegistry> {
+        Arc::new(SharedRegistry { names: self.names.clone(), node: node.clone() })
+    }
+}
+
+impl NameRegistry for SharedRegistry {
+    fn whereis(&self, name: &str) -> Option<Pid> {
+        self.names.lock().unwrap().get(name).cloned()
+    }
+    fn register<'a>(&'a self, name: &'a str, pid: &'a Pid) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let mut m = self.names.lock().unwrap();
+            if m.contains_key(name) {
+                return Err("taken".into());
+            }
+            m.insert(name.into(), pid.clone());
+            Ok(())
+        })
+    }
+    fn re_register<'a>(&'a self, name: &'a str, pid: &'a Pid) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.names.lock().unwrap().insert(name.into(), pid.clone());
+            for peer in self.node.connected_nodes() {
+                self.node.try_ping(peer.as_str(), Duration::from_secs(10)).await.map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn node(tag: &str, epmd: u16) -> Node {
+    Node::builder(format!("{tag}_{}@127.0.0.1", std::process::id()))
+        .cookie("migration-local")
+        .epmd_port(epmd)
+        .start()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_hops_between_rust_nodes_under_traffic() {
+    let epmd = free_port();
+    let a = node("mig_a", epmd).await;
+    let b = node("mig_b", epmd).await;
+    let registry = SharedRegistry { names: Default::default(), node: a.clone() };
+    let cfg = HandoffConfig { retention: Duration::from_millis(300), ..Default::default() };
+    let ma = Migration::start(&a, registry.view(&a), cfg.clone()).unwrap();
+    let mb_ = Migration::start(&b, registry.view(&b), cfg).unwrap();
+    ma.register_type::<Account>();
+    mb_.register_type::<Account>();
+    ma.start_process::<Account>((), "acc").await.unwrap();
+
+    const SENDERS: i64 = 4;
+    const PER_SENDER: i64 = 2000;
+    let mut tasks = vec![];
+    for s in 0..SENDERS {
+        let reg = registry.view(&a);
+        let n = if s % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let mut mb = n.spawn_mailbox();
+            let sender = format!("s{s}");
+            for seq in 1..=PER_SENDER {
+                let msg = to_term(&Msg::Deposit(sender.clone(), seq, 1)).unwrap();
+                // Resolve and send under the table's lock, as erlnode's
+                // global does: the switch cannot fall between the two.
+                if seq % 3 == 0 {
+                    let req = reg.with_pid("acc", |pid| mb.send_request(pid, msg));
+                    let r = mb.receive_response(req, Duration::from_secs(30)).await;
+                    assert!(r.is_ok(), "call {seq} of {sender} failed: {r:?}");
+                } else {
+                    reg.with_pid("acc", |pid| mb.send(pid, Term::tuple([Term::atom("$gen_cast"), msg])));
+                }
+                if seq % 50 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }));
+    }
+    // Hop back and forth for as long as the senders run (at least 6 hops).
+    let mut hops = 0;
+    let mut hops_under_traffic = 0;
+    while hops < 6 || tasks.iter().any(|t| !t.is_finished()) {
+        let busy = tasks.iter().any(|t| !t.is_finished());
+        let to = if hops % 2 == 0 { b.name().to_string() } else { a.name().to_string() };
+        let mode = if hops % 3 == 2 { Mode::Cold } else { Mode::Hot };
+        let pid = ma.migrate("acc", &to, mode, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(pid.node.as_str(), to, "hop {hops} lands on {to}");
+        hops += 1;
+        if busy {
+            hops_under_traffic += 1;
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(hops_under_traffic >= 3, "only {hops_under_traffic} hops overlapped the traffic");
+    let mut probe = a.spawn_mailbox();
+    let pid = registry.whereis("acc").unwrap();
+    let state: Account = from_term(probe.call(&pid, Term::atom("get"), Duration::from_secs(10)).await.unwrap()).unwrap();
+    assert_eq!(state.anomalies, vec![], "no loss, duplication or reordering");
+    assert_eq!(state.applied, SENDERS * PER_SENDER);
+    assert_eq!(state.balance, SENDERS * PER_SENDER);
+    for s in 0..SENDERS {
+        assert_eq!(state.last_seq[&format!("s{s}")], PER_SENDER);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_type_and_dead_target_roll_back() {
+    let epmd = free_port();
+    let a = node("rb_a", epmd).await;
+    let b = node("rb_b", epmd).await;
+    let registry = SharedRegistry { names: Default::default(), node: a.clone() };
+    let ma = Migration::start(&a, registry.view(&a), HandoffConfig::default()).unwrap();
+    // b runs a manager that does not know "account": the start is refused.
+    let _mb = Migration::start(&b, registry.view(&b), HandoffConfig::default()).unwrap();
+    let pid = ma.start_process::<Account>((), "acc2").await.unwrap();
+    let mut c = a.spawn_mailbox();
+    for seq in 1..=3 {
+        c.call(&pid, to_term(&Msg::Deposit("x".into(), seq, 2)).unwrap(), Duration::from_secs(5)).await.unwrap();
+    }
+    let err = ma.migrate("acc2", b.name().as_str(), Mode::Hot, Duration::from_secs(30)).await.unwrap_err();
+    assert!(format!("{err}").contains("unknown_type"), "{err}");
+    // still here, state intact, still serving
+    assert_eq!(registry.whereis("acc2"), Some(pid.clone()));
+    let st: Account = from_term(c.call(&pid, Term::atom("get"), Duration::from_secs(5)).await.unwrap()).unwrap();
+    assert_eq!(st.balance, 6);
+    assert!(st.anomalies.is_empty());
+}
