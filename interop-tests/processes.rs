@@ -164,6 +164,7 @@ defmodule Counter do
   def handle_call(:get, _from, n), do: {:reply, n, n}
   def handle_call({:add, k}, _from, n), do: {:reply, n + k, n + k}
   def handle_call(:never, _from, n), do: {:noreply, n}
+  def handle_call({:stop, reason}, _from, n), do: {:stop, reason, n}
   def handle_call({:hang, notify}, _from, n) do
     send(notify, :hanging)
     {:noreply, n}
@@ -224,6 +225,17 @@ async fn rust_calls_elixir_genserver_with_distinct_errors() {
         .await
         .expect("a call to a dead pid returns before the test bound");
     assert!(matches!(r, Err(ServerCallError::Call(CallError::NoProc(_)))), "{r:?}");
+
+    // Exit: the server stops during the call.
+    let (_, stop_me) = (
+        ex(&c.beam, "{:ok, _} = GenServer.start(Counter, 0, name: :doomed)", &[]).await,
+        Term::tuple([atom("stop"), Term::tuple([atom("shutdown"), atom("asked")])]),
+    );
+    let r = mb.call(("doomed", bn), stop_me, T).await;
+    match r {
+        Err(CallError::Exit { reason, .. }) => assert_eq!(reason, Term::tuple([atom("shutdown"), atom("asked")])),
+        other => panic!("expected CallError::Exit, got {other:?}"),
+    }
 
     // NodeDown: the node goes away while the server sits on the request.
     let ctl = pid_of(&c.beam.eval("self()").await);
@@ -476,6 +488,18 @@ async fn elixir_exit_propagates_to_linked_rust_processes() {
     ex(beam, "send(e, {:exit, :kill})", &[("e", "E4")]).await;
     assert_eq!(down(&mut watcher, &m4).await.1, atom("kill"));
 
+    // Linking to a dead Elixir pid: an exit signal `noproc` comes back.
+    let dead = pid_of(&beam.eval("P = spawn(fun() -> ok end), M = monitor(process, P), receive {'DOWN', M, _, _, _} -> P end").await);
+    let mut r6 = c.rust.spawn_mailbox();
+    let m6 = watcher.monitor(r6.pid());
+    r6.link(&dead);
+    assert_eq!(down(&mut watcher, &m6).await.1, atom("noproc"));
+    assert_eq!(r6.recv_timeout(T).await, Err(RecvError::Exited(atom("noproc"))));
+    let mut r6t = c.rust.spawn_mailbox();
+    r6t.trap_exit(true);
+    r6t.link(&dead);
+    assert_eq!(exit_msg(&mut r6t, &dead).await, atom("noproc"));
+
     // `normal` does not kill; a trapping process sees it. The BEAM sends a
     // dying process's link EXITs before its monitor DOWNs, so once r5 has
     // its DOWN it has handled the EXIT too.
@@ -492,7 +516,7 @@ async fn elixir_exit_propagates_to_linked_rust_processes() {
     assert_eq!(down(&mut r5, &m5).await.1, atom("normal"));
     assert!(c.rust.is_alive(r5.pid()), "a normal exit killed a linked process");
     assert_eq!(exit_msg(&mut r5t, &e5).await, atom("normal"));
-    drop((r2, r3, r3t, r4, r5, r5t));
+    drop((r2, r3, r3t, r4, r5, r5t, r6t));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -544,6 +568,36 @@ async fn rust_exit_propagates_to_linked_elixir_processes() {
         atom("unreachable")
     });
     assert_eq!(run(r, false).await, Term::tuple([atom("down"), atom("killed")]));
+
+    // Linking to a dead Rust pid: the Elixir process gets `noproc`.
+    let dead = c.rust.spawn_mailbox().pid().clone();
+    let got = ex(
+        beam,
+        "Process.flag(:trap_exit, true); Process.link(dead); receive do {:EXIT, ^dead, reason} -> reason after 15_000 -> :timeout end",
+        &[("dead", &lit_pid(&dead))],
+    )
+    .await;
+    assert_eq!(got, atom("noproc"));
+
+    // Link, unlink and link again from Elixir (LINK, UNLINK_ID, LINK in
+    // a row): the last link holds.
+    let r = spawn_exit_on_go(&c.rust, atom("relinked"));
+    let got = ex(
+        beam,
+        r#"
+        {e, ref} = spawn_monitor(fn ->
+          Process.link(r)
+          Process.unlink(r)
+          Process.link(r)
+          send(r, :go)
+          receive do _ -> :ok end
+        end)
+        receive do {:DOWN, ^ref, :process, ^e, reason} -> reason after 15_000 -> :timeout end
+        "#,
+        &[("r", &lit_pid(&r))],
+    )
+    .await;
+    assert_eq!(got, atom("relinked"));
 
     // A normal exit does not kill the linked Elixir process.
     let r = spawn_exit_on_go(&c.rust, atom("normal"));

@@ -5,6 +5,7 @@
 mod behaviour;
 mod manager;
 pub mod messages;
+pub mod ring;
 mod registry;
 mod runtime;
 

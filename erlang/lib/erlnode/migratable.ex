@@ -1,0 +1,260 @@
+defmodule Erlnode.Migratable do
+  @moduledoc """
+  A GenServer that can be moved, live, to another node (Elixir or Rust
+  `erlnode`) without losing, duplicating or reordering messages.
+
+  `use Erlnode.Migratable, type: "account"` in place of `use GenServer`
+  (every other option, e.g. `restart:`, goes to `use GenServer`). The
+  module then implements the protocol of `docs/handoff.md`: the
+  `'$erlnode_migrate'` messages, the source's pause/handover/forwarding and
+  the target's wait. Only the two handover callbacks are yours, with
+  ProcessHub's names and defaults, so code written for ProcessHub's
+  `HotSwap` handover ports by changing the `use` line:
+
+    * `c:prepare_handover_state/1` turns the state into what travels
+      (default: the state itself);
+    * `c:alter_handover_state/2` builds the target's state from the state
+      its `init/1` produced and what travelled (default: what travelled).
+
+  Processes are started and moved with `Erlnode.Migration.start_process/4`
+  and `Erlnode.Migration.migrate/3`.
+
+  ## Why the callbacks are wrapped
+
+  At `@before_compile` your `init/1`, `handle_call/3`, `handle_cast/2`,
+  `handle_info/2` (and `handle_continue/2`) are made overridable and
+  wrapped, the wrapper calling yours with `super`. So the migration
+  clauses always run first, whatever catch-all clauses you write, and:
+
+    * `init/1` receives your start arguments unchanged; the wrapper keeps
+      them (and the global name) in the process dictionary because the
+      protocol restarts the process elsewhere with the *same* arguments;
+    * a message, cast or call that none of your clauses matches is logged
+      and dropped (a call gets `{:error, :unknown_call}`) instead of
+      crashing the process: ProcessHub 0.4.1 loses the handed-over state
+      when its own `{:process_hub, :handover_confirmed, cid}` reaches a
+      GenServer without a catch-all `handle_info/2`, we must not;
+    * during the retention period after a successful migration, every
+      message reaching the old process is forwarded unchanged to the new
+      one (callers keep their `from`, so the new process answers them).
+
+  ## Options
+
+    * `:type` - the type name both languages register (a string; default
+      the module name, e.g. `"Elixir.MyApp.Counter"`, which any Elixir node
+      with the module resolves without registration);
+    * `:retention` - ms the old process keeps forwarding late messages
+      after a successful move (default 5_000); it stays a little longer
+      while messages keep arriving, so that a call forwarded at the very end
+      is answered before the caller sees the old process exit;
+    * `:accept_timeout` - ms the source waits for `accepted` (10_000);
+    * `:handover_timeout` - ms a target waits for `handover` (15_000);
+    * `:start_timeout` - ms for the target manager's `start` reply (10_000).
+
+  The same keys can be given per instance to
+  `Erlnode.Migration.start_process/4` (plus `:hook`, a test hook called at
+  each source phase); they apply to that instance only, not to the process
+  it becomes on another node.
+
+  `restart:` defaults to `:transient`: a source stops with
+  `{:shutdown, {:migrated, node}}` after a successful move, and a
+  `:permanent` child would be restarted next to its migrated self.
+
+  ## What is not migrated
+
+  Links, monitors, timers and the process dictionary stay behind: messages
+  they later produce at the old process are forwarded like any other
+  during retention. `init/1` timeouts and `:hibernate` requested by the
+  target's `init/1` are ignored (a `{:continue, _}` is honoured before the
+  handover is applied). Your `terminate/2` runs on the old process with
+  reason `{:shutdown, {:migrated, node}}` and the last state it had.
+  """
+
+  @typedoc "A process state, as your callbacks see it."
+  @type state :: term()
+
+  @typedoc "What travels to the target: the result of `prepare_handover_state/1`."
+  @type handover_state :: term()
+
+  @doc """
+  Turns the state into the term sent to the target. Runs in the source
+  while it is paused. Default: the state. Keep it a plain term (maps with
+  atom keys, binaries, integers) if a Rust node may host the process.
+  """
+  @callback prepare_handover_state(state()) :: handover_state()
+
+  @doc """
+  Builds the target's state from the state its own `init/1` produced
+  (from the original start arguments) and the handover state. Default: the
+  handover state. Raising here rejects the move: the source keeps running
+  with its state and queued messages.
+  """
+  @callback alter_handover_state(state(), handover_state()) :: state()
+
+  @migration_keys [:type, :retention, :accept_timeout, :handover_timeout, :start_timeout]
+
+  @doc false
+  def migration_keys, do: @migration_keys
+
+  @doc false
+  defmacro __using__(opts) do
+    {mig_opts, gen_opts} = Keyword.split(opts, @migration_keys)
+    gen_opts = Keyword.put_new(gen_opts, :restart, :transient)
+
+    quote location: :keep do
+      use GenServer, unquote(gen_opts)
+      @behaviour Erlnode.Migratable
+
+      @erlnode_migratable_opts unquote(mig_opts)
+      @erlnode_migratable_type Keyword.get(
+                                 @erlnode_migratable_opts,
+                                 :type,
+                                 Atom.to_string(__MODULE__)
+                               )
+      unless is_binary(@erlnode_migratable_type) do
+        raise ArgumentError,
+              "use Erlnode.Migratable: :type must be a string, got: " <>
+                inspect(@erlnode_migratable_type)
+      end
+
+      @doc false
+      def __erlnode_migratable__(:type), do: @erlnode_migratable_type
+      def __erlnode_migratable__(:options), do: Keyword.delete(@erlnode_migratable_opts, :type)
+
+      @doc false
+      def prepare_handover_state(state), do: state
+
+      @doc false
+      def alter_handover_state(_init_state, handover_state), do: handover_state
+
+      # Safe defaults, replacing GenServer's (which crash on calls and casts):
+      # an unknown message never kills a migratable process.
+      @doc false
+      def handle_info(msg, state),
+        do: Erlnode.Migratable.Runtime.unknown(:info, __MODULE__, msg, state)
+
+      @doc false
+      def handle_cast(msg, state),
+        do: Erlnode.Migratable.Runtime.unknown(:cast, __MODULE__, msg, state)
+
+      @doc false
+      def handle_call(request, _from, state),
+        do: Erlnode.Migratable.Runtime.unknown(:call, __MODULE__, request, state)
+
+      defoverridable prepare_handover_state: 1,
+                     alter_handover_state: 2,
+                     handle_info: 2,
+                     handle_cast: 2,
+                     handle_call: 3
+
+      @before_compile Erlnode.Migratable
+    end
+  end
+
+  @doc false
+  defmacro __before_compile__(env) do
+    default_init =
+      unless Module.defines?(env.module, {:init, 1}) do
+        quote do
+          @doc false
+          def init(init_arg), do: {:ok, init_arg}
+        end
+      end
+
+    continue =
+      if Module.defines?(env.module, {:handle_continue, 2}) do
+        quote do
+          defoverridable handle_continue: 2
+
+          def handle_continue({:"$erlnode_handover", _ref, _src, _user} = cont, state),
+            do: Erlnode.Migratable.Runtime.target_continue(__MODULE__, cont, state)
+
+          def handle_continue(cont, state), do: super(cont, state)
+        end
+      else
+        quote do
+          @doc false
+          def handle_continue({:"$erlnode_handover", _ref, _src, _user} = cont, state),
+            do: Erlnode.Migratable.Runtime.target_continue(__MODULE__, cont, state)
+        end
+      end
+
+    quote location: :keep do
+      unquote(default_init)
+      defoverridable init: 1, handle_call: 3, handle_cast: 2, handle_info: 2
+
+      def init(arg) do
+        case Erlnode.Migratable.Runtime.init_arg(__MODULE__, arg) do
+          {:target, args, handover} ->
+            Erlnode.Migratable.Runtime.target_init(handover, super(args))
+
+          {:source, args} ->
+            super(args)
+        end
+      end
+
+      def handle_call(request, from, state) do
+        if Erlnode.Migratable.Runtime.forwarding?() do
+          Erlnode.Migratable.Runtime.forward({:"$gen_call", from, request}, state)
+        else
+          try do
+            super(request, from, state)
+          rescue
+            e in FunctionClauseError ->
+              Erlnode.Migratable.Runtime.unmatched(
+                e,
+                __STACKTRACE__,
+                __MODULE__,
+                :call,
+                [request, from, state]
+              )
+          end
+        end
+      end
+
+      def handle_cast(msg, state) do
+        if Erlnode.Migratable.Runtime.forwarding?() do
+          Erlnode.Migratable.Runtime.forward({:"$gen_cast", msg}, state)
+        else
+          try do
+            super(msg, state)
+          rescue
+            e in FunctionClauseError ->
+              Erlnode.Migratable.Runtime.unmatched(
+                e,
+                __STACKTRACE__,
+                __MODULE__,
+                :cast,
+                [msg, state]
+              )
+          end
+        end
+      end
+
+      def handle_info(msg, state)
+          when is_tuple(msg) and tuple_size(msg) > 0 and elem(msg, 0) == :"$erlnode_migrate",
+          do: Erlnode.Migratable.Runtime.control(__MODULE__, msg, state)
+
+      def handle_info(msg, state) do
+        if Erlnode.Migratable.Runtime.forwarding?() do
+          Erlnode.Migratable.Runtime.forward(msg, state)
+        else
+          try do
+            super(msg, state)
+          rescue
+            e in FunctionClauseError ->
+              Erlnode.Migratable.Runtime.unmatched(
+                e,
+                __STACKTRACE__,
+                __MODULE__,
+                :info,
+                [msg, state]
+              )
+          end
+        end
+      end
+
+      unquote(continue)
+    end
+  end
+end
