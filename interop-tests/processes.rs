@@ -227,10 +227,8 @@ async fn rust_calls_elixir_genserver_with_distinct_errors() {
     assert!(matches!(r, Err(ServerCallError::Call(CallError::NoProc(_)))), "{r:?}");
 
     // Exit: the server stops during the call.
-    let (_, stop_me) = (
-        ex(&c.beam, "{:ok, _} = GenServer.start(Counter, 0, name: :doomed)", &[]).await,
-        Term::tuple([atom("stop"), Term::tuple([atom("shutdown"), atom("asked")])]),
-    );
+    ex(&c.beam, "{:ok, _} = GenServer.start(Counter, 0, name: :doomed)", &[]).await;
+    let stop_me = Term::tuple([atom("stop"), Term::tuple([atom("shutdown"), atom("asked")])]);
     let r = mb.call(("doomed", bn), stop_me, T).await;
     match r {
         Err(CallError::Exit { reason, .. }) => assert_eq!(reason, Term::tuple([atom("shutdown"), atom("asked")])),
@@ -435,6 +433,19 @@ async fn beam_sees_link(beam: &BeamNode, e: &str, r: &Pid, linked: bool) {
     assert_eq!(got, atom("true"), "BEAM link state of {e} to {r} never became {linked}");
 }
 
+/// Waits until the BEAM lists `who` among the monitors of `e` (an Erlang
+/// variable), so that its MONITOR_P has arrived (or, `yes` false, until
+/// a DEMONITOR has).
+async fn beam_sees_monitor(beam: &BeamNode, e: &str, who: &Pid, yes: bool) {
+    let got = ex(
+        beam,
+        "wait_until.(fn -> case Process.info(e, :monitored_by) do {:monitored_by, l} -> (w in l) == yes; nil -> false end end, 1000)",
+        &[("wait_until", "WaitUntil"), ("e", e), ("w", &lit_pid(who)), ("yes", if yes { "true" } else { "false" })],
+    )
+    .await;
+    assert_eq!(got, atom("true"), "monitored_by of {e} never became {yes}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn elixir_exit_propagates_to_linked_rust_processes() {
     let c = cluster("linkin").await;
@@ -510,6 +521,7 @@ async fn elixir_exit_propagates_to_linked_rust_processes() {
     r5.link(&e5);
     r5t.link(&e5);
     let m5 = r5.monitor(&e5);
+    beam_sees_monitor(beam, "E5", r5.pid(), true).await;
     beam_sees_link(beam, "E5", r5.pid(), true).await;
     beam_sees_link(beam, "E5", r5t.pid(), true).await;
     ex(beam, "send(e, :stop)", &[("e", "E5")]).await;
@@ -693,6 +705,7 @@ async fn unlink_stops_exit_propagation_both_ways() {
     r2.unlink(&e2);
     beam_sees_link(beam, "E2", r2.pid(), false).await;
     let m2 = r2.monitor(&e2);
+    beam_sees_monitor(beam, "E2", r2.pid(), true).await;
     ex(beam, "Process.exit(e, :kill)", &[("e", "E2")]).await;
     assert_eq!(down(&mut r2, &m2).await.1, atom("killed"));
     assert!(c.rust.is_alive(r2.pid()), "an unlinked Rust process was killed");
@@ -789,25 +802,10 @@ async fn rust_monitors_elixir_processes_and_names() {
     let beam_atom = Term::Atom(erlnode::Atom::new(beam.name()));
     let mut w = c.rust.spawn_mailbox();
 
-    // Waits until the BEAM lists `w` among `var`'s monitors (so the
-    // MONITOR_P has arrived), or no longer does.
-    let monitored_by = |var: &'static str, who: Pid, yes: bool| {
-        let who = lit_pid(&who);
-        async move {
-            let got = ex(
-                beam,
-                "wait_until.(fn -> case Process.info(e, :monitored_by) do {:monitored_by, l} -> (w in l) == yes; nil -> false end end, 1000)",
-                &[("wait_until", "WaitUntil"), ("e", var), ("w", &who), ("yes", if yes { "true" } else { "false" })],
-            )
-            .await;
-            assert_eq!(got, atom("true"), "monitored_by of {var} never became {yes}");
-        }
-    };
-
     // A pid: DOWN with the exit reason.
     let e1 = elixir_waiter(beam, "E1").await;
     let m1 = w.monitor(&e1);
-    monitored_by("E1", w.pid().clone(), true).await;
+    beam_sees_monitor(beam, "E1", w.pid(), true).await;
     ex(beam, "send(e, {:exit, {:shutdown, :bye}})", &[("e", "E1")]).await;
     assert_eq!(down(&mut w, &m1).await, (Term::Pid(e1), Term::tuple([atom("shutdown"), atom("bye")])));
 
@@ -815,7 +813,7 @@ async fn rust_monitors_elixir_processes_and_names() {
     let _e2 = elixir_waiter(beam, "E2").await;
     beam.eval("true = register(ex_named, E2)").await;
     let m2 = w.monitor_name("ex_named", beam.name());
-    monitored_by("E2", w.pid().clone(), true).await;
+    beam_sees_monitor(beam, "E2", w.pid(), true).await;
     ex(beam, "Process.exit(e, :kill)", &[("e", "E2")]).await;
     assert_eq!(down(&mut w, &m2).await, (Term::tuple([atom("ex_named"), beam_atom.clone()]), atom("killed")));
 
@@ -830,11 +828,11 @@ async fn rust_monitors_elixir_processes_and_names() {
     // the one kept delivers.
     let e5 = elixir_waiter(beam, "E5").await;
     let gone = w.monitor(&e5);
-    monitored_by("E5", w.pid().clone(), true).await;
+    beam_sees_monitor(beam, "E5", w.pid(), true).await;
     assert!(w.demonitor(&gone));
-    monitored_by("E5", w.pid().clone(), false).await;
+    beam_sees_monitor(beam, "E5", w.pid(), false).await;
     let kept = w.monitor(&e5);
-    monitored_by("E5", w.pid().clone(), true).await;
+    beam_sees_monitor(beam, "E5", w.pid(), true).await;
     ex(beam, "send(e, {:exit, :boom})", &[("e", "E5")]).await;
     assert_eq!(down(&mut w, &kept).await.1, atom("boom"));
     let stray = w
