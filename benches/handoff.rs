@@ -107,7 +107,7 @@ async fn run() {
     let b = Node::builder(format!("hb_b_{tag}@127.0.0.1")).cookie("bench").epmd_port(epmd).start().await.unwrap();
     a.connect(b.name().as_str()).await.unwrap();
     let names = Arc::new(Mutex::new(HashMap::new()));
-    let cfg = HandoffConfig { retention: Duration::from_millis(50), ..Default::default() };
+    let cfg = HandoffConfig { retention: Duration::from_millis(50), rebalance_on_join: false, ..Default::default() };
     let ma = Migration::start(&a, Arc::new(Registry { names: names.clone(), node: a.clone() }), cfg.clone()).unwrap();
     let mb = Migration::start(&b, Arc::new(Registry { names: names.clone(), node: b.clone() }), cfg).unwrap();
     ma.register_type::<Blob>();

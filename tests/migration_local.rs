@@ -78,7 +78,7 @@ async fn account_hops_between_rust_nodes_under_traffic() {
     let a = node("mig_a", epmd).await;
     let b = node("mig_b", epmd).await;
     let registry = SharedRegistry { names: Default::default(), node: a.clone() };
-    let cfg = HandoffConfig { retention: Duration::from_millis(300), ..Default::default() };
+    let cfg = HandoffConfig { retention: Duration::from_millis(300), rebalance_on_join: false, ..Default::default() };
     let ma = Migration::start(&a, registry.view(&a), cfg.clone()).unwrap();
     let mb_ = Migration::start(&b, registry.view(&b), cfg).unwrap();
     ma.register_type::<Account>();
@@ -146,9 +146,10 @@ async fn unknown_type_and_dead_target_roll_back() {
     let a = node("rb_a", epmd).await;
     let b = node("rb_b", epmd).await;
     let registry = SharedRegistry { names: Default::default(), node: a.clone() };
-    let ma = Migration::start(&a, registry.view(&a), HandoffConfig::default()).unwrap();
+    let cfg = HandoffConfig { rebalance_on_join: false, ..Default::default() };
+    let ma = Migration::start(&a, registry.view(&a), cfg.clone()).unwrap();
     // b runs a manager that does not know "account": the start is refused.
-    let _mb = Migration::start(&b, registry.view(&b), HandoffConfig::default()).unwrap();
+    let _mb = Migration::start(&b, registry.view(&b), cfg).unwrap();
     let pid = ma.start_process::<Account>((), "acc2").await.unwrap();
     let mut c = a.spawn_mailbox();
     for seq in 1..=3 {
@@ -161,4 +162,52 @@ async fn unknown_type_and_dead_target_roll_back() {
     let st: Account = from_term(c.call(&pid, Term::atom("get"), Duration::from_secs(5)).await.unwrap()).unwrap();
     assert_eq!(st.balance, 6);
     assert!(st.anomalies.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_processes_rebalance_on_join_and_drain_on_leave() {
+    use erlnode::migration::ring::Ring;
+    const N: usize = 10_000;
+    let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
+    let epmd = free_port();
+    let a = node("pl_a", epmd).await;
+    let b = node("pl_b", epmd).await;
+    a.connect(b.name().as_str()).await.unwrap();
+    let registry = SharedRegistry { names: Default::default(), node: a.clone() };
+    let cfg = HandoffConfig { retention: Duration::from_millis(100), ..Default::default() };
+    let ma = Migration::start(&a, registry.view(&a), cfg.clone()).unwrap();
+    let mut c = a.spawn_mailbox();
+    for i in 0..N {
+        let pid = ma.start_process::<Account>((), &format!("acct_{i}")).await.unwrap();
+        c.send(&pid, Term::tuple([Term::atom("$gen_cast"), to_term(&Msg::Deposit("init".into(), 1, i as i64)).unwrap()]));
+    }
+    // b joins the type: the ring gives it roughly half; they move there.
+    let mb_ = Migration::start(&b, registry.view(&b), cfg).unwrap();
+    mb_.register_type::<Account>();
+    let ring = Ring::new([a.name().clone(), b.name().clone()]);
+    let expected_on_b = (0..N).filter(|i| ring.owner(&Term::atom(&format!("acct_{i}"))).as_ref() == Some(b.name())).count();
+    assert!(expected_on_b > N / 3 && expected_on_b < 2 * N / 3, "ring split {expected_on_b}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while mb_.hosted().len() < expected_on_b {
+        assert!(tokio::time::Instant::now() < deadline, "only {} of {expected_on_b} moved", mb_.hosted().len());
+        tokio::time::sleep(Duration::from_millis(50)).await; // bounded poll of the tables
+    }
+    assert_eq!(ma.hosted().len() + mb_.hosted().len(), N, "every process accounted for");
+    for (name, _, pid) in mb_.hosted() {
+        assert_eq!(ring.owner(&Term::Atom(name.clone())).as_ref(), Some(b.name()));
+        assert_eq!(registry.whereis(name.as_str()), Some(pid));
+    }
+    // b leaves gracefully: everything comes back to a, state intact.
+    let report = mb_.drain().await;
+    assert_eq!(report.failed, vec![]);
+    assert_eq!(report.moved, expected_on_b);
+    assert_eq!(mb_.hosted().len(), 0);
+    assert_eq!(ma.hosted().len(), N);
+    for i in (0..N).step_by(97) {
+        let pid = registry.whereis(&format!("acct_{i}")).unwrap();
+        assert_eq!(&pid.node, a.name());
+        let st: Account = from_term(c.call(&pid, Term::atom("get"), Duration::from_secs(10)).await.unwrap()).unwrap();
+        assert_eq!(st.balance, i as i64, "state of acct_{i} intact");
+        assert!(st.anomalies.is_empty());
+    }
 }

@@ -1,20 +1,27 @@
 //! The migration manager, `erlnode_migration`: starts targets of a
-//! registered type and takes migration requests for processes hosted
-//! here. It never waits on a migration: results come back to it as
-//! messages and are matched to the waiting caller.
+//! registered type, takes migration requests for processes hosted here,
+//! learns which nodes host which types, and runs placement (a newcomer
+//! takes the processes the ring now gives it; a leaving node drains to
+//! the remaining owners). It never waits on a migration itself: results
+//! come back to it as messages and are matched to the waiting caller,
+//! and placement moves run in their own task.
 
+use super::hosted::{Hosted, Members};
 use super::messages::{result_term, Op, Request};
 use super::runtime::{run_fresh, run_target, Meta};
 use super::{HandoffConfig, Migratable, MigrationError, Mode, NameRegistry};
 use crate::node::gen_call_parts;
 use crate::term::serde::from_term;
 use crate::term::{Atom, Pid, Reference, Term};
-use crate::Node;
+use crate::{Node, NodeEvent};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 pub const MANAGER_NAME: &str = "erlnode_migration";
+
+/// Migrations run at once by placement (join, drain, rebalance).
+const PLACEMENT_CONCURRENCY: usize = 16;
 
 type Factory = Arc<dyn Fn(&Node, &Shared, Term, Atom, Option<(Reference, Pid)>) -> Result<Pid, Term> + Send + Sync>;
 
@@ -22,6 +29,8 @@ pub(crate) struct Shared {
     types: RwLock<HashMap<String, Factory>>,
     pub registry: Arc<dyn NameRegistry>,
     pub cfg: HandoffConfig,
+    pub hosted: Arc<Hosted>,
+    pub members: Members,
 }
 
 /// Handle to this node's migration service.
@@ -31,39 +40,77 @@ pub struct Migration {
     shared: Arc<Shared>,
 }
 
+/// What a drain or rebalance did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct MoveReport {
+    pub moved: usize,
+    pub failed: Vec<(String, String)>,
+}
+
 impl Migration {
     /// Starts the manager (registered as `erlnode_migration`) with the
     /// registry that holds the processes' names.
     pub fn start(node: &Node, registry: Arc<dyn NameRegistry>, cfg: HandoffConfig) -> Result<Migration, crate::NodeError> {
-        let shared = Arc::new(Shared { types: RwLock::new(HashMap::new()), registry, cfg });
+        let shared = Arc::new(Shared {
+            types: RwLock::new(HashMap::new()),
+            registry,
+            cfg,
+            hosted: Default::default(),
+            members: Default::default(),
+        });
         let s2 = shared.clone();
         let n2 = node.clone();
-        let pid = node.spawn(move |mb| manager_loop(n2, s2, mb));
+        let events = node.subscribe();
+        let pid = node.spawn(move |mb| manager_loop(n2, s2, mb, events));
         node.register(MANAGER_NAME, &pid)?;
-        Ok(Migration { node: node.clone(), shared })
+        let m = Migration { node: node.clone(), shared };
+        // Peers already connected learn about us now; later ones on nodeup.
+        for peer in node.connected_nodes() {
+            m.announce(&peer, true);
+        }
+        Ok(m)
+    }
+
+    fn announce(&self, peer: &Atom, ack: bool) {
+        announce(&self.node, &self.shared, peer, ack)
     }
 
     /// Makes `M` startable here by its type name, as a target of
-    /// migrations from any node.
+    /// migrations from any node, and tells the other managers.
     pub fn register_type<M: Migratable>(&self) {
         let f: Factory = Arc::new(|node, shared, args_term, name, handover| {
             let args: M::Args = from_term(args_term.clone()).map_err(|e| {
                 Term::tuple([Term::atom("bad_args"), Term::from(e.to_string().as_str())])
             })?;
-            let meta = Meta { type_name: M::TYPE, args: args_term, name, registry: shared.registry.clone(), cfg: shared.cfg.clone() };
+            let meta = Meta {
+                type_name: M::TYPE,
+                args: args_term,
+                name,
+                registry: shared.registry.clone(),
+                cfg: shared.cfg.clone(),
+                hosted: shared.hosted.clone(),
+            };
             Ok(match handover {
                 None => node.spawn(move |mb| run_fresh::<M>(mb, meta, args)),
                 Some((r, s)) => node.spawn(move |mb| run_target::<M>(mb, meta, args, r, s)),
             })
         });
-        self.shared.types.write().unwrap().insert(M::TYPE.to_string(), f);
+        let new = self.shared.types.write().unwrap().insert(M::TYPE.to_string(), f).is_none();
+        self.shared.members.add(self.node.name(), &[M::TYPE.to_string()]);
+        if new {
+            for peer in self.node.connected_nodes() {
+                self.announce(&peer, false);
+            }
+        }
     }
 
     /// Starts a process of type `M` here and registers it under `name`.
     pub async fn start_process<M: Migratable>(&self, args: M::Args, name: &str) -> Result<Pid, MigrationError> {
-        self.register_type::<M>();
+        if !self.shared.types.read().unwrap().contains_key(M::TYPE) {
+            self.register_type::<M>();
+        }
         let args_term = crate::term::serde::to_term(&args).map_err(|e| MigrationError::Failed(Term::from(e.to_string().as_str())))?;
-        let factory = self.shared.types.read().unwrap().get(M::TYPE).cloned().expect("just registered");
+        let factory = self.shared.types.read().unwrap().get(M::TYPE).cloned().expect("registered above");
         let pid = factory(&self.node, &self.shared, args_term, Atom::new(name), None).map_err(MigrationError::Failed)?;
         if let Err(e) = self.shared.registry.register(name, &pid).await {
             self.node.exit(&pid, Term::atom("kill"));
@@ -75,12 +122,150 @@ impl Migration {
     /// Moves the process registered as `name` to `target`, wherever it
     /// runs now. Returns the new pid.
     pub async fn migrate(&self, name: &str, target: &str, mode: Mode, timeout: Duration) -> Result<Pid, MigrationError> {
-        let host = self.shared.registry.whereis(name).ok_or_else(|| MigrationError::NoSuchName(name.to_string()))?;
-        let req = Request::Migrate { name: Atom::new(name), target: Atom::new(target), mode };
-        let mut mb = self.node.spawn_mailbox();
-        let reply = mb.call((MANAGER_NAME, host.node.as_str()), req.to_term(), timeout).await?;
-        parse_result(reply)
+        migrate_via_host(&self.node, &self.shared, name, target, mode, timeout).await
     }
+
+    /// Processes hosted on this node now.
+    pub fn hosted(&self) -> Vec<(Atom, String, Pid)> {
+        self.shared.hosted.snapshot()
+    }
+
+    /// Nodes known to host `type_name` (this one included if it does).
+    pub fn members(&self, type_name: &str) -> Vec<Atom> {
+        self.shared.members.nodes(type_name)
+    }
+
+    /// Graceful leave: moves every process hosted here to its owner on
+    /// the ring of the remaining nodes of its type, logging progress.
+    pub async fn drain(&self) -> MoveReport {
+        let me = self.node.name().clone();
+        let plan: Vec<(String, Atom)> = self
+            .shared
+            .hosted
+            .snapshot()
+            .into_iter()
+            .filter_map(|(name, ty, _)| {
+                let owner = self.shared.members.ring(&ty, Some(&me)).owner(&Term::Atom(name.clone()))?;
+                Some((name.to_string(), owner))
+            })
+            .collect();
+        let unplaced = self.shared.hosted.len() - plan.len();
+        if unplaced > 0 {
+            tracing::warn!(unplaced, "no other node hosts their type: these processes stay and stop with the node");
+        }
+        run_plan(&self.node, &self.shared, plan, "drain").await
+    }
+
+    /// Moves processes from the most to the least loaded node of each
+    /// type until they differ by at most one.
+    pub async fn rebalance(&self, type_name: &str) -> Result<MoveReport, MigrationError> {
+        let mut load: Vec<(Atom, Vec<Atom>)> = vec![];
+        for n in self.shared.members.nodes(type_name) {
+            load.push((n.clone(), hosted_on(&self.node, &self.shared, &n, type_name).await?));
+        }
+        let mut report = MoveReport::default();
+        loop {
+            load.sort_by_key(|(_, names)| names.len());
+            let (Some(least), Some(most)) = (load.first(), load.last()) else { break };
+            if most.1.len() <= least.1.len() + 1 {
+                break;
+            }
+            let n = (most.1.len() - least.1.len()) / 2;
+            let to = least.0.clone();
+            let last = load.len() - 1;
+            let moving: Vec<Atom> = load[last].1.drain(..n).collect();
+            let plan = moving.iter().map(|m| (m.to_string(), to.clone())).collect();
+            let r = run_plan(&self.node, &self.shared, plan, "rebalance").await;
+            load[0].1.extend(moving);
+            report.moved += r.moved;
+            report.failed.extend(r.failed);
+        }
+        Ok(report)
+    }
+}
+
+fn announce(node: &Node, shared: &Shared, peer: &Atom, ack: bool) {
+    let types: Vec<String> = shared.types.read().unwrap().keys().cloned().collect();
+    let msg = Op::Members { node: node.name().clone(), types, ack }.to_term();
+    let from = node.spawn_mailbox();
+    from.send_to(&crate::process::Dest::Name { name: Atom::new(MANAGER_NAME), node: peer.clone() }, msg);
+}
+
+async fn hosted_on(node: &Node, shared: &Shared, on: &Atom, type_name: &str) -> Result<Vec<Atom>, MigrationError> {
+    if on == node.name() {
+        return Ok(shared.hosted.snapshot().into_iter().filter(|(_, t, _)| t == type_name).map(|(n, _, _)| n).collect());
+    }
+    let mut mb = node.spawn_mailbox();
+    let reply = mb.call((MANAGER_NAME, on.as_str()), Request::Hosted.to_term(), Duration::from_secs(30)).await?;
+    let Term::List(items) = reply else { return Err(MigrationError::Failed(reply)) };
+    Ok(items
+        .iter()
+        .filter_map(|i| match i.as_tuple() {
+            Some([Term::Atom(n), Term::Binary(t)]) if t.as_ref() == type_name.as_bytes() => Some(n.clone()),
+            _ => None,
+        })
+        .collect())
+}
+
+async fn migrate_via_host(node: &Node, shared: &Shared, name: &str, target: &str, mode: Mode, timeout: Duration) -> Result<Pid, MigrationError> {
+    let host = shared.registry.whereis(name).ok_or_else(|| MigrationError::NoSuchName(name.to_string()))?;
+    let req = Request::Migrate { name: Atom::new(name), target: Atom::new(target), mode };
+    let mut mb = node.spawn_mailbox();
+    let reply = mb.call((MANAGER_NAME, host.node.as_str()), req.to_term(), timeout).await?;
+    parse_result(reply)
+}
+
+/// Runs moves with bounded concurrency, logging progress; a move that
+/// failed (a busy target timing out, a lost race with another handoff)
+/// is tried again twice before it is reported.
+async fn run_plan(node: &Node, shared: &Arc<Shared>, plan: Vec<(String, Atom)>, what: &'static str) -> MoveReport {
+    let mut report = run_plan_once(node, shared, plan.clone(), what).await;
+    for attempt in 1..=2 {
+        if report.failed.is_empty() {
+            break;
+        }
+        let retry: Vec<(String, Atom)> = plan.iter().filter(|(n, _)| report.failed.iter().any(|(f, _)| f == n)).cloned().collect();
+        tracing::warn!(count = retry.len(), attempt, "{what}: retrying failed moves");
+        tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+        let again = run_plan_once(node, shared, retry, what).await;
+        report.moved += again.moved;
+        report.failed = again.failed;
+    }
+    report
+}
+
+async fn run_plan_once(node: &Node, shared: &Arc<Shared>, plan: Vec<(String, Atom)>, what: &'static str) -> MoveReport {
+    let total = plan.len();
+    if total == 0 {
+        return MoveReport::default();
+    }
+    tracing::info!(total, "{what}: moving processes");
+    let sem = Arc::new(tokio::sync::Semaphore::new(PLACEMENT_CONCURRENCY));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (name, to) in plan {
+        let permit = sem.clone().acquire_owned().await.expect("semaphore open");
+        let node = node.clone();
+        let shared = shared.clone();
+        tasks.spawn(async move {
+            let r = migrate_via_host(&node, &shared, &name, to.as_str(), Mode::Hot, Duration::from_secs(60)).await;
+            drop(permit);
+            (name, r)
+        });
+    }
+    let mut report = MoveReport::default();
+    let step = (total / 10).max(1);
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok((_, Ok(_))) => report.moved += 1,
+            Ok((name, Err(e))) => report.failed.push((name, e.to_string())),
+            Err(e) => report.failed.push(("?".into(), e.to_string())),
+        }
+        let n = report.moved + report.failed.len();
+        if n % step == 0 || n == total {
+            tracing::info!(done = n, total, failed = report.failed.len(), "{what}: progress");
+        }
+    }
+    report
 }
 
 fn parse_result(reply: Term) -> Result<Pid, MigrationError> {
@@ -91,48 +276,48 @@ fn parse_result(reply: Term) -> Result<Pid, MigrationError> {
     }
 }
 
-async fn manager_loop(node: Node, shared: Arc<Shared>, mut mb: crate::process::Mailbox) -> Term {
+/// A newcomer hosts `type_name`: every local process of that type whose
+/// owner on the new ring is the newcomer moves there.
+fn rebalance_to(node: &Node, shared: &Arc<Shared>, newcomer: &Atom, type_name: &str) {
+    let ring = shared.members.ring(type_name, None);
+    let plan: Vec<(String, Atom)> = shared
+        .hosted
+        .snapshot()
+        .into_iter()
+        .filter(|(name, ty, _)| ty == type_name && ring.owner(&Term::Atom(name.clone())).as_ref() == Some(newcomer))
+        .map(|(name, _, _)| (name.to_string(), newcomer.clone()))
+        .collect();
+    if plan.is_empty() {
+        return;
+    }
+    let node = node.clone();
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let r = run_plan(&node, &shared, plan, "join").await;
+        if !r.failed.is_empty() {
+            tracing::warn!(failed = r.failed.len(), first = ?r.failed.first(), "join: some processes did not move");
+        }
+    });
+}
+
+async fn manager_loop(node: Node, shared: Arc<Shared>, mut mb: crate::process::Mailbox, mut events: tokio::sync::broadcast::Receiver<NodeEvent>) -> Term {
     // Migrations in flight: our reference -> the caller's From.
     let mut pending: HashMap<Reference, Term> = HashMap::new();
-    while let Some(msg) = mb.recv().await {
-        if let Some((from, request)) = gen_call_parts(&msg) {
-            match Request::parse(request) {
-                Some(Request::Start { type_name, args, name, reference, source }) => {
-                    let factory = shared.types.read().unwrap().get(&type_name).cloned();
-                    let reply = match factory {
-                        Some(f) => result_term(&f(&node, &shared, args, name, Some((reference, source)))),
-                        None => Term::tuple([Term::atom("error"), Term::tuple([Term::atom("unknown_type"), Term::from(type_name.as_str())])]),
-                    };
-                    mb.reply(from, reply);
+    loop {
+        let msg = tokio::select! {
+            m = mb.recv() => match m { Some(m) => m, None => break },
+            ev = events.recv() => {
+                match ev {
+                    Ok(NodeEvent::Up(peer)) => announce(&node, &shared, &peer, true),
+                    Ok(NodeEvent::Down { node: peer, .. }) => shared.members.remove_node(&peer),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(missed = n, "migration manager missed node events"),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {}
                 }
-                Some(Request::Migrate { name, target, mode }) => match shared.registry.whereis(name.as_str()) {
-                    Some(pid) if node.is_alive(&pid) => {
-                        let reference = node.make_ref();
-                        pending.insert(reference.clone(), from.clone());
-                        let begin = Op::Begin { reference, target, mode, reply_to: Some(mb.pid().clone()) };
-                        mb.send(&pid, begin.to_term());
-                    }
-                    Some(pid) => {
-                        // Hosted elsewhere: ask that node's manager on the caller's behalf.
-                        let from = from.clone();
-                        let node2 = node.clone();
-                        tokio::spawn(async move {
-                            let mut tmp = node2.spawn_mailbox();
-                            let req = Request::Migrate { name, target, mode }.to_term();
-                            let reply = match tmp.call((MANAGER_NAME, pid.node.as_str()), req, Duration::from_secs(60)).await {
-                                Ok(r) => r,
-                                Err(e) => Term::tuple([Term::atom("error"), Term::from(e.to_string().as_str())]),
-                            };
-                            node2.reply(&from, reply);
-                        });
-                    }
-                    None => mb.reply(from, Term::tuple([Term::atom("error"), Term::atom("no_such_name")])),
-                },
-                None => {
-                    tracing::warn!(?request, "migration manager: unknown call");
-                    mb.reply(from, Term::tuple([Term::atom("error"), Term::atom("unknown_request")]));
-                }
+                continue;
             }
+        };
+        if let Some((from, request)) = gen_call_parts(&msg) {
+            handle_call(&node, &shared, &mut mb, &mut pending, from, request);
             continue;
         }
         match Op::parse(&msg) {
@@ -140,8 +325,63 @@ async fn manager_loop(node: Node, shared: Arc<Shared>, mut mb: crate::process::M
                 Some(from) => mb.reply(&from, result_term(&result)),
                 None => tracing::debug!("migration result for nobody dropped"),
             },
+            Some(Ok(Op::Members { node: peer, types, ack })) => {
+                let new_types = shared.members.add(&peer, &types);
+                if ack {
+                    announce(&node, &shared, &peer, false);
+                }
+                if shared.cfg.rebalance_on_join {
+                    for t in new_types {
+                        rebalance_to(&node, &shared, &peer, &t);
+                    }
+                }
+            }
             _ => tracing::debug!(?msg, "migration manager: unexpected message dropped"),
         }
     }
     Term::atom("normal")
+}
+
+fn handle_call(node: &Node, shared: &Arc<Shared>, mb: &mut crate::process::Mailbox, pending: &mut HashMap<Reference, Term>, from: &Term, request: &Term) {
+    match Request::parse(request) {
+        Some(Request::Start { type_name, args, name, reference, source }) => {
+            let factory = shared.types.read().unwrap().get(&type_name).cloned();
+            let reply = match factory {
+                Some(f) => result_term(&f(node, shared, args, name, Some((reference, source)))),
+                None => Term::tuple([Term::atom("error"), Term::tuple([Term::atom("unknown_type"), Term::from(type_name.as_str())])]),
+            };
+            mb.reply(from, reply);
+        }
+        Some(Request::Migrate { name, target, mode }) => match shared.registry.whereis(name.as_str()) {
+            Some(pid) if node.is_alive(&pid) => {
+                let reference = node.make_ref();
+                pending.insert(reference.clone(), from.clone());
+                let begin = Op::Begin { reference, target, mode, reply_to: Some(mb.pid().clone()) };
+                mb.send(&pid, begin.to_term());
+            }
+            Some(pid) if &pid.node != node.name() => {
+                // Hosted elsewhere: ask that node's manager on the caller's behalf.
+                let from = from.clone();
+                let node2 = node.clone();
+                tokio::spawn(async move {
+                    let mut tmp = node2.spawn_mailbox();
+                    let req = Request::Migrate { name, target, mode }.to_term();
+                    let reply = match tmp.call((MANAGER_NAME, pid.node.as_str()), req, Duration::from_secs(60)).await {
+                        Ok(r) => r,
+                        Err(e) => Term::tuple([Term::atom("error"), Term::from(e.to_string().as_str())]),
+                    };
+                    node2.reply(&from, reply);
+                });
+            }
+            _ => mb.reply(from, Term::tuple([Term::atom("error"), Term::atom("no_such_name")])),
+        },
+        Some(Request::Hosted) => {
+            let list = shared.hosted.snapshot().into_iter().map(|(n, t, _)| Term::tuple([Term::Atom(n), Term::from(t.as_str())])).collect::<Vec<_>>();
+            mb.reply(from, Term::List(list));
+        }
+        None => {
+            tracing::warn!(?request, "migration manager: unknown call");
+            mb.reply(from, Term::tuple([Term::atom("error"), Term::atom("unknown_request")]));
+        }
+    }
 }

@@ -41,6 +41,9 @@ pub enum Op {
     Fwd { reference: Reference, msgs: Vec<Term> },
     Switched { reference: Reference },
     Result { reference: Reference, result: Result<Pid, Term> },
+    /// Manager to manager: `node` hosts these types. `ack` asks the
+    /// receiver to answer with its own list (sent on nodeup).
+    Members { node: Atom, types: Vec<String>, ack: bool },
 }
 
 fn tag() -> Term {
@@ -72,6 +75,13 @@ impl Op {
             Op::Fwd { reference, msgs } => Term::tuple([tag(), Term::atom("fwd"), r(reference), Term::List(msgs.clone())]),
             Op::Switched { reference } => Term::tuple([tag(), Term::atom("switched"), r(reference)]),
             Op::Result { reference, result } => Term::tuple([tag(), Term::atom("result"), r(reference), result_term(result)]),
+            Op::Members { node, types, ack } => Term::tuple([
+                tag(),
+                Term::atom("members"),
+                Term::Atom(node.clone()),
+                Term::List(types.iter().map(|t| Term::from(t.as_str())).collect()),
+                Term::atom(if *ack { "true" } else { "false" }),
+            ]),
         }
     }
 
@@ -106,6 +116,16 @@ fn parse_result(t: &Term) -> Option<Result<Pid, Term>> {
 
 fn parse_tagged(t: &[Term]) -> Option<Op> {
     let op = t[1].as_atom()?.as_str();
+    if let ("members", [_, _, Term::Atom(node), Term::List(types), ack]) = (op, t) {
+        let types = types
+            .iter()
+            .map(|x| match x {
+                Term::Binary(b) => String::from_utf8(b.to_vec()).ok(),
+                _ => None,
+            })
+            .collect::<Option<Vec<String>>>()?;
+        return Some(Op::Members { node: node.clone(), types, ack: ack.is_atom("true") });
+    }
     let reference = t.get(2)?.as_reference()?.clone();
     Some(match (op, &t[3..]) {
         ("begin", [Term::Atom(target), mode, reply_to]) => Op::Begin {
@@ -135,6 +155,8 @@ pub enum Request {
     /// Move the process registered as `name` (hosted on the receiving
     /// node) to `target`.
     Migrate { name: Atom, target: Atom, mode: Mode },
+    /// The processes hosted on the receiving node: `[{Name, Type}]`.
+    Hosted,
 }
 
 impl Request {
@@ -152,6 +174,7 @@ impl Request {
             Request::Migrate { name, target, mode } => {
                 Term::tuple([tag(), Term::atom("migrate"), Term::Atom(name.clone()), Term::Atom(target.clone()), mode.to_term()])
             }
+            Request::Hosted => Term::tuple([tag(), Term::atom("hosted")]),
         }
     }
 
@@ -169,6 +192,7 @@ impl Request {
             [tg, op, Term::Atom(name), Term::Atom(target), mode] if tg.is_atom(TAG) && op.is_atom("migrate") => {
                 Some(Request::Migrate { name: name.clone(), target: target.clone(), mode: Mode::from_term(mode)? })
             }
+            [tg, op] if tg.is_atom(TAG) && op.is_atom("hosted") => Some(Request::Hosted),
             _ => None,
         }
     }
@@ -196,6 +220,7 @@ mod tests {
             Op::Fwd { reference: rf(), msgs: vec![] },
             Op::Switched { reference: rf() },
             Op::Result { reference: rf(), result: Err(Term::atom("timeout")) },
+            Op::Members { node: Atom::new("b@h"), types: vec!["account".into()], ack: true },
         ];
         for op in ops {
             assert_eq!(Op::parse(&op.to_term()), Some(Ok(op.clone())));
@@ -203,6 +228,7 @@ mod tests {
         let reqs = vec![
             Request::Start { type_name: "account".into(), args: Term::nil(), name: Atom::new("acc"), reference: rf(), source: pid() },
             Request::Migrate { name: Atom::new("acc"), target: Atom::new("b@h"), mode: Mode::Hot },
+            Request::Hosted,
         ];
         for r in reqs {
             assert_eq!(Request::parse(&r.to_term()), Some(r.clone()));

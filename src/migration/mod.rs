@@ -3,6 +3,7 @@
 //! its guarantees are in docs/handoff.md; `runtime` implements both ends.
 
 mod behaviour;
+mod hosted;
 mod manager;
 pub mod messages;
 pub mod ring;
@@ -10,7 +11,7 @@ mod registry;
 mod runtime;
 
 pub use behaviour::Migratable;
-pub use manager::{Migration, MANAGER_NAME};
+pub use manager::{Migration, MoveReport, MANAGER_NAME};
 pub use messages::Mode;
 pub use registry::NameRegistry;
 
@@ -27,8 +28,16 @@ pub struct HandoffConfig {
     pub accept_timeout: Duration,
     /// How long the target waits for `switched` before taking the name.
     pub switch_timeout: Duration,
-    /// How long the old pid forwards late arrivals.
+    /// How long the old pid forwards late arrivals (extended in 50 ms steps,
+    /// up to twice this, while forwards keep coming).
     pub retention: Duration,
+    /// A pause before the final drain, taken only when traffic arrived
+    /// during the handoff, for senders caught between name lookup and
+    /// send (docs/handoff.md).
+    pub settle: Duration,
+    /// Move processes to a node that newly hosts their type when the ring
+    /// makes it their owner (placement on join).
+    pub rebalance_on_join: bool,
 }
 
 impl Default for HandoffConfig {
@@ -38,6 +47,8 @@ impl Default for HandoffConfig {
             accept_timeout: Duration::from_secs(10),
             switch_timeout: Duration::from_secs(30),
             retention: Duration::from_secs(5),
+            settle: Duration::from_millis(5),
+            rebalance_on_join: true,
         }
     }
 }

@@ -21,6 +21,7 @@ pub(crate) struct Meta {
     pub name: Atom,
     pub registry: Arc<dyn NameRegistry>,
     pub cfg: HandoffConfig,
+    pub hosted: Arc<super::hosted::Hosted>,
 }
 
 enum Outcome {
@@ -154,16 +155,25 @@ fn shutdown(why: &str) -> Term {
 
 /// The serving loop, with migration requests handled in place.
 async fn serve<M: Migratable>(mut st: M, mb: &mut Mailbox, meta: Meta) -> Term {
-    let reason = loop {
+    let me = mb.pid().clone();
+    meta.hosted.insert(meta.name.clone(), meta.type_name, me.clone());
+    let reason = serve_loop(&mut st, mb, &meta).await;
+    meta.hosted.remove(&meta.name, &me);
+    st.terminate(&reason, mb).await;
+    reason
+}
+
+async fn serve_loop<M: Migratable>(st: &mut M, mb: &mut Mailbox, meta: &Meta) -> Term {
+    loop {
         let Some(msg) = mb.recv().await else { break Term::atom("killed") };
         match Op::parse(&msg) {
             None => {
-                if let Flow::Stop(r) = dispatch(&mut st, msg, mb).await {
+                if let Flow::Stop(r) = dispatch(st, msg, mb).await {
                     break r;
                 }
             }
             Some(Ok(Op::Begin { reference, target, mode, reply_to })) => {
-                match hand_over(&mut st, mb, &meta, reference, target, mode, reply_to).await {
+                match hand_over(st, mb, meta, reference, target, mode, reply_to).await {
                     Outcome::Migrated(t) => {
                         break Term::tuple([
                             Term::atom("shutdown"),
@@ -177,9 +187,7 @@ async fn serve<M: Migratable>(mut st: M, mb: &mut Mailbox, meta: Meta) -> Term {
             Some(Ok(other)) => tracing::debug!(name = %meta.name, op = ?other, "stale migration message dropped"),
             Some(Err(text)) => tracing::warn!(name = %meta.name, msg = %text, "malformed migration message dropped"),
         }
-    };
-    st.terminate(&reason, mb).await;
-    reason
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -241,6 +249,9 @@ async fn hand_over<M: Migratable>(
             }
         }
     };
+    // Protocol messages (a second `begin`) never travel inside Q: they are
+    // held and passed on after the switch, or back to us on rollback.
+    let (queue, mut held) = split_protocol(queue);
     let watch = mb.monitor(&target);
     mb.send(&target, Op::Handover { reference: reference.clone(), state: handover, queue: queue.clone(), source: me.clone() }.to_term());
     let verdict = mb
@@ -268,6 +279,7 @@ async fn hand_over<M: Migratable>(
         mb.demonitor(&watch);
         tracing::warn!(name = %meta.name, target = %target_node, ?reason, "handoff failed; resuming here");
         report(mb, Err(reason));
+        requeue(mb, held);
         return replay(st, mb, queue).await;
     }
     // The name moves atomically; when this returns, every message any
@@ -277,28 +289,81 @@ async fn hand_over<M: Migratable>(
         mb.demonitor(&watch);
         mb.exit(&target, Term::atom("kill"));
         report(mb, Err(Term::tuple([Term::atom("register_failed"), Term::from(e.as_str())])));
+        requeue(mb, held);
         return replay(st, mb, queue).await;
     }
-    let late = mb.drain();
+    // Senders that looked the name up just before the switch may still be
+    // on their way (a BEAM sender can be suspended between lookup and send
+    // while its distribution port is busy): when traffic arrived during the
+    // handoff, give them a moment before the final drain (docs/handoff.md).
+    if mb.pending() > 0 {
+        tokio::time::sleep(meta.cfg.settle).await;
+    }
+    let (late, late_protocol) = split_protocol(mb.drain());
+    held.extend(late_protocol);
     mb.send(&target, Op::Fwd { reference: reference.clone(), msgs: late }.to_term());
     mb.send(&target, Op::Switched { reference: reference.clone() }.to_term());
+    for m in held {
+        mb.send(&target, m);
+    }
     mb.demonitor(&watch);
     tracing::info!(name = %meta.name, to = %target_node, queued = queue.len(), elapsed_us = started.elapsed().as_micros() as u64, "handoff complete");
+    meta.hosted.remove(&meta.name, &me);
     report(mb, Ok(target.clone()));
     // Retention: late arrivals addressed to our pid go on to the target
     // unchanged (calls keep their From, so the target answers them).
-    let deadline = tokio::time::Instant::now() + meta.cfg.retention;
+    // A call forwarded just before we exit would race the target's reply
+    // against our DOWN at the caller: while forwards keep coming, retention
+    // is extended in short steps, up to twice its length.
+    let start = tokio::time::Instant::now();
+    let mut deadline = start + meta.cfg.retention;
+    let hard = start + meta.cfg.retention * 2;
+    let mut last_forward = None;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
+            let recent = last_forward.map(|t: tokio::time::Instant| t.elapsed() < RETENTION_STEP).unwrap_or(false);
+            if recent && deadline < hard {
+                deadline += RETENTION_STEP;
+                continue;
+            }
             break;
         }
         match mb.recv_timeout(left).await {
-            Ok(m) => mb.send(&target, m),
-            Err(_) => break,
+            Ok(m) => {
+                mb.send(&target, m);
+                last_forward = Some(tokio::time::Instant::now());
+            }
+            Err(RecvError::Timeout) => {}
+            Err(RecvError::Exited(_)) => break,
         }
     }
     Outcome::Migrated(target)
+}
+
+const RETENTION_STEP: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Splits protocol messages worth keeping (`begin`) off a drained queue;
+/// stale ones (answers meant for an earlier handoff) are dropped.
+fn split_protocol(msgs: Vec<Term>) -> (Vec<Term>, Vec<Term>) {
+    let mut user = Vec::with_capacity(msgs.len());
+    let mut protocol = vec![];
+    for m in msgs {
+        match Op::parse(&m) {
+            None => user.push(m),
+            Some(Ok(Op::Begin { .. })) => protocol.push(m),
+            Some(_) => tracing::debug!(msg = ?m, "stale migration message dropped"),
+        }
+    }
+    (user, protocol)
+}
+
+/// Held protocol messages go back to our own mailbox after a rollback.
+fn requeue(mb: &Mailbox, held: Vec<Term>) {
+    let me = mb.pid().clone();
+    for m in held {
+        mb.send(&me, m);
+    }
 }
 
 /// Rollback: the queue we handed over is applied here after all, before

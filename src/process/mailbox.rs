@@ -9,7 +9,7 @@ use crate::term::{Atom, Pid, Reference, Term};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc::UnboundedReceiver;
+use super::chan::Receiver;
 use tokio::sync::oneshot;
 
 /// A local process as its owner sees it. For a process made with
@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 /// `normal`); for one made with `Node::spawn`, the task's end does.
 pub struct Mailbox {
     pid: Pid,
-    rx: UnboundedReceiver<Term>,
+    rx: Receiver<Term>,
     /// Messages skipped by a selective receive, kept in arrival order.
     saved: VecDeque<Term>,
     /// Present for stand-alone mailboxes: fires when the process is
@@ -50,6 +50,9 @@ pub enum Dest {
     Pid(Pid),
     /// A registered name on a node.
     Name { name: Atom, node: Atom },
+    /// A name registered with `global` (`{global, Name}` in Erlang):
+    /// looked up in this node's global table when the message is sent.
+    Global(Term),
 }
 
 impl From<Pid> for Dest {
@@ -70,7 +73,7 @@ impl From<(&str, &str)> for Dest {
 
 impl Mailbox {
     pub(crate) fn new(node: Arc<NodeInner>, managed: bool) -> (Mailbox, oneshot::Receiver<Term>) {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = super::chan::channel();
         let (ktx, krx) = oneshot::channel();
         let pid = node.processes.insert(tx, ktx);
         (Mailbox { pid, rx, saved: VecDeque::new(), kill: None, exited: None, managed, node }, krx)
@@ -94,7 +97,12 @@ impl Mailbox {
     /// The next message in arrival order; `None` once the process has
     /// been killed (by a link or `exit/2`).
     pub async fn recv(&mut self) -> Option<Term> {
-        self.next(None).await.ok()
+        if let Some(m) = self.saved.pop_front() {
+            return Some(m);
+        }
+        // Not via next_raw: without a timer in it, this future (part of
+        // every idle process's task) is a tokio `Sleep` smaller.
+        self.wait(std::future::pending()).await.ok()
     }
 
     pub async fn recv_timeout(&mut self, t: Duration) -> Result<Term, RecvError> {
@@ -110,15 +118,18 @@ impl Mailbox {
     }
 
     async fn next_raw(&mut self, deadline: Option<tokio::time::Instant>) -> Result<Term, RecvError> {
+        match deadline {
+            Some(d) => self.wait(tokio::time::sleep_until(d)).await,
+            None => self.wait(std::future::pending()).await,
+        }
+    }
+
+    /// The next message, or the exit reason if the process is killed
+    /// first, or a timeout when `timer` completes first.
+    async fn wait(&mut self, timer: impl std::future::Future<Output = ()>) -> Result<Term, RecvError> {
         if let Some(r) = &self.exited {
             return Err(RecvError::Exited(r.clone()));
         }
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
         let kill = async {
             match self.kill.as_mut() {
                 Some(k) => k.await.unwrap_or_else(|_| Term::atom("normal")),
@@ -133,7 +144,7 @@ impl Mailbox {
                 Err(RecvError::Exited(r))
             }
             m = self.rx.recv() => m.ok_or_else(|| RecvError::Exited(Term::atom("normal"))),
-            _ = sleep => Err(RecvError::Timeout),
+            _ = timer => Err(RecvError::Timeout),
         }
     }
 
@@ -164,6 +175,11 @@ impl Mailbox {
         out
     }
 
+    /// Messages queued right now (not yet received).
+    pub fn pending(&self) -> usize {
+        self.saved.len() + self.rx.len()
+    }
+
     /// Sends from this process (the receiver's node learns the sender).
     pub fn send(&self, to: &Pid, msg: Term) {
         self.node.send(Some(&self.pid), to, msg)
@@ -173,6 +189,10 @@ impl Mailbox {
         match to {
             Dest::Pid(p) => self.node.send(Some(&self.pid), p, msg),
             Dest::Name { name, node } => self.node.send_named(&self.pid, name, node, msg),
+            Dest::Global(name) => match crate::global::whereis(&self.node(), name) {
+                Some(p) => self.node.send(Some(&self.pid), &p, msg),
+                None => tracing::debug!(?name, "message to an unregistered global name dropped"),
+            },
         }
     }
 
@@ -254,15 +274,24 @@ impl Mailbox {
     /// in flight.
     pub fn send_request(&mut self, to: impl Into<Dest>, request: Term) -> RequestId {
         let to = to.into();
+        let target = format!("{to:?}");
+        // A global name is looked up once, as gen:call does; an
+        // unregistered one fails like a dead pid (noproc): pid 0 is never
+        // a process.
+        let to = match to {
+            Dest::Global(name) => Dest::Pid(crate::global::whereis(&self.node(), &name).unwrap_or_else(|| self.node.system_pid())),
+            other => other,
+        };
         let mref = match &to {
             Dest::Pid(p) => self.monitor(p),
             Dest::Name { name, node } => self.node.monitor_name(&self.pid, name, node),
+            Dest::Global(_) => unreachable!("resolved above"),
         };
         self.node.processes.add_alias(&self.pid, mref.clone());
         let tag = Term::ImproperList(vec![Term::atom("alias")], Box::new(Term::Ref(mref.clone())));
         let msg = Term::tuple([Term::atom("$gen_call"), Term::tuple([Term::Pid(self.pid.clone()), tag]), request]);
         self.send_to(&to, msg);
-        RequestId { mref, target: format!("{to:?}") }
+        RequestId { mref, target }
     }
 
     /// The waiting half of [`Mailbox::call`] (`gen_server:receive_response`).
