@@ -16,7 +16,7 @@ defmodule ErlnodeEx.MixProject do
   end
 
   def application do
-    [extra_applications: [:logger, :crypto]]
+    [extra_applications: [:logger, :crypto], mod: {Erlnode.Application, []}]
   end
 
   defp elixirc_paths(:test), do: ["lib", "test/support"]

@@ -5,4 +5,5 @@
 #                  erlnode started by the tests serves its embedded EPMD there.
 # `make test` sets both.
 Erlnode.TestSupport.check_environment!()
-ExUnit.start(timeout: 120_000)
+# `:stress` tests (test/migration_stress_test.exs) are opt-in: --only stress
+ExUnit.start(timeout: 120_000, exclude: [:stress])

@@ -47,6 +47,11 @@ defmodule Erlnode.Migratable do
       after a successful move (default 5_000); it stays a little longer
       while messages keep arriving, so that a call forwarded at the very end
       is answered before the caller sees the old process exit;
+    * `:settle` - ms the source waits, after the name points at the target
+      and only if messages arrived during the handoff, before its last
+      drain (default 5): it lets a sender that looked the name up just
+      before the switch deliver to the source, which keeps that sender's
+      order strict (see "The one exception" in `docs/handoff.md`);
     * `:accept_timeout` - ms the source waits for `accepted` (10_000);
     * `:handover_timeout` - ms a target waits for `handover` (15_000);
     * `:start_timeout` - ms for the target manager's `start` reply (10_000).
@@ -91,10 +96,7 @@ defmodule Erlnode.Migratable do
   """
   @callback alter_handover_state(state(), handover_state()) :: state()
 
-  @migration_keys [:type, :retention, :accept_timeout, :handover_timeout, :start_timeout]
-
-  @doc false
-  def migration_keys, do: @migration_keys
+  @migration_keys [:type, :retention, :settle, :accept_timeout, :handover_timeout, :start_timeout]
 
   @doc false
   defmacro __using__(opts) do
