@@ -4,9 +4,15 @@
 //! number of migrations. The Elixir twin is `Erlnode.Examples.Account`
 //! (same type name, same state shape, same messages).
 //!
-//! Messages, accepted as a cast, a call or a plain message:
-//! `{:deposit, sender :: binary, seq :: integer, amount :: integer}`.
-//! Calls: `:get` returns the state map.
+//! Messages, accepted as a cast, a call (reply `{:ok, balance}`) or a
+//! plain message: `{:deposit, sender :: binary, seq :: integer, amount ::
+//! integer}`. The call `:get` returns the state map. Every deposit is
+//! applied whatever its number, so the balance exposes a loss or a
+//! duplicate against the sum sent; with `expected = last_seq + 1`, a
+//! deposit whose seq is greater is a `:gap`, equal to `last_seq` a
+//! `:duplicate`, smaller a `:reorder`. `last_seq` keeps the maximum;
+//! anomalies are newest first. Start arguments: `%{balance: n}` (or a
+//! keyword list), default 0.
 
 use crate::gen_server::{Ctx, Flow, GenServer, Reply};
 use crate::migration::Migratable;
@@ -37,10 +43,12 @@ pub struct Anomaly {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AnomalyKind {
-    /// A sequence number was skipped: a message was lost (or reordered).
+    /// A number was skipped: something before it is missing or late.
     Gap,
-    /// A sequence number at or below the last one: duplicated or late.
+    /// The same number again.
     Duplicate,
+    /// A number below the last one: it arrived after a later one.
+    Reorder,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,15 +61,21 @@ pub enum Msg {
 impl Account {
     /// Applies a deposit, recording any anomaly in its sequence.
     pub fn deposit(&mut self, sender: &str, seq: i64, amount: i64) {
-        let expected = self.last_seq.get(sender).copied().unwrap_or(0) + 1;
-        if seq < expected {
-            self.anomalies.push(Anomaly { kind: AnomalyKind::Duplicate, sender: sender.into(), expected, got: seq });
-            return; // never apply twice
+        let last = self.last_seq.get(sender).copied().unwrap_or(0);
+        let expected = last + 1;
+        let kind = if seq == expected {
+            None
+        } else if seq > expected {
+            Some(AnomalyKind::Gap)
+        } else if seq == last {
+            Some(AnomalyKind::Duplicate)
+        } else {
+            Some(AnomalyKind::Reorder)
+        };
+        if let Some(kind) = kind {
+            self.anomalies.insert(0, Anomaly { kind, sender: sender.into(), expected, got: seq });
         }
-        if seq > expected {
-            self.anomalies.push(Anomaly { kind: AnomalyKind::Gap, sender: sender.into(), expected, got: seq });
-        }
-        self.last_seq.insert(sender.to_string(), seq);
+        self.last_seq.insert(sender.to_string(), last.max(seq));
         self.balance += amount;
         self.applied += 1;
     }
@@ -104,11 +118,28 @@ impl GenServer for Account {
 
 impl Migratable for Account {
     const TYPE: &'static str = "account";
-    type Args = ();
+    /// `%{balance: n}`, a keyword list, or anything else (balance 0): the
+    /// Elixir twin accepts the same.
+    type Args = Term;
 
-    fn init_state(_args: ()) -> Result<Self, Term> {
-        Ok(Account::default())
+    fn init_state(args: Term) -> Result<Self, Term> {
+        Ok(Account { balance: initial_balance(&args), ..Account::default() })
     }
+}
+
+fn initial_balance(args: &Term) -> i64 {
+    let pairs: Vec<(&Term, &Term)> = match args {
+        Term::Map(entries) => entries.iter().map(|(k, v)| (k, v)).collect(),
+        Term::List(items) => items
+            .iter()
+            .filter_map(|i| match i.as_tuple() {
+                Some([k, v]) => Some((k, v)),
+                _ => None,
+            })
+            .collect(),
+        _ => vec![],
+    };
+    pairs.into_iter().find(|(k, _)| k.is_atom("balance")).and_then(|(_, v)| v.as_int()).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -122,10 +153,13 @@ mod tests {
         a.deposit("s", 2, 10);
         a.deposit("s", 2, 10); // duplicate
         a.deposit("s", 4, 10); // gap
+        a.deposit("s", 3, 10); // reorder
         a.deposit("t", 1, 5);
-        assert_eq!(a.balance, 35);
-        assert_eq!(a.applied, 4);
-        assert_eq!(a.anomalies.iter().map(|x| x.kind).collect::<Vec<_>>(), vec![AnomalyKind::Duplicate, AnomalyKind::Gap]);
+        assert_eq!(a.balance, 55, "every deposit is applied");
+        assert_eq!(a.applied, 6);
+        assert_eq!(a.last_seq["s"], 4);
+        let kinds: Vec<_> = a.anomalies.iter().map(|x| x.kind).collect();
+        assert_eq!(kinds, vec![AnomalyKind::Reorder, AnomalyKind::Gap, AnomalyKind::Duplicate], "newest first");
     }
 
     #[test]
