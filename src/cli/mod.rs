@@ -1,5 +1,6 @@
 //! Command-line interface. Each subcommand lives in its own file.
 
+mod migrate;
 mod names;
 mod ping;
 mod run;
@@ -32,6 +33,12 @@ pub enum Command {
     /// Start a node and keep it up until SIGINT or SIGTERM, logging peers
     /// joining and leaving. Hosts the diagnostic process `erlnode_echo`.
     Run(run::RunArgs),
+    /// Move a live process (registered in global) to another node, with its
+    /// state, its name and its queued messages.
+    Migrate(migrate::MigrateArgs),
+    /// Even out the processes of a migratable type across the nodes that
+    /// host it, moving from the most to the least loaded.
+    Rebalance(migrate::RebalanceArgs),
 }
 
 /// Options every node-starting command shares.
@@ -79,5 +86,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Ping(a) => ping::run(a).await,
         Command::Names(a) => names::run(a).await,
         Command::Run(a) => run::run(a).await,
+        Command::Migrate(a) => migrate::migrate(a).await,
+        Command::Rebalance(a) => migrate::rebalance(a).await,
     }
 }

@@ -375,6 +375,18 @@ fn handle_call(node: &Node, shared: &Arc<Shared>, mb: &mut crate::process::Mailb
             }
             _ => mb.reply(from, Term::tuple([Term::atom("error"), Term::atom("no_such_name")])),
         },
+        Some(Request::Rebalance { type_name }) => {
+            let m = Migration { node: node.clone(), shared: shared.clone() };
+            let from = from.clone();
+            tokio::spawn(async move {
+                let reply = match m.rebalance(&type_name).await {
+                    Ok(r) if r.failed.is_empty() => Term::tuple([Term::atom("ok"), Term::Int(r.moved as i64)]),
+                    Ok(r) => Term::tuple([Term::atom("error"), Term::tuple([Term::atom("failed"), Term::Int(r.failed.len() as i64)])]),
+                    Err(e) => Term::tuple([Term::atom("error"), Term::from(e.to_string().as_str())]),
+                };
+                m.node.reply(&from, reply);
+            });
+        }
         Some(Request::Hosted) => {
             let list = shared.hosted.snapshot().into_iter().map(|(n, t, _)| Term::tuple([Term::Atom(n), Term::from(t.as_str())])).collect::<Vec<_>>();
             mb.reply(from, Term::List(list));

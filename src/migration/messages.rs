@@ -157,6 +157,9 @@ pub enum Request {
     Migrate { name: Atom, target: Atom, mode: Mode },
     /// The processes hosted on the receiving node: `[{Name, Type}]`.
     Hosted,
+    /// Even out the processes of a type across the nodes hosting it;
+    /// replies `{ok, Moved}` or `{error, Reason}`.
+    Rebalance { type_name: String },
 }
 
 impl Request {
@@ -175,6 +178,7 @@ impl Request {
                 Term::tuple([tag(), Term::atom("migrate"), Term::Atom(name.clone()), Term::Atom(target.clone()), mode.to_term()])
             }
             Request::Hosted => Term::tuple([tag(), Term::atom("hosted")]),
+            Request::Rebalance { type_name } => Term::tuple([tag(), Term::atom("rebalance"), Term::from(type_name.as_str())]),
         }
     }
 
@@ -193,6 +197,9 @@ impl Request {
                 Some(Request::Migrate { name: name.clone(), target: target.clone(), mode: Mode::from_term(mode)? })
             }
             [tg, op] if tg.is_atom(TAG) && op.is_atom("hosted") => Some(Request::Hosted),
+            [tg, op, Term::Binary(ty)] if tg.is_atom(TAG) && op.is_atom("rebalance") => {
+                Some(Request::Rebalance { type_name: String::from_utf8(ty.to_vec()).ok()? })
+            }
             _ => None,
         }
     }
@@ -229,6 +236,7 @@ mod tests {
             Request::Start { type_name: "account".into(), args: Term::nil(), name: Atom::new("acc"), reference: rf(), source: pid() },
             Request::Migrate { name: Atom::new("acc"), target: Atom::new("b@h"), mode: Mode::Hot },
             Request::Hosted,
+            Request::Rebalance { type_name: "account".into() },
         ];
         for r in reqs {
             assert_eq!(Request::parse(&r.to_term()), Some(r.clone()));

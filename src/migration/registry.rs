@@ -13,3 +13,22 @@ pub trait NameRegistry: Send + Sync + 'static {
     /// name is unregistered. Returns once every node agrees.
     fn re_register<'a>(&'a self, name: &'a str, pid: &'a Pid) -> BoxFuture<'a, Result<(), String>>;
 }
+
+/// OTP `global`: the name is an atom, as `{:global, :name}` in Elixir.
+impl NameRegistry for crate::global::Global {
+    fn whereis(&self, name: &str) -> Option<Pid> {
+        self.whereis_name(&crate::term::Term::atom(name))
+    }
+    fn register<'a>(&'a self, name: &'a str, pid: &'a Pid) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            match self.register_name(crate::term::Term::atom(name), pid).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(format!("the global name {name} is taken")),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+    fn re_register<'a>(&'a self, name: &'a str, pid: &'a Pid) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move { self.re_register_name(crate::term::Term::atom(name), pid).await.map_err(|e| e.to_string()) })
+    }
+}
