@@ -15,7 +15,7 @@ RELEASE_BIN  := $(TARGET_DIR)/release/erlnode
 MIX_VARS := MIX_ENV=test HEX_OFFLINE=1 MIX_HOME=$(ROOT)/erlang/_build/mix_home \
             HEX_HOME=$(ROOT)/erlang/_build/hex_home
 
-.PHONY: all deps build test test-rust test-elixir demo bench clean
+.PHONY: all deps build test test-rust test-elixir elixir-lib demo bench clean
 
 all: build
 
@@ -51,9 +51,13 @@ test: deps
 	exit $$status
 
 # `cargo test` without --all-targets: benches (harness = false) are not tests.
-test-rust:
+# The interop tests load the compiled Elixir library (erlang/_build/test).
+test-rust: elixir-lib
 	$(CARGO) build --bins
 	$(CARGO) test --no-fail-fast
+
+elixir-lib:
+	cd erlang && env $(MIX_VARS) mix compile
 
 # OTP reads ERL_EPMD_PORT only at boot, so the test VM gets a free port here;
 # every erlnode the tests start serves its embedded EPMD on it.

@@ -11,3 +11,5 @@ mod harness_selftest;
 mod connect;
 mod hostile;
 mod processes;
+mod global;
+mod migration;
