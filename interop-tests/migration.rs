@@ -232,3 +232,87 @@ async fn two_hundred_hops_in_all_four_directions_under_traffic() {
     }
     eprintln!("200 hops, {total} deposits from 8 senders, anomalies (allowed kind only): {}", state.anomalies.len());
 }
+
+/// 10,000 accounts on a Rust node, an Elixir node beside it; a third node
+/// (the `erlnode run` binary) joins and takes its share, then leaves by
+/// SIGTERM and drains everything to the remaining owners, Rust and
+/// Elixir.
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_rebalance_on_join_and_drain_on_sigterm() {
+    support::require_erlang();
+    const N: usize = 10_000;
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("mig10k");
+    let node = Node::builder(format!("{}@127.0.0.1", support::unique("r1")))
+        .cookie(&cookie)
+        .epmd_port(epmd.port())
+        .embedded_epmd(false)
+        .start()
+        .await
+        .unwrap();
+    let m1 = Migration::start(&node, Arc::new(node.global()), HandoffConfig::default()).unwrap();
+    m1.register_type::<Account>();
+    // The accounts start before the Elixir node connects; global then
+    // exchanges all 10k names in one sync.
+    let started = std::time::Instant::now();
+    for i in 0..N {
+        let args = Term::Map(vec![(Term::atom("balance"), Term::Int(i as i64))]);
+        m1.start_process::<Account>(args, &format!("acct10k_{i}")).await.unwrap();
+    }
+    eprintln!("10k accounts registered in global in {:?}", started.elapsed());
+    let e1 = elixir_node("e1", &cookie, epmd.port()).await;
+    assert!(node.ping(e1.name()).await);
+    node.global().sync(T).await.unwrap();
+    assert_eq!(e1.try_eval_timeout("global:sync(), length(global:registered_names())", T).await, Ok(Term::Int(N as i64)));
+
+    // The third node joins and takes its share of the ring.
+    let r3_name = format!("{}@127.0.0.1", support::unique("r3"));
+    let mut r3 = support::Erlnode::run(&r3_name, &cookie, epmd.port(), &["--no-embedded-epmd", "--connect", node.name().as_str()]).await;
+    let joined = std::time::Instant::now();
+    let members = [node.name().clone(), e1.name().into(), erlnode::Atom::new(&r3_name)];
+    let ring = erlnode::migration::ring::Ring::new(members.iter().cloned());
+    let expect_r3 = (0..N).filter(|i| ring.owner(&Term::atom(&format!("acct10k_{i}"))).map(|o| o.as_str() == r3_name).unwrap_or(false)).count();
+    assert!(expect_r3 > N / 5, "ring share {expect_r3}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let on_r1 = m1.hosted().len();
+        if on_r1 == N - expect_r3 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "rebalance stuck: {on_r1} still on r1, expected {}", N - expect_r3);
+        tokio::time::sleep(Duration::from_millis(100)).await; // bounded poll
+    }
+    eprintln!("join: {expect_r3} of 10k moved to the new node in {:?}", joined.elapsed());
+    let on_r3 = (0..N)
+        .filter(|i| node.global().whereis_name(&Term::atom(&format!("acct10k_{i}"))).map(|p| p.node.as_str() == r3_name).unwrap_or(false))
+        .count();
+    assert_eq!(on_r3, expect_r3, "global agrees with the ring");
+
+    // SIGTERM: the node drains to the remaining owners, then exits.
+    let left = std::time::Instant::now();
+    assert!(r3.signal(support::SIGTERM));
+    let status = r3.wait_exit(Duration::from_secs(300)).await.expect("erlnode exits after draining");
+    assert!(status.success(), "{:?}", r3.output().iter().rev().take(20).collect::<Vec<_>>());
+    assert!(r3.output().iter().any(|l| l.contains("drain complete")), "drain progress logged");
+    eprintln!("drain on SIGTERM took {:?}", left.elapsed());
+    let mut probe = node.spawn_mailbox();
+    let mut on_r1 = 0;
+    let mut on_e1 = 0;
+    for i in 0..N {
+        let name = format!("acct10k_{i}");
+        let pid = node.global().whereis_name(&Term::atom(&name)).unwrap_or_else(|| panic!("{name} lost"));
+        if pid.node == *node.name() {
+            on_r1 += 1;
+        } else {
+            assert_eq!(pid.node.as_str(), e1.name(), "{name} on a live node");
+            on_e1 += 1;
+        }
+        if i % 50 == 0 {
+            let st: Account = from_term(probe.call(&pid, Term::atom("get"), T).await.unwrap()).unwrap();
+            assert_eq!(st.balance, i as i64, "state of {name} intact");
+        }
+    }
+    assert_eq!(on_r1 + on_e1, N);
+    assert!(on_e1 > 0, "some went to the Elixir node");
+    eprintln!("after drain: {on_r1} on the Rust node, {on_e1} on the Elixir node");
+}

@@ -14,6 +14,25 @@ pub struct RunArgs {
     /// TCP port for incoming distribution connections (0: any free port).
     #[arg(long, default_value_t = 0)]
     pub listen_port: u16,
+    /// Also run an echo process (like erlnode_echo) registered with
+    /// `global` under the atom NAME: GenServer.call({:global, :NAME}, msg)
+    /// replies {:echo, msg} from any node of the cluster.
+    #[arg(long = "register-echo", value_name = "NAME")]
+    pub register_echo: Option<String>,
+    /// Don't run the migration manager (erlnode_migration). With it, this
+    /// node hosts the example type "account", takes processes moved to it,
+    /// and on SIGTERM/SIGINT first moves every process it hosts to the
+    /// remaining nodes (graceful leave).
+    #[arg(long)]
+    pub no_migration: bool,
+    /// Don't move processes here when this node becomes their owner on the
+    /// placement ring (by default a joining node takes its share).
+    #[arg(long)]
+    pub no_rebalance_on_join: bool,
+    /// Start an account (the example migratable process) registered in
+    /// global under NAME (repeatable).
+    #[arg(long = "start-account", value_name = "NAME")]
+    pub start_account: Vec<String>,
     #[command(flatten)]
     pub opts: NodeOpts,
 }
@@ -49,8 +68,62 @@ pub async fn run(a: RunArgs) -> ExitCode {
             Err(e) => tracing::warn!(node = %peer, error = %e, "cannot connect"),
         }
     }
+    if let Some(name) = &a.register_echo {
+        let pid = crate::services::echo::spawn_unregistered(&node);
+        match node.global().register_name(crate::Term::atom(name), &pid).await {
+            Ok(true) => tracing::info!(%name, %pid, "echo registered globally"),
+            Ok(false) => {
+                tracing::error!(%name, "cannot register the echo globally: the name is taken");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                tracing::error!(%name, error = %e, "cannot register the echo globally");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let migration = if a.no_migration {
+        None
+    } else {
+        let cfg = crate::migration::HandoffConfig { rebalance_on_join: !a.no_rebalance_on_join, ..Default::default() };
+        match crate::migration::Migration::start(&node, std::sync::Arc::new(node.global()), cfg) {
+            Ok(m) => {
+                m.register_type::<crate::examples::account::Account>();
+                Some(m)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the migration manager");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    for name in &a.start_account {
+        let Some(m) = &migration else {
+            tracing::error!("--start-account needs the migration manager");
+            return ExitCode::FAILURE;
+        };
+        match m.start_process::<crate::examples::account::Account>(crate::Term::nil(), name).await {
+            Ok(pid) => tracing::info!(%name, %pid, "account started"),
+            Err(e) => {
+                tracing::error!(%name, error = %e, "cannot start the account");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     tracing::info!(node = %node.name(), port = node.listen_port(), epmd_port = node.epmd_port(), embedded_epmd = node.serves_epmd(), "ready");
     wait_for_signal().await;
+    if let Some(m) = &migration {
+        let hosted = m.hosted().len();
+        if hosted > 0 {
+            tracing::info!(hosted, "leaving: moving hosted processes to the remaining nodes");
+            let report = m.drain().await;
+            if report.failed.is_empty() {
+                tracing::info!(moved = report.moved, "drain complete");
+            } else {
+                tracing::warn!(moved = report.moved, failed = report.failed.len(), first = ?report.failed.first(), "drain incomplete");
+            }
+        }
+    }
     tracing::info!("shutting down");
     node.shutdown().await;
     ExitCode::SUCCESS
