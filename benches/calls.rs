@@ -21,10 +21,14 @@
 //! matching targets and `CALLS_ROUNDS=<n>` sets the number of rounds, e.g.
 //! `CALLS_ONLY="Rust (echo" CALLS_ROUNDS=20 cargo bench --bench calls`
 //! under `perf record`. `CALLS_DIAG=1` also prints, per run, the CPU time
-//! and read/write syscalls per call of A, B and this process (R, R2).
+//! per call of A, B and this process, and the host's TCP segments per call.
+//!
+//! The CPU columns (user + system time of each node's OS process from
+//! /proc, divided by the calls made) are the steadier comparison on a
+//! shared machine: calls/s moves with whatever else runs, CPU per call
+//! much less.
 
 #[path = "../interop-tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use erlnode::gen_server::{Ctx, GenServer, Reply};
@@ -105,6 +109,10 @@ struct Sample {
     rate: f64,
     p50_us: f64,
     p99_us: f64,
+    /// CPU time (user + system) per call of the calling node's OS
+    /// process and of the serving node's.
+    caller_cpu_us: f64,
+    server_cpu_us: f64,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -176,39 +184,44 @@ async fn run() {
     for round in 0..rounds {
         for &(k, m) in &CONFIGS {
             for &t in &targets {
-                let before = diag.then(|| ([a.os_pid(), b.os_pid(), std::process::id()].map(os_counters), tcp_out_segs()));
-                let s = match t {
+                let pids = [a.os_pid(), b.os_pid(), std::process::id()];
+                let (cpu0, segs0) = (pids.map(cpu_us), tcp_out_segs());
+                let mut s = match t {
                     Target::ExEx => ex_calls(&a, "bench_echo", b.name(), k, m).await,
                     Target::ExRustEcho => ex_calls(&a, "bench_echo", rust_name, k, m).await,
                     Target::ExRustGs => ex_calls(&a, "bench_gs", rust_name, k, m).await,
                     Target::RustEx => rust_calls(&rust, "bench_echo", b.name(), k, m).await,
                     Target::RustRust => rust_calls(&rust2, "bench_echo", rust_name, k, m).await,
                 };
+                let n = (k * m) as f64;
+                let cpu = |i: usize| (cpu_us(pids[i]) - cpu0[i]) / n;
+                let (a_cpu, b_cpu, r_cpu) = (cpu(0), cpu(1), cpu(2));
+                (s.caller_cpu_us, s.server_cpu_us) = match t {
+                    Target::ExEx => (a_cpu, b_cpu),
+                    Target::ExRustEcho | Target::ExRustGs => (a_cpu, r_cpu),
+                    Target::RustEx => (r_cpu, b_cpu),
+                    Target::RustRust => (r_cpu, r_cpu), // one OS process hosts both nodes
+                };
                 eprintln!(
-                    "round {round} k={k:2} {:38} {:>8.0} calls/s  p50 {:>6.1} us  p99 {:>7.1} us",
+                    "round {round} k={k:2} {:38} {:>8.0} calls/s  p50 {:>6.1} us  p99 {:>7.1} us  CPU/call: caller {:5.1} us, server {:5.1} us",
                     t.label(),
                     s.rate,
                     s.p50_us,
-                    s.p99_us
+                    s.p99_us,
+                    s.caller_cpu_us,
+                    s.server_cpu_us
                 );
-                if let Some((before, segs0)) = before {
-                    let segs = (tcp_out_segs() - segs0) as f64 / (k * m) as f64;
-                    let after = [a.os_pid(), b.os_pid(), std::process::id()].map(os_counters);
-                    let n = (k * m) as f64;
-                    let fmt = |i: usize| {
-                        let (c0, r0, w0) = before[i];
-                        let (c1, r1, w1) = after[i];
-                        format!("cpu {:5.1} us/call rd {:4.2} wr {:4.2}", (c1 - c0) / n, (r1 - r0) as f64 / n, (w1 - w0) as f64 / n)
-                    };
-                    eprintln!("    A: {}  B: {}  Rust: {}  TCP segments/call (host-wide): {segs:.2}", fmt(0), fmt(1), fmt(2));
+                if diag {
+                    let segs = (tcp_out_segs() - segs0) as f64 / n;
+                    eprintln!("    CPU/call: A {a_cpu:5.1} us, B {b_cpu:5.1} us, Rust {r_cpu:5.1} us; TCP segments sent per call (host-wide) {segs:.2}");
                 }
                 results.iter_mut().find(|(tt, kk, _)| *tt == t && *kk == k).unwrap().2.push(s);
             }
         }
     }
 
-    println!("| target | callers | calls/s | p50 us | p99 us | ratio to Elixir -> Elixir (calls/s) |");
-    println!("|---|---|---|---|---|---|");
+    println!("| target | callers | calls/s | p50 us | p99 us | ratio to Elixir -> Elixir (calls/s) | caller CPU us/call | server CPU us/call |");
+    println!("|---|---|---|---|---|---|---|---|");
     for &(k, m) in &CONFIGS {
         let base = results.iter().find(|(t, kk, _)| *t == Target::ExEx && *kk == k).map(|r| median(r.2.iter().map(|s| s.rate).collect()));
         for (t, kk, samples) in &results {
@@ -219,7 +232,13 @@ async fn run() {
             let p50 = median(samples.iter().map(|s| s.p50_us).collect());
             let p99 = median(samples.iter().map(|s| s.p99_us).collect());
             let ratio = base.map_or("-".to_string(), |b| format!("{:.2}", rate / b));
-            println!("| {} | {k} | {rate:.0} | {p50:.0} | {p99:.0} | {ratio} |", t.label());
+            let caller = median(samples.iter().map(|s| s.caller_cpu_us).collect());
+            let server = median(samples.iter().map(|s| s.server_cpu_us).collect());
+            let (caller, server) = match t {
+                Target::RustRust => ("(both in one process)".to_string(), format!("{server:.1} (caller + server)")),
+                _ => (format!("{caller:.1}"), format!("{server:.1}")),
+            };
+            println!("| {} | {k} | {rate:.0} | {p50:.0} | {p99:.0} | {ratio} | {caller} | {server} |", t.label());
         }
         let _ = m;
     }
@@ -236,7 +255,7 @@ async fn ex_calls(a: &BeamNode, name: &str, node: &str, k: usize, m: usize) -> S
     let n = t[0].as_int().unwrap() as f64;
     let [total, p50, p99] = [&t[1], &t[2], &t[3]].map(|x| x.as_int().unwrap() as f64 / 1e3); // native = ns
     assert_eq!(n as usize, k * m);
-    Sample { rate: n / (total / 1e6), p50_us: p50, p99_us: p99 }
+    Sample { rate: n / (total / 1e6), p50_us: p50, p99_us: p99, caller_cpu_us: 0.0, server_cpu_us: 0.0 }
 }
 
 /// K Rust callers (each its own process on `from`) calling `{name, node}`.
@@ -271,18 +290,23 @@ async fn rust_calls(from: &Node, name: &str, node: &str, k: usize, m: usize) -> 
     let total = t0.elapsed().as_secs_f64();
     lats.sort_unstable();
     let n = lats.len();
-    Sample { rate: n as f64 / total, p50_us: lats[n * 50 / 100] as f64 / 1e3, p99_us: lats[(n * 99 / 100).min(n - 1)] as f64 / 1e3 }
+    Sample {
+        rate: n as f64 / total,
+        p50_us: lats[n * 50 / 100] as f64 / 1e3,
+        p99_us: lats[(n * 99 / 100).min(n - 1)] as f64 / 1e3,
+        caller_cpu_us: 0.0,
+        server_cpu_us: 0.0,
+    }
 }
 
-/// (CPU time in us, read syscalls, write syscalls) of a process so far.
-fn os_counters(pid: u32) -> (f64, u64, u64) {
+/// CPU time (user + system, all threads) of a process so far, in us.
+fn cpu_us(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are
+    // fields 14 and 15 of the line, in clock ticks (USER_HZ = 100).
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
-    let field = |name: &str| io.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
-    (ticks * 1e6 / 100.0, field("syscr:"), field("syscw:"))
+    let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) * 1e6 / 100.0
 }
 
 /// Host-wide TCP segments sent so far (/proc/net/snmp `Tcp: OutSegs`).

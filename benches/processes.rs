@@ -13,7 +13,6 @@
 //! a real BEAM process costs. Median of ROUNDS rounds.
 
 #[path = "../interop-tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use erlnode::{Node, Pid, Term};
@@ -155,23 +154,42 @@ async fn run() {
     }
     let (cold_rust, cold_beam) = (rust.remove(0), erl.remove(0));
     let heap = median(rust.iter().map(|r| r.heap).collect());
-    let blocks = median(rust.iter().map(|r| r.blocks).collect());
-    let left = rust.iter().map(|r| r.heap_left_after_stop).fold(f64::MIN, f64::max);
+    let left = rust.iter().map(|r| r.heap_left_after_stop).fold(cold_rust.heap_left_after_stop, f64::max);
     let bm = median(erl.iter().map(|b| b.erlang_memory).collect());
     let bi = median(erl.iter().map(|b| b.process_info).collect());
-    println!("| {N} idle processes | bytes per process | ratio to BEAM |");
+    println!("| {N} idle processes | bytes per process | ratio to BEAM (erlang:memory) |");
     println!("|---|---|---|");
     println!("| BEAM: erlang:memory(processes) delta (median of {ROUNDS}) | {bm:.0} | 1.00 |");
     println!("| BEAM: process_info(P, memory) of one idle process | {bi:.0} | {:.2} |", bi / bm);
-    println!("| erlnode: live heap delta, exact (median of {ROUNDS}; {blocks:.1} allocations/process) | {heap:.0} | {:.2} |", heap / bm);
-    println!("| BEAM: beam.smp RSS delta, cold (first 100k) | {:.0} | {:.2} |", cold_beam.rss, cold_beam.rss / bm);
-    println!("| erlnode: process RSS delta, cold (first 100k) | {:.0} | {:.2} |", cold_rust.rss, cold_rust.rss / bm);
-    println!();
+    println!("| BEAM: beam.smp RSS delta, cold (first {N}) | {:.0} | {:.2} |", cold_beam.rss, cold_beam.rss / bm);
     println!(
-        "After stopping all {N} erlnode processes: process_count back to its baseline every round, live heap left \
-         <= {left:.1} B/process; RSS held after the cold round: {:.0} B/process (glibc keeps freed memory for reuse).",
-        cold_rust.rss_left_after_stop
+        "| erlnode: live heap delta, cold (incl. growing the process table; {:.1} allocations/process) | {:.0} | {:.2} |",
+        cold_rust.blocks,
+        cold_rust.heap,
+        cold_rust.heap / bm
     );
+    println!("| erlnode: live heap delta, warm (table already sized; median of {ROUNDS}) | {heap:.0} | {:.2} |", heap / bm);
+    println!("| erlnode: process RSS delta, cold (first {N}) | {:.0} | {:.2} |", cold_rust.rss, cold_rust.rss / bm);
+    println!();
+    let mut local = vec![];
+    for senders in [1, 4] {
+        let mut rates = vec![];
+        for _ in 0..ROUNDS {
+            rates.push(local_send_rate(&node, senders, 1_000_000 / senders).await);
+        }
+        local.push((senders, median(rates)));
+    }
+    println!(
+        "Stop: after `stop` to all {N}, process_count was back to its baseline every round; live heap left <= {left:.0} B/process \
+         (the process table keeps its capacity); spawn took {:.1} us/process (median).",
+        median(rust.iter().map(|r| r.spawn_us).collect())
+    );
+    for (senders, rate) in local {
+        println!(
+            "Local delivery (mailbox queue): {senders} sender task(s) -> 1 erlnode process, 1,000,000 messages: {rate:.0} msgs/s ({:.0} ns/msg, median of {ROUNDS})",
+            1e9 / rate
+        );
+    }
     node.shutdown().await;
 }
 
@@ -195,6 +213,20 @@ async fn rust_round(node: &Node, diag: bool) -> Rust {
     HISTOGRAM_ON.store(false, Relaxed);
     let (heap1, blocks1, rss1) = (LIVE_BYTES.load(Relaxed), LIVE_BLOCKS.load(Relaxed), rss());
     if diag {
+        let mut mb = node.spawn_mailbox();
+        let body = async move {
+            mb.recv().await;
+            Term::atom("normal")
+        };
+        eprintln!(
+            "size_of: idle body future {} B, Mailbox {} B, Term {} B, Pid {} B, tokio Sleep {} B",
+            std::mem::size_of_val(&body),
+            std::mem::size_of::<erlnode::Mailbox>(),
+            std::mem::size_of::<Term>(),
+            std::mem::size_of::<Pid>(),
+            std::mem::size_of::<tokio::time::Sleep>()
+        );
+        drop(body);
         let mut h: Vec<(usize, u64)> = HISTOGRAM.iter().enumerate().map(|(i, c)| (i, c.load(Relaxed))).filter(|(_, c)| *c >= N as u64 / 10).collect();
         h.sort_by_key(|(size, c)| std::cmp::Reverse(*size as u64 * c));
         eprintln!("allocations while spawning (size: count per process):");
@@ -222,6 +254,39 @@ async fn rust_round(node: &Node, diag: bool) -> Rust {
         spawn_us,
     }
 }
+/// Messages per second from `senders` tokio tasks (`Node::send`) into
+/// one erlnode process's mailbox, until the process has received them all.
+async fn local_send_rate(node: &Node, senders: usize, per_sender: usize) -> f64 {
+    let total = senders * per_sender;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let sink = node.spawn(move |mut mb| async move {
+        for _ in 0..total {
+            mb.recv().await;
+        }
+        let _ = done_tx.send(());
+        Term::atom("normal")
+    });
+    let t0 = Instant::now();
+    let tasks: Vec<_> = (0..senders)
+        .map(|_| {
+            let (node, sink) = (node.clone(), sink.clone());
+            tokio::spawn(async move {
+                for i in 0..per_sender {
+                    node.send(&sink, Term::Int(i as i64));
+                    if i % 1024 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done_rx.await.unwrap();
+    total as f64 / t0.elapsed().as_secs_f64()
+}
+
 async fn beam_round(beam: &BeamNode) -> Beam {
     let r = beam.eval(&format!("SpawnIdle({N})")).await;
     let t = r.as_tuple().unwrap_or_else(|| panic!("SpawnIdle returned {r:?}"));

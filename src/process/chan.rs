@@ -9,7 +9,8 @@
 //! Semantics are those of the tokio channel it replaces: `send` fails
 //! (handing the message back) once the receiver is gone; `recv` yields
 //! `None` once every sender is gone and the queue is empty; `recv` is
-//! cancel-safe (a message is taken only when it is returned).
+//! cancel-safe (a message is taken only when it is returned) and
+//! cooperative (tokio's task budget).
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -105,13 +106,22 @@ impl<T> Drop for Sender<T> {
 
 impl<T> Receiver<T> {
     /// The next message; `None` once every sender is gone and the queue
-    /// is drained.
+    /// is drained. Like tokio's own channels it spends the task's coop
+    /// budget, so a process with an endless backlog still yields to the
+    /// scheduler now and then.
     pub(crate) async fn recv(&mut self) -> Option<T> {
         poll_fn(|cx| {
+            let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
             let mut st = self.shared.lock();
             match pop(&mut st) {
-                Some(m) => Poll::Ready(Some(m)),
-                None if st.senders == 0 => Poll::Ready(None),
+                Some(m) => {
+                    coop.made_progress();
+                    Poll::Ready(Some(m))
+                }
+                None if st.senders == 0 => {
+                    coop.made_progress();
+                    Poll::Ready(None)
+                }
                 None => {
                     match &mut st.waker {
                         Some(w) if w.will_wake(cx.waker()) => {}
@@ -234,6 +244,23 @@ mod tests {
         assert_eq!(next, [10_000; 4]);
         for t in tasks {
             t.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_process_with_an_endless_backlog_still_yields() {
+        // current_thread: if recv never returned Pending, the other task
+        // would never run and the loop below would never end.
+        let (tx, mut rx) = channel::<u32>();
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let f2 = flag.clone();
+        tokio::spawn(async move { f2.store(true, std::sync::atomic::Ordering::SeqCst) });
+        let mut n = 0u32;
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            tx.send(n).unwrap();
+            assert_eq!(rx.recv().await, Some(n));
+            n += 1;
+            assert!(n < 1_000_000, "recv never yielded");
         }
     }
 

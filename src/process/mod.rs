@@ -6,6 +6,7 @@
 //! table maps pid ids to the mailbox's sender, so delivering a message is
 //! one hash lookup and one channel push.
 
+mod chan;
 mod mailbox;
 pub(crate) mod signals;
 mod spawn;

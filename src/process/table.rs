@@ -2,13 +2,13 @@ use crate::term::{Atom, Pid, Reference, Term};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{RwLock, RwLockWriteGuard};
-use tokio::sync::mpsc::UnboundedSender;
+use super::chan::Sender;
 use tokio::sync::oneshot;
 
 /// One live local process: where its messages go and everything it owns
 /// that must be cleaned up (and announced to peers) when it exits.
 pub(crate) struct Entry {
-    pub tx: UnboundedSender<Term>,
+    pub tx: Sender<Term>,
     /// Fired once with the exit reason to stop the process's task or
     /// close its mailbox.
     pub kill: Option<oneshot::Sender<Term>>,
@@ -58,7 +58,7 @@ impl ProcessTable {
         }
     }
 
-    pub(crate) fn insert(&self, tx: UnboundedSender<Term>, kill: oneshot::Sender<Term>) -> Pid {
+    pub(crate) fn insert(&self, tx: Sender<Term>, kill: oneshot::Sender<Term>) -> Pid {
         let id = loop {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             if id >= 64 {
