@@ -316,3 +316,141 @@ async fn ten_thousand_rebalance_on_join_and_drain_on_sigterm() {
     assert!(on_e1 > 0, "some went to the Elixir node");
     eprintln!("after drain: {on_r1} on the Rust node, {on_e1} on the Elixir node");
 }
+
+type PhaseTx = tokio::sync::mpsc::UnboundedSender<(erlnode::migration::Phase, tokio::sync::oneshot::Sender<()>)>;
+
+/// A hook that reports every phase to the test and waits for its go
+/// (a dropped go blocks the source forever, like a dead node).
+fn phase_hook(tx: PhaseTx) -> erlnode::migration::PhaseHook {
+    erlnode::migration::PhaseHook(Arc::new(move |p| {
+        let tx = tx.clone();
+        Box::pin(async move {
+            let (go, wait) = tokio::sync::oneshot::channel();
+            if tx.send((p, go)).is_ok() && wait.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
+    }))
+}
+
+fn deposit(id: &str, seq: i64) -> Term {
+    Term::tuple([Term::atom("deposit"), Term::from(id), Term::Int(seq), Term::Int(1)])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn target_node_killed_at_each_phase_source_keeps_the_process() {
+    use erlnode::migration::Phase;
+    support::require_erlang();
+    for kill_at in [Phase::TargetStarted, Phase::HandoverSent, Phase::Accepted] {
+        let epmd = Epmd::start().await;
+        let cookie = support::unique("fault");
+        let r1 = Node::builder(format!("{}@127.0.0.1", support::unique("r1"))).cookie(&cookie).epmd_port(epmd.port()).embedded_epmd(false).start().await.unwrap();
+        let (tx, mut phases) = tokio::sync::mpsc::unbounded_channel();
+        let cfg = HandoffConfig { rebalance_on_join: false, hook: Some(phase_hook(tx)), ..Default::default() };
+        let m1 = Migration::start(&r1, Arc::new(r1.global()), cfg).unwrap();
+        m1.register_type::<Account>();
+        let mut e1 = elixir_node("e1", &cookie, epmd.port()).await;
+        assert!(r1.ping(e1.name()).await);
+        r1.global().sync(T).await.unwrap();
+        let name = "fault_acct";
+        let pid = m1.start_process::<Account>(Term::nil(), name).await.unwrap();
+        let mut c = r1.spawn_mailbox();
+        let mut sent = 0;
+        for _ in 0..50 {
+            sent += 1;
+            c.send(&pid, Term::tuple([Term::atom("$gen_cast"), deposit("c", sent)]));
+        }
+        let mut events = r1.subscribe();
+        let m = m1.clone();
+        let target = e1.name().to_string();
+        let hop = tokio::spawn(async move { m.migrate(name, &target, Mode::Hot, T).await });
+        // casts keep arriving while the handoff runs: they must not be lost either
+        for _ in 0..50 {
+            sent += 1;
+            c.send(&pid, Term::tuple([Term::atom("$gen_cast"), deposit("c", sent)]));
+        }
+        loop {
+            let (p, go) = tokio::time::timeout(T, phases.recv()).await.expect("phase").expect("hook alive");
+            if p == kill_at {
+                e1.kill().await;
+                // proceed once this node has seen the target's node go
+                tokio::time::timeout(T, async {
+                    while !matches!(events.recv().await, Ok(erlnode::NodeEvent::Down { .. })) {}
+                })
+                .await
+                .expect("nodedown");
+                let _ = go.send(());
+                break;
+            }
+            let _ = go.send(());
+        }
+        // later phases (if any) just proceed
+        tokio::spawn(async move {
+            while let Some((_, go)) = phases.recv().await {
+                let _ = go.send(());
+            }
+        });
+        let result = hop.await.unwrap();
+        assert!(result.is_err(), "{kill_at:?}: the hop must fail, got {result:?}");
+        // The source owns it: same pid, still registered, state and queue intact.
+        assert_eq!(r1.global().whereis_name(&Term::atom(name)), Some(pid.clone()), "{kill_at:?}: name stays on the source");
+        let st: Account = from_term(c.call(&pid, Term::atom("get"), T).await.unwrap()).unwrap();
+        assert_eq!(st.applied, sent, "{kill_at:?}: every deposit applied once");
+        assert!(st.anomalies.is_empty(), "{kill_at:?}: {:?}", st.anomalies);
+        eprintln!("target killed at {kill_at:?}: source kept the process with all {sent} deposits");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn source_node_lost_after_the_target_confirmed_target_owns_it() {
+    use erlnode::migration::Phase;
+    support::require_erlang();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("srcdie");
+    let r1 = Node::builder(format!("{}@127.0.0.1", support::unique("r1"))).cookie(&cookie).epmd_port(epmd.port()).embedded_epmd(false).start().await.unwrap();
+    let (tx, mut phases) = tokio::sync::mpsc::unbounded_channel();
+    let cfg = HandoffConfig { rebalance_on_join: false, hook: Some(phase_hook(tx)), ..Default::default() };
+    let m1 = Migration::start(&r1, Arc::new(r1.global()), cfg).unwrap();
+    m1.register_type::<Account>();
+    let e1 = elixir_node("e1", &cookie, epmd.port()).await;
+    assert!(r1.ping(e1.name()).await);
+    r1.global().sync(T).await.unwrap();
+    let name = "srcdie_acct";
+    let pid = m1.start_process::<Account>(Term::nil(), name).await.unwrap();
+    let c = r1.spawn_mailbox();
+    for seq in 1..=30 {
+        c.send(&pid, Term::tuple([Term::atom("$gen_cast"), deposit("c", seq)]));
+    }
+    let m = m1.clone();
+    let target = e1.name().to_string();
+    tokio::spawn(async move { m.migrate(name, &target, Mode::Hot, T).await });
+    loop {
+        let (p, go) = tokio::time::timeout(T, phases.recv()).await.expect("phase").expect("hook alive");
+        if p == Phase::Accepted {
+            // The source's node dies here: its links close; the source never continues.
+            r1.shutdown().await;
+            drop(go);
+            break;
+        }
+        let _ = go.send(());
+    }
+    // The target (on the Elixir node) sees its source go and takes the name.
+    let owner = e1
+        .try_eval_elixir(
+            &format!(
+                "Enum.find_value(1..300, fn _ ->
+                   case :global.whereis_name(:{name}) do
+                     pid when is_pid(pid) and node(pid) == node() -> pid
+                     _ -> Process.sleep(20); nil
+                   end
+                 end)"
+            ),
+        )
+        .await;
+    assert!(matches!(owner, Ok(Term::Pid(ref p)) if p.node.as_str() == e1.name()), "target owns the name: {owner:?}");
+    let st = e1.eval_elixir(&format!("GenServer.call({{:global, :{name}}}, :get)")).await;
+    let st: Account = from_term(st).unwrap();
+    assert_eq!(st.applied, 30, "the target has the state and the whole queue");
+    assert!(st.anomalies.is_empty());
+    eprintln!("source lost after accepted: the target on {} owns the account with {} deposits", e1.name(), st.applied);
+}

@@ -18,6 +18,31 @@ pub use registry::NameRegistry;
 use crate::term::Term;
 use std::time::Duration;
 
+/// Points in a source's handoff where a test (or an operator tool) can
+/// step in, e.g. to kill the target's node at that exact moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The target runs (HotSwap) or the state is captured (ColdSwap).
+    TargetStarted,
+    /// State and queue are on their way to the target.
+    HandoverSent,
+    /// The target confirmed; the name has not moved yet.
+    Accepted,
+    /// The name points at the target; retention begins.
+    Switched,
+}
+
+/// Called by the source at each [`Phase`]; the handoff continues when the
+/// returned future completes.
+#[derive(Clone)]
+pub struct PhaseHook(pub std::sync::Arc<dyn Fn(Phase) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>);
+
+impl std::fmt::Debug for PhaseHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PhaseHook")
+    }
+}
+
 /// Timers of a handoff.
 #[derive(Debug, Clone)]
 pub struct HandoffConfig {
@@ -38,6 +63,8 @@ pub struct HandoffConfig {
     /// Move processes to a node that newly hosts their type when the ring
     /// makes it their owner (placement on join).
     pub rebalance_on_join: bool,
+    /// Test hook, see [`Phase`].
+    pub hook: Option<PhaseHook>,
 }
 
 impl Default for HandoffConfig {
@@ -49,6 +76,7 @@ impl Default for HandoffConfig {
             retention: Duration::from_secs(5),
             settle: Duration::from_millis(5),
             rebalance_on_join: true,
+            hook: None,
         }
     }
 }

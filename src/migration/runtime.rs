@@ -3,7 +3,7 @@
 //! docs/handoff.md; the comments name the guarantee each step keeps.
 
 use super::messages::{Mode, Op, Request};
-use super::{HandoffConfig, NameRegistry};
+use super::{HandoffConfig, NameRegistry, Phase};
 use crate::gen_server::{dispatch, Flow};
 use crate::process::{Mailbox, RecvError};
 use crate::term::{Atom, Pid, Reference, Term};
@@ -253,7 +253,9 @@ async fn hand_over<M: Migratable>(
     // held and passed on after the switch, or back to us on rollback.
     let (queue, mut held) = split_protocol(queue);
     let watch = mb.monitor(&target);
+    phase(meta, Phase::TargetStarted).await;
     mb.send(&target, Op::Handover { reference: reference.clone(), state: handover, queue: queue.clone(), source: me.clone() }.to_term());
+    phase(meta, Phase::HandoverSent).await;
     let verdict = mb
         .recv_match(meta.cfg.accept_timeout, |m| match Op::parse(m) {
             Some(Ok(Op::Accepted { reference: r, .. })) if r == reference => Some(Ok(())),
@@ -267,7 +269,12 @@ async fn hand_over<M: Migratable>(
         })
         .await;
     let failure = match verdict {
-        Ok(Ok(())) => None,
+        Ok(Ok(())) => {
+            phase(meta, Phase::Accepted).await;
+            // The target may have died right after confirming: then its
+            // work died with it and we resume (docs/handoff.md, failures).
+            target_died(mb, &watch).await.map(|r| Term::tuple([Term::atom("target_down"), r]))
+        }
         Ok(Err(reason)) => Some(reason),
         Err(RecvError::Timeout) => {
             mb.exit(&target, Term::atom("kill"));
@@ -292,6 +299,16 @@ async fn hand_over<M: Migratable>(
         requeue(mb, held);
         return replay(st, mb, queue).await;
     }
+    if let Some(r) = target_died(mb, &watch).await {
+        // It died while the name moved: take the name back and resume.
+        tracing::warn!(name = %meta.name, reason = ?r, "target died during the switch; resuming here");
+        if let Err(e) = meta.registry.re_register(meta.name.as_str(), &me).await {
+            tracing::error!(name = %meta.name, error = %e, "could not take the name back");
+        }
+        report(mb, Err(Term::tuple([Term::atom("target_down"), r])));
+        requeue(mb, held);
+        return replay(st, mb, queue).await;
+    }
     // Senders that looked the name up just before the switch may still be
     // on their way (a BEAM sender can be suspended between lookup and send
     // while its distribution port is busy): when traffic arrived during the
@@ -310,6 +327,7 @@ async fn hand_over<M: Migratable>(
     tracing::info!(name = %meta.name, to = %target_node, queued = queue.len(), elapsed_us = started.elapsed().as_micros() as u64, "handoff complete");
     meta.hosted.remove(&meta.name, &me);
     report(mb, Ok(target.clone()));
+    phase(meta, Phase::Switched).await;
     // Retention: late arrivals addressed to our pid go on to the target
     // unchanged (calls keep their From, so the target answers them).
     // A call forwarded just before we exit would race the target's reply
@@ -339,6 +357,22 @@ async fn hand_over<M: Migratable>(
         }
     }
     Outcome::Migrated(target)
+}
+
+async fn phase(meta: &Meta, p: Phase) {
+    if let Some(h) = &meta.cfg.hook {
+        (h.0)(p).await;
+    }
+}
+
+/// True if the target's DOWN is already queued (without waiting).
+async fn target_died(mb: &mut Mailbox, watch: &Reference) -> Option<Term> {
+    mb.recv_match(std::time::Duration::ZERO, |m| match m.as_tuple() {
+        Some([d, Term::Ref(r), _, _, reason]) if d.is_atom("DOWN") && r == watch => Some(reason.clone()),
+        _ => None,
+    })
+    .await
+    .ok()
 }
 
 const RETENTION_STEP: std::time::Duration = std::time::Duration::from_millis(50);
