@@ -12,10 +12,13 @@ DEBUG_BIN    := $(TARGET_DIR)/debug/erlnode
 RELEASE_BIN  := $(TARGET_DIR)/release/erlnode
 
 # Mix without Hex or the network: no deps, a private MIX_HOME.
-MIX_VARS := MIX_ENV=test HEX_OFFLINE=1 MIX_HOME=$(ROOT)/erlang/_build/mix_home \
-            HEX_HOME=$(ROOT)/erlang/_build/hex_home
+MIX_OFFLINE := HEX_OFFLINE=1 MIX_HOME=$(ROOT)/erlang/_build/mix_home \
+               HEX_HOME=$(ROOT)/erlang/_build/hex_home
+MIX_VARS    := MIX_ENV=test $(MIX_OFFLINE)
+# The demo loads the library without the test support modules (MIX_ENV=dev).
+DEMO_EBIN   := $(ROOT)/erlang/_build/dev/lib/erlnode_ex/ebin
 
-.PHONY: all deps build test test-rust test-elixir elixir-lib demo bench clean
+.PHONY: all deps build test test-rust test-elixir elixir-lib demo demo-lib demo-connect bench clean
 
 all: build
 
@@ -66,8 +69,18 @@ test-elixir:
 	cd erlang && port=$$($(ROOT)/scripts/free-port) && \
 	  env $(MIX_VARS) ERL_EPMD_PORT=$$port ERLNODE_BIN=$(DEBUG_BIN) mix test
 
-## demo: erlnode + a local Elixir node on loopback: ping, Node.list, term echo
-demo: deps build
+## demo: a live account hops Rust -> Elixir -> Rust -> Rust under traffic from
+## several senders (two erlnode nodes + one Elixir node on loopback, embedded
+## EPMD); prints each hop's latency and a verdict: nothing lost, nothing
+## duplicated, order per sender kept
+demo: deps build demo-lib
+	ERLNODE_BIN=$(RELEASE_BIN) ERLNODE_EX_EBIN=$(DEMO_EBIN) $(ROOT)/scripts/migration_demo.sh
+
+demo-lib: deps
+	cd erlang && env MIX_ENV=dev $(MIX_OFFLINE) mix compile
+
+## demo-connect: erlnode + a local Elixir node on loopback: ping, Node.list, term echo
+demo-connect: deps build
 	ERLNODE_BIN=$(RELEASE_BIN) $(ROOT)/scripts/demo.sh
 
 ## bench: criterion benchmarks

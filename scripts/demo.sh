@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: starts erlnode (which serves an embedded EPMD on a free
+# `make demo-connect`: starts erlnode (which serves an embedded EPMD on a free
 # loopback port) and a local Elixir node that pings it and echoes a handful
 # of terms through it. Stops everything it started, by pid, on exit.
 #

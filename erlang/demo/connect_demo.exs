@@ -1,6 +1,6 @@
 # Demo: this Elixir node talks to an erlnode (Rust) node.
 #
-# Run by scripts/demo.sh (`make demo`), which starts erlnode and then:
+# Run by scripts/demo.sh (`make demo-connect`), which starts erlnode and then:
 #   ERL_EPMD_PORT=<port> elixir --erl "-start_epmd false" \
 #     --name ex_demo@127.0.0.1 --cookie <cookie> erlang/demo/connect_demo.exs [RUST_NODE]
 #
