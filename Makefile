@@ -84,7 +84,7 @@ demo-connect: deps build
 	ERLNODE_BIN=$(RELEASE_BIN) $(ROOT)/scripts/demo.sh
 
 ## bench: criterion benchmarks
-bench: deps
+bench: deps elixir-lib
 	$(CARGO) bench
 
 clean:

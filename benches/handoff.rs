@@ -9,14 +9,16 @@
 //! queue, the target applying both, and the name switch. Retention (the
 //! old pid forwarding late arrivals afterwards) is not included.
 
+#[path = "../interop-tests/support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+
 use erlnode::gen_server::{Ctx, Flow, GenServer, Reply};
 use erlnode::migration::messages::Op;
-use erlnode::migration::{HandoffConfig, Migratable, Migration, Mode, NameRegistry};
-use erlnode::{Node, Pid, Term};
-use futures_util::future::BoxFuture;
+use erlnode::migration::{HandoffConfig, Migratable, Migration, Mode};
+use erlnode::{Node, Term};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const HOPS: usize = 40;
@@ -62,35 +64,6 @@ impl Migratable for Blob {
     }
 }
 
-/// Names shared by the two in-process nodes; `re_register` does a round
-/// trip to every connected node like `global` does.
-#[derive(Clone)]
-struct Registry {
-    names: Arc<Mutex<HashMap<String, Pid>>>,
-    node: Node,
-}
-
-impl NameRegistry for Registry {
-    fn whereis(&self, name: &str) -> Option<Pid> {
-        self.names.lock().unwrap().get(name).cloned()
-    }
-    fn register<'a>(&'a self, name: &'a str, pid: &'a Pid) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            self.names.lock().unwrap().insert(name.into(), pid.clone());
-            Ok(())
-        })
-    }
-    fn re_register<'a>(&'a self, name: &'a str, pid: &'a Pid) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            self.names.lock().unwrap().insert(name.into(), pid.clone());
-            for peer in self.node.connected_nodes() {
-                self.node.try_ping(peer.as_str(), Duration::from_secs(10)).await.map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        })
-    }
-}
-
 fn cast(m: &str) -> Term {
     Term::tuple([Term::atom("$gen_cast"), Term::atom(m)])
 }
@@ -106,10 +79,10 @@ async fn run() {
     let a = Node::builder(format!("hb_a_{tag}@127.0.0.1")).cookie("bench").epmd_port(epmd).start().await.unwrap();
     let b = Node::builder(format!("hb_b_{tag}@127.0.0.1")).cookie("bench").epmd_port(epmd).start().await.unwrap();
     a.connect(b.name().as_str()).await.unwrap();
-    let names = Arc::new(Mutex::new(HashMap::new()));
+    a.global().sync(Duration::from_secs(30)).await.unwrap();
     let cfg = HandoffConfig { retention: Duration::from_millis(50), rebalance_on_join: false, ..Default::default() };
-    let ma = Migration::start(&a, Arc::new(Registry { names: names.clone(), node: a.clone() }), cfg.clone()).unwrap();
-    let mb = Migration::start(&b, Arc::new(Registry { names: names.clone(), node: b.clone() }), cfg).unwrap();
+    let ma = Migration::start(&a, Arc::new(a.global()), cfg.clone()).unwrap();
+    let mb = Migration::start(&b, Arc::new(b.global()), cfg).unwrap();
     ma.register_type::<Blob>();
     mb.register_type::<Blob>();
 
@@ -121,9 +94,10 @@ async fn run() {
         node_bandwidth / 1e6,
         rtt.as_secs_f64() * 1e6
     );
+    let beam = elixir_baseline(epmd).await;
     println!();
-    println!("| state | queue | p50 | p99 | floor (bytes/bandwidth + RTT) | p50 / floor |");
-    println!("|---|---|---|---|---|---|");
+    println!("| state | queue | Rust -> Rust p50 | p99 | Elixir -> Elixir p50 (erlnode_ex, same run) | p99 | floor (bytes/bandwidth + RTT) | Rust p50 / floor |");
+    println!("|---|---|---|---|---|---|---|---|");
     for (size, label) in [(1024usize, "1 KB"), (1024 * 1024, "1 MB")] {
         for queue in [0usize, 1000] {
             let name = format!("blob_{size}_{queue}");
@@ -131,7 +105,7 @@ async fn run() {
             let mut lat = Vec::with_capacity(HOPS);
             let mut me = a.spawn_mailbox();
             for hop in 0..HOPS {
-                let src = names.lock().unwrap().get(&name).cloned().unwrap();
+                let src = a.global().whereis_name(&Term::atom(&name)).unwrap();
                 let target = if src.node == *a.name() { b.name().clone() } else { a.name().clone() };
                 me.send(&src, cast("hold"));
                 let reference = a.make_ref();
@@ -156,10 +130,13 @@ async fn run() {
             let p50 = lat[lat.len() / 2];
             let p99 = lat[(lat.len() * 99 / 100).min(lat.len() - 1)];
             let floor = Duration::from_secs_f64(size as f64 / bandwidth) + rtt;
+            let (bp50, bp99) = beam.iter().find(|(s, q, _, _)| *s == size && *q == queue).map(|(_, _, a, b)| (*a, *b)).unwrap();
             println!(
-                "| {label} | {queue} | {:.2} ms | {:.2} ms | {:.3} ms | {:.1}x |",
+                "| {label} | {queue} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.3} ms | {:.1}x |",
                 ms(p50),
                 ms(p99),
+                ms(bp50),
+                ms(bp99),
                 ms(floor),
                 p50.as_secs_f64() / floor.as_secs_f64()
             );
@@ -191,6 +168,75 @@ async fn raw_loopback_bandwidth() -> f64 {
     }
     reader.await.unwrap();
     TOTAL as f64 / t0.elapsed().as_secs_f64()
+}
+
+const ELIXIR_BLOB: &str = r#"
+defmodule BenchBlob do
+  use Erlnode.Migratable, type: "bench_blob", retention: 50
+  def init(size), do: {:ok, %{data: :binary.copy(<<7>>, size), applied: 0}}
+  def handle_cast(:bump, s), do: {:noreply, %{s | applied: s.applied + 1}}
+  def handle_cast(:hold, s) do
+    receive do
+      :go -> :ok
+    end
+    {:noreply, s}
+  end
+  def handle_call(:get, _from, s), do: {:reply, s.applied, s}
+end
+Erlnode.Migration.register_type("bench_blob", BenchBlob)
+"#;
+
+/// The same measurement between two Elixir nodes with erlnode's Elixir
+/// library (`:global.re_register_name` for the switch): the BEAM-to-BEAM
+/// baseline of this run. Returns (size, queue, p50, p99).
+async fn elixir_baseline(epmd: u16) -> Vec<(usize, usize, Duration, Duration)> {
+    support::require_erlang();
+    let ebin = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("erlang/_build/test/lib/erlnode_ex/ebin");
+    assert!(ebin.exists(), "{} missing: run `make bench` (it compiles erlang/)", ebin.display());
+    let cookie = support::unique("hbx");
+    let start = || support::BeamNode::builder().prefix("hbx").cookie(&cookie).epmd_port(epmd).elixir(true).code_path(&ebin).start();
+    let e1 = start().await;
+    let e2 = start().await;
+    for e in [&e1, &e2] {
+        e.eval("application:ensure_all_started(erlnode_ex)").await;
+        e.eval_elixir(ELIXIR_BLOB).await;
+    }
+    assert_eq!(e1.eval(&format!("net_adm:ping('{}')", e2.name())).await, Term::atom("pong"));
+    e1.eval("global:sync()").await;
+    let mut out = vec![];
+    for size in [1024usize, 1024 * 1024] {
+        for queue in [0usize, 1000] {
+            let code = format!(
+                r#"
+                name = :"bx_{size}_{queue}"
+                {{:ok, _}} = Erlnode.Migration.start_process(BenchBlob, {size}, name)
+                other = :"{other}"
+                lat = for _ <- 1..{HOPS} do
+                  pid = :global.whereis_name(name)
+                  target = if node(pid) == node(), do: other, else: node()
+                  GenServer.cast(pid, :hold)
+                  ref = make_ref()
+                  send(pid, {{:"$erlnode_migrate", :begin, ref, target, :hot, self()}})
+                  for _ <- 1..{queue}//1, do: GenServer.cast(pid, :bump)
+                  t0 = System.monotonic_time(:microsecond)
+                  send(pid, :go)
+                  receive do
+                    {{:"$erlnode_migrate", :result, ^ref, {{:ok, _}}}} -> System.monotonic_time(:microsecond) - t0
+                  after 60_000 -> raise "handoff timed out"
+                  end
+                end
+                Enum.sort(lat)
+                "#,
+                other = e2.name(),
+            );
+            let Term::List(lat) = e1.eval_elixir(&code).await else { panic!("latencies") };
+            let us: Vec<i64> = lat.iter().map(|t| t.as_int().unwrap()).collect();
+            let p50 = Duration::from_micros(us[us.len() / 2] as u64);
+            let p99 = Duration::from_micros(us[(us.len() * 99 / 100).min(us.len() - 1)] as u64);
+            out.push((size, queue, p50, p99));
+        }
+    }
+    out
 }
 
 fn ms(d: Duration) -> f64 {
