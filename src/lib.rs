@@ -20,6 +20,7 @@ pub mod control;
 pub mod epmd;
 pub mod examples;
 pub mod gen_server;
+pub mod global;
 pub mod handshake;
 pub mod migration;
 pub mod node;

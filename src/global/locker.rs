@@ -372,6 +372,12 @@ impl Locker {
         if let Some(m) = self.inbox.pop_front() {
             return Ok(Some(m));
         }
+        // Erlang's `after 0`: look, don't wait (a zero tokio timer would
+        // still wait for the next millisecond tick).
+        if timeout == Some(Duration::ZERO) {
+            self.pull_ready().await?;
+            return Ok(self.inbox.pop_front());
+        }
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         if self.pull(deadline).await? {
             Ok(self.inbox.pop_front())
@@ -396,7 +402,7 @@ impl Locker {
         while let Ok(m) = self.rx.try_recv() {
             self.inbox.push_back(m);
         }
-        while let Ok(t) = self.mb.recv_timeout(Duration::ZERO).await {
+        for t in self.mb.drain() {
             if let Some(m) = from_mailbox(&t) {
                 self.inbox.push_back(m);
             }

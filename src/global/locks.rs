@@ -122,10 +122,10 @@ mod tests {
         t.add_holder(res.clone(), id.clone(), pid(2), r(2));
         // del_lock with another requester id does nothing
         assert_eq!(t.del(&res, &Term::Pid(pid(9)), &pid(1)), None);
-        assert_eq!(t.del(&res, &id, &pid(1)).unwrap().whole, false);
+        assert!(!t.del(&res, &id, &pid(1)).unwrap().whole);
         assert!(t.is_set(&res));
         // the last holder's DOWN frees it
-        assert_eq!(t.release_ref(&r(2)).unwrap().whole, true);
+        assert!(t.release_ref(&r(2)).unwrap().whole);
         assert!(!t.is_set(&res));
         assert_eq!(t.release_ref(&r(2)), None);
     }

@@ -94,6 +94,8 @@ pub(crate) enum Info {
     InitConnectAck { node: Atom, his_my_tag: Term, his_his_tag: Term },
     PrepareShutdown { from: Pid, tag: Term },
     Down { reference: Reference },
+    /// A linked process ended (the server traps exits).
+    Exit { pid: Pid, reason: Term },
 }
 
 /// Everything global_name_server can receive from outside.
@@ -347,6 +349,7 @@ fn parse_info(t: &[Term]) -> Result<Info, Malformed> {
         }
         ("prepare_shutdown", [_, from, tag]) => Ok(Info::PrepareShutdown { from: pid(from, "prepare_shutdown From")?, tag: tag.clone() }),
         ("DOWN", [_, Term::Ref(r), kind, _, _]) if kind.is_atom("process") => Ok(Info::Down { reference: r.clone() }),
+        ("EXIT", [_, Term::Pid(p), reason]) => Ok(Info::Exit { pid: p.clone(), reason: reason.clone() }),
         _ => bad(format!("unknown message or wrong arity: {t:?}")),
     }
 }

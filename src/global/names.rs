@@ -43,6 +43,7 @@ impl NameTable {
         self.names.get(&Key::of(name))
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.names.len()
     }
@@ -82,6 +83,16 @@ impl NameTable {
     /// Removes a name (and its external-name record).
     pub fn remove(&mut self, name: &Term) -> Option<Entry> {
         self.remove_key(&Key::of(name))
+    }
+
+    /// Swaps the monitor behind a name; false if `old` is no longer it.
+    pub fn replace_mref(&mut self, name: &Term, old: &Reference, new: Reference) -> bool {
+        let key = Key::of(name);
+        let Some(e) = self.names.get_mut(&key).filter(|e| &e.mref == old) else { return false };
+        e.mref = new.clone();
+        self.by_ref.remove(old);
+        self.by_ref.insert(new, key);
+        true
     }
 
     /// The name whose monitor is `mref`, if it is still that entry's.

@@ -16,7 +16,6 @@ use super::{LockId, Shared};
 use crate::process::Mailbox;
 use crate::term::{Atom, Term};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
 
@@ -29,7 +28,7 @@ pub(crate) enum Request {
 pub(crate) async fn run(mut mb: Mailbox, mut rx: UnboundedReceiver<Request>, shared: Arc<Shared>) -> Term {
     while let Some(req) = rx.recv().await {
         // Late replies to calls that timed out are of no use now.
-        while mb.recv_timeout(Duration::ZERO).await.is_ok() {}
+        mb.drain();
         let id = LockId::global(Term::Pid(mb.pid().clone()));
         let nodes = set_lock_known(&mut mb, &shared, &id).await;
         match req {

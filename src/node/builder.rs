@@ -29,6 +29,8 @@ pub struct NodeConfig {
     pub handshake_timeout: Duration,
     pub link: LinkConfig,
     pub flags: u64,
+    /// Run `global_name_server` (cluster-wide names, see `crate::global`).
+    pub global: bool,
 }
 
 impl NodeConfig {
@@ -44,6 +46,7 @@ impl NodeConfig {
             handshake_timeout: Duration::from_secs(7),
             link: LinkConfig::default(),
             flags: flags::ERLNODE_DEFAULT,
+            global: true,
         }
     }
 }
@@ -95,6 +98,12 @@ impl NodeBuilder {
         self.cfg.link.max_message = bytes;
         self
     }
+    /// Whether to run `global` (default: yes). Without it BEAM peers'
+    /// `global:sync()` waits forever for this node.
+    pub fn global(mut self, yes: bool) -> Self {
+        self.cfg.global = yes;
+        self
+    }
     pub fn config(&self) -> &NodeConfig {
         &self.cfg
     }
@@ -138,8 +147,14 @@ impl NodeBuilder {
             tasks: Mutex::new(Vec::new()),
             me: me.clone(),
             erpc_allow: Default::default(),
+            global: Default::default(),
             cfg,
         });
+        // Before the listener runs, so global sees every nodeup.
+        if inner.cfg.global {
+            let core = crate::global::start(&Node { inner: inner.clone() })?;
+            let _ = inner.global.set(core);
+        }
         let acceptor = {
             let inner = Arc::downgrade(&inner);
             tokio::spawn(async move {

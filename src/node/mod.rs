@@ -69,6 +69,8 @@ pub(crate) struct NodeInner {
     /// Lets `&self` callbacks (the link's Inbound) reach `Arc<Self>`.
     pub(crate) me: std::sync::Weak<NodeInner>,
     pub(crate) erpc_allow: crate::services::erpc::AllowList,
+    /// Set once at start unless the node was built with `.global(false)`.
+    pub(crate) global: std::sync::OnceLock<Arc<crate::global::Core>>,
 }
 
 impl Node {
@@ -279,8 +281,22 @@ impl Node {
         self.inner.processes.count()
     }
 
+    /// This node's `global` (cluster-wide names).
+    pub fn global(&self) -> crate::global::Global {
+        crate::global::Global::new(self.clone(), self.inner.global.get().cloned())
+    }
+
+    /// The flags agreed with `node` if a link to it is up.
+    pub(crate) fn peer_flags(&self, node: &Atom) -> Option<u64> {
+        self.inner.peers.connection(node).map(|c| c.flags)
+    }
+
     /// Stops listening, closes every link and unregisters from EPMD.
     pub async fn shutdown(&self) {
+        // global first: its processes would otherwise dial peers again.
+        if let Some(g) = self.inner.global.get() {
+            g.stop(self);
+        }
         for t in self.inner.tasks.lock().unwrap().drain(..) {
             t.abort();
         }

@@ -228,10 +228,20 @@ impl NodeInner {
             _ => return,
         };
         if node == self.name {
+            // The target is known (a pid, or a name that usually still
+            // names the same process): look there first; scanning every
+            // process made each local demonitor O(processes).
+            let direct = match &ctl_target {
+                MonitorTarget::Pid(p) => Some(p.clone()),
+                MonitorTarget::Name(n) => self.processes.whereis(n.as_str()),
+            };
             let mut procs = self.processes.write();
-            for e in procs.values_mut() {
-                if e.monitored_by.remove(reference).is_some() {
-                    break;
+            let found = direct.and_then(|p| procs.get_mut(&p.id)).is_some_and(|e| e.monitored_by.remove(reference).is_some());
+            if !found {
+                for e in procs.values_mut() {
+                    if e.monitored_by.remove(reference).is_some() {
+                        break;
+                    }
                 }
             }
         } else {

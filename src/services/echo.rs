@@ -8,9 +8,19 @@ use crate::{Node, NodeError};
 
 /// Starts the echo process registered under `name`.
 pub fn spawn(node: &Node, name: &str) -> Result<crate::term::Pid, NodeError> {
-    let mut mb = node.spawn_mailbox();
+    let mb = node.spawn_mailbox();
+    node.register(name, mb.pid())?;
+    Ok(run(node, mb))
+}
+
+/// Starts an echo process with no local name (`erlnode run
+/// --register-echo` gives it a global one).
+pub fn spawn_unregistered(node: &Node) -> crate::term::Pid {
+    run(node, node.spawn_mailbox())
+}
+
+fn run(node: &Node, mut mb: crate::Mailbox) -> crate::term::Pid {
     let pid = mb.pid().clone();
-    node.register(name, &pid)?;
     let node = node.clone();
     tokio::spawn(async move {
         while let Some(msg) = mb.recv().await {
@@ -28,5 +38,5 @@ pub fn spawn(node: &Node, name: &str) -> Result<crate::term::Pid, NodeError> {
             }
         }
     });
-    Ok(pid)
+    pid
 }
