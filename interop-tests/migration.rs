@@ -252,17 +252,16 @@ async fn ten_thousand_rebalance_on_join_and_drain_on_sigterm() {
         .unwrap();
     let m1 = Migration::start(&node, Arc::new(node.global()), HandoffConfig::default()).unwrap();
     m1.register_type::<Account>();
-    // The accounts start before the Elixir node connects; global then
-    // exchanges all 10k names in one sync.
+    // Two nodes host the type; the accounts are started on the Rust one.
+    let e1 = elixir_node("e1", &cookie, epmd.port()).await;
+    assert!(node.ping(e1.name()).await);
+    node.global().sync(T).await.unwrap();
     let started = std::time::Instant::now();
     for i in 0..N {
         let args = Term::Map(vec![(Term::atom("balance"), Term::Int(i as i64))]);
         m1.start_process::<Account>(args, &format!("acct10k_{i}")).await.unwrap();
     }
     eprintln!("10k accounts registered in global in {:?}", started.elapsed());
-    let e1 = elixir_node("e1", &cookie, epmd.port()).await;
-    assert!(node.ping(e1.name()).await);
-    node.global().sync(T).await.unwrap();
     assert_eq!(e1.try_eval_timeout("global:sync(), length(global:registered_names())", T).await, Ok(Term::Int(N as i64)));
 
     // The third node joins and takes its share of the ring.
