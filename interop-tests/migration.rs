@@ -453,3 +453,41 @@ async fn source_node_lost_after_the_target_confirmed_target_owns_it() {
     assert!(st.anomalies.is_empty());
     eprintln!("source lost after accepted: the target on {} owns the account with {} deposits", e1.name(), st.applied);
 }
+
+/// The operator commands: `erlnode migrate` moves one process, `erlnode
+/// rebalance` evens out a type across the nodes hosting it.
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_migrate_and_rebalance() {
+    support::require_erlang();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cli");
+    let (r1, m1) = rust_node("r1", &cookie, epmd.port()).await;
+    let r2_name = format!("{}@127.0.0.1", support::unique("r2"));
+    let _r2 = support::Erlnode::run(&r2_name, &cookie, epmd.port(), &["--no-embedded-epmd", "--no-rebalance-on-join", "--connect", r1.name().as_str()]).await;
+    r1.global().sync(T).await.unwrap();
+    // wait until r2's manager has announced the type
+    let deadline = tokio::time::Instant::now() + T;
+    while !m1.members("account").iter().any(|n| n.as_str() == r2_name) {
+        assert!(tokio::time::Instant::now() < deadline, "r2 never announced account");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    m1.start_process::<Account>(Term::nil(), "cli_acct").await.unwrap();
+    let port = epmd.port().to_string();
+    let mut cli = support::Erlnode::spawn(["migrate", "cli_acct", "--to", &r2_name, "--via", r1.name().as_str(), "--cookie", &cookie, "--epmd-port", &port]);
+    let status = cli.wait_exit(T).await.expect("erlnode migrate exits");
+    assert!(status.success(), "{:?}", cli.output());
+    assert!(cli.output().iter().any(|l| l.contains("cli_acct moved to")), "{:?}", cli.output());
+    assert_eq!(r1.global().whereis_name(&Term::atom("cli_acct")).map(|p| p.node.to_string()), Some(r2_name.clone()));
+
+    // 20 more on r1: r1 has 20, r2 has 1; rebalance evens them out.
+    for i in 0..20 {
+        m1.start_process::<Account>(Term::nil(), &format!("rb_{i}")).await.unwrap();
+    }
+    let mut cli = support::Erlnode::spawn(["rebalance", "account", "--via", r1.name().as_str(), "--cookie", &cookie, "--epmd-port", &port]);
+    let status = cli.wait_exit(T).await.expect("erlnode rebalance exits");
+    assert!(status.success(), "{:?}", cli.output());
+    assert!(cli.output().iter().any(|l| l.contains("processes moved")), "{:?}", cli.output());
+    let on_r2 = (0..20).filter(|i| r1.global().whereis_name(&Term::atom(&format!("rb_{i}"))).map(|p| p.node.as_str() == r2_name).unwrap_or(false)).count() + 1;
+    let on_r1 = 21 - on_r2;
+    assert!(on_r1.abs_diff(on_r2) <= 1, "balanced: r1 {on_r1}, r2 {on_r2}");
+}
