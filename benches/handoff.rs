@@ -142,8 +142,40 @@ async fn run() {
             );
         }
     }
+    rebalance_on_join(&a, &ma, &mb).await;
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// 10,000 accounts on node a; node b starts hosting the type: the time
+/// until every account whose ring owner is now b runs there.
+async fn rebalance_on_join(a: &Node, ma: &Migration, mb: &Migration) {
+    use erlnode::examples::account::Account;
+    const N: usize = 10_000;
+    for i in 0..N {
+        ma.start_process::<Account>(Term::nil(), &format!("rj_{i}")).await.unwrap();
+    }
+    let mut members = ma.members("account");
+    members.push(mb_node(mb));
+    let ring = erlnode::migration::ring::Ring::new(members);
+    let expect = (0..N).filter(|i| ring.owner(&Term::atom(&format!("rj_{i}"))) == Some(mb_node(mb))).count();
+    let t0 = Instant::now();
+    mb.register_type::<Account>();
+    while mb.hosted().iter().filter(|(n, _, _)| n.as_str().starts_with("rj_")).count() < expect {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = t0.elapsed();
+    println!();
+    println!(
+        "rebalance on join: {expect} of {N} accounts moved to the joining node in {:.2} s ({:.2} ms per process, 16 in flight; every move switches its global name on all {} nodes)",
+        took.as_secs_f64(),
+        took.as_secs_f64() * 1e3 / expect as f64,
+        a.connected_nodes().len() + 1
+    );
+}
+
+fn mb_node(m: &Migration) -> erlnode::Atom {
+    m.node_name()
 }
 
 /// The physical floor: raw TCP over loopback, 256 MB in 1 MB writes.
