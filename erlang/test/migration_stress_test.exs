@@ -18,6 +18,7 @@ defmodule Erlnode.MigrationStressTest do
   test "many hops under a flood: report anomalies and hop latency" do
     erl = TS.start_erlnode()
     MS.ensure_registered(erl)
+    MS.no_placement_on_join()
     peer = MS.start_peer()
     {a, b} = {node(), peer.node}
     name = String.to_atom(TS.unique("stress"))

@@ -16,6 +16,8 @@ defmodule Erlnode.MigrationTest do
   setup_all do
     erl = TS.start_erlnode()
     MS.ensure_registered(erl)
+    # explicit hops only: no automatic moves when a peer joins
+    MS.no_placement_on_join()
     :ok
   end
 

@@ -113,6 +113,13 @@ impl Mailbox {
         if let Some(m) = self.saved.pop_front() {
             return Ok(m);
         }
+        if t == Some(Duration::ZERO) {
+            // A poll, not a wait (see recv_match).
+            if let Some(r) = &self.exited {
+                return Err(RecvError::Exited(r.clone()));
+            }
+            return self.rx.try_recv().map_err(|_| RecvError::Timeout);
+        }
         let deadline = t.map(|t| tokio::time::Instant::now() + t);
         self.next_raw(deadline).await
     }
@@ -154,6 +161,20 @@ impl Mailbox {
         if let Some((i, v)) = self.saved.iter().enumerate().find_map(|(i, m)| f(m).map(|v| (i, v))) {
             self.saved.remove(i);
             return Ok(v);
+        }
+        if t.is_zero() {
+            // A poll, not a wait: a zero deadline would still sleep until
+            // the timer wheel's next 1 ms tick.
+            if let Some(r) = &self.exited {
+                return Err(RecvError::Exited(r.clone()));
+            }
+            while let Ok(m) = self.rx.try_recv() {
+                if let Some(v) = f(&m) {
+                    return Ok(v);
+                }
+                self.saved.push_back(m);
+            }
+            return Err(RecvError::Timeout);
         }
         let deadline = tokio::time::Instant::now() + t;
         loop {

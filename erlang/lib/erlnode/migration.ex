@@ -46,7 +46,37 @@ defmodule Erlnode.Migration do
   `{:"$erlnode_migrate", :members, node(), types, true}` (its type names);
   one receiving such a message records which node hosts which types
   (`members/1`) and, when the last element is `true`, answers with its own
-  list (`false`). `nodedown` forgets the node.
+  list (`false`). `nodedown` forgets the node, and so does an announcement
+  with no types, which a manager sends every peer when it stops (below).
+
+  ## Placement (as the Rust managers do, with the same ring)
+
+  Owners come from `Erlnode.Migration.Ring` (ProcessHub's consistent
+  hashing) over the nodes known to host a type, keyed by the process's
+  global name, so Rust and Elixir nodes agree on every owner.
+
+    * **Join**: when an announcement says a node newly hosts a type, every
+      local process of that type whose owner on the ring of that type's
+      members (this node included) is the newcomer moves there, from a
+      separate process (the manager never waits), 16 moves at a time,
+      failed moves retried twice, progress logged
+      (`join: progress done=… total=… failed=…`). Option
+      `:rebalance_on_join` (default: `config :erlnode_ex,
+      rebalance_on_join: true`, read at each join when the option is not
+      given).
+    * **Graceful leave**: `drain/1` moves every local process to its owner
+      on the ring without this node. The manager traps exits and drains in
+      `terminate/2` when it is shut down (`Application.stop(:erlnode_ex)`,
+      `System.stop/0`, SIGTERM to a release), after telling its peers it no
+      longer hosts anything, bounded by `:drain_timeout` (ms, default
+      60_000; `child_spec/1` sets the supervisor's `shutdown` to that plus
+      5 s). `drain_on_stop: false` turns it off. Processes whose type no
+      other node hosts stay, and stop with the node.
+    * **Imbalance**: `rebalance/1` (or the call
+      `{:"$erlnode_migrate", :rebalance, type}`, replied `{:ok, moved}` or
+      `{:error, reason}`, as on Rust nodes) moves processes of a type from
+      the most to the least loaded member until counts differ by at most
+      one.
   """
 
   use GenServer
@@ -59,6 +89,14 @@ defmodule Erlnode.Migration do
 
   @default_types %{"account" => Erlnode.Examples.Account}
   @migrate_timeout 30_000
+
+  # placement (same numbers as the Rust manager)
+  @placement_concurrency 16
+  @placement_retries 2
+  @placement_move_timeout 60_000
+  @drain_timeout 60_000
+  @drain_shutdown_margin 5_000
+  @rebalance_timeout 300_000
 
   @typedoc "A type name (string, as on the wire) or a migratable module."
   @type type_or_module :: String.t() | module()
@@ -92,10 +130,28 @@ defmodule Erlnode.Migration do
   Starts the manager, registered as `:erlnode_migration`.
 
   Options: `:types`, a map of extra type registrations; `:migrate_timeout`,
-  ms a `migrate` request waits for its source's result (#{@migrate_timeout}).
+  ms a `migrate` request waits for its source's result (#{@migrate_timeout});
+  `:rebalance_on_join` (boolean; default: the application environment's
+  `:rebalance_on_join`, read at each join, else `true`); `:drain_timeout`
+  (ms, default: the application environment's `:drain_timeout`, else
+  #{@drain_timeout}); `:drain_on_stop` (default: the application
+  environment's `:drain_on_stop`, else `true`).
   """
   @spec start_link(keyword()) :: GenServer.on_start()
   def start_link(opts \\ []), do: GenServer.start_link(__MODULE__, opts, name: @name)
+
+  @doc """
+  Child spec whose `shutdown` leaves the manager time to drain: the drain
+  timeout plus #{@drain_shutdown_margin} ms.
+  """
+  @spec child_spec(keyword()) :: Supervisor.child_spec()
+  def child_spec(opts) do
+    %{
+      id: __MODULE__,
+      start: {__MODULE__, :start_link, [opts]},
+      shutdown: drain_timeout(opts) + @drain_shutdown_margin
+    }
+  end
 
   @doc "The name the manager is registered under on every node."
   @spec name() :: atom()
@@ -159,6 +215,50 @@ defmodule Erlnode.Migration do
     end
   end
 
+  @doc """
+  Graceful leave: moves every migratable process hosted here to its owner
+  on the ring of the other nodes hosting its type (16 at a time, failed
+  moves retried twice, progress logged), and returns what happened:
+  `moved`, how many moved; `failed`, `[{name, reason}]` of those that did
+  not (after retries); `unplaced`, the names of the processes whose type
+  no other node hosts (they stay here).
+
+  The manager does this by itself when it is shut down (see the module
+  doc); call it directly to empty a node that keeps running. Option
+  `timeout` (ms, default the manager's drain timeout): processes not moved
+  by then are reported failed with reason `:drain_timeout` (a move under
+  way still completes or rolls back on its own).
+  """
+  @spec drain(keyword()) :: %{
+          moved: non_neg_integer(),
+          failed: [{atom(), term()}],
+          unplaced: [atom()]
+        }
+  def drain(opts \\ []) do
+    {members, default_timeout} = GenServer.call(@name, :placement_members)
+    do_drain(members, Keyword.get(opts, :timeout, default_timeout))
+  end
+
+  @doc """
+  Moves processes of `type` from the most to the least loaded node hosting
+  it until their counts differ by at most one. Returns `{:ok, moved}`, or
+  `{:error, {:failed, count}}` when some moves failed after retries, or
+  `{:error, {:hosted, node, reason}}` when a member's hosted list could not
+  be read. Runs on this node's manager (the call
+  `{:"$erlnode_migrate", :rebalance, type}` that Rust nodes answer too).
+  """
+  @spec rebalance(type_or_module(), timeout()) :: {:ok, non_neg_integer()} | {:error, term()}
+  def rebalance(type, timeout \\ @rebalance_timeout)
+
+  def rebalance(type, timeout) when is_binary(type),
+    do: GenServer.call(@name, {@tag, :rebalance, type}, timeout)
+
+  def rebalance(module, timeout) when is_atom(module) do
+    if migratable?(module),
+      do: rebalance(module.__erlnode_migratable__(:type), timeout),
+      else: {:error, {:not_migratable, module}}
+  end
+
   defp call_migrate(node, request, timeout) do
     GenServer.call({@name, node}, request, timeout)
   catch
@@ -175,6 +275,8 @@ defmodule Erlnode.Migration do
       |> Map.merge(Application.get_env(:erlnode_ex, :migration_types, %{}))
       |> Map.merge(Map.new(Keyword.get(opts, :types, %{})))
 
+    # terminate/2 must run on shutdown: it drains (graceful leave)
+    Process.flag(:trap_exit, true)
     :ok = :net_kernel.monitor_nodes(true)
     for peer <- Node.list(), do: announce(peer, types, true)
 
@@ -183,9 +285,60 @@ defmodule Erlnode.Migration do
        types: types,
        members: %{},
        pending: %{},
-       migrate_timeout: Keyword.get(opts, :migrate_timeout, @migrate_timeout)
+       migrate_timeout: Keyword.get(opts, :migrate_timeout, @migrate_timeout),
+       # :env: read the application environment at each join
+       rebalance_on_join: Keyword.get(opts, :rebalance_on_join, :env),
+       drain_timeout: drain_timeout(opts),
+       drain_on_stop:
+         Keyword.get_lazy(opts, :drain_on_stop, fn ->
+           Application.get_env(:erlnode_ex, :drain_on_stop, true)
+         end)
      }}
   end
+
+  defp drain_timeout(opts) do
+    Keyword.get_lazy(opts, :drain_timeout, fn ->
+      Application.get_env(:erlnode_ex, :drain_timeout, @drain_timeout)
+    end)
+  end
+
+  defp rebalance_on_join?(%{rebalance_on_join: :env}),
+    do: Application.get_env(:erlnode_ex, :rebalance_on_join, true) == true
+
+  defp rebalance_on_join?(%{rebalance_on_join: flag}), do: flag == true
+
+  @impl true
+  def terminate(reason, st) do
+    # Leaving: peers stop counting this node as a member (an Elixir
+    # manager replaces a node's types with what it announces; a Rust
+    # manager ignores an empty list), then everything hosted here leaves.
+    if shutdown_reason?(reason) do
+      for peer <- Node.list(), do: send({@name, peer}, {@tag, :members, node(), [], false})
+    end
+
+    if st.drain_on_stop and shutdown_reason?(reason) do
+      hosted = length(hosted_here())
+
+      if hosted > 0 do
+        Logger.info("leaving: moving hosted processes to the remaining nodes hosted=#{hosted}")
+        report = do_drain(members_by_type(st), st.drain_timeout)
+
+        if report.failed == [] do
+          Logger.info("drain complete moved=#{report.moved}")
+        else
+          Logger.warning(
+            "drain incomplete moved=#{report.moved} failed=#{length(report.failed)} " <>
+              "first=#{inspect(hd(report.failed))}"
+          )
+        end
+      end
+    end
+
+    :ok
+  end
+
+  defp shutdown_reason?(reason),
+    do: reason in [:normal, :shutdown] or match?({:shutdown, _}, reason)
 
   @impl true
   def handle_call({@tag, :start, type, args, name, ref, src}, from, st)
@@ -243,6 +396,26 @@ defmodule Erlnode.Migration do
 
   def handle_call({@tag, :hosted}, _from, st), do: {:reply, hosted_here(), st}
 
+  def handle_call({@tag, :rebalance, type}, from, st) when is_binary(type) do
+    nodes = members_of(st, type)
+
+    spawn(fn ->
+      reply =
+        case rebalance_nodes(type, nodes) do
+          {:ok, %{failed: []} = r} -> {:ok, r.moved}
+          {:ok, r} -> {:error, {:failed, length(r.failed)}}
+          {:error, reason} -> {:error, reason}
+        end
+
+      GenServer.reply(from, reply)
+    end)
+
+    {:noreply, st}
+  end
+
+  def handle_call(:placement_members, _from, st),
+    do: {:reply, {members_by_type(st), st.drain_timeout}, st}
+
   def handle_call({:register_type, type, module}, _from, st) do
     new? = not Map.has_key?(st.types, type)
     st = %{st | types: Map.put(st.types, type, module)}
@@ -252,11 +425,7 @@ defmodule Erlnode.Migration do
 
   def handle_call(:types, _from, st), do: {:reply, st.types, st}
 
-  def handle_call({:members, type}, _from, st) do
-    remote = for {node, types} <- st.members, type in types, do: node
-    local = if Map.has_key?(st.types, type), do: [node()], else: []
-    {:reply, Enum.sort(local ++ remote), st}
-  end
+  def handle_call({:members, type}, _from, st), do: {:reply, members_of(st, type), st}
 
   def handle_call({:resolve, type}, _from, st), do: {:reply, resolve_type(type, st.types), st}
 
@@ -270,11 +439,29 @@ defmodule Erlnode.Migration do
     {:noreply, finish(st, ref, result)}
   end
 
+  # A VM made distributed after the manager started gets a nodeup for
+  # itself: not a peer.
+  def handle_info({@tag, :members, peer, _types, _ack}, st) when peer == node(),
+    do: {:noreply, st}
+
+  def handle_info({:nodeup, peer}, st) when peer == node(), do: {:noreply, st}
+
   def handle_info({@tag, :members, peer, types, ack}, st)
       when is_atom(peer) and is_list(types) and is_boolean(ack) do
-    types = Enum.filter(types, &is_binary/1)
+    types = types |> Enum.filter(&is_binary/1) |> Enum.uniq()
     if ack, do: announce(peer, st.types, false)
-    {:noreply, %{st | members: Map.put(st.members, peer, types)}}
+    new_types = types -- Map.get(st.members, peer, [])
+
+    members =
+      if types == [], do: Map.delete(st.members, peer), else: Map.put(st.members, peer, types)
+
+    st = %{st | members: members}
+
+    if peer != node() and new_types != [] and rebalance_on_join?(st) do
+      for type <- new_types, do: join_placement(peer, type, members_of(st, type))
+    end
+
+    {:noreply, st}
   end
 
   def handle_info({:nodeup, peer}, st) do
@@ -284,6 +471,11 @@ defmodule Erlnode.Migration do
 
   def handle_info({:nodedown, peer}, st) do
     {:noreply, %{st | members: Map.delete(st.members, peer)}}
+  end
+
+  def handle_info({:EXIT, _pid, _reason}, st) do
+    # trapping exits (for terminate/2); the parent's EXIT never gets here
+    {:noreply, st}
   end
 
   def handle_info({:migrate_timeout, ref}, st) do
@@ -320,6 +512,19 @@ defmodule Erlnode.Migration do
     send({@name, peer}, {@tag, :members, node(), Map.keys(types), ack})
   end
 
+  # Nodes known to host `type`, this one included if it does, sorted.
+  defp members_of(st, type) do
+    remote = for {node, types} <- st.members, type in types, do: node
+    local = if Map.has_key?(st.types, type), do: [node()], else: []
+    Enum.sort(Enum.uniq(local ++ remote))
+  end
+
+  # type -> members_of(type), for every type known here or announced.
+  defp members_by_type(st) do
+    types = Map.keys(st.types) ++ Enum.flat_map(st.members, fn {_node, ts} -> ts end)
+    for type <- Enum.uniq(types), into: %{}, do: {type, members_of(st, type)}
+  end
+
   defp hosted_here do
     for name <- :global.registered_names(),
         pid = :global.whereis_name(name),
@@ -327,6 +532,237 @@ defmodule Erlnode.Migration do
         {:dictionary, dict} <- [Process.info(pid, :dictionary)],
         %{type: type} <- [dict[Runtime.meta_key()]],
         do: {name, type}
+  end
+
+  ## ------------------------------------------------------------------
+  ## placement (join, drain, rebalance): runs outside the manager
+
+  alias Erlnode.Migration.Ring
+
+  # A newcomer hosts `type`: every local process of that type whose owner
+  # on the ring of `nodes` (the members, newcomer included) is the
+  # newcomer moves there.
+  defp join_placement(newcomer, type, nodes) do
+    spawn(fn ->
+      ring = Ring.new(nodes)
+
+      plan =
+        for {name, ^type} <- hosted_here(),
+            Ring.owner(ring, name) == newcomer,
+            do: {name, newcomer}
+
+      if plan != [] do
+        report = run_plan(plan, "join")
+
+        if report.failed != [] do
+          Logger.warning(
+            "join: some processes did not move failed=#{length(report.failed)} " <>
+              "first=#{inspect(hd(report.failed))}"
+          )
+        end
+      end
+    end)
+  end
+
+  # Graceful leave: every hosted process to its owner on the ring of its
+  # type's members without this node; bounded by `timeout`.
+  defp do_drain(members_by_type, timeout) do
+    me = node()
+
+    rings =
+      Map.new(members_by_type, fn {type, nodes} ->
+        {type, if(nodes -- [me] == [], do: nil, else: Ring.new(nodes -- [me]))}
+      end)
+
+    {plan, unplaced} =
+      Enum.reduce(hosted_here(), {[], []}, fn {name, type}, {plan, unplaced} ->
+        case Map.get(rings, type) do
+          nil -> {plan, [name | unplaced]}
+          ring -> {[{name, Ring.owner(ring, name)} | plan], unplaced}
+        end
+      end)
+
+    plan = Enum.sort(plan)
+
+    if unplaced != [] do
+      Logger.warning(
+        "drain: no other node hosts their type: these processes stay and stop " <>
+          "with the node unplaced=#{length(unplaced)}"
+      )
+    end
+
+    task = Task.async(fn -> run_plan(plan, "drain") end)
+
+    report =
+      case Task.yield(task, timeout) || Task.shutdown(task, :brutal_kill) do
+        {:ok, report} ->
+          report
+
+        _ ->
+          # out of time: what is not gone by now did not move
+          left = Enum.filter(plan, fn {name, _} -> local?(name) end)
+          Logger.warning("drain: timed out after #{timeout} ms left=#{length(left)}")
+
+          %{
+            moved: length(plan) - length(left),
+            failed: for({name, _} <- left, do: {name, :drain_timeout})
+          }
+      end
+
+    Map.put(report, :unplaced, Enum.sort(unplaced))
+  end
+
+  defp local?(name) do
+    case :global.whereis_name(name) do
+      pid when is_pid(pid) -> node(pid) == node()
+      _ -> false
+    end
+  end
+
+  # From the most to the least loaded of `nodes` until counts differ by
+  # at most one.
+  defp rebalance_nodes(type, nodes) do
+    loads =
+      Enum.reduce_while(nodes, [], fn n, acc ->
+        case hosted_of(n, type) do
+          {:ok, names} -> {:cont, [{n, Enum.sort(names)} | acc]}
+          {:error, reason} -> {:halt, {:error, {:hosted, n, reason}}}
+        end
+      end)
+
+    case loads do
+      {:error, _} = error -> error
+      loads -> {:ok, rebalance_loop(loads, %{moved: 0, failed: []})}
+    end
+  rescue
+    e -> {:error, {:crashed, Exception.message(e)}}
+  end
+
+  defp rebalance_loop(loads, report) do
+    case Enum.sort_by(loads, fn {n, names} -> {length(names), n} end) do
+      [{least, few} | _] = sorted when length(sorted) > 1 ->
+        {most, many} = List.last(sorted)
+
+        if length(many) <= length(few) + 1 do
+          report
+        else
+          k = div(length(many) - length(few), 2)
+          {moving, staying} = Enum.split(many, k)
+          r = run_plan(Enum.map(moving, &{&1, least}), "rebalance")
+
+          loads =
+            for {n, names} <- sorted do
+              cond do
+                n == most -> {n, staying}
+                n == least -> {n, names ++ moving}
+                true -> {n, names}
+              end
+            end
+
+          rebalance_loop(loads, %{
+            moved: report.moved + r.moved,
+            failed: report.failed ++ r.failed
+          })
+        end
+
+      _ ->
+        report
+    end
+  end
+
+  defp hosted_of(n, type) when n == node(),
+    do: {:ok, for({name, ^type} <- hosted_here(), do: name)}
+
+  defp hosted_of(n, type) do
+    list = GenServer.call({@name, n}, {@tag, :hosted}, 30_000)
+    {:ok, for({name, t} <- list, t == type, do: name)}
+  catch
+    :exit, {reason, {GenServer, :call, _}} -> {:error, reason}
+  end
+
+  # Runs `[{name, target}]` moves, 16 (@placement_concurrency) at a time,
+  # logging progress; failed moves are tried again twice.
+  defp run_plan(plan, what) do
+    Enum.reduce_while(1..@placement_retries, run_plan_once(plan, what), fn attempt, report ->
+      if report.failed == [] do
+        {:halt, report}
+      else
+        failed = MapSet.new(report.failed, fn {name, _} -> name end)
+        retry = Enum.filter(plan, fn {name, _} -> MapSet.member?(failed, name) end)
+        Logger.warning("#{what}: retrying failed moves count=#{length(retry)} attempt=#{attempt}")
+        Process.sleep(200 * attempt)
+        again = run_plan_once(retry, what)
+        {:cont, %{moved: report.moved + again.moved, failed: again.failed}}
+      end
+    end)
+  end
+
+  defp run_plan_once([], _what), do: %{moved: 0, failed: []}
+
+  defp run_plan_once(plan, what) do
+    total = length(plan)
+    step = max(div(total, 10), 1)
+    Logger.info("#{what}: moving processes total=#{total}")
+
+    plan
+    |> Task.async_stream(fn {name, to} -> {name, move(name, to)} end,
+      max_concurrency: @placement_concurrency,
+      ordered: false,
+      timeout: :infinity
+    )
+    |> Enum.reduce(%{moved: 0, failed: []}, fn {:ok, {name, result}}, report ->
+      report =
+        case result do
+          {:ok, _pid} -> %{report | moved: report.moved + 1}
+          {:error, reason} -> %{report | failed: [{name, reason} | report.failed]}
+        end
+
+      done = report.moved + length(report.failed)
+
+      if rem(done, step) == 0 or done == total do
+        Logger.info(
+          "#{what}: progress done=#{done} total=#{total} failed=#{length(report.failed)}"
+        )
+      end
+
+      report
+    end)
+    |> Map.update!(:failed, &Enum.reverse/1)
+  end
+
+  # One placement move. A process running here is asked directly (so
+  # this works while the manager itself is draining in terminate/2);
+  # one elsewhere through its node's manager. Runs in a process of its
+  # own: a result arriving after the timeout dies with it.
+  defp move(name, to, timeout \\ @placement_move_timeout) do
+    case :global.whereis_name(name) do
+      :undefined ->
+        {:error, :no_such_name}
+
+      pid when node(pid) == to ->
+        {:ok, pid}
+
+      pid when node(pid) == node() ->
+        ref = make_ref()
+        mon = Process.monitor(pid)
+        send(pid, {@tag, :begin, ref, to, :hot, self()})
+
+        receive do
+          {@tag, :result, ^ref, result} ->
+            Process.demonitor(mon, [:flush])
+            result
+
+          {:DOWN, ^mon, :process, _, reason} ->
+            {:error, {:source_down, reason}}
+        after
+          timeout ->
+            Process.demonitor(mon, [:flush])
+            {:error, :timeout}
+        end
+
+      pid ->
+        call_migrate(node(pid), {@tag, :migrate, name, to, :hot}, timeout)
+    end
   end
 
   ## ------------------------------------------------------------------

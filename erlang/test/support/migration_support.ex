@@ -24,11 +24,19 @@ defmodule Erlnode.MigrationSupport do
 
     unless registered?() do
       :ok = Node.stop()
+      # is_alive() can still say true for a moment after Node.stop/0
+      wait_not_alive(100)
       TS.ensure_distributed(erl)
     end
 
     true = registered?()
     :ok
+  end
+
+  defp wait_not_alive(0), do: :ok
+
+  defp wait_not_alive(tries) do
+    if Node.alive?(), do: Process.sleep(20) && wait_not_alive(tries - 1), else: :ok
   end
 
   defp registered? do
@@ -41,9 +49,32 @@ defmodule Erlnode.MigrationSupport do
   end
 
   @doc """
+  Turns join placement off on this VM's manager (explicit hops must not
+  race automatic moves) until the calling test module (or test) ends.
+  """
+  def no_placement_on_join do
+    previous = Application.fetch_env(:erlnode_ex, :rebalance_on_join)
+    Application.put_env(:erlnode_ex, :rebalance_on_join, false)
+
+    on_exit(fn ->
+      case previous do
+        {:ok, value} -> Application.put_env(:erlnode_ex, :rebalance_on_join, value)
+        :error -> Application.delete_env(:erlnode_ex, :rebalance_on_join)
+      end
+    end)
+  end
+
+  @doc """
   Starts a peer node `peer_<unique>@127.0.0.1` with this VM's cookie, code
   paths and EPMD port, starts `:erlnode_ex` there and registers its stop in
-  `on_exit`. Returns `%{pid: peer_pid, node: node}`.
+  `on_exit` (`:peer.stop` halts the node: no drain). Returns
+  `%{pid: peer_pid, node: node}`.
+
+  Options: `:log_level` (the peer's Logger level, default `:error`);
+  `:app_env`, `:erlnode_ex` environment set before the application
+  starts (default `[rebalance_on_join: false]`: a peer moves nothing by
+  itself when another node joins, so tests doing explicit hops stay
+  deterministic; placement tests pass `rebalance_on_join: true`).
   """
   def start_peer(opts \\ []) do
     root = :code.root_dir()
@@ -61,6 +92,11 @@ defmodule Erlnode.MigrationSupport do
       })
 
     on_exit(fn -> stop_peer(pid) end)
+
+    :ok = :erpc.call(node, Application, :load, [:erlnode_ex])
+
+    for {key, value} <- Keyword.get(opts, :app_env, rebalance_on_join: false),
+        do: :ok = :erpc.call(node, Application, :put_env, [:erlnode_ex, key, value])
 
     {:ok, _} = :erpc.call(node, Application, :ensure_all_started, [:erlnode_ex])
     :ok = :erpc.call(node, Logger, :configure, [[level: Keyword.get(opts, :log_level, :error)]])
@@ -267,6 +303,17 @@ defmodule Erlnode.MigrationSupport do
     @impl true
     def handle_info({:deposit, s, q, a}, state), do: {:noreply, Account.deposit(state, s, q, a)}
     def handle_info(_anything, state), do: {:noreply, Map.update(state, :swallowed, 1, &(&1 + 1))}
+  end
+
+  defmodule PeerOnly do
+    @moduledoc "A type only the peers of the placement test register (never this VM)."
+    use Erlnode.Migratable, type: "peer_only"
+
+    @impl true
+    def init(_), do: {:ok, 0}
+
+    @impl true
+    def handle_call(:get, _from, n), do: {:reply, n, n}
   end
 
   defmodule LocalOnly do
