@@ -49,6 +49,21 @@ impl Members {
         let mut m = self.map.write().unwrap();
         types.iter().filter(|t| m.entry((*t).clone()).or_default().insert(node.clone())).cloned().collect()
     }
+
+    /// An announcement is `node`'s whole list: types missing from it are
+    /// dropped (an Elixir manager announces `[]` when it stops, while the
+    /// node stays connected). Returns the types new for `node`.
+    pub fn set(&self, node: &Atom, types: &[String]) -> Vec<String> {
+        {
+            let mut m = self.map.write().unwrap();
+            for (t, set) in m.iter_mut() {
+                if !types.contains(t) {
+                    set.remove(node);
+                }
+            }
+        }
+        self.add(node, types)
+    }
     pub fn remove_node(&self, node: &Atom) {
         for set in self.map.write().unwrap().values_mut() {
             set.remove(node);

@@ -331,7 +331,7 @@ async fn manager_loop(node: Node, shared: Arc<Shared>, mut mb: crate::process::M
                 None => tracing::debug!("migration result for nobody dropped"),
             },
             Some(Ok(Op::Members { node: peer, types, ack })) => {
-                let new_types = shared.members.add(&peer, &types);
+                let new_types = shared.members.set(&peer, &types);
                 if ack {
                     announce(&node, &shared, &peer, false);
                 }
