@@ -125,11 +125,6 @@ impl Migration {
         migrate_via_host(&self.node, &self.shared, name, target, mode, timeout).await
     }
 
-    /// The node this service runs on.
-    pub fn node_name(&self) -> Atom {
-        self.node.name().clone()
-    }
-
     /// Processes hosted on this node now.
     pub fn hosted(&self) -> Vec<(Atom, String, Pid)> {
         self.shared.hosted.snapshot()
