@@ -47,10 +47,7 @@ async fn run() {
     support::require_erlang();
     let epmd = Epmd::start().await;
     let cookie = support::unique("bench");
-    let rust = Node::builder(format!("{}@127.0.0.1", support::unique("rust")))
-        .cookie(&cookie)
-        .epmd_port(epmd.port())
-        .embedded_epmd(false)
+    let rust = support::rust_node_builder("rust", &cookie, epmd.port())
         .start()
         .await
         .unwrap();

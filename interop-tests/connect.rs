@@ -190,10 +190,7 @@ async fn nodedown_on_kill_and_on_silence_then_reconnect_on_send() {
     let epmd = Epmd::start().await;
     let cookie = support::unique("cookie");
     let ticktime = Duration::from_secs(4);
-    let rust = Node::builder(format!("{}@127.0.0.1", support::unique("rust")))
-        .cookie(&cookie)
-        .epmd_port(epmd.port())
-        .embedded_epmd(false)
+    let rust = support::rust_node_builder("rust", &cookie, epmd.port())
         .net_ticktime(ticktime)
         .start()
         .await

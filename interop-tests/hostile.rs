@@ -36,10 +36,7 @@ async fn setup(configure: impl FnOnce(NodeBuilder) -> NodeBuilder) -> Setup {
     support::require_erlang();
     let epmd = Epmd::start().await;
     let cookie = support::unique("cookie");
-    let builder = Node::builder(format!("{}@127.0.0.1", support::unique("rust")))
-        .cookie(&cookie)
-        .epmd_port(epmd.port())
-        .embedded_epmd(false);
+    let builder = support::rust_node_builder("rust", &cookie, epmd.port());
     let rust = configure(builder).start().await.expect("erlnode starts");
     erlnode::services::echo::spawn(&rust, "erlnode_echo").unwrap();
     let events = rust.subscribe();
@@ -630,10 +627,7 @@ async fn silent_peers_are_cut_off_by_the_tick_timeout_even_mid_frame() {
     support::require_erlang();
     let epmd = Epmd::start().await;
     let cookie = support::unique("cookie");
-    let rust = Node::builder(format!("{}@127.0.0.1", support::unique("rust")))
-        .cookie(&cookie)
-        .epmd_port(epmd.port())
-        .embedded_epmd(false)
+    let rust = support::rust_node_builder("rust", &cookie, epmd.port())
         .net_ticktime(TICK)
         .start()
         .await

@@ -243,10 +243,7 @@ async fn ten_thousand_rebalance_on_join_and_drain_on_sigterm() {
     const N: usize = 10_000;
     let epmd = Epmd::start().await;
     let cookie = support::unique("mig10k");
-    let node = Node::builder(format!("{}@127.0.0.1", support::unique("r1")))
-        .cookie(&cookie)
-        .epmd_port(epmd.port())
-        .embedded_epmd(false)
+    let node = support::rust_node_builder("r1", &cookie, epmd.port())
         .start()
         .await
         .unwrap();
@@ -343,7 +340,7 @@ async fn target_node_killed_at_each_phase_source_keeps_the_process() {
     for kill_at in [Phase::TargetStarted, Phase::HandoverSent, Phase::Accepted] {
         let epmd = Epmd::start().await;
         let cookie = support::unique("fault");
-        let r1 = Node::builder(format!("{}@127.0.0.1", support::unique("r1"))).cookie(&cookie).epmd_port(epmd.port()).embedded_epmd(false).start().await.unwrap();
+        let r1 = support::rust_node_builder("r1", &cookie, epmd.port()).start().await.unwrap();
         let (tx, mut phases) = tokio::sync::mpsc::unbounded_channel();
         let cfg = HandoffConfig { rebalance_on_join: false, hook: Some(phase_hook(tx)), ..Default::default() };
         let m1 = Migration::start(&r1, Arc::new(r1.global()), cfg).unwrap();
@@ -406,7 +403,7 @@ async fn source_node_lost_after_the_target_confirmed_target_owns_it() {
     support::require_erlang();
     let epmd = Epmd::start().await;
     let cookie = support::unique("srcdie");
-    let r1 = Node::builder(format!("{}@127.0.0.1", support::unique("r1"))).cookie(&cookie).epmd_port(epmd.port()).embedded_epmd(false).start().await.unwrap();
+    let r1 = support::rust_node_builder("r1", &cookie, epmd.port()).start().await.unwrap();
     let (tx, mut phases) = tokio::sync::mpsc::unbounded_channel();
     let cfg = HandoffConfig { rebalance_on_join: false, hook: Some(phase_hook(tx)), ..Default::default() };
     let m1 = Migration::start(&r1, Arc::new(r1.global()), cfg).unwrap();

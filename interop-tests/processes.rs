@@ -33,10 +33,7 @@ async fn cluster(prefix: &str) -> Cluster {
     support::require_erlang();
     let epmd = Epmd::start().await;
     let cookie = support::unique("cookie");
-    let rust = Node::builder(format!("{}@127.0.0.1", support::unique("rust")))
-        .cookie(&cookie)
-        .epmd_port(epmd.port())
-        .embedded_epmd(false)
+    let rust = support::rust_node_builder("rust", &cookie, epmd.port())
         .start()
         .await
         .expect("rust node starts");

@@ -48,6 +48,17 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}_{n}_{suffix}", std::process::id())
 }
 
+/// An erlnode node for a test: a unique name on loopback, the test's own
+/// epmd (never an embedded one, so tests stay independent).
+pub fn rust_node_builder(prefix: &str, cookie: &str, epmd_port: u16) -> ::erlnode::NodeBuilder {
+    ::erlnode::Node::builder(format!("{}@127.0.0.1", unique(prefix))).cookie(cookie).epmd_port(epmd_port).embedded_epmd(false)
+}
+
+/// [`rust_node_builder`] started with defaults.
+pub async fn rust_node(prefix: &str, cookie: &str, epmd_port: u16) -> ::erlnode::Node {
+    rust_node_builder(prefix, cookie, epmd_port).start().await.expect("rust node starts")
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
