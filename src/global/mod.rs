@@ -163,9 +163,19 @@ pub(crate) fn where_(node: &Node, shared: &Shared, name: &Term) -> Option<Pid> {
     Some(pid)
 }
 
-/// For `Dest::Global`: resolves a global name on `node`.
-pub(crate) fn whereis(node: &Node, name: &Term) -> Option<Pid> {
-    node.global().whereis_name(name)
+/// Resolves `name` and runs `f` with the pid while the name table is
+/// read-locked, so that a switch of the name (applied under the write
+/// lock, and acknowledged to the registrar only afterwards) cannot fall
+/// between the lookup and what `f` enqueues. This is what makes
+/// per-sender order strict across a migration for erlnode's senders by
+/// name (docs/handoff.md). `f` must not touch the name table.
+pub(crate) fn with_resolved<R>(node: &Node, name: &Term, f: impl FnOnce(Option<Pid>) -> R) -> R {
+    let Some(core) = node.global().core else { return f(None) };
+    let names = core.shared.names.read().unwrap();
+    let pid = names.get(name).map(|e| e.info.pid.clone()).filter(|p| p.node != *node.name() || node.is_alive(p));
+    let r = f(pid);
+    drop(names);
+    r
 }
 
 /// The global API of one node; from [`Node::global`].
@@ -233,9 +243,11 @@ impl Global {
 
     /// `global:send/2`: sends `msg` to the process registered as `name`.
     pub fn send(&self, name: &Term, msg: Term) -> Result<Pid, GlobalError> {
-        let pid = self.whereis_name(name).ok_or_else(|| GlobalError::NotRegistered(name.clone()))?;
-        self.node.send(&pid, msg);
-        Ok(pid)
+        with_resolved(&self.node, name, |pid| {
+            let pid = pid.ok_or_else(|| GlobalError::NotRegistered(name.clone()))?;
+            self.node.send(&pid, msg);
+            Ok(pid)
+        })
     }
 
     /// `global:sync/0`: waits until global has synced with every node

@@ -210,10 +210,10 @@ impl Mailbox {
         match to {
             Dest::Pid(p) => self.node.send(Some(&self.pid), p, msg),
             Dest::Name { name, node } => self.node.send_named(&self.pid, name, node, msg),
-            Dest::Global(name) => match crate::global::whereis(&self.node(), name) {
+            Dest::Global(name) => crate::global::with_resolved(&self.node(), name, |pid| match pid {
                 Some(p) => self.node.send(Some(&self.pid), &p, msg),
                 None => tracing::debug!(?name, "message to an unregistered global name dropped"),
-            },
+            }),
         }
     }
 
@@ -299,20 +299,32 @@ impl Mailbox {
         // A global name is looked up once, as gen:call does; an
         // unregistered one fails like a dead pid (noproc): pid 0 is never
         // a process.
-        let to = match to {
-            Dest::Global(name) => Dest::Pid(crate::global::whereis(&self.node(), &name).unwrap_or_else(|| self.node.system_pid())),
-            other => other,
+        // Resolved and sent under the name table's lock: see
+        // global::with_resolved.
+        let mref = match to {
+            Dest::Global(name) => {
+                let node = self.node();
+                crate::global::with_resolved(&node, &name, |pid| {
+                    let pid = pid.unwrap_or_else(|| self.node.system_pid());
+                    self.request(Dest::Pid(pid), request)
+                })
+            }
+            other => self.request(other, request),
         };
+        RequestId { mref, target }
+    }
+
+    fn request(&mut self, to: Dest, request: Term) -> Reference {
         let mref = match &to {
             Dest::Pid(p) => self.monitor(p),
             Dest::Name { name, node } => self.node.monitor_name(&self.pid, name, node),
-            Dest::Global(_) => unreachable!("resolved above"),
+            Dest::Global(_) => unreachable!("resolved by send_request"),
         };
         self.node.processes.add_alias(&self.pid, mref.clone());
         let tag = Term::ImproperList(vec![Term::atom("alias")], Box::new(Term::Ref(mref.clone())));
         let msg = Term::tuple([Term::atom("$gen_call"), Term::tuple([Term::Pid(self.pid.clone()), tag]), request]);
         self.send_to(&to, msg);
-        RequestId { mref, target }
+        mref
     }
 
     /// The waiting half of [`Mailbox::call`] (`gen_server:receive_response`).
