@@ -91,7 +91,15 @@ impl Migration {
                 hosted: shared.hosted.clone(),
             };
             Ok(match handover {
-                None => node.spawn(move |mb| run_fresh::<M>(mb, meta, args)),
+                None => {
+                    // Counted as hosted from the moment it exists, not from
+                    // when its task first runs: a placement plan made right
+                    // after start must see it.
+                    let (hosted, name) = (meta.hosted.clone(), meta.name.clone());
+                    let pid = node.spawn(move |mb| run_fresh::<M>(mb, meta, args));
+                    hosted.insert(name, M::TYPE, pid.clone());
+                    pid
+                }
                 Some((r, s)) => node.spawn(move |mb| run_target::<M>(mb, meta, args, r, s)),
             })
         });

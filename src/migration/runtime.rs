@@ -34,9 +34,13 @@ enum Outcome {
 pub(crate) async fn run_fresh<M: Migratable>(mut mb: Mailbox, meta: Meta, args: M::Args) -> Term {
     let mut st = match M::init_state(args) {
         Ok(s) => s,
-        Err(reason) => return reason,
+        Err(reason) => {
+            meta.hosted.remove(&meta.name, mb.pid());
+            return reason;
+        }
     };
     if let Err(reason) = st.init(&mut mb).await {
+        meta.hosted.remove(&meta.name, mb.pid());
         return reason;
     }
     serve(st, &mut mb, meta).await
