@@ -5,6 +5,7 @@
 use super::messages::{Mode, Op, Request};
 use super::{HandoffConfig, NameRegistry, Phase};
 use crate::gen_server::{dispatch, Flow};
+use crate::process::signals::down_reason;
 use crate::process::{Mailbox, RecvError};
 use crate::term::{Atom, Pid, Reference, Term};
 use std::sync::Arc;
@@ -105,10 +106,7 @@ pub(crate) async fn run_target<M: Migratable>(mut mb: Mailbox, meta: Meta, args:
             .recv_match(meta.cfg.switch_timeout, |m| match Op::parse(m) {
                 Some(Ok(Op::Fwd { reference: r, msgs })) if r == reference => Some(Ok(msgs)),
                 Some(Ok(Op::Switched { reference: r })) if r == reference => Some(Err(None)),
-                _ => match m.as_tuple() {
-                    Some([d, Term::Ref(r), _, _, reason]) if d.is_atom("DOWN") && *r == watch => Some(Err(Some(reason.clone()))),
-                    _ => None,
-                },
+                _ => down_reason(m, &watch).map(|reason| Err(Some(reason.clone()))),
             })
             .await;
         match next {
@@ -264,12 +262,7 @@ async fn hand_over<M: Migratable>(
         .recv_match(meta.cfg.accept_timeout, |m| match Op::parse(m) {
             Some(Ok(Op::Accepted { reference: r, .. })) if r == reference => Some(Ok(())),
             Some(Ok(Op::Rejected { reference: r, reason })) if r == reference => Some(Err(Term::tuple([Term::atom("rejected"), reason]))),
-            _ => match m.as_tuple() {
-                Some([d, Term::Ref(r), _, _, reason]) if d.is_atom("DOWN") && *r == watch => {
-                    Some(Err(Term::tuple([Term::atom("target_down"), reason.clone()])))
-                }
-                _ => None,
-            },
+            _ => down_reason(m, &watch).map(|reason| Err(Term::tuple([Term::atom("target_down"), reason.clone()]))),
         })
         .await;
     let failure = match verdict {
@@ -371,12 +364,7 @@ async fn phase(meta: &Meta, p: Phase) {
 
 /// True if the target's DOWN is already queued (without waiting).
 async fn target_died(mb: &mut Mailbox, watch: &Reference) -> Option<Term> {
-    mb.recv_match(std::time::Duration::ZERO, |m| match m.as_tuple() {
-        Some([d, Term::Ref(r), _, _, reason]) if d.is_atom("DOWN") && r == watch => Some(reason.clone()),
-        _ => None,
-    })
-    .await
-    .ok()
+    mb.recv_match(std::time::Duration::ZERO, |m| down_reason(m, watch).cloned()).await.ok()
 }
 
 const RETENTION_STEP: std::time::Duration = std::time::Duration::from_millis(50);

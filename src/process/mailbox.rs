@@ -252,7 +252,7 @@ impl Mailbox {
     }
 
     fn flush_down(&mut self, reference: &Reference) {
-        let is_down = |m: &Term| matches!(m.as_tuple(), Some([tag, Term::Ref(r), ..]) if tag.is_atom("DOWN") && r == reference);
+        let is_down = |m: &Term| super::signals::down_reason(m, reference).is_some();
         while let Ok(m) = self.rx.try_recv() {
             self.saved.push_back(m);
         }
@@ -335,8 +335,7 @@ impl Mailbox {
                 Some([Term::ImproperList(h, t), reply]) if h.len() == 1 && h[0].is_atom("alias") && t.as_reference() == Some(&mref) => {
                     Some(Ok(reply.clone()))
                 }
-                Some([d, Term::Ref(r), _, _, reason]) if d.is_atom("DOWN") && r == &mref => Some(Err(reason.clone())),
-                _ => None,
+                _ => super::signals::down_reason(m, &mref).map(|reason| Err(reason.clone())),
             })
             .await;
         self.unalias(&mref);

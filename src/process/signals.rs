@@ -21,6 +21,15 @@ pub(crate) fn down_message(reference: &Reference, object: Term, reason: Term) ->
     Term::tuple([Term::atom("DOWN"), Term::Ref(reference.clone()), Term::atom("process"), object, reason])
 }
 
+/// The reason of `{'DOWN', reference, process, _, Reason}`, if `m` is the
+/// DOWN of that monitor: the one matcher every selective receive uses.
+pub fn down_reason<'a>(m: &'a Term, reference: &Reference) -> Option<&'a Term> {
+    match m.as_tuple()? {
+        [d, Term::Ref(r), _, _, reason] if d.is_atom("DOWN") && r == reference => Some(reason),
+        _ => None,
+    }
+}
+
 fn exit_message(from: &Pid, reason: Term) -> Term {
     Term::tuple([Term::atom("EXIT"), Term::Pid(from.clone()), reason])
 }
