@@ -448,7 +448,8 @@ impl Locker {
 /// replies, strays) is dropped.
 fn from_mailbox(t: &Term) -> Option<LockerMsg> {
     match t.as_tuple()? {
-        [tag, Term::Pid(p), set, _known] if tag.is_atom("lock_set") => {
+        // Version 5-6 peers omit the tag; 7+ send it last.
+        [tag, Term::Pid(p), set, _known, his_tag @ ..] if tag.is_atom("lock_set") && his_tag.len() <= 1 => {
             let set = if set.is_atom("true") {
                 true
             } else if set.is_atom("false") {
@@ -456,17 +457,7 @@ fn from_mailbox(t: &Term) -> Option<LockerMsg> {
             } else {
                 return None;
             };
-            Some(LockerMsg::LockSet { pid: p.clone(), set, tag: None })
-        }
-        [tag, Term::Pid(p), set, _known, his_tag] if tag.is_atom("lock_set") => {
-            let set = if set.is_atom("true") {
-                true
-            } else if set.is_atom("false") {
-                false
-            } else {
-                return None;
-            };
-            Some(LockerMsg::LockSet { pid: p.clone(), set, tag: Some(his_tag.clone()) })
+            Some(LockerMsg::LockSet { pid: p.clone(), set, tag: his_tag.first().cloned() })
         }
         _ => {
             tracing::trace!(msg = ?t, "global locker: stray message dropped");
