@@ -3,7 +3,7 @@
 
 use super::NodeOpts;
 use crate::migration::messages::{Mode, Request};
-use crate::migration::MANAGER_NAME;
+use crate::migration::call_manager;
 use crate::term::{Atom, Term};
 use clap::Args;
 use std::process::ExitCode;
@@ -43,12 +43,11 @@ pub struct RebalanceArgs {
     pub opts: NodeOpts,
 }
 
-async fn ask(via: &str, opts: &NodeOpts, request: Term, timeout: u64) -> Result<Term, String> {
+async fn ask(via: &str, opts: &NodeOpts, request: Request, timeout: u64) -> Result<Term, String> {
     let host = via.split_once('@').map(|(_, h)| h.to_string()).unwrap_or_else(crate::node::names::short_hostname);
     let name = format!("erlnode_ctl_{}@{}", std::process::id(), host);
     let node = opts.apply(crate::Node::builder(name)).embedded_epmd(false).publish(false).start().await.map_err(|e| e.to_string())?;
-    let mut mb = node.spawn_mailbox();
-    let r = mb.call((MANAGER_NAME, via), request, Duration::from_secs(timeout)).await.map_err(|e| e.to_string());
+    let r = call_manager(&node, via, &request, Duration::from_secs(timeout)).await.map_err(|e| e.to_string());
     node.shutdown().await;
     r
 }
@@ -58,7 +57,7 @@ pub async fn migrate(a: MigrateArgs) -> ExitCode {
     let mode = if a.cold { Mode::Cold } else { Mode::Hot };
     let req = Request::Migrate { name: Atom::new(&a.name), target: Atom::new(&a.to), mode };
     let started = std::time::Instant::now();
-    match ask(&via, &a.opts, req.to_term(), a.timeout).await {
+    match ask(&via, &a.opts, req, a.timeout).await {
         Ok(reply) => match reply.as_tuple() {
             Some([ok, Term::Pid(p)]) if ok.is_atom("ok") => {
                 println!("{} moved to {} as {} in {:.1} ms", a.name, p.node, p, started.elapsed().as_secs_f64() * 1e3);
@@ -78,7 +77,7 @@ pub async fn migrate(a: MigrateArgs) -> ExitCode {
 
 pub async fn rebalance(a: RebalanceArgs) -> ExitCode {
     let req = Request::Rebalance { type_name: a.type_name.clone() };
-    match ask(&a.via, &a.opts, req.to_term(), a.timeout).await {
+    match ask(&a.via, &a.opts, req, a.timeout).await {
         Ok(reply) => match reply.as_tuple() {
             Some([ok, Term::Int(n)]) if ok.is_atom("ok") => {
                 println!("rebalanced {}: {n} processes moved", a.type_name);

@@ -199,12 +199,16 @@ fn announce(node: &Node, shared: &Shared, peer: &Atom, ack: bool) {
     from.send_to(&crate::process::Dest::Name { name: Atom::new(MANAGER_NAME), node: peer.clone() }, msg);
 }
 
+/// One call to the manager on node `on`, from a short-lived mailbox.
+pub(crate) async fn call_manager(node: &Node, on: &str, request: &Request, timeout: Duration) -> Result<Term, crate::process::CallError> {
+    node.spawn_mailbox().call((MANAGER_NAME, on), request.to_term(), timeout).await
+}
+
 async fn hosted_on(node: &Node, shared: &Shared, on: &Atom, type_name: &str) -> Result<Vec<Atom>, MigrationError> {
     if on == node.name() {
         return Ok(shared.hosted.snapshot().into_iter().filter(|(_, t, _)| t == type_name).map(|(n, _, _)| n).collect());
     }
-    let mut mb = node.spawn_mailbox();
-    let reply = mb.call((MANAGER_NAME, on.as_str()), Request::Hosted.to_term(), Duration::from_secs(30)).await?;
+    let reply = call_manager(node, on.as_str(), &Request::Hosted, Duration::from_secs(30)).await?;
     let Term::List(items) = reply else { return Err(MigrationError::Failed(reply)) };
     Ok(items
         .iter()
@@ -218,9 +222,7 @@ async fn hosted_on(node: &Node, shared: &Shared, on: &Atom, type_name: &str) -> 
 async fn migrate_via_host(node: &Node, shared: &Shared, name: &str, target: &str, mode: Mode, timeout: Duration) -> Result<Pid, MigrationError> {
     let host = shared.registry.whereis(name).ok_or_else(|| MigrationError::NoSuchName(name.to_string()))?;
     let req = Request::Migrate { name: Atom::new(name), target: Atom::new(target), mode };
-    let mut mb = node.spawn_mailbox();
-    let reply = mb.call((MANAGER_NAME, host.node.as_str()), req.to_term(), timeout).await?;
-    parse_result(reply)
+    parse_result(call_manager(node, host.node.as_str(), &req, timeout).await?)
 }
 
 /// Runs moves with bounded concurrency, logging progress; a move that
@@ -372,9 +374,8 @@ fn handle_call(node: &Node, shared: &Arc<Shared>, mb: &mut crate::process::Mailb
                 let from = from.clone();
                 let node2 = node.clone();
                 tokio::spawn(async move {
-                    let mut tmp = node2.spawn_mailbox();
-                    let req = Request::Migrate { name, target, mode }.to_term();
-                    let reply = match tmp.call((MANAGER_NAME, pid.node.as_str()), req, Duration::from_secs(60)).await {
+                    let req = Request::Migrate { name, target, mode };
+                    let reply = match call_manager(&node2, pid.node.as_str(), &req, Duration::from_secs(60)).await {
                         Ok(r) => r,
                         Err(e) => Term::tuple([Term::atom("error"), Term::from(e.to_string().as_str())]),
                     };

@@ -11,6 +11,7 @@ mod registry;
 mod runtime;
 
 pub use behaviour::Migratable;
+pub(crate) use manager::call_manager;
 pub use manager::{Migration, MoveReport, MANAGER_NAME};
 pub use messages::Mode;
 pub use registry::NameRegistry;
