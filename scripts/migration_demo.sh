@@ -40,14 +40,8 @@ done
 [ -f "$EBIN/erlnode_ex.app" ] || { echo "demo: $EBIN/erlnode_ex.app not found: run \`make demo-lib\`" >&2; exit 1; }
 PORT=${DEMO_EPMD_PORT:-$("$ROOT/scripts/free-port")}
 
-stop_pid() {  # stop_pid PID: SIGTERM, wait up to 5 s, then SIGKILL
-  local pid=$1
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 
 show_logs() {
   local f
