@@ -18,7 +18,14 @@ MIX_VARS    := MIX_ENV=test $(MIX_OFFLINE)
 # The demo loads the library without the test support modules (MIX_ENV=dev).
 DEMO_EBIN   := $(ROOT)/erlang/_build/dev/lib/erlnode_ex/ebin
 
-.PHONY: all deps build test test-rust test-elixir elixir-lib demo demo-lib demo-connect bench clean
+# The OTP matrix: besides the host's release (OTP 25 on bookworm), `make
+# test` runs the interop suites against these, each in a Debian root made
+# once per machine by scripts/otp-root.sh (27: trixie). `make test-otp
+# OTP=29` runs them against sid's OTP 29 alone.
+MATRIX_OTP  ?= 27
+OTP         ?= 27
+
+.PHONY: all deps build test test-rust test-elixir test-otp otp-stage elixir-lib demo demo-lib demo-connect bench clean
 
 all: build
 
@@ -45,11 +52,14 @@ deps:
 build:
 	$(CARGO) build --release --bins
 
-## test: Rust tests (unit, bins, interop, doc) then the Elixir (ExUnit) suite
+## test: Rust tests (unit, bins, interop, doc) and the Elixir (ExUnit) suite
+## on the host's OTP, then both interop suites on each release of MATRIX_OTP
 test: deps
 	@status=0; \
+	for r in $(MATRIX_OTP); do $(MAKE) --no-print-directory otp-stage OTP=$$r || status=1; done; \
 	$(MAKE) --no-print-directory test-rust || status=1; \
 	$(MAKE) --no-print-directory test-elixir || status=1; \
+	for r in $(MATRIX_OTP); do $(MAKE) --no-print-directory test-otp OTP=$$r || status=1; done; \
 	if [ $$status != 0 ]; then echo "make test: FAILED (see above)"; fi; \
 	exit $$status
 
@@ -68,6 +78,28 @@ test-elixir:
 	[ -x "$(DEBUG_BIN)" ] || $(CARGO) build --bins
 	cd erlang && port=$$($(ROOT)/scripts/free-port) && \
 	  env $(MIX_VARS) ERL_EPMD_PORT=$$port ERLNODE_BIN=$(DEBUG_BIN) mix test
+
+## test-otp: the interop suites (Rust interop tests, ExUnit) against OTP
+## $(OTP) alone, its nodes in a Debian root (made when missing)
+test-otp: deps otp-stage
+	@root=$$($(ROOT)/scripts/otp-root.sh $(OTP)); \
+	stage=$$($(ROOT)/scripts/otp-stage.sh --path $$root); \
+	inside=$${stage#$$root}; status=0; \
+	echo "== interop tests (Rust) against OTP $(OTP) in $$root"; \
+	ERLNODE_TEST_OTP_ROOT=$$root $(CARGO) test --test interop --no-fail-fast || status=1; \
+	echo "== ExUnit suite against OTP $(OTP) in $$root"; \
+	port=$$($(ROOT)/scripts/free-port); \
+	chroot $$root env -i PATH=/usr/bin:/bin HOME=/tmp LANG=C.UTF-8 $(subst $(ROOT),$$inside,$(MIX_VARS)) \
+	  ERL_EPMD_PORT=$$port ERLNODE_BIN=$$inside/bin/erlnode \
+	  sh -c "cd $$inside/erlang && mix test" || status=1; \
+	if [ $$status != 0 ]; then echo "make test-otp OTP=$(OTP): FAILED (see above)"; fi; \
+	exit $$status
+
+# Makes the OTP $(OTP) root when missing, copies erlang/, the vectors and
+# the debug binary into it and compiles erlang/ with that root's Elixir.
+otp-stage: deps
+	$(CARGO) build --bins
+	root=$$($(ROOT)/scripts/otp-root.sh $(OTP)) && $(ROOT)/scripts/otp-stage.sh $$root $(DEBUG_BIN) >/dev/null
 
 ## demo: a live account hops Rust -> Elixir -> Rust -> Rust under traffic from
 ## several senders (two erlnode nodes + one Elixir node on loopback, embedded

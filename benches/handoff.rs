@@ -164,7 +164,7 @@ async fn rebalance_on_join(epmd: u16) {
         mc.start_process::<Account>(Term::nil(), &format!("rj_{i}")).await.unwrap();
     }
     let registered = t0.elapsed();
-    let ring = erlnode::migration::ring::Ring::new([c.name().clone(), d.name().clone()]);
+    let ring = erlnode::migration::ring::Ring::new([c.name().clone(), d.name().clone()], mc.ring_encoding());
     let expect = (0..N).filter(|i| ring.owner(&Term::atom(&format!("rj_{i}"))).as_ref() == Some(d.name())).count();
     let t0 = Instant::now();
     md.register_type::<Account>();

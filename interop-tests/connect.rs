@@ -93,7 +93,7 @@ async fn wrong_cookie_is_rejected_both_ways_and_logged() {
 }
 
 /// Erlang code generating random terms of every kind a BEAM node sends.
-const GEN: &str = r#"
+pub(crate) const GEN: &str = r#"
 Atoms = [a, 'hello world', '', 'ünïcödé', binary_to_atom(<<"😀smile"/utf8>>, utf8), 'Elixir.Foo.Bar', true, false, nil],
 Pick = fun(L) -> lists:nth(rand:uniform(length(L)), L) end,
 Port = hd(erlang:ports()),

@@ -537,7 +537,7 @@ async fn hostile_global_messages_are_logged_dropped_and_answered() {
                      {{'$gen_cast', {{new_nodes, Me}}}},
                      {{'$gen_cast', {{in_sync, \"x\", true}}}},
                      {{'$gen_cast', {{lock_set, not_a_pid, true, [], 1}}}},
-                     {{'$gen_cast', {{lock_set, self(), maybe, [], 1}}}},
+                     {{'$gen_cast', {{lock_set, self(), 'maybe', [], 1}}}},
                      {{'$gen_cast', {{lock_set}}}},
                      {{lost_connection, Me, not_int, 1, x}}, {{lost_connection, Me}},
                      {{remove_connection, \"x\"}}, {{remove_connection}},

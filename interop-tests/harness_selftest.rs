@@ -345,3 +345,18 @@ async fn large_requests_and_replies_cross_the_line_protocol() {
         vec![131, 98, 0, 3, 13, 64]
     );
 }
+
+/// The matrix is real: a node started by the harness runs the release of
+/// the run's root (`ERLNODE_TEST_OTP_ROOT`, else the host's), and a node
+/// asked for another release runs that one.
+#[tokio::test]
+async fn nodes_run_the_release_of_the_run() {
+    let node = BeamNode::builder().prefix("rel").start().await;
+    let got = node.eval("list_to_integer(erlang:system_info(otp_release))").await;
+    let want = crate::support::otp::release();
+    eprintln!("interop suite runs against OTP {want}");
+    assert_eq!(got, Term::Int(want as i64));
+    let host = BeamNode::builder().prefix("host").otp(25).start().await;
+    let got = host.eval("list_to_integer(erlang:system_info(otp_release))").await;
+    assert_eq!(got, Term::Int(crate::support::otp::release_in(None) as i64));
+}

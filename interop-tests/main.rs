@@ -13,3 +13,4 @@ mod hostile;
 mod processes;
 mod global;
 mod migration;
+mod placement;

@@ -9,23 +9,10 @@ use erlnode::process::Dest;
 use erlnode::term::serde::from_term;
 use erlnode::{Node, Pid, Term};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(60);
-
-/// The compiled Elixir library (`make test` compiles it before the Rust
-/// tests run).
-fn erlnode_ex_ebin() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("erlang/_build/test/lib/erlnode_ex/ebin");
-    assert!(
-        p.join("Elixir.Erlnode.Migratable.beam").exists(),
-        "{} is missing: run `make test` (it compiles erlang/ first) or `cd erlang && MIX_ENV=test mix compile`",
-        p.display()
-    );
-    p
-}
 
 async fn rust_node(prefix: &str, cookie: &str, epmd: u16) -> (Node, Migration) {
     let node = Node::builder(format!("{}@127.0.0.1", support::unique(prefix)))
@@ -42,7 +29,7 @@ async fn rust_node(prefix: &str, cookie: &str, epmd: u16) -> (Node, Migration) {
 }
 
 async fn elixir_node(prefix: &str, cookie: &str, epmd: u16) -> BeamNode {
-    let b = BeamNode::builder().prefix(prefix).cookie(cookie).epmd_port(epmd).elixir(true).code_path(erlnode_ex_ebin()).start().await;
+    let b = BeamNode::builder().prefix(prefix).cookie(cookie).epmd_port(epmd).erlnode_ex(true).start().await;
     let r = b.eval("application:ensure_all_started(erlnode_ex)").await;
     assert_eq!(r.as_tuple().map(|t| t[0].clone()), Some(Term::atom("ok")), "erlnode_ex starts: {r:?}");
     b
@@ -266,7 +253,14 @@ async fn ten_thousand_rebalance_on_join_and_drain_on_sigterm() {
     let mut r3 = support::Erlnode::run(&r3_name, &cookie, epmd.port(), &["--no-embedded-epmd", "--connect", node.name().as_str()]).await;
     let joined = std::time::Instant::now();
     let members = [node.name().clone(), e1.name().into(), erlnode::Atom::new(&r3_name)];
-    let ring = erlnode::migration::ring::Ring::new(members.iter().cloned());
+    // The Elixir member announced its release's encoding; r1 follows it.
+    let enc = erlnode::migration::RingEncoding::of_release(support::otp::release());
+    let deadline = tokio::time::Instant::now() + T;
+    while m1.ring_encoding() != enc {
+        assert!(tokio::time::Instant::now() < deadline, "the Rust node never followed the Elixir member's {enc}");
+        tokio::time::sleep(Duration::from_millis(20)).await; // bounded poll: the announcement has no event of its own
+    }
+    let ring = erlnode::migration::ring::Ring::new(members.iter().cloned(), enc);
     let expect_r3 = (0..N).filter(|i| ring.owner(&Term::atom(&format!("acct10k_{i}"))).map(|o| o.as_str() == r3_name).unwrap_or(false)).count();
     assert!(expect_r3 > N / 5, "ring share {expect_r3}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(240);

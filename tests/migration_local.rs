@@ -184,7 +184,7 @@ async fn ten_thousand_processes_rebalance_on_join_and_drain_on_leave() {
     // b joins the type: the ring gives it roughly half; they move there.
     let mb_ = Migration::start(&b, registry.view(&b), cfg).unwrap();
     mb_.register_type::<Account>();
-    let ring = Ring::new([a.name().clone(), b.name().clone()]);
+    let ring = Ring::new([a.name().clone(), b.name().clone()], ma.ring_encoding());
     let expected_on_b = (0..N).filter(|i| ring.owner(&Term::atom(&format!("acct_{i}"))).as_ref() == Some(b.name())).count();
     assert!(expected_on_b > N / 3 && expected_on_b < 2 * N / 3, "ring split {expected_on_b}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);

@@ -2,7 +2,7 @@
 //! the real library (sile/hash_ring 0.4.2 on OTP 25), copied from
 //! ../shared/vectors.
 
-use erlnode::migration::ring::Ring;
+use erlnode::migration::ring::{Ring, RingEncoding};
 use erlnode::term::{decode, Atom};
 
 fn field<'a>(line: &'a str, key: &str) -> &'a str {
@@ -31,9 +31,8 @@ fn b64(s: &str) -> Vec<u8> {
     out
 }
 
-#[test]
-fn processhub_ring_vectors() {
-    let text = include_str!("vectors/processhub_ring_vectors.jsonl");
+/// Checks every vector of a file with `encoding`; returns how many.
+fn check(text: &str, encoding: RingEncoding) -> usize {
     let mut checked = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let nodes = strings(field(line, "nodes"));
@@ -41,10 +40,35 @@ fn processhub_ring_vectors() {
         let key = decode(&b64(&key_b64[1..key_b64[1..].find('"').unwrap() + 1])).unwrap();
         let replication: usize = field(line, "replication").split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
         let expected = strings(field(line, "result"));
-        let ring = Ring::new(nodes.iter().map(|n| Atom::new(n)));
+        let ring = Ring::new(nodes.iter().map(|n| Atom::new(n)), encoding);
         let got: Vec<String> = ring.owners(&key, replication).iter().map(|a| a.to_string()).collect();
-        assert_eq!(got, expected, "{line}");
+        assert_eq!(got, expected, "{encoding}: {line}");
         checked += 1;
     }
+    checked
+}
+
+/// sile/hash_ring 0.4.2 (ProcessHub's ring) run on OTP 25.2.3.
+#[test]
+fn processhub_ring_vectors_otp25() {
+    let checked = check(include_str!("vectors/processhub_ring_vectors.jsonl"), RingEncoding::Otp25);
     assert!(checked > 800, "only {checked} vectors");
+}
+
+/// The same library run on OTP 27 (Debian trixie), on the same keys plus
+/// 800 atom keys: OTP 26 writes atoms as UTF-8, so owners differ.
+#[test]
+fn processhub_ring_vectors_otp27() {
+    let checked = check(include_str!("vectors/processhub_ring_vectors_otp27.jsonl"), RingEncoding::Otp26);
+    assert!(checked > 1600, "only {checked} vectors");
+}
+
+/// The encodings really differ: the OTP 27 vectors do not all hold with
+/// OTP 25's encoding (so the two tests above check the encoding, not
+/// only the ring).
+#[test]
+fn the_encodings_place_differently() {
+    let text = include_str!("vectors/processhub_ring_vectors_otp27.jsonl");
+    let differ = std::panic::catch_unwind(|| check(text, RingEncoding::Otp25)).is_err();
+    assert!(differ, "OTP 25's encoding reproduced every OTP 27 vector");
 }

@@ -76,7 +76,7 @@ defmodule Erlnode do
       {"tuple", {:ok, 1, "two", {}}},
       {"list", [1, :two, "three", [4.0], []]},
       {"improper list", [1, 2 | :tail]},
-      {"charlist", 'charlist'},
+      {"charlist", ~c"charlist"},
       {"binary", <<0, 1, 2, 255>>},
       {"utf-8 string", "héllo wörld ✓"},
       {"bitstring", <<1::size(3)>>},

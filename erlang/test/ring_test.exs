@@ -7,6 +7,7 @@ defmodule Erlnode.RingTest do
   alias Erlnode.Migration.Ring
 
   @vectors Path.expand("../../tests/vectors/processhub_ring_vectors.jsonl", __DIR__)
+  @vectors27 Path.expand("../../tests/vectors/processhub_ring_vectors_otp27.jsonl", __DIR__)
 
   # The lines are flat JSON objects with known fields: no JSON library
   # needed.
@@ -29,17 +30,18 @@ defmodule Erlnode.RingTest do
         do: s |> String.trim() |> String.trim("\"") |> String.to_atom()
   end
 
-  test "every ProcessHub vector" do
+  defp check_vectors(file, encoding, at_least) do
     vectors =
-      @vectors
+      file
       |> File.read!()
       |> String.split("\n", trim: true)
       |> Enum.map(&parse/1)
 
-    assert length(vectors) > 800
+    assert length(vectors) > at_least
 
     # one ring per node set
-    rings = vectors |> Enum.map(& &1.nodes) |> Enum.uniq() |> Map.new(&{&1, Ring.new(&1)})
+    rings =
+      vectors |> Enum.map(& &1.nodes) |> Enum.uniq() |> Map.new(&{&1, Ring.new(&1, encoding)})
 
     for v <- vectors do
       assert Ring.owners(rings[v.nodes], v.key, v.replication) == v.result,
@@ -49,8 +51,26 @@ defmodule Erlnode.RingTest do
     end
   end
 
-  # Computed with the Rust ring (erlnode::migration::ring) at the commit
-  # this was written against.
+  # sile/hash_ring 0.4.2 on OTP 25.2.3 and on OTP 27: whatever release
+  # this test runs on, either encoding can be computed.
+  test "every ProcessHub vector, OTP 25 encoding" do
+    check_vectors(@vectors, :otp25, 800)
+  end
+
+  test "every ProcessHub vector, OTP 27 (26 and later) encoding" do
+    check_vectors(@vectors27, :otp26, 1600)
+  end
+
+  test "the default encoding is this release's" do
+    release = List.to_integer(:erlang.system_info(:otp_release))
+    assert Ring.encoding() == if(release >= 26, do: :otp26, else: :otp25)
+    # ProcessHub's rule: plain term_to_binary
+    assert Ring.hash({0, :a@h}) ==
+             (<<_::binary-size(12), h::32>> = :erlang.md5(:erlang.term_to_binary({0, :a@h})); h)
+  end
+
+  # Computed with the Rust ring (erlnode::migration::ring, OTP 25
+  # encoding) at the commit this was written against.
   @rust [
     acct_1: {848_985_797, [:a@h, :b@h, :c@h]},
     acct_2: {2_544_685_381, [:b@h, :c@h, :a@h]},
@@ -64,12 +84,12 @@ defmodule Erlnode.RingTest do
   ]
 
   test "same hashes and owners as the Rust ring for global names" do
-    ring = Ring.new([:c@h, :a@h, :b@h, :a@h])
+    ring = Ring.new([:c@h, :a@h, :b@h, :a@h], :otp25)
     assert Ring.nodes(ring) == [:a@h, :b@h, :c@h]
-    assert Ring.hash({0, :a@h}) == 3_607_230_360
+    assert Ring.hash({0, :a@h}, :otp25) == 3_607_230_360
 
     for {name, {hash, owners}} <- @rust do
-      assert Ring.hash(name) == hash, "#{name}"
+      assert Ring.hash(name, :otp25) == hash, "#{name}"
       assert Ring.owners(ring, name, 3) == owners, "#{name}"
       assert Ring.owner(ring, name) == hd(owners)
       assert Ring.owners(ring, name, 10) == owners

@@ -146,6 +146,10 @@ pub struct BeamNodeBuilder {
     code_paths: Vec<PathBuf>,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    /// `Some(None)`: the host's OTP even in a matrix run; `Some(Some(r))`:
+    /// the root `r`; `None`: the run's default ([`super::otp::suite_root`]).
+    otp_root: Option<Option<PathBuf>>,
+    erlnode_ex: bool,
 }
 
 impl BeamNodeBuilder {
@@ -195,6 +199,22 @@ impl BeamNodeBuilder {
         self.envs.push((k.to_string(), v.to_string()));
         self
     }
+    /// Load the Elixir library `erlnode_ex` compiled for the node's
+    /// release (implies `.elixir(true)`).
+    pub fn erlnode_ex(mut self, yes: bool) -> Self {
+        self.erlnode_ex = yes;
+        self.elixir |= yes;
+        self
+    }
+    /// Run the node on OTP `release` whatever the run's default is (25:
+    /// the host's; 27, 29: their Debian roots), for mixed-release tests.
+    pub fn otp(mut self, release: u32) -> Self {
+        self.otp_root = Some(match release {
+            25 => None,
+            r => Some(super::otp::root_for(r)),
+        });
+        self
+    }
 
     /// Starts the node and waits (at most 30 s) until its control loop is
     /// ready. Panics with the node's output if it does not come up.
@@ -214,7 +234,24 @@ impl BeamNodeBuilder {
             .unwrap_or_else(|| format!("{}@127.0.0.1", unique(prefix)));
         let cookie = self.cookie.clone().unwrap_or_else(|| unique("cookie"));
 
-        let mut cmd = Command::new("erl");
+        let root: Option<PathBuf> = match &self.otp_root {
+            Some(r) => r.clone(),
+            None => super::otp::suite_root().map(Path::to_path_buf),
+        };
+        // In a root, `chroot` and `env` exec into `erl`, which execs the
+        // emulator: the child's pid stays the BEAM's, so kill-by-pid holds.
+        let mut cmd = match &root {
+            None => Command::new("erl"),
+            Some(r) => {
+                let mut c = Command::new("chroot");
+                c.arg(r).args(["env", "HOME=/tmp", "LANG=C.UTF-8", "PATH=/usr/bin:/bin", "/usr/bin/erl"]);
+                c
+            }
+        };
+        let code_path = |p: &Path| match &root {
+            None => p.to_path_buf(),
+            Some(r) => super::otp::inside(r, p),
+        };
         cmd.args([
             "-noshell",
             "-start_epmd",
@@ -229,12 +266,19 @@ impl BeamNodeBuilder {
             cmd.arg("-hidden");
         }
         if self.elixir {
-            for d in elixir_ebin_dirs() {
-                cmd.arg("-pa").arg(d);
+            let dirs = match &root {
+                None => elixir_ebin_dirs().to_vec(),
+                Some(r) => super::otp::elixir_ebin_dirs_in(r),
+            };
+            for d in dirs {
+                cmd.arg("-pa").arg(code_path(&d));
             }
         }
+        if self.erlnode_ex {
+            cmd.arg("-pa").arg(code_path(&super::otp::erlnode_ex_ebin_in(root.as_deref())));
+        }
         for p in &self.code_paths {
-            cmd.arg("-pa").arg(p);
+            cmd.arg("-pa").arg(code_path(p));
         }
         cmd.args(&self.args);
         cmd.arg("-eval")

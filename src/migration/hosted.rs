@@ -1,7 +1,7 @@
 //! Which migratable processes run on this node, and which nodes host
 //! which types: the inputs to placement (join, leave, rebalance).
 
-use super::ring::Ring;
+use super::ring::{Ring, RingEncoding};
 use crate::term::{Atom, Pid};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, RwLock};
@@ -40,6 +40,10 @@ impl Hosted {
 #[derive(Default)]
 pub(crate) struct Members {
     map: RwLock<HashMap<String, BTreeSet<Atom>>>,
+    /// The ring encoding set on this node (`None`: follow the BEAM nodes).
+    pinned: Option<RingEncoding>,
+    /// The encodings Elixir managers announced, by node.
+    announced: RwLock<HashMap<Atom, RingEncoding>>,
 }
 
 impl Members {
@@ -68,11 +72,48 @@ impl Members {
         for set in self.map.write().unwrap().values_mut() {
             set.remove(node);
         }
+        self.announced.write().unwrap().remove(node);
+    }
+
+    pub fn with_pinned(pinned: Option<RingEncoding>) -> Members {
+        Members { pinned, ..Default::default() }
+    }
+
+    /// Records the encoding an Elixir manager announced; logs when the
+    /// BEAM nodes stop agreeing (a cluster in the middle of an OTP
+    /// upgrade: docs/otp-releases.md).
+    pub fn set_announced(&self, node: &Atom, enc: RingEncoding) {
+        let mut a = self.announced.write().unwrap();
+        let before: BTreeSet<RingEncoding> = a.values().copied().collect();
+        a.insert(node.clone(), enc);
+        let after: BTreeSet<RingEncoding> = a.values().copied().collect();
+        if after.len() > 1 && before.len() <= 1 {
+            let by_node: Vec<String> = a.iter().map(|(n, e)| format!("{n}={e}")).collect();
+            tracing::warn!(
+                encodings = %by_node.join(" "),
+                pinned = ?self.pinned,
+                "the Elixir nodes hash the placement ring differently (mixed OTP releases): their owners disagree; \
+                 this node follows {}. Pin one encoding on every node (docs/otp-releases.md)",
+                self.encoding()
+            );
+        }
+    }
+
+    /// The encoding rings are hashed with: the pinned one; else the one
+    /// the Elixir members announce; in a mixed cluster the OTP 25 one
+    /// (what the cluster ran before its upgrade began); with no Elixir
+    /// member, OTP 26's (every release since 2023).
+    pub fn encoding(&self) -> RingEncoding {
+        if let Some(e) = self.pinned {
+            return e;
+        }
+        let a = self.announced.read().unwrap();
+        a.values().copied().min().unwrap_or(RingEncoding::Otp26)
     }
     pub fn nodes(&self, type_name: &str) -> Vec<Atom> {
         self.map.read().unwrap().get(type_name).map(|s| s.iter().cloned().collect()).unwrap_or_default()
     }
     pub fn ring(&self, type_name: &str, without: Option<&Atom>) -> Ring {
-        Ring::new(self.nodes(type_name).into_iter().filter(|n| Some(n) != without))
+        Ring::new(self.nodes(type_name).into_iter().filter(|n| Some(n) != without), self.encoding())
     }
 }

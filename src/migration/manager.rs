@@ -51,12 +51,13 @@ impl Migration {
     /// Starts the manager (registered as `erlnode_migration`) with the
     /// registry that holds the processes' names.
     pub fn start(node: &Node, registry: Arc<dyn NameRegistry>, cfg: HandoffConfig) -> Result<Migration, crate::NodeError> {
+        let cfg_encoding = cfg.ring_encoding;
         let shared = Arc::new(Shared {
             types: RwLock::new(HashMap::new()),
             registry,
             cfg,
             hosted: Default::default(),
-            members: Default::default(),
+            members: Members::with_pinned(cfg_encoding),
         });
         let s2 = shared.clone();
         let n2 = node.clone();
@@ -134,6 +135,18 @@ impl Migration {
     }
 
     /// Processes hosted on this node now.
+    /// The encoding this node hashes placement rings with (pinned in
+    /// [`HandoffConfig::ring_encoding`], else the Elixir members').
+    pub fn ring_encoding(&self) -> super::ring::RingEncoding {
+        self.shared.members.encoding()
+    }
+
+    /// The owner of the process named `name` of type `type_name` on the
+    /// ring of the nodes hosting that type, as this node sees it now.
+    pub fn owner(&self, type_name: &str, name: &str) -> Option<Atom> {
+        self.shared.members.ring(type_name, None).owner(&Term::Atom(Atom::new(name)))
+    }
+
     pub fn hosted(&self) -> Vec<(Atom, String, Pid)> {
         self.shared.hosted.snapshot()
     }
@@ -194,7 +207,7 @@ impl Migration {
 
 fn announce(node: &Node, shared: &Shared, peer: &Atom, ack: bool) {
     let types: Vec<String> = shared.types.read().unwrap().keys().cloned().collect();
-    let msg = Op::Members { node: node.name().clone(), types, ack }.to_term();
+    let msg = Op::Members { node: node.name().clone(), types, ack, encoding: None }.to_term();
     let from = node.spawn_mailbox();
     from.send_to(&crate::process::Dest::Name { name: Atom::new(MANAGER_NAME), node: peer.clone() }, msg);
 }
@@ -335,7 +348,11 @@ async fn manager_loop(node: Node, shared: Arc<Shared>, mut mb: crate::process::M
                 Some(from) => mb.reply(&from, result_term(&result)),
                 None => tracing::debug!("migration result for nobody dropped"),
             },
-            Some(Ok(Op::Members { node: peer, types, ack })) => {
+            Some(Ok(Op::Members { node: peer, types, ack, encoding })) => {
+                // The encoding first: the join plan below hashes with it.
+                if let Some(e) = encoding {
+                    shared.members.set_announced(&peer, e);
+                }
                 let new_types = shared.members.set(&peer, &types);
                 if ack {
                     announce(&node, &shared, &peer, false);

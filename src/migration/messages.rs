@@ -4,6 +4,7 @@
 //! and dropped.
 
 use crate::term::{Atom, Pid, Reference, Term};
+use super::ring::RingEncoding;
 
 pub const TAG: &str = "$erlnode_migrate";
 
@@ -43,7 +44,9 @@ pub enum Op {
     Result { reference: Reference, result: Result<Pid, Term> },
     /// Manager to manager: `node` hosts these types. `ack` asks the
     /// receiver to answer with its own list (sent on nodeup).
-    Members { node: Atom, types: Vec<String>, ack: bool },
+    /// `encoding`: the ring encoding an Elixir manager hashes with (a
+    /// sixth element; Rust managers and older Elixir ones send five).
+    Members { node: Atom, types: Vec<String>, ack: bool, encoding: Option<RingEncoding> },
 }
 
 fn tag() -> Term {
@@ -75,13 +78,17 @@ impl Op {
             Op::Fwd { reference, msgs } => Term::tuple([tag(), Term::atom("fwd"), r(reference), Term::List(msgs.clone())]),
             Op::Switched { reference } => Term::tuple([tag(), Term::atom("switched"), r(reference)]),
             Op::Result { reference, result } => Term::tuple([tag(), Term::atom("result"), r(reference), result_term(result)]),
-            Op::Members { node, types, ack } => Term::tuple([
-                tag(),
-                Term::atom("members"),
-                Term::Atom(node.clone()),
-                Term::List(types.iter().map(|t| Term::from(t.as_str())).collect()),
-                Term::atom(if *ack { "true" } else { "false" }),
-            ]),
+            Op::Members { node, types, ack, encoding } => {
+                let mut items = vec![
+                    tag(),
+                    Term::atom("members"),
+                    Term::Atom(node.clone()),
+                    Term::List(types.iter().map(|t| Term::from(t.as_str())).collect()),
+                    Term::atom(if *ack { "true" } else { "false" }),
+                ];
+                items.extend(encoding.map(|e| Term::atom(e.name())));
+                Term::Tuple(items)
+            }
         }
     }
 
@@ -116,7 +123,14 @@ fn parse_result(t: &Term) -> Option<Result<Pid, Term>> {
 
 fn parse_tagged(t: &[Term]) -> Option<Op> {
     let op = t[1].as_atom()?.as_str();
-    if let ("members", [_, _, Term::Atom(node), Term::List(types), ack]) = (op, t) {
+    if let ("members", [_, _, Term::Atom(node), Term::List(types), ack, rest @ ..]) = (op, t) {
+        // A sixth element we do not know (a later encoding) is ignored,
+        // not a malformed message: placement then follows the others.
+        let encoding = match rest {
+            [] => None,
+            [e] => e.as_atom().and_then(|a| RingEncoding::from_name(a.as_str())),
+            _ => return None,
+        };
         let types = types
             .iter()
             .map(|x| match x {
@@ -124,7 +138,7 @@ fn parse_tagged(t: &[Term]) -> Option<Op> {
                 _ => None,
             })
             .collect::<Option<Vec<String>>>()?;
-        return Some(Op::Members { node: node.clone(), types, ack: ack.is_atom("true") });
+        return Some(Op::Members { node: node.clone(), types, ack: ack.is_atom("true"), encoding });
     }
     let reference = t.get(2)?.as_reference()?.clone();
     Some(match (op, &t[3..]) {
@@ -227,7 +241,8 @@ mod tests {
             Op::Fwd { reference: rf(), msgs: vec![] },
             Op::Switched { reference: rf() },
             Op::Result { reference: rf(), result: Err(Term::atom("timeout")) },
-            Op::Members { node: Atom::new("b@h"), types: vec!["account".into()], ack: true },
+            Op::Members { node: Atom::new("b@h"), types: vec!["account".into()], ack: true, encoding: None },
+            Op::Members { node: Atom::new("b@h"), types: vec![], ack: false, encoding: Some(RingEncoding::Otp25) },
         ];
         for op in ops {
             assert_eq!(Op::parse(&op.to_term()), Some(Ok(op.clone())));

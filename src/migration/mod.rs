@@ -14,6 +14,7 @@ pub use behaviour::Migratable;
 pub(crate) use manager::call_manager;
 pub use manager::{Migration, MoveReport, MANAGER_NAME};
 pub use messages::Mode;
+pub use ring::RingEncoding;
 pub use registry::NameRegistry;
 
 use crate::term::Term;
@@ -64,6 +65,12 @@ pub struct HandoffConfig {
     /// Move processes to a node that newly hosts their type when the ring
     /// makes it their owner (placement on join).
     pub rebalance_on_join: bool,
+    /// The encoding placement rings hash with (`term_to_binary` changed
+    /// its atoms in OTP 26). `None` (the default): follow the Elixir
+    /// members, as each of them hashes with its own release's default;
+    /// set it on every node of a cluster that mixes releases
+    /// (docs/otp-releases.md).
+    pub ring_encoding: Option<ring::RingEncoding>,
     /// Test hook, see [`Phase`].
     pub hook: Option<PhaseHook>,
 }
@@ -77,6 +84,7 @@ impl Default for HandoffConfig {
             retention: Duration::from_secs(5),
             settle: Duration::from_millis(5),
             rebalance_on_join: true,
+            ring_encoding: None,
             hook: None,
         }
     }

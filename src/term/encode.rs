@@ -26,7 +26,7 @@ pub fn encode(term: &Term) -> Vec<u8> {
 
 /// Appends the encoding of `term` (no version byte) to `out`.
 pub fn encode_into(term: &Term, out: &mut Vec<u8>) {
-    run::<false>(term, out)
+    run::<DIST>(term, out)
 }
 
 /// Encodes exactly as OTP 25's `term_to_binary/1` does, atoms whose
@@ -41,8 +41,27 @@ pub fn encode_latin1_atoms(term: &Term) -> Vec<u8> {
 
 /// [`encode_latin1_atoms`] without the version byte.
 pub fn encode_latin1_atoms_into(term: &Term, out: &mut Vec<u8>) {
-    run::<true>(term, out)
+    run::<OTP25>(term, out)
 }
+
+/// Encodes exactly as `term_to_binary/1` does on OTP 26 and later: atoms
+/// as UTF-8 (as [`encode`]) and every port as V4_PORT_EXT (OTP 25 wrote
+/// NEW_PORT_EXT below 28-bit port numbers). For hashes that must match
+/// the BEAM's on those releases (placement rings).
+pub fn encode_otp26(term: &Term) -> Vec<u8> {
+    let mut out = Vec::with_capacity(initial_capacity(term));
+    out.push(VERSION);
+    run::<OTP26>(term, &mut out);
+    out
+}
+
+/// Encoder modes (a const parameter, so the hot path has no branch on
+/// them): what goes on the wire (OTP 25's `{minor_version, 2}` bytes,
+/// which every release decodes), and the exact `term_to_binary/1` of OTP
+/// 25 and of OTP 26 and later.
+const DIST: u8 = 0;
+const OTP25: u8 = 1;
+const OTP26: u8 = 2;
 
 fn initial_capacity(term: &Term) -> usize {
     match term {
@@ -64,11 +83,11 @@ enum Then<'a> {
     Tail(&'a Term),
 }
 
-fn run<const LATIN1: bool>(root: &Term, out: &mut Vec<u8>) {
+fn run<const M: u8>(root: &Term, out: &mut Vec<u8>) {
     let mut stack: SmallVec<[Frame<'_>; 16]> = SmallVec::new();
     let mut next = root;
     loop {
-        if let Some(frame) = one::<LATIN1>(next, out) {
+        if let Some(frame) = one::<M>(next, out) {
             stack.push(frame);
         }
         next = loop {
@@ -104,10 +123,10 @@ fn run<const LATIN1: bool>(root: &Term, out: &mut Vec<u8>) {
 /// Writes `t`, or the header of a container and returns the frame that
 /// writes its elements.
 #[inline]
-fn one<'a, const LATIN1: bool>(t: &'a Term, out: &mut Vec<u8>) -> Option<Frame<'a>> {
+fn one<'a, const M: u8>(t: &'a Term, out: &mut Vec<u8>) -> Option<Frame<'a>> {
     match t {
         Term::Int(i) => put_int(out, *i),
-        Term::Atom(a) => put_atom::<LATIN1>(out, a),
+        Term::Atom(a) => put_atom::<M>(out, a),
         Term::Tuple(items) => {
             if items.len() <= 255 {
                 out.extend_from_slice(&[SMALL_TUPLE, items.len() as u8]);
@@ -158,9 +177,9 @@ fn one<'a, const LATIN1: bool>(t: &'a Term, out: &mut Vec<u8>) -> Option<Frame<'
             out.extend_from_slice(&f.to_bits().to_be_bytes());
         }
         Term::Big(b) => put_big(out, b),
-        Term::Pid(p) => put_pid::<LATIN1>(out, p),
-        Term::Port(p) => put_port::<LATIN1>(out, p),
-        Term::Ref(r) => put_ref::<LATIN1>(out, r),
+        Term::Pid(p) => put_pid::<M>(out, p),
+        Term::Port(p) => put_port::<M>(out, p),
+        Term::Ref(r) => put_ref::<M>(out, r),
         Term::Fun(f) => out.extend_from_slice(&f.0),
     }
     None
@@ -230,8 +249,8 @@ fn put_bit_binary(out: &mut Vec<u8>, bytes: &[u8], bits: u8) {
 }
 
 #[inline]
-fn put_atom<const LATIN1: bool>(out: &mut Vec<u8>, a: &Atom) {
-    if LATIN1 {
+fn put_atom<const M: u8>(out: &mut Vec<u8>, a: &Atom) {
+    if M == OTP25 {
         put_atom_latin1(out, a)
     } else {
         put_atom_utf8(out, a)
@@ -284,9 +303,9 @@ fn floor_char_boundary(s: &str, max: usize) -> usize {
     i
 }
 
-fn put_pid<const LATIN1: bool>(out: &mut Vec<u8>, p: &Pid) {
+fn put_pid<const M: u8>(out: &mut Vec<u8>, p: &Pid) {
     out.push(NEW_PID);
-    put_atom::<LATIN1>(out, &p.node);
+    put_atom::<M>(out, &p.node);
     out.extend_from_slice(&p.id.to_be_bytes());
     out.extend_from_slice(&p.serial.to_be_bytes());
     out.extend_from_slice(&p.creation.to_be_bytes());
@@ -296,23 +315,23 @@ fn put_pid<const LATIN1: bool>(out: &mut Vec<u8>, p: &Pid) {
 /// against `term_to_binary`), not at 32 bits.
 const MAX_V3_PORT_ID: u64 = 0x0fff_ffff;
 
-fn put_port<const LATIN1: bool>(out: &mut Vec<u8>, p: &Port) {
-    if p.id <= MAX_V3_PORT_ID {
+fn put_port<const M: u8>(out: &mut Vec<u8>, p: &Port) {
+    if p.id <= MAX_V3_PORT_ID && M != OTP26 {
         out.push(NEW_PORT);
-        put_atom::<LATIN1>(out, &p.node);
+        put_atom::<M>(out, &p.node);
         out.extend_from_slice(&(p.id as u32).to_be_bytes());
     } else {
         out.push(V4_PORT);
-        put_atom::<LATIN1>(out, &p.node);
+        put_atom::<M>(out, &p.node);
         out.extend_from_slice(&p.id.to_be_bytes());
     }
     out.extend_from_slice(&p.creation.to_be_bytes());
 }
 
-fn put_ref<const LATIN1: bool>(out: &mut Vec<u8>, r: &Reference) {
+fn put_ref<const M: u8>(out: &mut Vec<u8>, r: &Reference) {
     out.push(NEWER_REFERENCE);
     out.extend_from_slice(&(r.ids.len() as u16).to_be_bytes());
-    put_atom::<LATIN1>(out, &r.node);
+    put_atom::<M>(out, &r.node);
     out.extend_from_slice(&r.creation.to_be_bytes());
     for id in &r.ids {
         out.extend_from_slice(&id.to_be_bytes());

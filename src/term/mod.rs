@@ -24,7 +24,7 @@ pub use atom::Atom;
 pub use decode::{
     decode, decode_bytes, decode_bytes_with_cache, decode_with_cache, DecodeError, DecodeLimits,
 };
-pub use encode::{encode, encode_into, encode_latin1_atoms, encode_latin1_atoms_into};
+pub use encode::{encode, encode_into, encode_latin1_atoms, encode_latin1_atoms_into, encode_otp26};
 
 use bytes::Bytes;
 use num_bigint::BigInt;

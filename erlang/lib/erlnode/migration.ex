@@ -83,6 +83,7 @@ defmodule Erlnode.Migration do
   require Logger
 
   alias Erlnode.Migratable.Runtime
+  alias Erlnode.Migration.Ring
 
   @name :erlnode_migration
   @tag :"$erlnode_migrate"
@@ -446,6 +447,20 @@ defmodule Erlnode.Migration do
 
   def handle_info({:nodeup, peer}, st) when peer == node(), do: {:noreply, st}
 
+  # An Elixir peer's announcement carries its ring encoding: a different
+  # one means the two nodes disagree on owners (mixed OTP releases).
+  def handle_info({@tag, :members, peer, types, ack, encoding}, st) when is_atom(encoding) do
+    if peer != node() and encoding != Ring.encoding() do
+      Logger.warning(
+        "#{@name}: #{peer} hashes the placement ring as #{encoding}, this node as " <>
+          "#{Ring.encoding()}: owners disagree. Set `config :erlnode_ex, ring_encoding:` " <>
+          "to one value on every node (docs/otp-releases.md)"
+      )
+    end
+
+    handle_info({@tag, :members, peer, types, ack}, st)
+  end
+
   def handle_info({@tag, :members, peer, types, ack}, st)
       when is_atom(peer) and is_list(types) and is_boolean(ack) do
     types = types |> Enum.filter(&is_binary/1) |> Enum.uniq()
@@ -508,8 +523,10 @@ defmodule Erlnode.Migration do
   end
 
   # To the peer's manager if it has one (otherwise the send is dropped).
+  # The sixth element is the ring encoding this node hashes with: Rust
+  # nodes follow it (docs/otp-releases.md).
   defp announce(peer, types, ack) do
-    send({@name, peer}, {@tag, :members, node(), Map.keys(types), ack})
+    send({@name, peer}, {@tag, :members, node(), Map.keys(types), ack, Ring.encoding()})
   end
 
   # Nodes known to host `type`, this one included if it does, sorted.
@@ -536,8 +553,6 @@ defmodule Erlnode.Migration do
 
   ## ------------------------------------------------------------------
   ## placement (join, drain, rebalance): runs outside the manager
-
-  alias Erlnode.Migration.Ring
 
   # A newcomer hosts `type`: every local process of that type whose owner
   # on the ring of `nodes` (the members, newcomer included) is the
