@@ -29,12 +29,31 @@ pub struct RunArgs {
     /// placement ring (by default a joining node takes its share).
     #[arg(long)]
     pub no_rebalance_on_join: bool,
+    /// How the placement ring hashes (OTP 26 changed `term_to_binary`'s
+    /// atoms): `auto` follows the Elixir nodes' release; pin `otp25` or
+    /// `otp26` on every node of a cluster that mixes OTP releases
+    /// (docs/otp-releases.md).
+    #[arg(long, value_name = "ENCODING", default_value = "auto", value_parser = parse_ring_encoding)]
+    pub ring_encoding: RingEncodingArg,
     /// Start an account (the example migratable process) registered in
     /// global under NAME (repeatable).
     #[arg(long = "start-account", value_name = "NAME")]
     pub start_account: Vec<String>,
     #[command(flatten)]
     pub opts: NodeOpts,
+}
+
+/// `--ring-encoding`: `None` is `auto`.
+#[derive(Debug, Clone, Copy)]
+pub struct RingEncodingArg(pub Option<crate::migration::RingEncoding>);
+
+fn parse_ring_encoding(s: &str) -> Result<RingEncodingArg, String> {
+    match s {
+        "auto" => Ok(RingEncodingArg(None)),
+        other => crate::migration::RingEncoding::from_name(other)
+            .map(|e| RingEncodingArg(Some(e)))
+            .ok_or_else(|| format!("`{other}`: expected auto, otp25 or otp26")),
+    }
 }
 
 pub async fn run(a: RunArgs) -> ExitCode {
@@ -85,7 +104,11 @@ pub async fn run(a: RunArgs) -> ExitCode {
     let migration = if a.no_migration {
         None
     } else {
-        let cfg = crate::migration::HandoffConfig { rebalance_on_join: !a.no_rebalance_on_join, ..Default::default() };
+        let cfg = crate::migration::HandoffConfig {
+            rebalance_on_join: !a.no_rebalance_on_join,
+            ring_encoding: a.ring_encoding.0,
+            ..Default::default()
+        };
         match crate::migration::Migration::start(&node, std::sync::Arc::new(node.global()), cfg) {
             Ok(m) => {
                 m.register_type::<crate::examples::account::Account>();
@@ -141,5 +164,19 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migration::RingEncoding;
+
+    #[test]
+    fn ring_encoding_flag() {
+        assert!(parse_ring_encoding("auto").unwrap().0.is_none());
+        assert_eq!(parse_ring_encoding("otp25").unwrap().0, Some(RingEncoding::Otp25));
+        assert_eq!(parse_ring_encoding("otp26").unwrap().0, Some(RingEncoding::Otp26));
+        assert!(parse_ring_encoding("utf8").unwrap_err().contains("auto, otp25 or otp26"));
     }
 }

@@ -89,12 +89,14 @@ impl Members {
         let after: BTreeSet<RingEncoding> = a.values().copied().collect();
         if after.len() > 1 && before.len() <= 1 {
             let by_node: Vec<String> = a.iter().map(|(n, e)| format!("{n}={e}")).collect();
+            // Not self.encoding(): it takes the lock held here.
+            let follows = self.pinned.unwrap_or_else(|| Self::follow(&a));
             tracing::warn!(
                 encodings = %by_node.join(" "),
                 pinned = ?self.pinned,
                 "the Elixir nodes hash the placement ring differently (mixed OTP releases): their owners disagree; \
                  this node follows {}. Pin one encoding on every node (docs/otp-releases.md)",
-                self.encoding()
+                follows
             );
         }
     }
@@ -107,13 +109,38 @@ impl Members {
         if let Some(e) = self.pinned {
             return e;
         }
-        let a = self.announced.read().unwrap();
-        a.values().copied().min().unwrap_or(RingEncoding::Otp26)
+        Self::follow(&self.announced.read().unwrap())
+    }
+
+    fn follow(announced: &HashMap<Atom, RingEncoding>) -> RingEncoding {
+        announced.values().copied().min().unwrap_or(RingEncoding::Otp26)
     }
     pub fn nodes(&self, type_name: &str) -> Vec<Atom> {
         self.map.read().unwrap().get(type_name).map(|s| s.iter().cloned().collect()).unwrap_or_default()
     }
     pub fn ring(&self, type_name: &str, without: Option<&Atom>) -> Ring {
         Ring::new(self.nodes(type_name).into_iter().filter(|n| Some(n) != without), self.encoding())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_follows_the_elixir_members_and_the_oldest_when_mixed() {
+        let m = Members::default();
+        assert_eq!(m.encoding(), RingEncoding::Otp26, "no Elixir member yet: today's releases");
+        m.set_announced(&Atom::new("new@h"), RingEncoding::Otp26);
+        assert_eq!(m.encoding(), RingEncoding::Otp26);
+        m.set_announced(&Atom::new("old@h"), RingEncoding::Otp25); // mixed: warns, follows OTP 25
+        assert_eq!(m.encoding(), RingEncoding::Otp25);
+        m.remove_node(&Atom::new("old@h"));
+        assert_eq!(m.encoding(), RingEncoding::Otp26, "the OTP 25 node left");
+        let pinned = Members::with_pinned(Some(RingEncoding::Otp25));
+        pinned.set_announced(&Atom::new("new@h"), RingEncoding::Otp26);
+        pinned.set_announced(&Atom::new("old@h"), RingEncoding::Otp25);
+        assert_eq!(pinned.encoding(), RingEncoding::Otp25);
+        assert_eq!(pinned.ring("t", None).encoding(), RingEncoding::Otp25);
     }
 }
