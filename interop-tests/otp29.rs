@@ -130,6 +130,12 @@ async fn native_records_round_trip_through_echo() {
     assert_eq!(items[0], Term::Int(0), "records that did not survive the round trip: {t:?}");
     assert!(items[2].is_atom("true"), "the link to erlnode went down");
 
+    // Bit-exact: the same records re-encoded by Rust are OTP 29's own
+    // term_to_binary/1 bytes.
+    let raw = beam.eval_raw_timeout("{Terms, Random}", Duration::from_secs(60)).await.expect("eval");
+    let decoded = erlnode::term::decode(&raw).unwrap();
+    assert!(erlnode::term::encode_otp26(&decoded) == raw, "re-encoding differs from term_to_binary");
+
     // Rust code reads a record that came over distribution.
     let r = beam
         .eval(&format!(
