@@ -131,6 +131,18 @@ Gen = fun G(0) -> Leaf();
 ok
 "#;
 
+/// Binds `Rust` (the node's name) and `Check(T)`: sends `T` to its
+/// `erlnode_echo` and is `true` when what comes back is `=:=` (and `==`).
+pub(crate) fn echo_check(rust: &str) -> String {
+    format!(
+        "Rust = '{rust}',
+         Check = fun(T) ->
+             {{erlnode_echo, Rust}} ! {{self(), T}},
+             receive Back -> Back =:= T andalso Back == T after 10000 -> timeout end
+         end,"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_thousand_random_terms_round_trip() {
     support::require_erlang();
@@ -143,14 +155,10 @@ async fn ten_thousand_random_terms_round_trip() {
     let r = beam
         .eval_raw_timeout(
             &format!(
-                "Rust = '{}',
-                 Check = fun(T) ->
-                     {{erlnode_echo, Rust}} ! {{self(), T}},
-                     receive Back -> Back =:= T andalso Back == T after 10000 -> timeout end
-                 end,
+                "{}
                  Bad = [T || T <- [Gen(rand:uniform(4)) || _ <- lists:seq(1, 10000)], Check(T) =/= true],
                  {{length(Bad), lists:sublist(Bad, 3)}}",
-                rust.name()
+                echo_check(rust.name().as_str())
             ),
             Duration::from_secs(240),
         )

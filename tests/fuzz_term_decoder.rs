@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use erlnode::term::{
     decode, decode_bytes, decode_bytes_with_cache, decode_with_cache, encode, encode_latin1_atoms,
-    Atom, DecodeLimits, OpaqueFun, Pid, Port, Reference, Term,
+    Atom, DecodeLimits, NativeRecord, OpaqueFun, Pid, Port, Reference, Term,
 };
 use num_bigint::BigInt;
 use proptest::prelude::*;
@@ -13,7 +13,7 @@ use std::io::Write;
 
 /// Tag bytes, so random input gets past the first byte often.
 const TAGS: &[u8] = &[
-    70, 77, 80, 82, 88, 89, 90, 97, 98, 99, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109,
+    67, 70, 77, 80, 82, 88, 89, 90, 97, 98, 99, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109,
     110, 111, 112, 113, 114, 115, 116, 118, 119, 120, 131, 0, 1, 255,
 ];
 
@@ -107,7 +107,7 @@ fn term() -> impl Strategy<Value = Term> {
                     tail => Term::ImproperList(items, Box::new(tail)),
                 }
             }),
-            prop::collection::vec((inner.clone(), inner), 0..6).prop_map(|pairs| {
+            prop::collection::vec((inner.clone(), inner.clone()), 0..6).prop_map(|pairs| {
                 let mut unique: Vec<(Term, Term)> = Vec::new();
                 for (k, v) in pairs {
                     if !unique.iter().any(|(u, _)| *u == k) {
@@ -118,6 +118,18 @@ fn term() -> impl Strategy<Value = Term> {
             }),
             prop::collection::vec(0i64..=255, 1..20)
                 .prop_map(|v| Term::List(v.into_iter().map(Term::Int).collect())),
+            // Native records (OTP 29); field names made unique.
+            (atom(), atom(), any::<bool>(), prop::collection::vec((atom(), inner), 0..5))
+                .prop_map(|(module, name, exported, fields)| {
+                    let mut unique: Vec<(Atom, Term)> = Vec::new();
+                    for (k, v) in fields {
+                        if !unique.iter().any(|(u, _)| *u == k) {
+                            unique.push((k, v));
+                        }
+                    }
+                    let r = NativeRecord::new(module, name, exported, unique);
+                    Term::from(r.expect("unique field names"))
+                }),
         ]
     })
 }

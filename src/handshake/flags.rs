@@ -33,6 +33,32 @@ pub const NAME_ME: u64 = 2 << 32;
 pub const V4_NC: u64 = 4 << 32;
 pub const ALIAS: u64 = 8 << 32;
 
+/// DFLAG_NATIVE_RECORDS (OTP 29 `dist.hrl`: `16#40 bsl 32`): "supports
+/// native record terms encoded with RECORD_EXT". Defined to name it in
+/// logs; **erlnode does not advertise it** ([`ERLNODE_DEFAULT`]).
+///
+/// Why not, although `Term::Record` decodes and re-encodes RECORD_EXT
+/// byte-exactly:
+/// * It would change nothing on receive: an OTP 29 node sends RECORD_EXT
+///   to every peer, flag or not, and accepts it from peers without the flag
+///   (both verified on 29.1.2, /work/research-otp/otp-wire-changes.md §3).
+/// * Native records are "experimental in OTP 29 and possibly 30" (erts
+///   note OTP-19785). Advertising the bit promises whatever a later
+///   release attaches to it; if one starts to convert or withhold records
+///   for peers without the flag, erlnode keeps working (it gets tuples or
+///   nothing), whereas a promise it cannot keep would break it.
+///
+/// Sending: erlnode does not check outgoing terms for records, and the
+/// link keeps only the intersection of both sides' flags. A record only
+/// exists here because a 29+ node sent it (those advertise the flag) or
+/// Rust code built one with `NativeRecord::new`. A 29 receiver accepts it
+/// without our flag; a 25–28 receiver logs "corrupted external term",
+/// drops that one message and keeps the connection (verified on 25.2.3
+/// and 27.3.4.1), which is also what happens when a 29 node sends it a
+/// record directly. A check would walk every outgoing payload on the hot
+/// path only to drop the same message on our side instead.
+pub const NATIVE_RECORDS: u64 = 0x40 << 32;
+
 /// The flags OTP 25 refuses to connect without (`MANDATORY_DFLAGS_25`).
 pub const MANDATORY_25: u64 = EXTENDED_REFERENCES
     | FUN_TAGS
@@ -109,6 +135,7 @@ pub fn describe(flags: u64) -> String {
         (NAME_ME, "NAME_ME"),
         (V4_NC, "V4_NC"),
         (ALIAS, "ALIAS"),
+        (NATIVE_RECORDS, "NATIVE_RECORDS"),
     ];
     let names: Vec<&str> = NAMES
         .iter()
@@ -137,6 +164,15 @@ mod tests {
         assert_eq!(V4_NC, 0x04 << 32);
         assert_eq!(ALIAS, 0x08 << 32);
         assert_eq!(MANDATORY_25, 0x0107_0F94);
+        // OTP 29 dist.hrl: -define(DFLAG_NATIVE_RECORDS, (16#40 bsl 32)).
+        assert_eq!(NATIVE_RECORDS, 1 << 38);
+    }
+
+    /// See the decision at [`NATIVE_RECORDS`].
+    #[test]
+    fn native_records_not_advertised() {
+        assert_eq!(ERLNODE_DEFAULT & NATIVE_RECORDS, 0);
+        assert_eq!(describe(NATIVE_RECORDS | ALIAS), "ALIAS|NATIVE_RECORDS");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use super::reader::{self, invalid, Reader};
 use super::tags::*;
-use super::{compressed, fun, map_keys, Atom, Pid, Port, Reference, Term};
+use super::{compressed, fun, map_keys, record, Atom, NativeRecord, Pid, Port, Reference, Term};
 use bytes::Bytes;
 use smallvec::SmallVec;
 
@@ -124,6 +124,9 @@ enum Frame {
     /// With `left == 0` the next term read is the list's tail.
     List { items: Vec<Term>, left: u32 },
     Map { entries: Vec<(Term, Term)>, key: Option<Term>, left: u32 },
+    /// A native record whose values are being read: `fields` holds every
+    /// name, with a placeholder value until its turn (the last `left`).
+    Record { head: Box<(Atom, Atom, bool)>, fields: Vec<(Atom, Term)>, left: u32 },
 }
 
 /// What reading one tag produced.
@@ -236,6 +239,22 @@ impl<'a> Decoder<'a> {
                         }
                         value = Term::Map(std::mem::take(entries));
                     }
+                    Frame::Record { fields, left, .. } => {
+                        let at = fields.len() - *left as usize;
+                        fields[at].1 = value;
+                        *left -= 1;
+                        if *left > 0 {
+                            break;
+                        }
+                        let Some(Frame::Record { head, fields, .. }) = self.stack.pop() else {
+                            unreachable!("the top frame is a record")
+                        };
+                        let (module, name, exported) = *head;
+                        value = Term::Record(Box::new(NativeRecord::from_parts(
+                            module, name, exported, fields,
+                        )));
+                        continue;
+                    }
                 }
                 self.stack.pop();
             }
@@ -282,6 +301,19 @@ impl<'a> Decoder<'a> {
     /// Opens a container that owes `terms` more terms, `n` of them stored
     /// in its `Vec`. Only after the owed check may `n` size an allocation.
     fn open(&mut self, kind: u8, n: u32, terms: u64) -> Result<Step, DecodeError> {
+        self.owe(terms)?;
+        let len = n as usize;
+        self.stack.push(match kind {
+            LIST => Frame::List { items: Vec::with_capacity(len), left: n },
+            MAP => Frame::Map { entries: Vec::with_capacity(len), key: None, left: n },
+            _ => Frame::Tuple { items: Vec::with_capacity(len), left: n },
+        });
+        Ok(Step::Opened)
+    }
+
+    /// Checks the depth limit and accounts for a container about to open
+    /// that owes `terms` more terms.
+    fn owe(&mut self, terms: u64) -> Result<(), DecodeError> {
         if self.stack.len() >= self.limits.max_depth {
             return Err(DecodeError::TooDeep(self.limits.max_depth));
         }
@@ -292,12 +324,28 @@ impl<'a> Decoder<'a> {
         if self.owed > self.r.remaining() as u64 {
             return Err(DecodeError::Truncated);
         }
-        let len = n as usize;
-        self.stack.push(match kind {
-            LIST => Frame::List { items: Vec::with_capacity(len), left: n },
-            MAP => Frame::Map { entries: Vec::with_capacity(len), key: None, left: n },
-            _ => Frame::Tuple { items: Vec::with_capacity(len), left: n },
-        });
+        Ok(())
+    }
+
+    /// RECORD_EXT after its tag: the header and names are read here, the
+    /// values as the elements of a `Frame::Record`.
+    fn record(&mut self) -> Result<Step, DecodeError> {
+        let (n, exported) = record::read_header(&mut self.r)?;
+        let module = reader::read_atom(&mut self.r, self.cache)?;
+        let name = reader::read_atom(&mut self.r, self.cache)?;
+        // `read_header` bounded `n` by the input left.
+        let mut fields = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            fields.push((reader::read_atom(&mut self.r, self.cache)?, Term::Int(0)));
+        }
+        record::check_names(fields.iter().map(|(k, _)| k))?;
+        if n == 0 {
+            let r = NativeRecord::from_parts(module, name, exported, fields);
+            return Ok(Step::Value(Term::Record(Box::new(r))));
+        }
+        self.owe(n.into())?;
+        let head = Box::new((module, name, exported));
+        self.stack.push(Frame::Record { head, fields, left: n });
         Ok(Step::Opened)
     }
 
@@ -395,6 +443,7 @@ impl<'a> Decoder<'a> {
                 r.pos = end;
                 Term::Fun(f)
             }
+            RECORD => return self.record(),
             COMPRESSED => return Err(invalid("compressed term inside a term")),
             _ => return Err(DecodeError::UnknownTag(tag)),
         };

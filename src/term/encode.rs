@@ -74,6 +74,8 @@ fn initial_capacity(term: &Term) -> usize {
 enum Frame<'a> {
     Seq { items: std::slice::Iter<'a, Term>, then: Then<'a> },
     Map { entries: std::slice::Iter<'a, (Term, Term)>, value: Option<&'a Term> },
+    /// A native record's values (its names are in the header).
+    Record { fields: std::slice::Iter<'a, (Atom, Term)> },
 }
 
 /// What follows the last element of a sequence.
@@ -112,6 +114,12 @@ fn run<const M: u8>(root: &Term, out: &mut Vec<u8>) {
                     if let Some((k, v)) = entries.next() {
                         *value = Some(v);
                         break k;
+                    }
+                    stack.pop();
+                }
+                Frame::Record { fields } => {
+                    if let Some((_, v)) = fields.next() {
+                        break v;
                     }
                     stack.pop();
                 }
@@ -181,6 +189,21 @@ fn one<'a, const M: u8>(t: &'a Term, out: &mut Vec<u8>) -> Option<Frame<'a>> {
         Term::Port(p) => put_port::<M>(out, p),
         Term::Ref(r) => put_ref::<M>(out, r),
         Term::Fun(f) => out.extend_from_slice(&f.0),
+        Term::Record(r) => {
+            // As OTP 29 writes it: every atom (module, name, field names)
+            // in the mode's atom encoding, e.g. ATOM_EXT for
+            // `{minor_version, 1}`, checked against the BEAM.
+            put_tag_u32(out, RECORD, r.fields().len());
+            out.push(r.flags());
+            put_atom::<M>(out, r.module());
+            put_atom::<M>(out, r.name());
+            for name in r.field_names() {
+                put_atom::<M>(out, name);
+            }
+            if !r.fields().is_empty() {
+                return Some(Frame::Record { fields: r.fields().iter() });
+            }
+        }
     }
     None
 }

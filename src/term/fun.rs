@@ -1,14 +1,16 @@
 //! Funs (NEW_FUN_EXT, EXPORT_EXT) kept as opaque, self-contained bytes.
 //!
 //! A fun cannot be rebuilt from its parts, so it is re-sent exactly as it
-//! arrived. Inside a distribution message, though, its atoms may be
-//! ATOM_CACHE_REFs that mean nothing outside that message; such funs are
-//! re-emitted with the atoms written out, and every NEW_FUN_EXT Size field
-//! recomputed. Everything else is copied byte for byte.
+//! arrived. Inside a distribution message, though, its atoms (those of
+//! native records in its environment included) may be ATOM_CACHE_REFs
+//! that mean nothing outside that message; such funs are re-emitted with
+//! the atoms written out, and every NEW_FUN_EXT Size field recomputed.
+//! Everything else is copied byte for byte.
 
 use super::decode::DecodeError;
 use super::encode::put_atom_utf8;
 use super::reader::{self, invalid, Reader};
+use super::record;
 use super::tags::*;
 use super::{Atom, OpaqueFun};
 use bytes::Bytes;
@@ -152,7 +154,7 @@ impl Walker<'_> {
                     reader::parse_old_float(r.take(31)?)?;
                 }
                 ATOM | SMALL_ATOM | ATOM_UTF8 | SMALL_ATOM_UTF8 | ATOM_CACHE_REF => {
-                    self.atom(at, tag)?
+                    self.atom(at, tag)?;
                 }
                 SMALL_TUPLE => {
                     let n = r.u8()?;
@@ -233,6 +235,25 @@ impl Walker<'_> {
                     stack.push((Expect::Arity, 1));
                     stack.push((Expect::Atom, 2));
                 }
+                RECORD => {
+                    // Header and names here (names must be told apart to
+                    // refuse repeats), the values through the stack.
+                    let (n, _) = record::read_header(r)?;
+                    let mut names = Vec::with_capacity(n as usize);
+                    for i in 0..u64::from(n) + 2 {
+                        let at = self.r.pos;
+                        let tag = self.r.u8()?;
+                        if !reader::is_atom_tag(tag) {
+                            return Err(invalid("native record part is not an atom"));
+                        }
+                        let atom = self.atom(at, tag)?;
+                        if i >= 2 {
+                            names.push(atom);
+                        }
+                    }
+                    record::check_names(names.iter())?;
+                    stack.push((Expect::Any, n.into()));
+                }
                 COMPRESSED => return Err(invalid("compressed term inside a fun")),
                 _ => return Err(DecodeError::UnknownTag(tag)),
             }
@@ -245,14 +266,15 @@ impl Walker<'_> {
         if !reader::is_atom_tag(tag) {
             return Err(invalid("node name is not an atom"));
         }
-        self.atom(at, tag)
+        self.atom(at, tag).map(drop)
     }
 
-    /// Validates an atom; a cache ref is replaced by the atom's text.
-    fn atom(&mut self, at: usize, tag: u8) -> Result<(), DecodeError> {
+    /// Validates an atom and returns it; a cache ref is replaced by the
+    /// atom's text.
+    fn atom(&mut self, at: usize, tag: u8) -> Result<Atom, DecodeError> {
         let atom = reader::read_atom_body(&mut self.r, tag, self.cache)?;
         if tag != ATOM_CACHE_REF {
-            return Ok(());
+            return Ok(atom);
         }
         let buf = self.r.buf;
         let out = self.out.get_or_insert_with(|| Vec::with_capacity(at - self.start + 64));
@@ -261,7 +283,7 @@ impl Walker<'_> {
         put_atom_utf8(out, &atom);
         self.grown += (out.len() - before) - (self.r.pos - at);
         self.copied = self.r.pos;
-        Ok(())
+        Ok(atom)
     }
 
     /// Size counts itself and everything after it up to the fun's end.

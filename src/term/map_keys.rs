@@ -82,6 +82,16 @@ fn hash_term(state: &RandomState, root: &Term) -> u64 {
             Term::Port(p) => p.hash(&mut h),
             Term::Ref(r) => r.hash(&mut h),
             Term::Fun(f) => f.hash(&mut h),
+            Term::Record(r) => {
+                r.module().hash(&mut h);
+                r.name().hash(&mut h);
+                r.is_exported().hash(&mut h);
+                r.fields().len().hash(&mut h);
+                for (k, v) in r.fields() {
+                    k.hash(&mut h);
+                    todo.push(v);
+                }
+            }
         }
     }
     h.finish()

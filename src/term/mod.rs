@@ -6,7 +6,9 @@
 //! BEAM has several encodings for one value (SMALL_INTEGER vs INTEGER vs
 //! SMALL_BIG, STRING_EXT vs LIST_EXT) we normalise on decode, because `==`
 //! on the BEAM side is semantic. Funs are the exception: they cannot be
-//! reconstructed, so they are kept as the exact bytes received.
+//! reconstructed, so they are kept as the exact bytes received. Native
+//! records (OTP 29's RECORD_EXT) are decoded into their parts,
+//! [`NativeRecord`], and re-encoded byte-identical to `term_to_binary`.
 
 mod atom;
 mod compressed;
@@ -15,12 +17,16 @@ pub mod encode;
 mod fun;
 mod map_keys;
 mod reader;
+mod record;
 pub mod serde;
 mod tags;
+#[cfg(test)]
+mod record_tests;
 #[cfg(test)]
 mod tests;
 
 pub use atom::Atom;
+pub use record::{DuplicateField, NativeRecord};
 pub use decode::{
     decode, decode_bytes, decode_bytes_with_cache, decode_with_cache, DecodeError, DecodeLimits,
 };
@@ -57,6 +63,9 @@ pub enum Term {
     /// A fun (NEW_FUN_EXT or EXPORT_EXT), kept as its exact encoding
     /// including the tag byte, so that it is re-sent byte-identical.
     Fun(OpaqueFun),
+    /// A native record (OTP 29, RECORD_EXT). Boxed: records are rare and
+    /// every other variant would otherwise pay for its size.
+    Record(Box<NativeRecord>),
 }
 
 /// A process identifier, local or remote.
@@ -129,6 +138,12 @@ impl Term {
             _ => None,
         }
     }
+    pub fn as_record(&self) -> Option<&NativeRecord> {
+        match self {
+            Term::Record(r) => Some(r),
+            _ => None,
+        }
+    }
     pub fn as_int(&self) -> Option<i64> {
         match self {
             Term::Int(i) => Some(*i),
@@ -154,6 +169,11 @@ impl From<Pid> for Term {
 impl From<Reference> for Term {
     fn from(r: Reference) -> Term {
         Term::Ref(r)
+    }
+}
+impl From<NativeRecord> for Term {
+    fn from(r: NativeRecord) -> Term {
+        Term::Record(Box::new(r))
     }
 }
 impl From<i64> for Term {

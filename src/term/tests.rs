@@ -365,7 +365,7 @@ const NESTED_UTF8: [u8; 141] = [
 
 /// Replaces every SMALL_ATOM_UTF8 occurrence of `name` with a cache ref,
 /// leaving Size fields stale, as they would be compared with what we emit.
-fn with_cache_refs(bytes: &[u8], names: &[&str]) -> Vec<u8> {
+pub(super) fn with_cache_refs(bytes: &[u8], names: &[&str]) -> Vec<u8> {
     let mut out = bytes.to_vec();
     for (i, name) in names.iter().enumerate() {
         let mut pat = vec![119, name.len() as u8];

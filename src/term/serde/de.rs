@@ -10,7 +10,7 @@ use super::deepclone;
 use super::error::{Error, ErrorKind};
 use super::passthrough::{self, Kind};
 use super::render;
-use crate::term::{Pid, Port, Reference, Term};
+use crate::term::{Atom, Pid, Port, Reference, Term};
 use bytes::Bytes;
 use num_traits::ToPrimitive;
 use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
@@ -64,11 +64,14 @@ impl<'de> Src<'de> {
         }
     }
 
-    /// The entries of a map; empty for anything else.
+    /// The entries of a map, or the fields of a native record (names as
+    /// atom keys); empty for anything else.
     pub(crate) fn into_pairs(self) -> Pairs<'de> {
         match self {
             Src::Ref(Term::Map(v)) => Pairs::Ref(v.iter()),
             Src::Own(Term::Map(v)) => Pairs::Own(v.into_iter()),
+            Src::Ref(Term::Record(r)) => Pairs::FieldsRef(r.fields().iter()),
+            Src::Own(Term::Record(r)) => Pairs::FieldsOwn(r.into_parts().3.into_iter()),
             _ => Pairs::Own(Vec::new().into_iter()),
         }
     }
@@ -139,6 +142,9 @@ impl Items<'_> {
 pub(crate) enum Pairs<'de> {
     Ref(std::slice::Iter<'de, (Term, Term)>),
     Own(std::vec::IntoIter<(Term, Term)>),
+    /// A native record's fields.
+    FieldsRef(std::slice::Iter<'de, (Atom, Term)>),
+    FieldsOwn(std::vec::IntoIter<(Atom, Term)>),
 }
 
 impl<'de> Iterator for Pairs<'de> {
@@ -147,6 +153,8 @@ impl<'de> Iterator for Pairs<'de> {
         match self {
             Pairs::Ref(it) => it.next().map(|(k, v)| (Src::Ref(k), Src::Ref(v))),
             Pairs::Own(it) => it.next().map(|(k, v)| (Src::Own(k), Src::Own(v))),
+            Pairs::FieldsRef(it) => it.next().map(|(k, v)| (Src::Own(Term::Atom(k.clone())), Src::Ref(v))),
+            Pairs::FieldsOwn(it) => it.next().map(|(k, v)| (Src::Own(Term::Atom(k)), Src::Own(v))),
         }
     }
 }
@@ -156,6 +164,8 @@ impl Pairs<'_> {
         match self {
             Pairs::Ref(it) => it.len(),
             Pairs::Own(it) => it.len(),
+            Pairs::FieldsRef(it) => it.len(),
+            Pairs::FieldsOwn(it) => it.len(),
         }
     }
 }
@@ -352,7 +362,7 @@ impl<'de> de::Deserializer<'de> for Deserializer<'de> {
                 _ => Err(self.mismatch("a binary")),
             },
             Term::List(_) | Term::Tuple(_) => self.seq(visitor, "a list"),
-            Term::Map(_) => {
+            Term::Map(_) | Term::Record(_) => {
                 let depth = self.enter()?;
                 visitor.visit_map(MapDe::new(self.src.into_pairs(), depth))
             }
@@ -531,7 +541,7 @@ impl<'de> de::Deserializer<'de> for Deserializer<'de> {
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match self.term() {
-            Term::Map(_) => {
+            Term::Map(_) | Term::Record(_) => {
                 let depth = self.enter()?;
                 visitor.visit_map(MapDe::new(self.src.into_pairs(), depth))
             }
@@ -546,7 +556,9 @@ impl<'de> de::Deserializer<'de> for Deserializer<'de> {
         visitor: V,
     ) -> Result<V::Value, Error> {
         match self.term() {
-            Term::Map(_) => {
+            // A native record reads like a map of its fields; its module
+            // and name are not checked (as `__struct__` is not).
+            Term::Map(_) | Term::Record(_) => {
                 let depth = self.enter()?;
                 // Elixir structs carry their module under `__struct__`;
                 // drop it unless the Rust struct asks for it.

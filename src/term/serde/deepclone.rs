@@ -5,13 +5,14 @@
 //! 10 000 levels deep, which overflows a 2 MiB thread stack in debug
 //! builds. An explicit stack keeps the bridge safe for any decodable term.
 
-use crate::term::Term;
+use crate::term::{Atom, NativeRecord, Term};
 
 enum Frame<'a> {
     List { rest: std::slice::Iter<'a, Term>, out: Vec<Term> },
     Tuple { rest: std::slice::Iter<'a, Term>, out: Vec<Term> },
     Improper { rest: std::slice::Iter<'a, Term>, tail: &'a Term, out: Vec<Term>, in_tail: bool },
     Map { rest: std::slice::Iter<'a, (Term, Term)>, out: Vec<(Term, Term)>, key: Option<Term>, value: Option<&'a Term> },
+    Record { rec: &'a NativeRecord, rest: std::slice::Iter<'a, (Atom, Term)>, out: Vec<(Atom, Term)> },
 }
 
 /// `term.clone()`, using heap instead of stack for nesting.
@@ -46,6 +47,10 @@ pub(crate) fn clone_term(term: &Term) -> Term {
                         key: None,
                         value: None,
                     });
+                    None
+                }
+                Term::Record(r) => {
+                    stack.push(Frame::Record { rec: r, rest: r.fields().iter(), out: Vec::with_capacity(r.fields().len()) });
                     None
                 }
                 leaf => Some(leaf.clone()),
@@ -86,6 +91,17 @@ pub(crate) fn clone_term(term: &Term) -> Term {
                     }
                     break;
                 }
+                Frame::Record { rest, out, rec } => {
+                    if let Some(v) = done.take() {
+                        // Names are pushed as their values finish.
+                        let name = rec.fields()[out.len()].0.clone();
+                        out.push((name, v));
+                    }
+                    if let Some((_, t)) = rest.next() {
+                        next = Some(t);
+                        break;
+                    }
+                }
                 Frame::Map { rest, out, key, value } => {
                     if let Some(v) = done.take() {
                         match key.take() {
@@ -111,6 +127,12 @@ pub(crate) fn clone_term(term: &Term) -> Term {
                 Some(Frame::List { out, .. }) => Term::List(out),
                 Some(Frame::Tuple { out, .. }) => Term::Tuple(out),
                 Some(Frame::Map { out, .. }) => Term::Map(out),
+                Some(Frame::Record { rec, out, .. }) => Term::Record(Box::new(NativeRecord::from_parts(
+                    rec.module().clone(),
+                    rec.name().clone(),
+                    rec.is_exported(),
+                    out,
+                ))),
                 Some(Frame::Improper { out, .. }) => Term::ImproperList(out, Box::new(Term::List(Vec::new()))),
                 None => Term::List(Vec::new()),
             });

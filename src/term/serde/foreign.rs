@@ -229,7 +229,9 @@ impl Foreign for Term {
 /// * maps stay maps (the format decides whether non-string keys are allowed);
 /// * pids, ports and references take their portable struct forms;
 /// * bitstrings become `{bytes, bits}`, improper lists `{items, tail}`, funs
-///   the bytes of their encoding.
+///   the bytes of their encoding;
+/// * native records become maps of their fields (module and name dropped),
+///   as they deserialize into Rust structs.
 ///
 /// Reading back (`deserialize_any`): booleans become atoms, unit/none `nil`,
 /// strings and bytes binaries, sequences lists, maps maps.
@@ -289,6 +291,13 @@ impl Serialize for Natural<'_> {
             Term::Port(p) => p.serialize_foreign(s),
             Term::Ref(r) => r.serialize_foreign(s),
             Term::Fun(OpaqueFun(bytes)) => s.serialize_bytes(bytes),
+            Term::Record(r) => {
+                let mut map = s.serialize_map(Some(r.fields().len()))?;
+                for (k, v) in r.fields() {
+                    map.serialize_entry(k.as_str(), &Natural(v))?;
+                }
+                map.end()
+            }
         }
     }
 }

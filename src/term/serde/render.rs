@@ -47,6 +47,7 @@ pub(crate) fn kind(term: &Term) -> &'static str {
         Term::Port(_) => "port",
         Term::Ref(_) => "reference",
         Term::Fun(_) => "fun",
+        Term::Record(_) => "native record",
     }
 }
 
@@ -125,6 +126,22 @@ fn write_term(term: &Term, out: &mut String) {
             let _ = write!(out, "{r}");
         }
         Term::Fun(_) => out.push_str("#Function<...>"),
+        // Elixir has no syntax for native records; the BEAM's shape, with
+        // Elixir-syntax values: `#mymod:pt{x = 1, y = :two}`.
+        Term::Record(r) => {
+            let _ = write!(out, "#{}:{}{{", r.module(), r.name());
+            for (i, (k, v)) in r.fields().iter().enumerate() {
+                if full(out) {
+                    break;
+                }
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                let _ = write!(out, "{k} = ");
+                write_term(v, out);
+            }
+            out.push('}');
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 use super::{from_term, from_term_ref, to_term, Deserializer, Error, ErrorKind};
-use crate::term::{Atom, OpaqueFun, Pid, Port, Reference, Term};
+use crate::term::{Atom, NativeRecord, OpaqueFun, Pid, Port, Reference, Term};
 use bytes::Bytes;
 use num_bigint::BigInt;
 use serde::de::DeserializeOwned;
@@ -644,6 +644,38 @@ fn pass_through_types_cross_unchanged() {
     round_trip(env, term);
 }
 
+/// `#people:person{name = <<"ann">>, age = 30}`, exported.
+fn person_record() -> Term {
+    let fields = vec![(Atom::new("name"), b("ann")), (Atom::new("age"), i(30))];
+    NativeRecord::new(Atom::new("people"), Atom::new("person"), true, fields).unwrap().into()
+}
+
+/// Decision: a native record deserializes like a map of its fields (atom
+/// keys), so Rust structs read Erlang records as they read Elixir structs;
+/// the module and name are not checked. `Term` fields take it unchanged.
+#[test]
+fn native_records_read_as_maps_of_their_fields() {
+    let rec = person_record();
+    let want = Person { name: "ann".into(), age: 30 };
+    assert_eq!(from_term_ref::<Person>(&rec).unwrap(), want);
+    assert_eq!(from_term::<Person>(rec.clone()).unwrap(), want);
+    let as_map: HashMap<String, Term> = from_term_ref(&rec).unwrap();
+    assert_eq!(as_map.get("name"), Some(&b("ann")));
+    assert_eq!(as_map.get("age"), Some(&i(30)));
+    // Pass-through keeps the record, not a map.
+    assert_eq!(from_term_ref::<Term>(&rec).unwrap(), rec);
+    assert_eq!(to_term(&rec).unwrap(), rec);
+    round_trip(t(vec![a("ok"), rec.clone()]), t(vec![a("ok"), rec.clone()]));
+    // Serializing a Rust struct still gives a map: erlnode never invents
+    // records.
+    assert_eq!(to_term(&want).unwrap(), m(vec![(a("name"), b("ann")), (a("age"), i(30))]));
+    let e = de_err::<i32>(rec);
+    assert_eq!(
+        e.to_string(),
+        "expected an integer, found native record #people:person{name = \"ann\", age = 30}"
+    );
+}
+
 #[test]
 fn pass_through_at_top_level() {
     let term = t(vec![a("ok"), Term::Pid(pid())]);
@@ -751,6 +783,9 @@ fn deep_clone_matches_clone() {
         Term::ImproperList(vec![i(1), l(vec![i(2)])], Box::new(t(vec![i(3), m(vec![(i(1), i(2))])]))),
         m(vec![(t(vec![l(vec![i(1)]), m(vec![(a("a"), b("b"))])]), l(vec![nil(), Term::Pid(pid())])), (i(2), m(vec![]))]),
         t(vec![l(vec![l(vec![l(vec![])])]), Term::ImproperList(vec![i(1)], Box::new(i(2))), Term::Float(1.0)]),
+        person_record(),
+        l(vec![person_record(), m(vec![(person_record(), t(vec![person_record()]))])]),
+        NativeRecord::new(Atom::new("m"), Atom::new("e"), false, vec![]).unwrap().into(),
     ];
     for s in samples {
         assert_eq!(super::deepclone::clone_term(&s), s.clone());
@@ -796,10 +831,11 @@ fn arbitrary_terms_never_panic() {
             4 => Term::Binary(Bytes::from((0..r.below(6)).map(|_| r.next() as u8).collect::<Vec<_>>())),
             5 => b(names[r.below(names.len() as u64) as usize]),
             6 => Term::Pid(pid()),
-            7 => match r.below(4) {
+            7 => match r.below(5) {
                 0 => Term::Ref(reference()),
                 1 => Term::Port(port()),
                 2 => Term::BitBinary { bytes: Bytes::from_static(&[1]), bits: 3 },
+                3 => person_record(),
                 _ => Term::Fun(OpaqueFun(Bytes::from_static(&[113]))),
             },
             8 => l((0..r.below(4)).map(|_| gen(r, depth - 1)).collect()),

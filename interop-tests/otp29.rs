@@ -1,0 +1,195 @@
+//! OTP 29 native records (RECORD_EXT, tag 67) crossing erlnode.
+//!
+//! An OTP 29 node sends RECORD_EXT to every peer, whether or not it
+//! advertised DFLAG_NATIVE_RECORDS (erlnode does not: see
+//! `erlnode::handshake::flags::NATIVE_RECORDS`), with the record's atoms as
+//! atom-cache refs of the distribution header. Native records exist only
+//! on OTP 29+, so the full check runs under `make test-otp OTP=29`; on
+//! older releases this suite checks that the release really has none and
+//! that a record erlnode sends there costs that one message only.
+
+use crate::support::{self, otp, BeamNode, Epmd};
+use erlnode::term::{Atom, NativeRecord};
+use erlnode::{Node, Term};
+use std::time::Duration;
+
+/// `#mymod:pt{x = 1, y = two}`, exported: what
+/// `records:create(mymod, pt, [{x,1},{y,two}], #{is_exported => true})`
+/// builds on OTP 29.
+fn pt() -> Term {
+    let fields = vec![(Atom::new("x"), Term::Int(1)), (Atom::new("y"), Term::atom("two"))];
+    NativeRecord::new(Atom::new("mymod"), Atom::new("pt"), true, fields).unwrap().into()
+}
+
+/// `rec_probe`: `{From, make}` gets a record built in Rust, then
+/// `{after_rec, 2}`; `{From, inspect, Rec}` gets what Rust code reads from
+/// the record: `{inspected, Module, Name, Exported, FieldNames, X}`.
+fn spawn_probe(node: &Node) {
+    let mut mb = node.spawn_mailbox();
+    node.register("rec_probe", mb.pid()).unwrap();
+    let node = node.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = mb.recv().await {
+            let Some([Term::Pid(from), rest @ ..]) = msg.as_tuple() else { continue };
+            match rest {
+                [op] if op.is_atom("make") => {
+                    node.send_from(mb.pid(), from, pt());
+                    node.send_from(mb.pid(), from, Term::tuple([Term::atom("after_rec"), Term::Int(2)]));
+                }
+                [op, Term::Record(r)] if op.is_atom("inspect") => {
+                    let names = r.field_names().cloned().map(Term::Atom).collect::<Vec<_>>();
+                    let reply = Term::tuple([
+                        Term::atom("inspected"),
+                        Term::Atom(r.module().clone()),
+                        Term::Atom(r.name().clone()),
+                        Term::atom(if r.is_exported() { "true" } else { "false" }),
+                        Term::List(names),
+                        r.get("x").cloned().unwrap_or(Term::atom("no_x")),
+                    ]);
+                    node.send_from(mb.pid(), from, reply);
+                }
+                _ => node.send_from(mb.pid(), from, Term::atom("probe_bad_request")),
+            }
+        }
+    });
+}
+
+async fn start() -> (Epmd, Node, BeamNode) {
+    support::require_erlang();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let rust = support::rust_node("rust", &cookie, epmd.port()).await;
+    erlnode::services::echo::spawn(&rust, "erlnode_echo").unwrap();
+    spawn_probe(&rust);
+    let beam = BeamNode::builder().prefix("rec").cookie(&cookie).epmd_port(epmd.port()).start().await;
+    (epmd, rust, beam)
+}
+
+/// The records the BEAM sends, bound as `Terms` (OTP 29 only). Nested in
+/// tuples, lists, maps (as keys and values), improper tails, a closure's
+/// environment; 300 fields; 50 deep; one over 64 KiB so it travels in
+/// fragments.
+const RECORDS: &str = r#"
+R = fun(M, N, F, E) -> records:create(M, N, F, #{is_exported => E}) end,
+Pt = R(mymod, pt, [{x, 1}, {y, two}], true),
+PtYx = R(mymod, pt, [{y, two}, {x, 1}], false),
+Empty = R(mymod, e, [], false),
+Uni = R('møde', 'ñame', [{'ü', 1.5}, {'日本', "ab"}], true),
+Wide = R(wide, w, [{list_to_atom("f" ++ integer_to_list(I)), I} || I <- lists:seq(1, 300)], true),
+Big = R(mymod, big, [{bin, binary:copy(<<"x">>, 200000)}, {inner, Pt}], true),
+Deep = lists:foldl(fun(I, Acc) -> R(mymod, d, [{v, Acc}, {i, I}], false) end, Pt, lists:seq(1, 50)),
+Clo = fun() -> {Pt, Empty} end,
+Terms = [Pt, PtYx, Empty, Uni, Wide, Big, Deep,
+         {Pt, [Empty, #{k => Pt, Pt => PtYx}], <<"b">>},
+         [1 | Empty], #{Pt => [Uni], a => {Empty}}, Clo, {Clo, [Pt]}, [Pt, Pt, Pt],
+         {self(), make_ref(), R(mymod, pt, [{x, self()}, {y, make_ref()}], true)}],
+ok
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn native_records_round_trip_through_echo() {
+    let (_epmd, rust, beam) = start().await;
+    let release = otp::release();
+    if release < 29 {
+        // Something real on this release: it has no native records.
+        let r = beam.eval("{code:ensure_loaded(records), erlang:function_exported(records, create, 4)}").await;
+        assert_eq!(
+            r,
+            Term::tuple([Term::tuple([Term::atom("error"), Term::atom("nofile")]), Term::atom("false")]),
+            "OTP {release} has a records module: run this suite against it as OTP 29"
+        );
+        eprintln!(
+            "OTP {release} has no native records (records:create/4 absent): \
+             the native-record round trip is checked by `make test-otp OTP=29`"
+        );
+        return;
+    }
+    beam.eval(RECORDS).await;
+    beam.eval(crate::connect::GEN).await;
+    // The BEAM's own record decodes to the one Rust builds (through
+    // term_to_binary here, not distribution).
+    assert_eq!(beam.eval("Pt").await, pt());
+    let r = beam
+        .eval_raw_timeout(
+            &format!(
+                "{}
+                 Wrap = fun(T) -> R(mymod, pt, [{{x, T}}, {{y, Gen(1)}}], rand:uniform(2) =:= 1) end,
+                 Random = [Wrap(Gen(rand:uniform(3))) || _ <- lists:seq(1, 300)],
+                 %% Every term twice: the first send puts its atoms in the
+                 %% connection's atom cache, the second only refers to them.
+                 Bad = [T || T <- Terms ++ Random, _ <- [1, 2], Check(T) =/= true],
+                 {{length(Bad), lists:sublist(Bad, 2), lists:member(Rust, nodes())}}",
+                crate::connect::echo_check(rust.name().as_str())
+            ),
+            Duration::from_secs(180),
+        )
+        .await
+        .expect("eval");
+    let t = erlnode::term::decode(&r).unwrap();
+    let items = t.as_tuple().unwrap();
+    assert_eq!(items[0], Term::Int(0), "records that did not survive the round trip: {t:?}");
+    assert!(items[2].is_atom("true"), "the link to erlnode went down");
+
+    // Bit-exact: the same records re-encoded by Rust are OTP 29's own
+    // term_to_binary/1 bytes.
+    let raw = beam.eval_raw_timeout("{Terms, Random}", Duration::from_secs(60)).await.expect("eval");
+    let decoded = erlnode::term::decode(&raw).unwrap();
+    assert!(erlnode::term::encode_otp26(&decoded) == raw, "re-encoding differs from term_to_binary");
+
+    // Rust code reads a record that came over distribution.
+    let r = beam
+        .eval(&format!(
+            "{{rec_probe, '{}'}} ! {{self(), inspect, Pt}}, receive I -> I after 10000 -> timeout end",
+            rust.name()
+        ))
+        .await;
+    let want = Term::tuple([
+        Term::atom("inspected"),
+        Term::atom("mymod"),
+        Term::atom("pt"),
+        Term::atom("true"),
+        Term::list([Term::atom("x"), Term::atom("y")]),
+        Term::Int(1),
+    ]);
+    assert_eq!(r, want);
+}
+
+/// A record erlnode builds reaches an OTP 29 node `=:=` to the BEAM's own
+/// (erlnode does not advertise DFLAG_NATIVE_RECORDS; 29 accepts it anyway).
+/// Older releases cannot decode it: they drop that one message, log
+/// "corrupted external term" and keep the connection, as
+/// `flags::NATIVE_RECORDS` documents.
+#[tokio::test(flavor = "multi_thread")]
+async fn record_sent_by_erlnode() {
+    let (_epmd, rust, beam) = start().await;
+    let release = otp::release();
+    let r = beam
+        .eval(&format!(
+            "Rust = '{}',
+             {{rec_probe, Rust}} ! {{self(), make}},
+             Got = fun G(Acc) -> receive {{after_rec, 2}} -> lists:reverse(Acc); M -> G([M | Acc]) after 10000 -> timeout end end,
+             Msgs = Got([]),
+             Pong = net_adm:ping(Rust),
+             Same = case erlang:function_exported(records, create, 4) orelse code:ensure_loaded(records) =:= {{module, records}} of
+                 true -> Msgs =:= [records:create(mymod, pt, [{{x, 1}}, {{y, two}}], #{{is_exported => true}})];
+                 false -> no_records
+             end,
+             {{Msgs, Same, Pong, lists:member(Rust, nodes())}}",
+            rust.name()
+        ))
+        .await;
+    let items = r.as_tuple().unwrap_or_else(|| panic!("{r:?}"));
+    if release >= 29 {
+        assert_eq!(items[0], Term::list([pt()]), "OTP {release} got {r:?}");
+        assert!(items[1].is_atom("true"), "not =:= to records:create/4: {r:?}");
+    } else {
+        assert_eq!(items[0], Term::nil(), "OTP {release} should drop the record: {r:?}");
+        assert!(items[1].is_atom("no_records"), "{r:?}");
+        eprintln!(
+            "OTP {release} dropped erlnode's native record and kept the link; \
+             the =:= check runs under `make test-otp OTP=29`"
+        );
+    }
+    assert!(items[2].is_atom("pong"), "{r:?}");
+    assert!(items[3].is_atom("true"), "the link went down: {r:?}");
+}
