@@ -8,7 +8,7 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
 
-fn init_log() {
+pub(crate) fn init_log() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_test_writer()
@@ -25,12 +25,12 @@ async fn rust_node(prefix: &str, cookie: &str, epmd: u16) -> Node {
         .expect("rust node starts")
 }
 
-async fn beam(prefix: &str, cookie: &str, epmd: u16, elixir: bool) -> BeamNode {
+pub(crate) async fn beam(prefix: &str, cookie: &str, epmd: u16, elixir: bool) -> BeamNode {
     BeamNode::builder().prefix(prefix).cookie(cookie).epmd_port(epmd).elixir(elixir).start().await
 }
 
 /// Polls `f` until it returns `Some`, at most `within`.
-async fn poll<F, Fut, R>(within: Duration, mut f: F) -> Option<R>
+pub(crate) async fn poll<F, Fut, R>(within: Duration, mut f: F) -> Option<R>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<R>>,
@@ -47,7 +47,7 @@ where
     }
 }
 
-fn pid_literal(p: &Pid) -> String {
+pub(crate) fn pid_literal(p: &Pid) -> String {
     format!("binary_to_term(<<{}>>)", erlnode::term::encode(&Term::Pid(p.clone())).iter().map(|b| b.to_string()).collect::<Vec<_>>().join(","))
 }
 

@@ -12,7 +12,7 @@
 //! - [`control`]: control messages;
 //! - [`process`]: pids, mailboxes, registered names;
 //! - [`node`]: the node handle tying it together; [`services`]: processes
-//!   erlnode hosts.
+//!   erlnode hosts; [`pg`]: OTP `pg` process groups.
 
 pub mod cli;
 pub mod connection;
@@ -24,6 +24,7 @@ pub mod global;
 pub mod handshake;
 pub mod migration;
 pub mod node;
+pub mod pg;
 pub mod process;
 pub mod services;
 pub mod term;

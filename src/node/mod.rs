@@ -71,6 +71,8 @@ pub(crate) struct NodeInner {
     pub(crate) erpc_allow: crate::services::erpc::AllowList,
     /// Set once at start unless the node was built with `.global(false)`.
     pub(crate) global: std::sync::OnceLock<Arc<crate::global::Core>>,
+    /// The pg scopes running here, by name (`Node::pg_scope`).
+    pub(crate) pg: crate::pg::Scopes,
 }
 
 impl Node {
@@ -284,6 +286,13 @@ impl Node {
     /// This node's `global` (cluster-wide names).
     pub fn global(&self) -> crate::global::Global {
         crate::global::Global::new(self.clone(), self.inner.global.get().cloned())
+    }
+
+    /// The pg scope `name` on this node, started on first use (as
+    /// `pg:start_link(Scope)`); any number of scopes may run. Fails if
+    /// another process is registered under `name`. See [`crate::pg`].
+    pub fn pg_scope(&self, name: &str) -> Result<crate::pg::PgScope, crate::pg::PgError> {
+        crate::pg::scope(self, &self.inner.pg, name)
     }
 
     /// The flags agreed with `node` if a link to it is up.
