@@ -8,6 +8,7 @@ use crate::global::{beam, init_log, pid_literal};
 use crate::support::{self, BeamNode, Epmd};
 use erlnode::pg::{PgAction, PgScope};
 use erlnode::{Node, Pid, Term};
+use rand::{Rng, SeedableRng};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -165,4 +166,274 @@ async fn monitors_in_both_directions() {
     assert_eq!(b, Term::list([Term::Pid(r1.clone())]));
     let d = ex.eval(&format!("gen_server:call({{pg_mon, '{}'}}, {{demonitor, RRef}})", rust.name())).await;
     assert_eq!(d, Term::atom("ok"));
+}
+
+/// The acceptance scenario's cluster: BEAM nodes first, then Rust ones.
+struct Cluster {
+    beams: Vec<BeamNode>,
+    rusts: Vec<(Node, PgScope)>,
+    alive: Vec<bool>,
+}
+
+const SCOPE: &str = "pg_acc";
+const GROUPS: usize = 5;
+
+fn group(i: usize) -> Term {
+    Term::atom(&format!("g{i}"))
+}
+
+impl Cluster {
+    fn is_beam(&self, n: usize) -> bool {
+        n < self.beams.len()
+    }
+
+    async fn spawn_member(&self, n: usize) -> Pid {
+        if self.is_beam(n) {
+            beam_idle(&self.beams[n]).await
+        } else {
+            idle(&self.rusts[n - self.beams.len()].0)
+        }
+    }
+
+    async fn join(&self, n: usize, pid: &Pid, g: usize) {
+        if self.is_beam(n) {
+            let r = self.beams[n].eval(&format!("pg:join({SCOPE}, g{g}, {})", pid_literal(pid))).await;
+            assert_eq!(r, Term::atom("ok"));
+        } else {
+            self.rusts[n - self.beams.len()].1.join(group(g), pid).await.expect("join");
+        }
+    }
+
+    async fn leave(&self, n: usize, pid: &Pid, g: usize) {
+        if self.is_beam(n) {
+            let r = self.beams[n].eval(&format!("pg:leave({SCOPE}, g{g}, {})", pid_literal(pid))).await;
+            assert_eq!(r, Term::atom("ok"));
+        } else {
+            self.rusts[n - self.beams.len()].1.leave(group(g), pid).await.expect("leave");
+        }
+    }
+
+    async fn kill_member(&self, n: usize, pid: &Pid) {
+        if self.is_beam(n) {
+            self.beams[n].eval(&format!("exit({}, kill)", pid_literal(pid))).await;
+        } else {
+            self.rusts[n - self.beams.len()].0.exit(pid, Term::atom("kill"));
+        }
+    }
+
+    /// Every group's members as node `n` sees them, sorted.
+    async fn view(&self, n: usize) -> Vec<Vec<Pid>> {
+        if self.is_beam(n) {
+            let gs = (0..GROUPS).map(|g| format!("g{g}")).collect::<Vec<_>>().join(",");
+            match self.beams[n].eval(&format!("[lists:sort(pg:get_members({SCOPE}, G)) || G <- [{gs}]]")).await {
+                // Re-sorted in Rust's order: Erlang orders pids by serial first.
+                Term::List(xs) => xs.iter().map(|x| sorted(pids(x))).collect(),
+                other => panic!("view: {other:?}"),
+            }
+        } else {
+            let s = &self.rusts[n - self.beams.len()].1;
+            (0..GROUPS).map(|g| sorted(s.get_members(&group(g)))).collect()
+        }
+    }
+
+    /// Waits (bounded) until every live node's view is `want`.
+    async fn converge(&self, step: usize, want: &[Vec<Pid>]) {
+        for n in (0..self.alive.len()).filter(|&n| self.alive[n]) {
+            let deadline = tokio::time::Instant::now() + T;
+            loop {
+                let got = self.view(n).await;
+                if got == want {
+                    break;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "step {step}: node {n} sees {got:?}, expected {want:?}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+}
+
+/// One join of `pid` (on node `node`) to a group; a pid appears once
+/// per join.
+struct Membership {
+    node: usize,
+    pid: Pid,
+    group: usize,
+}
+
+fn expected(ms: &[Membership]) -> Vec<Vec<Pid>> {
+    (0..GROUPS).map(|g| sorted(ms.iter().filter(|m| m.group == g).map(|m| m.pid.clone()).collect())).collect()
+}
+
+/// Acceptance: two Elixir nodes and two erlnode nodes share a scope;
+/// 1,000 joins, leaves and member exits from all four, a BEAM node
+/// SIGKILLed at step 400 and an erlnode node shut down at step 700;
+/// after every step all live nodes' `get_members` equal the model.
+#[tokio::test(flavor = "multi_thread")]
+async fn four_nodes_thousand_steps_converge() {
+    init_log();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let beams = vec![beam("ea", &cookie, epmd.port(), true).await, beam("eb", &cookie, epmd.port(), true).await];
+    let mut rusts = Vec::new();
+    for p in ["ra", "rb"] {
+        let node = support::rust_node(p, &cookie, epmd.port()).await;
+        let scope = node.pg_scope(SCOPE).unwrap();
+        rusts.push((node, scope));
+    }
+    for b in &beams {
+        assert!(matches!(b.eval(&format!("pg:start({SCOPE})")).await.as_tuple(), Some([ok, _]) if ok.is_atom("ok")));
+        for (r, _) in &rusts {
+            assert_eq!(b.eval(&format!("net_adm:ping('{}')", r.name())).await, Term::atom("pong"));
+        }
+    }
+    assert_eq!(beams[0].eval(&format!("net_adm:ping('{}')", beams[1].name())).await, Term::atom("pong"));
+    rusts[0].0.connect(rusts[1].0.name().as_str()).await.expect("rust nodes connect");
+    let mut c = Cluster { beams, rusts, alive: vec![true; 4] };
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let mut ms: Vec<Membership> = Vec::new();
+    let mut live_pids: Vec<(usize, Pid)> = Vec::new();
+    let (mut joins, mut leaves, mut exits) = (0, 0, 0);
+    for step in 0..1000 {
+        if step == 400 {
+            // SIGKILL a BEAM node: its members go with its scope's DOWN.
+            c.beams[1].kill().await;
+            c.alive[1] = false;
+            ms.retain(|m| m.node != 1);
+            live_pids.retain(|(n, _)| *n != 1);
+        } else if step == 700 {
+            c.rusts[1].0.shutdown().await;
+            c.alive[3] = false;
+            ms.retain(|m| m.node != 3);
+            live_pids.retain(|(n, _)| *n != 3);
+        } else {
+            let live: Vec<usize> = (0..4).filter(|&n| c.alive[n]).collect();
+            let roll = rng.gen_range(0..100);
+            if roll < 50 || ms.is_empty() {
+                let n = live[rng.gen_range(0..live.len())];
+                let on_n: Vec<&Pid> = live_pids.iter().filter(|(m, _)| *m == n).map(|(_, p)| p).collect();
+                let pid = if !on_n.is_empty() && rng.gen_bool(0.4) {
+                    on_n[rng.gen_range(0..on_n.len())].clone()
+                } else {
+                    let p = c.spawn_member(n).await;
+                    live_pids.push((n, p.clone()));
+                    p
+                };
+                let g = rng.gen_range(0..GROUPS);
+                c.join(n, &pid, g).await;
+                ms.push(Membership { node: n, pid, group: g });
+                joins += 1;
+            } else if roll < 85 {
+                let m = ms.swap_remove(rng.gen_range(0..ms.len()));
+                c.leave(m.node, &m.pid, m.group).await;
+                leaves += 1;
+            } else {
+                let (n, pid) = live_pids.swap_remove(rng.gen_range(0..live_pids.len()));
+                c.kill_member(n, &pid).await;
+                ms.retain(|m| m.pid != pid);
+                exits += 1;
+            }
+        }
+        c.converge(step, &expected(&ms)).await;
+    }
+    let total: usize = expected(&ms).iter().map(Vec::len).sum();
+    println!("pg acceptance: 1000 steps: {joins} joins, {leaves} leaves, {exits} member exits, 1 BEAM node killed, 1 erlnode node shut down; {total} memberships at the end, all views equal after every step");
+    assert!(joins > 300 && leaves > 150 && exits > 50, "the mix exercised every operation");
+}
+
+/// A hostile peer scope (a BEAM process speaking pg by hand) sends
+/// malformed syncs, joins of pids it does not own (erlnode's, dead or
+/// not), leaves of groups it never joined, unknown messages and calls:
+/// each is dropped (calls answered), the scope keeps serving the hostile
+/// peer's valid messages and a real BEAM scope, and nothing erlnode sends
+/// crashes that BEAM scope.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_peer_scope_is_dropped_and_scope_keeps_serving() {
+    init_log();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let rust = support::rust_node("r", &cookie, epmd.port()).await;
+    let ex = beam("e", &cookie, epmd.port(), false).await;
+    let scope = rust.pg_scope("pg_h").unwrap();
+    ex.eval("{ok, RealScope} = pg:start(pg_h)").await;
+    assert_eq!(ex.eval(&format!("net_adm:ping('{}')", rust.name())).await, Term::atom("pong"));
+    let dead_rust = idle(&rust);
+    rust.exit(&dead_rust, Term::atom("kill"));
+    let live_rust = idle(&rust);
+    scope.join(Term::atom("real"), &live_rust).await.unwrap();
+
+    // The fake scope: a process that discovers erlnode's scope, then
+    // sends what the test tells it to and reports what it receives.
+    let fake = ex
+        .eval(&format!(
+            "Rust = '{}', Test = self(),
+             Fake = spawn(fun() ->
+                 {{pg_h, Rust}} ! {{discover, self()}},
+                 Loop = fun L() -> receive {{send, M}} -> {{pg_h, Rust}} ! M, L(); {{call, R}} -> Test ! {{called, catch gen_server:call({{pg_h, Rust}}, R, 5000)}}, L(); stop -> ok; Other -> Test ! {{fake_got, Other}}, L() end end,
+                 Loop() end),
+             Fake",
+            rust.name()
+        ))
+        .await;
+    let fake = fake.as_pid().cloned().expect("fake pid");
+    // erlnode answers a discover with a sync and its own discover.
+    let got = ex.eval("receive {fake_got, {'$gen_cast', {sync, _, _}} = S} -> S after 30000 -> no_sync end").await;
+    assert!(matches!(got.as_tuple(), Some([c, _]) if c.is_atom("$gen_cast")), "{got:?}");
+    let got = ex.eval("receive {fake_got, {discover, P}} -> P after 30000 -> no_discover end").await;
+    assert_eq!(got, Term::Pid(scope.pid().clone()));
+
+    let dead = pid_literal(&dead_rust);
+    let live = pid_literal(&live_rust);
+    let hostile = [
+        "{'$gen_cast', {sync, Fake, not_a_list}}".to_string(),
+        "{'$gen_cast', {sync, Fake, [{g, [not_a_pid]}]}}".into(),
+        "{'$gen_cast', {sync, Fake, [{g, [Fake]}, {g, [Fake]}]}}".into(),
+        "{'$gen_cast', {sync, Fake, [{g, Fake}]}}".into(),
+        "{'$gen_cast', {sync, Fake, [{g, [Fake]} | improper]}}".into(),
+        "{'$gen_cast', {sync}}".into(),
+        "{'$gen_cast', unknown_cast}".into(),
+        format!("{{join, Fake, g, {dead}}}"),
+        format!("{{join, Fake, g, [{live}]}}"),
+        "{join, Fake, g, [self(), not_a_pid]}".into(),
+        "{join, Fake, g, []}".into(),
+        "{join, not_a_pid, g, Fake}".into(),
+        "{leave, Fake, Fake, [never_joined]}".into(),
+        "{leave, Fake, Fake, not_a_list}".into(),
+        "{discover, not_a_pid}".into(),
+        "{discover}".into(),
+        "{'DOWN', make_ref(), process, Fake, boom}".into(),
+        "garbage".into(),
+        "<<\"binary garbage\">>".into(),
+    ];
+    for m in &hostile {
+        ex.eval(&format!("Fake ! {{send, {m}}}, ok")).await;
+    }
+    // Unknown calls are answered, not left hanging.
+    ex.eval("Fake ! {call, bogus_request}").await;
+    let called = ex.eval("receive {called, C} -> C after 30000 -> no_answer end").await;
+    assert_eq!(called, Term::tuple([Term::atom("error"), Term::atom("badarg")]));
+    let called = ex.eval(&format!("gen_server:call({{pg_h, '{}'}}, {{join_local, g, self()}}, 5000)", rust.name())).await;
+    assert!(matches!(called.as_tuple(), Some([e, _]) if e.is_atom("error")), "join_local of a foreign pid refused: {called:?}");
+
+    // Still serving the (no longer) hostile peer: a valid join shows up,
+    // including one of a pid of its own node that is already dead (pg.erl
+    // keeps such a pid until its scope retracts it or goes down).
+    ex.eval("Dead = spawn(fun() -> ok end), Fake ! {send, {join, Fake, ok_group, [Fake, Dead]}}, ok").await;
+    let fake_dead = ex.eval("Dead").await.as_pid().cloned().unwrap();
+    wait_equal("valid join after the garbage", &[fake.clone(), fake_dead.clone()], View::Rust(&scope, Term::atom("ok_group"))).await;
+    assert!(scope.get_members(&Term::atom("g")).is_empty(), "nothing of the garbage was stored");
+    let mut groups: Vec<String> = scope.which_groups().iter().map(|g| format!("{g:?}")).collect();
+    groups.sort();
+    assert_eq!(groups, vec![format!("{:?}", Term::atom("ok_group")), format!("{:?}", Term::atom("real"))]);
+    // Still serving Rust joins and the real BEAM scope, which never crashed.
+    wait_equal("real scope sees the Rust member", &[live_rust.clone()], View::Beam(&ex, "pg_h", "real")).await;
+    let r2 = idle(&rust);
+    scope.join(Term::atom("real"), &r2).await.unwrap();
+    wait_equal("real scope sees a later join", &[live_rust.clone(), r2.clone()], View::Beam(&ex, "pg_h", "real")).await;
+    assert_eq!(ex.eval("whereis(pg_h) =:= RealScope").await, Term::atom("true"), "the BEAM scope never restarted");
+
+    // The hostile scope goes away: its members go with it.
+    ex.eval("Fake ! stop").await;
+    wait_equal("the fake scope's members are gone", &[], View::Rust(&scope, Term::atom("ok_group"))).await;
+    assert_eq!(scope.which_groups(), vec![Term::atom("real")]);
 }

@@ -34,6 +34,8 @@ pub(crate) enum CallRequest {
     MonitorScope,
     MonitorGroup(Term),
     Demonitor(Reference),
+    /// A call pg.erl does not know (it would crash): answered `{error, badarg}`.
+    Unknown(Term),
 }
 
 /// A pid, or a proper list of pids (pg's `PidOrPids`); the flag says
@@ -128,7 +130,7 @@ fn call_request(r: &Term) -> Result<CallRequest, &'static str> {
             let group = g.clone();
             Ok(if tag.is_atom("join_local") { CallRequest::JoinLocal { group, pids, single } } else { CallRequest::LeaveLocal { group, pids, single } })
         }
-        _ => Err("unknown call"),
+        _ => Ok(CallRequest::Unknown(r.clone())),
     }
 }
 

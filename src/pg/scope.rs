@@ -138,7 +138,9 @@ impl Scope {
         let msg = match Incoming::parse(&m, self.node.name()) {
             Ok(msg) => msg,
             Err(why) => {
-                tracing::warn!(scope = %self.name, %why, msg = ?m, "pg: malformed or unknown message dropped");
+                let mut shown = format!("{m:?}");
+                shown.truncate(shown.floor_char_boundary(400));
+                tracing::warn!(scope = %self.name, %why, msg = %shown, "pg: malformed or unknown message dropped");
                 return;
             }
         };
@@ -343,6 +345,10 @@ impl Scope {
                 tracing::warn!(scope = %self.name, ?group, single, "pg: join/leave of a pid of another node refused");
                 let bad = pids.into_iter().find(|p| p.node != *self.node.name()).expect("checked");
                 Term::tuple([Term::atom("error"), Term::tuple([Term::atom("nolocal"), Term::Pid(bad)])])
+            }
+            CallRequest::Unknown(request) => {
+                tracing::warn!(scope = %self.name, %caller, ?request, "pg: unknown call answered {{error, badarg}}");
+                Term::tuple([Term::atom("error"), Term::atom("badarg")])
             }
             CallRequest::JoinLocal { group, pids, single } => {
                 self.join_local(&group, &pids, single);
