@@ -25,7 +25,7 @@ DEMO_EBIN   := $(ROOT)/erlang/_build/dev/lib/erlnode_ex/ebin
 MATRIX_OTP  ?= 27
 OTP         ?= 27
 
-.PHONY: all deps build test test-rust test-elixir test-otp otp-stage elixir-lib demo demo-lib demo-connect bench clean
+.PHONY: all deps build test test-rust test-elixir test-otp test-pubsub otp-stage elixir-lib demo demo-lib demo-connect bench clean
 
 all: build
 
@@ -71,6 +71,12 @@ test-rust: elixir-lib
 
 elixir-lib:
 	cd erlang && env $(MIX_VARS) mix compile
+
+## test-pubsub: the Phoenix.PubSub interop tests against the real library;
+## PHOENIX_PUBSUB_LIBS=DIR names a folder of its compiled ebins (not shipped)
+test-pubsub: deps
+	@[ -n "$(PHOENIX_PUBSUB_LIBS)" ] || { echo "test-pubsub: set PHOENIX_PUBSUB_LIBS=DIR (phoenix_pubsub ebins)"; exit 2; }
+	PHOENIX_PUBSUB_LIBS=$(abspath $(PHOENIX_PUBSUB_LIBS)) $(CARGO) test --test interop pubsub:: -- --nocapture
 
 # OTP reads ERL_EPMD_PORT only at boot, so the test VM gets a free port here;
 # every erlnode the tests start serves its embedded EPMD on it.

@@ -16,3 +16,4 @@ mod migration;
 mod placement;
 mod otp29;
 mod pg;
+mod pubsub;

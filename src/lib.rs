@@ -25,6 +25,7 @@ pub mod handshake;
 pub mod migration;
 pub mod node;
 pub mod pg;
+pub mod pubsub;
 pub mod process;
 pub mod services;
 pub mod term;
