@@ -260,3 +260,93 @@ async fn ten_thousand_broadcasts_exactly_once_in_order() {
 fn ps_members(rust: &Node) -> usize {
     rust.pg_scope(erlnode::pubsub::SCOPE).unwrap().get_members(&Term::atom(&format!("Elixir.{SERVER}.Adapter"))).len()
 }
+
+async fn recv(mb: &mut erlnode::Mailbox, what: &str) -> Term {
+    mb.recv_timeout(T).await.unwrap_or_else(|e| panic!("no {what} message: {e:?}"))
+}
+
+/// Records the trace `make test` replays (tests/vectors/phoenix_pubsub.trace):
+/// what a real Elixir node running Phoenix.PubSub sends to a peer pg
+/// scope (`pg` lines) and to a PG2 member on another node (`member`
+/// lines). Runs only with PHOENIX_PUBSUB_LIBS and PUBSUB_TRACE_OUT set;
+/// the recorder is a plain mailbox, so the trace shows the library's
+/// messages, not erlnode's interpretation of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn record_pubsub_trace() {
+    let Some(libs) = libs("record_pubsub_trace") else { return };
+    let Some(out) = std::env::var_os("PUBSUB_TRACE_OUT") else {
+        println!("record_pubsub_trace: not run: PUBSUB_TRACE_OUT unset");
+        return;
+    };
+    init_log();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let rust = Node::builder("recorder@127.0.0.1").cookie(&cookie).epmd_port(epmd.port()).embedded_epmd(false).start().await.unwrap();
+    let mut fake_scope = rust.spawn_mailbox();
+    rust.register(erlnode::pubsub::SCOPE, fake_scope.pid()).unwrap();
+    let mut member = rust.spawn_mailbox();
+    rust.register(&format!("Elixir.{SERVER}.Adapter"), member.pid()).unwrap();
+    let ex = elixir_with_pubsub("e", &cookie, epmd.port(), &libs).await;
+    let version = match ex.eval("{ok, V} = application:get_key(phoenix_pubsub, vsn), list_to_binary([\"phoenix_pubsub \", V, \", OTP \", erlang:system_info(otp_release)])").await {
+        Term::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(ex.eval(&format!("net_adm:ping('{}')", rust.name())).await, Term::atom("pong"));
+
+    let mut lines = vec![
+        "# Messages a real Elixir node running Phoenix.PubSub sent to erlnode, recorded by".to_string(),
+        "# interop-tests/pubsub.rs record_pubsub_trace (a plain mailbox as recorder).".to_string(),
+        format!("# {version}; recorder node: {}; server: {SERVER}", rust.name()),
+        "# pg <hex ETF>: to the peer scope 'Elixir.Phoenix.PubSub'; member <hex ETF>: to a PG2 member".to_string(),
+    ];
+    let mut record = |kind: &str, t: &Term| lines.push(format!("{kind} {}", support::hex_encode(&erlnode::term::encode(t))));
+    // nodeup: the Elixir scope discovers us; we discover it back and get its sync.
+    let discover = recv(&mut fake_scope, "pg").await;
+    record("pg", &discover);
+    let escope = match discover.as_tuple() {
+        Some([_, Term::Pid(p)]) => p.clone(),
+        _ => panic!("{discover:?}"),
+    };
+    fake_scope.send(&escope, Term::tuple([Term::atom("discover"), Term::Pid(fake_scope.pid().clone())]));
+    for _ in 0..2 {
+        let m = recv(&mut fake_scope, "pg").await;
+        record("pg", &m);
+    }
+    // Announce our member as erlnode's scope does, then make the library talk to it.
+    let sync = Term::tuple([
+        Term::atom("$gen_cast"),
+        Term::tuple([Term::atom("sync"), Term::Pid(fake_scope.pid().clone()), Term::list([Term::tuple([Term::atom(&format!("Elixir.{SERVER}.Adapter")), Term::list([Term::Pid(member.pid().clone())])])])]),
+    ]);
+    fake_scope.send(&escope, sync);
+    let deadline = tokio::time::Instant::now() + T;
+    while ex.eval(&format!("length(pg:get_members('Elixir.Phoenix.PubSub', 'Elixir.{SERVER}.Adapter'))")).await != Term::Int(2) {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for payload in [
+        "{:tuple, 1, \"two\", [3.0]}",
+        "\"a binary\"",
+        "%{__struct__: Phoenix.Socket.Broadcast, topic: \"room:1\", event: \"new_msg\", payload: %{\"body\" => \"hi\", \"n\" => 123456789012345678901234567890}}",
+        "self()",
+    ] {
+        ex.eval_elixir(&format!("Phoenix.PubSub.broadcast({SERVER}, \"room:1\", {payload})")).await;
+        let m = recv(&mut member, "member").await;
+        record("member", &m);
+    }
+    ex.eval_elixir(&format!("Phoenix.PubSub.broadcast_from({SERVER}, self(), \"room:2\", :from_someone)")).await;
+    record("member", &recv(&mut member, "member").await);
+    ex.eval_elixir(&format!("Phoenix.PubSub.direct_broadcast(:\"{}\", {SERVER}, \"room:3\", :direct)", rust.name())).await;
+    record("member", &recv(&mut member, "member").await);
+    // A second server joins its group (a join), then stops (a leave).
+    ex.eval_elixir("{:ok, sup2} = Supervisor.start_link([{Phoenix.PubSub, name: TestPS2, pool_size: 2}], strategy: :one_for_one); Process.unlink(sup2); Process.put(:sup2, sup2)").await;
+    for _ in 0..2 {
+        record("pg", &recv(&mut fake_scope, "pg").await);
+    }
+    ex.eval_elixir("Supervisor.stop(Process.get(:sup2))").await;
+    for _ in 0..2 {
+        record("pg", &recv(&mut fake_scope, "pg").await);
+    }
+    lines.push(String::new());
+    std::fs::write(&out, lines.join("\n")).expect("write the trace");
+    println!("record_pubsub_trace: wrote {} lines to {:?}", lines.len(), out);
+}

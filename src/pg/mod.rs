@@ -28,6 +28,8 @@
 mod messages;
 mod scope;
 mod table;
+#[cfg(test)]
+pub(crate) mod tests;
 mod watchers;
 
 pub use watchers::{PgAction, PgChange};

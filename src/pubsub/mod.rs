@@ -31,7 +31,8 @@
 mod names;
 mod worker;
 
-pub use names::{adapter_name, server_atom, SCOPE};
+pub use names::{adapter_name, server_atom, DEFAULT_DISPATCHER, SCOPE};
+pub use worker::forward_to_local;
 
 use crate::pg::{PgError, PgScope};
 use crate::term::{Atom, Pid, Term};

@@ -71,8 +71,9 @@ impl Subscribers {
     }
 }
 
-/// `{forward_to_local, Topic, Message, Dispatcher}`, as PG2 sends it.
-pub(crate) fn forward_to_local(topic: &[u8], message: Term, dispatcher: &Atom) -> Term {
+/// `{forward_to_local, Topic, Message, Dispatcher}`, the message PG2
+/// sends a member on another node (and `direct_broadcast` a worker).
+pub fn forward_to_local(topic: &[u8], message: Term, dispatcher: &Atom) -> Term {
     Term::tuple([Term::atom("forward_to_local"), Term::binary(Bytes::copy_from_slice(topic)), message, Term::Atom(dispatcher.clone())])
 }
 
