@@ -437,3 +437,32 @@ async fn hostile_peer_scope_is_dropped_and_scope_keeps_serving() {
     wait_equal("the fake scope's members are gone", &[], View::Rust(&scope, Term::atom("ok_group"))).await;
     assert_eq!(scope.which_groups(), vec![Term::atom("real")]);
 }
+
+/// `erlnode run --pg-join SCOPE/GROUP`: the node's erlnode_echo is a
+/// member a BEAM node finds with :pg.get_members and calls.
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_pg_join_puts_the_echo_in_a_group() {
+    init_log();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let name = format!("{}@127.0.0.1", support::unique("cli"));
+    let cli = support::Erlnode::run(&name, &cookie, epmd.port(), &["--no-embedded-epmd", "--no-migration", "--pg-join", "pg_cli/workers", "--pg-join", "pg_cli/others"]).await;
+    cli.wait_for_line("erlnode_echo joined the pg group", T).await.expect("the CLI joins");
+    let ex = beam("e", &cookie, epmd.port(), true).await;
+    ex.eval("pg:start(pg_cli)").await;
+    assert_eq!(ex.eval(&format!("net_adm:ping('{name}')")).await, Term::atom("pong"));
+    let deadline = tokio::time::Instant::now() + T;
+    let member = loop {
+        if let Term::List(xs) = ex.eval("pg:get_members(pg_cli, workers)").await {
+            if let [Term::Pid(p)] = xs.as_slice() {
+                break p.clone();
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the echo never appeared in pg_cli/workers");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(member.node.as_str(), name);
+    assert_eq!(ex.eval("pg:get_members(pg_cli, others)").await, Term::list([Term::Pid(member.clone())]));
+    let r = ex.eval_elixir(&format!("GenServer.call(hd(:pg.get_members(:pg_cli, :workers)), {{:hello, 42}})")).await;
+    assert_eq!(r, Term::tuple([Term::atom("echo"), Term::tuple([Term::atom("hello"), Term::Int(42)])]));
+}

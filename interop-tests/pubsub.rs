@@ -350,3 +350,24 @@ async fn record_pubsub_trace() {
     std::fs::write(&out, lines.join("\n")).expect("write the trace");
     println!("record_pubsub_trace: wrote {} lines to {:?}", lines.len(), out);
 }
+
+/// `erlnode run --pubsub SERVER --subscribe TOPIC` tails a topic: every
+/// Elixir broadcast on it is logged, others are not.
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_tails_a_topic() {
+    let Some(libs) = libs("cli_tails_a_topic") else { return };
+    init_log();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let name = format!("{}@127.0.0.1", support::unique("tail"));
+    let cli = support::Erlnode::run(&name, &cookie, epmd.port(), &["--no-embedded-epmd", "--no-migration", "--pubsub", SERVER, "--subscribe", "news"]).await;
+    cli.wait_for_line("subscribed", T).await.expect("the CLI subscribes");
+    let ex = elixir_with_pubsub("e", &cookie, epmd.port(), &libs).await;
+    assert_eq!(ex.eval(&format!("net_adm:ping('{name}')")).await, Term::atom("pong"));
+    await_group_members(&ex, 2).await;
+    ex.eval_elixir(&format!("Phoenix.PubSub.broadcast({SERVER}, \"other\", :not_this_one)")).await;
+    ex.eval_elixir(&format!("Phoenix.PubSub.broadcast({SERVER}, \"news\", {{:headline, \"rust joins\", %{{n: 1}}}})")).await;
+    let line = cli.wait_for_line("pubsub message", T).await.expect("the broadcast is logged");
+    assert!(line.contains(r#"{:headline, \"rust joins\", %{n: 1}}"#) || line.contains(r#"{:headline, "rust joins", %{n: 1}}"#), "{line}");
+    assert!(!cli.output().iter().any(|l| l.contains("not_this_one")), "another topic is not logged");
+}

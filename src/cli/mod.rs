@@ -4,6 +4,7 @@ mod migrate;
 mod names;
 mod ping;
 mod run;
+mod tail;
 
 use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
@@ -31,7 +32,9 @@ pub enum Command {
     /// List the nodes registered with EPMD on HOST, like `epmd -names`.
     Names(names::NamesArgs),
     /// Start a node and keep it up until SIGINT or SIGTERM, logging peers
-    /// joining and leaving. Hosts the diagnostic process `erlnode_echo`.
+    /// joining and leaving. Hosts the diagnostic process `erlnode_echo`
+    /// (optionally in pg groups), and can tail a Phoenix.PubSub topic from
+    /// the terminal (--pubsub SERVER --subscribe TOPIC).
     Run(run::RunArgs),
     /// Move a live process (registered in global) to another node, with its
     /// state, its name and its queued messages.

@@ -39,6 +39,21 @@ pub struct RunArgs {
     /// global under NAME (repeatable).
     #[arg(long = "start-account", value_name = "NAME")]
     pub start_account: Vec<String>,
+    /// Join this node's erlnode_echo process to GROUP (an atom) in the pg
+    /// scope SCOPE (repeatable): BEAM nodes see it in
+    /// :pg.get_members(SCOPE, GROUP), and GenServer.call(pid, x) on it
+    /// replies {:echo, x}.
+    #[arg(long = "pg-join", value_name = "SCOPE/GROUP", value_parser = parse_pg_join)]
+    pub pg_join: Vec<(String, String)>,
+    /// Join the Phoenix.PubSub server SERVER (as Elixir names it, e.g.
+    /// MyApp.PubSub) of the cluster; with --subscribe, tail a topic from
+    /// the terminal.
+    #[arg(long, value_name = "SERVER")]
+    pub pubsub: Option<String>,
+    /// Log every message broadcast on TOPIC of the --pubsub server
+    /// (repeatable): tail a topic from the terminal.
+    #[arg(long, value_name = "TOPIC", requires = "pubsub")]
+    pub subscribe: Vec<String>,
     #[command(flatten)]
     pub opts: NodeOpts,
 }
@@ -56,6 +71,13 @@ fn parse_ring_encoding(s: &str) -> Result<RingEncodingArg, String> {
     }
 }
 
+fn parse_pg_join(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((scope, group)) if !scope.is_empty() && !group.is_empty() => Ok((scope.to_string(), group.to_string())),
+        _ => Err(format!("expected SCOPE/GROUP, got {s:?}")),
+    }
+}
+
 pub async fn run(a: RunArgs) -> ExitCode {
     let builder = a.opts.apply(crate::Node::builder(a.name.clone())).listen(([0, 0, 0, 0], a.listen_port).into());
     let node = match builder.start().await {
@@ -65,10 +87,36 @@ pub async fn run(a: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = crate::services::echo::spawn(&node, "erlnode_echo") {
-        tracing::error!(error = %e, "cannot start erlnode_echo");
-        return ExitCode::FAILURE;
+    let echo = match crate::services::echo::spawn(&node, "erlnode_echo") {
+        Ok(pid) => pid,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start erlnode_echo");
+            return ExitCode::FAILURE;
+        }
+    };
+    for (scope, group) in &a.pg_join {
+        let joined = match node.pg_scope(scope) {
+            Ok(s) => s.join(crate::Term::atom(group), &echo).await,
+            Err(e) => Err(e),
+        };
+        match joined {
+            Ok(()) => tracing::info!(%scope, %group, pid = %echo, "erlnode_echo joined the pg group"),
+            Err(e) => {
+                tracing::error!(%scope, %group, error = %e, "cannot join the pg group");
+                return ExitCode::FAILURE;
+            }
+        }
     }
+    let _pubsub = match &a.pubsub {
+        None => None,
+        Some(server) => match super::tail::start(&node, server, &a.subscribe).await {
+            Ok(ps) => Some(ps),
+            Err(e) => {
+                tracing::error!(%server, error = %e, "cannot join the pubsub server");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let mut events = node.subscribe();
     tokio::spawn(async move {
         use tokio::sync::broadcast::error::RecvError;

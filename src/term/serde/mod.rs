@@ -120,7 +120,7 @@ mod error;
 mod foreign;
 mod mapbuild;
 mod passthrough;
-mod render;
+pub mod render;
 mod ser;
 
 #[cfg(test)]

@@ -16,12 +16,26 @@ pub(crate) fn describe(term: &Term) -> String {
     format!("{} {}", kind(term), short(term))
 }
 
+thread_local! {
+    /// The budget of the rendering under way (rendering is synchronous).
+    static LIMIT: std::cell::Cell<usize> = const { std::cell::Cell::new(BUDGET) };
+}
+
 /// The term's Elixir syntax, cut to a readable length.
 pub(crate) fn short(term: &Term) -> String {
+    elixir(term, BUDGET)
+}
+
+/// The term's Elixir syntax (`{:ok, "ann", %{n: 1}}`), cut with `...`
+/// after about `budget` characters, so that a huge term costs no more
+/// than its first `budget` characters. For logs and terminal output.
+pub fn elixir(term: &Term, budget: usize) -> String {
+    let saved = LIMIT.with(|l| l.replace(budget));
     let mut out = String::new();
     write_term(term, &mut out);
-    if out.len() > BUDGET {
-        let mut cut = BUDGET;
+    LIMIT.with(|l| l.set(saved));
+    if out.len() > budget {
+        let mut cut = budget;
         while !out.is_char_boundary(cut) {
             cut -= 1;
         }
@@ -52,7 +66,7 @@ pub(crate) fn kind(term: &Term) -> &'static str {
 }
 
 fn full(out: &str) -> bool {
-    out.len() > BUDGET
+    out.len() > LIMIT.with(|l| l.get())
 }
 
 fn write_term(term: &Term, out: &mut String) {
