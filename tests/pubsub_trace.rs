@@ -13,9 +13,13 @@ fn unhex(s: &str) -> Vec<u8> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
 }
 
+/// Recorded on OTP 25 and on OTP 27.
+const TRACES: [&str; 2] = [include_str!("vectors/phoenix_pubsub.trace"), include_str!("vectors/phoenix_pubsub_otp27.trace")];
+
 fn recorded_member_messages() -> Vec<Term> {
-    include_str!("vectors/phoenix_pubsub.trace")
-        .lines()
+    TRACES
+        .iter()
+        .flat_map(|t| t.lines())
         .filter_map(|l| l.strip_prefix("member "))
         .map(|h| erlnode::term::decode(&unhex(h.trim())).expect("recorded ETF decodes"))
         .collect()
@@ -33,7 +37,7 @@ fn fields(t: &Term) -> (String, Term) {
 #[tokio::test]
 async fn recorded_pubsub_messages_build_identically_and_reach_subscribers() {
     let recorded = recorded_member_messages();
-    assert_eq!(recorded.len(), 6, "four broadcasts, a broadcast_from and a direct_broadcast were recorded");
+    assert_eq!(recorded.len(), 12, "per trace: four broadcasts, a broadcast_from and a direct_broadcast");
     for t in &recorded {
         let (topic, msg) = fields(t);
         assert_eq!(&forward_to_local(topic.as_bytes(), msg, &Atom::new(DEFAULT_DISPATCHER)), t);

@@ -7,15 +7,15 @@
 use super::messages::{self, Incoming};
 use crate::term::{Atom, Term};
 
-const TRACE: &str = include_str!("../../tests/vectors/phoenix_pubsub.trace");
+/// Recorded on OTP 25 and on OTP 27 (Elixir 1.14 and 1.18).
+const TRACES: [&str; 2] = [include_str!("../../tests/vectors/phoenix_pubsub.trace"), include_str!("../../tests/vectors/phoenix_pubsub_otp27.trace")];
 
 fn unhex(s: &str) -> Vec<u8> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
 }
 
-fn trace(kind: &str) -> Vec<Term> {
-    TRACE
-        .lines()
+fn trace(text: &str, kind: &str) -> Vec<Term> {
+    text.lines()
         .filter_map(|l| l.strip_prefix(kind).and_then(|r| r.strip_prefix(' ')))
         .map(|h| crate::term::decode(&unhex(h.trim())).expect("recorded ETF decodes"))
         .collect()
@@ -23,8 +23,14 @@ fn trace(kind: &str) -> Vec<Term> {
 
 #[test]
 fn recorded_pg_messages_parse_and_rebuild_identically() {
+    for text in TRACES {
+        replay(text);
+    }
+}
+
+fn replay(text: &str) {
     let me = Atom::new("recorder@127.0.0.1");
-    let msgs = trace("pg");
+    let msgs = trace(text, "pg");
     let mut kinds = Vec::new();
     for t in &msgs {
         let rebuilt = match Incoming::parse(t, &me).unwrap_or_else(|e| panic!("{e}: {t:?}")) {
