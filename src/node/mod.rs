@@ -306,6 +306,7 @@ impl Node {
         if let Some(g) = self.inner.global.get() {
             g.stop(self);
         }
+        self.inner.pg.stop_all(self);
         for t in self.inner.tasks.lock().unwrap().drain(..) {
             t.abort();
         }

@@ -83,6 +83,14 @@ impl Scopes {
         map.insert(name.to_string(), core.clone());
         Ok(core)
     }
+
+    /// Stops every scope (the node is shutting down): peers see the
+    /// scopes' DOWNs, and nothing keeps the node's state alive.
+    pub(crate) fn stop_all(&self, node: &Node) {
+        for (_, core) in self.by_name.lock().unwrap().drain() {
+            node.exit(&core.pid, Term::atom("kill"));
+        }
+    }
 }
 
 fn start(node: &Node, name: &str) -> Result<Arc<Core>, PgError> {
