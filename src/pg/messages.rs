@@ -68,12 +68,13 @@ fn peer(t: &Term, me: &Atom) -> Result<Pid, &'static str> {
 fn sync_groups(p: &Pid, t: &Term) -> Result<Vec<(Term, Vec<Pid>)>, &'static str> {
     let Term::List(items) = t else { return Err("sync groups are not a list") };
     let mut out: Vec<(Term, Vec<Pid>)> = Vec::with_capacity(items.len());
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
     for item in items {
         let Some([g, pids]) = item.as_tuple() else { return Err("a sync entry is not {Group, Pids}") };
         if !matches!(pids, Term::List(_)) {
             return Err("a sync entry's members are not a list");
         }
-        if out.iter().any(|(seen, _)| seen == g) {
+        if !seen.insert(super::table::key(g)) {
             return Err("a group appears twice in one sync");
         }
         out.push((g.clone(), remote_members(p, pids)?));

@@ -50,6 +50,15 @@ pub(crate) struct Scope {
     watchers: Watchers,
 }
 
+/// Whatever ends the scope (its task is dropped when it is killed), its
+/// table goes with it, as pg's ETS table does: readers holding an old
+/// handle then see no members rather than a frozen view.
+impl Drop for Scope {
+    fn drop(&mut self) {
+        *self.table.write().unwrap() = Table::default();
+    }
+}
+
 impl Scope {
     pub fn new(name: Atom, mb: Mailbox, table: Arc<RwLock<Table>>) -> Scope {
         Scope { name, node: mb.node(), mb, table, local: HashMap::new(), remote: HashMap::new(), watchers: Watchers::default() }
