@@ -32,14 +32,29 @@ fn libs(test: &str) -> Option<PathBuf> {
 /// An Elixir node running the phoenix_pubsub application and a PubSub
 /// server named `TestPS`.
 async fn elixir_with_pubsub(prefix: &str, cookie: &str, epmd: u16, libs: &PathBuf) -> BeamNode {
+    elixir_with_pubsub_opts(prefix, cookie, epmd, libs, "").await
+}
+
+/// [`elixir_with_pubsub`] with extra options for the server (`, pool_size: 2`).
+async fn elixir_with_pubsub_opts(prefix: &str, cookie: &str, epmd: u16, libs: &PathBuf, opts: &str) -> BeamNode {
     let b = BeamNode::builder().prefix(prefix).cookie(cookie).epmd_port(epmd).elixir(true).code_path(libs).start().await;
     let started = b.eval_elixir("Application.ensure_all_started(:phoenix_pubsub)").await;
     assert!(matches!(started.as_tuple(), Some([ok, _]) if ok.is_atom("ok")), "phoenix_pubsub starts: {started:?}");
     let sup = b
-        .eval_elixir(&format!("{{:ok, sup}} = Supervisor.start_link([{{Phoenix.PubSub, name: {SERVER}}}], strategy: :one_for_one); Process.unlink(sup); :ok"))
+        .eval_elixir(&format!("{{:ok, sup}} = Supervisor.start_link([{{Phoenix.PubSub, name: {SERVER}{opts}}}], strategy: :one_for_one); Process.unlink(sup); :ok"))
         .await;
     assert_eq!(sup, Term::atom("ok"));
     b
+}
+
+/// A test's epmd and cookie, and an erlnode node running the PubSub
+/// server with `pool_size` workers.
+async fn rust_side(pool_size: usize) -> (Epmd, String, Node, PubSub) {
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let rust = support::rust_node("r", &cookie, epmd.port()).await;
+    let ps = rust.pubsub(SERVER).pool_size(pool_size).start().await.expect("pubsub starts");
+    (epmd, cookie, rust, ps)
 }
 
 /// An Elixir process subscribed to `topic` that keeps what it receives;
@@ -112,10 +127,7 @@ struct Broadcast {
 async fn pubsub_semantics_between_elixir_and_rust() {
     let Some(libs) = libs("pubsub_semantics_between_elixir_and_rust") else { return };
     init_log();
-    let epmd = Epmd::start().await;
-    let cookie = support::unique("cookie");
-    let rust = support::rust_node("r", &cookie, epmd.port()).await;
-    let ps = rust.pubsub(SERVER).start().await.expect("pubsub starts");
+    let (epmd, cookie, rust, ps) = rust_side(1).await;
     let ex = elixir_with_pubsub("e", &cookie, epmd.port(), &libs).await;
     assert_eq!(ex.eval(&format!("net_adm:ping('{}')", rust.name())).await, Term::atom("pong"));
     await_group_members(&ex, 2).await;
@@ -172,10 +184,7 @@ async fn pubsub_semantics_between_elixir_and_rust() {
 async fn ten_thousand_broadcasts_exactly_once_in_order() {
     let Some(libs) = libs("ten_thousand_broadcasts_exactly_once_in_order") else { return };
     init_log();
-    let epmd = Epmd::start().await;
-    let cookie = support::unique("cookie");
-    let rust = support::rust_node("r", &cookie, epmd.port()).await;
-    let ps = rust.pubsub(SERVER).start().await.expect("pubsub starts");
+    let (epmd, cookie, rust, ps) = rust_side(1).await;
     let e1 = elixir_with_pubsub("ea", &cookie, epmd.port(), &libs).await;
     let e2 = elixir_with_pubsub("eb", &cookie, epmd.port(), &libs).await;
     for b in [&e1, &e2] {
@@ -370,4 +379,55 @@ async fn cli_tails_a_topic() {
     let line = cli.wait_for_line("pubsub message", T).await.expect("the broadcast is logged");
     assert!(line.contains(r#"{:headline, \"rust joins\", %{n: 1}}"#) || line.contains(r#"{:headline, "rust joins", %{n: 1}}"#), "{line}");
     assert!(!cli.output().iter().any(|l| l.contains("not_this_one")), "another topic is not logged");
+}
+
+/// With a pool of 2 on both sides, Elixir publishers hash into both
+/// groups ('Elixir.TestPS.Adapter' and 'Elixir.TestPS.Adapter_2'); the
+/// Rust node, a member of both, gets every broadcast exactly once, and its
+/// own broadcasts from different senders reach Elixir once each.
+#[tokio::test(flavor = "multi_thread")]
+async fn pool_of_two_groups() {
+    let Some(libs) = libs("pool_of_two_groups") else { return };
+    init_log();
+    let (epmd, cookie, rust, ps) = rust_side(2).await;
+    assert_eq!(ps.workers().len(), 2);
+    let ex = elixir_with_pubsub_opts("e", &cookie, epmd.port(), &libs, ", pool_size: 2").await;
+    assert_eq!(ex.eval(&format!("net_adm:ping('{}')", rust.name())).await, Term::atom("pong"));
+    let deadline = tokio::time::Instant::now() + T;
+    while ex.eval("{length(pg:get_members('Elixir.Phoenix.PubSub', 'Elixir.TestPS.Adapter')), length(pg:get_members('Elixir.Phoenix.PubSub', 'Elixir.TestPS.Adapter_2'))}").await
+        != Term::tuple([Term::Int(2), Term::Int(2)])
+    {
+        assert!(tokio::time::Instant::now() < deadline, "both groups never had both nodes");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    elixir_subscriber(&ex, "PoolSub", "pool").await;
+    let (_rsub, mut rx) = rust_subscriber(&rust, &ps, "pool");
+    // 40 publishers (40 different self() hashes), one broadcast each.
+    ex.eval("Me = self(), [spawn(fun() -> 'Elixir.Phoenix.PubSub':broadcast('Elixir.TestPS', <<\"pool\">>, {ex, I}), Me ! {sent, I} end) || I <- lists:seq(1, 40)], [receive {sent, I} -> ok end || I <- lists:seq(1, 40)], ok").await;
+    let mut got: Vec<i64> = Vec::new();
+    for _ in 0..40 {
+        match next(&mut rx).await.as_tuple() {
+            Some([t, Term::Int(i)]) if t.is_atom("ex") => got.push(*i),
+            other => panic!("{other:?}"),
+        }
+    }
+    got.sort();
+    assert_eq!(got, (1..=40).collect::<Vec<_>>(), "each Elixir broadcast once, whichever group it chose");
+    // Rust broadcasts from 10 different senders (both groups get used).
+    let senders: Vec<Pid> = (0..10).map(|_| rust.spawn(|mut mb| async move { while mb.recv().await.is_some() {} Term::atom("normal") })).collect();
+    for (i, s) in senders.iter().enumerate() {
+        ps.broadcast_from(s, "pool", Term::tuple([Term::atom("rs"), Term::Int(i as i64)])).unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + T;
+    let from_rust = loop {
+        let got = elixir_received(&ex, "PoolSub").await;
+        let rs: Vec<Term> = got.into_iter().filter(|m| matches!(m.as_tuple(), Some([t, _]) if t.is_atom("rs"))).collect();
+        if rs.len() >= 10 || tokio::time::Instant::now() >= deadline {
+            break rs;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let mut idx: Vec<i64> = from_rust.iter().map(|m| m.as_tuple().unwrap()[1].as_int().unwrap()).collect();
+    idx.sort();
+    assert_eq!(idx, (0..10).collect::<Vec<_>>(), "each Rust broadcast reached the Elixir subscriber once");
 }

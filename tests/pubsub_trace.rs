@@ -34,6 +34,31 @@ fn fields(t: &Term) -> (String, Term) {
     }
 }
 
+/// `%Phoenix.Socket.Broadcast{}` as Elixir sent it: a map with
+/// `__struct__`, read by a serde type that ignores that key.
+#[derive(serde::Deserialize, Debug)]
+struct Broadcast {
+    topic: String,
+    event: String,
+    payload: std::collections::HashMap<String, Term>,
+}
+
+#[test]
+fn recorded_struct_payload_reads_into_a_serde_type() {
+    let structs: Vec<Broadcast> = recorded_member_messages()
+        .iter()
+        .map(|t| fields(t).1)
+        .filter(|m| matches!(m, Term::Map(_)))
+        .map(|m| erlnode::term::serde::from_term(m).expect("the struct map deserializes"))
+        .collect();
+    assert_eq!(structs.len(), 2, "one per recording");
+    for b in structs {
+        assert_eq!((b.topic.as_str(), b.event.as_str()), ("room:1", "new_msg"));
+        assert_eq!(b.payload["body"], Term::binary(&b"hi"[..]));
+        assert!(matches!(b.payload["n"], Term::Big(_)), "a bignum survives as a term");
+    }
+}
+
 #[tokio::test]
 async fn recorded_pubsub_messages_build_identically_and_reach_subscribers() {
     let recorded = recorded_member_messages();
