@@ -466,3 +466,38 @@ async fn cli_pg_join_puts_the_echo_in_a_group() {
     let r = ex.eval_elixir(&format!("GenServer.call(hd(:pg.get_members(:pg_cli, :workers)), {{:hello, 42}})")).await;
     assert_eq!(r, Term::tuple([Term::atom("echo"), Term::tuple([Term::atom("hello"), Term::Int(42)])]));
 }
+
+/// As pg.erl, erlnode's scope discovers visible nodes only: a hidden
+/// node's scope never hears from it (its state holds no erlnode peer),
+/// while a visible node's scope sees the Rust member.
+#[tokio::test(flavor = "multi_thread")]
+async fn hidden_nodes_are_not_discovered() {
+    init_log();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let rust = support::rust_node("r", &cookie, epmd.port()).await;
+    let scope = rust.pg_scope("pg_hid").unwrap();
+    let r1 = idle(&rust);
+    scope.join(Term::atom("g"), &r1).await.unwrap();
+    let hidden = BeamNode::builder().prefix("h").cookie(&cookie).epmd_port(epmd.port()).hidden(true).start().await;
+    hidden.eval("pg:start(pg_hid)").await;
+    assert_eq!(hidden.eval(&format!("net_adm:ping('{}')", rust.name())).await, Term::atom("pong"));
+    // A call through the scope travels the same link after any discover
+    // the scope sent at nodeup; sys:get_state then runs behind anything
+    // the hidden scope had received.
+    let r = hidden.eval(&format!("{{Ref0, _}} = gen_server:call({{pg_hid, '{}'}}, {{monitor, g}}), ok", rust.name())).await;
+    assert_eq!(r, Term::atom("ok"));
+    let knows = hidden
+        .eval(&format!(
+            "S = sys:get_state(pg_hid), lists:any(fun(M) -> is_map(M) andalso lists:any(fun(K) -> is_pid(K) andalso node(K) =:= '{}' end, maps:keys(M)) end, tuple_to_list(S))",
+            rust.name()
+        ))
+        .await;
+    assert_eq!(knows, Term::atom("false"), "the hidden node's scope has no erlnode peer");
+    assert_eq!(hidden.eval("pg:get_members(pg_hid, g)").await, Term::nil());
+    // The same Rust scope does discover a visible node.
+    let visible = beam("v", &cookie, epmd.port(), false).await;
+    visible.eval("pg:start(pg_hid)").await;
+    assert_eq!(visible.eval(&format!("net_adm:ping('{}')", rust.name())).await, Term::atom("pong"));
+    wait_equal("visible node sees the member", &[r1.clone()], View::Beam(&visible, "pg_hid", "g")).await;
+}

@@ -102,8 +102,11 @@ impl Scope {
         }
     }
 
+    /// Visible nodes only: pg.erl learns nodes from `nodes()` and
+    /// `monitor_nodes(true)`, neither of which reports hidden ones.
     fn discover_node(&self, n: &Atom) {
-        if n != self.node.name() {
+        let hidden = self.node.peer_flags(n).is_some_and(|f| f & crate::handshake::flags::PUBLISHED == 0);
+        if n != self.node.name() && !hidden {
             self.node.send_named(self.mb.pid(), self.name.as_str(), n.as_str(), messages::discover(self.mb.pid()));
         }
     }
