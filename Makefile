@@ -76,7 +76,7 @@ elixir-lib:
 ## PHOENIX_PUBSUB_LIBS=DIR names a folder of its compiled ebins (not shipped)
 test-pubsub: deps
 	@[ -n "$(PHOENIX_PUBSUB_LIBS)" ] || { echo "test-pubsub: set PHOENIX_PUBSUB_LIBS=DIR (phoenix_pubsub ebins)"; exit 2; }
-	PHOENIX_PUBSUB_LIBS=$(abspath $(PHOENIX_PUBSUB_LIBS)) $(CARGO) test --test interop pubsub:: -- --nocapture
+	PHOENIX_PUBSUB_LIBS=$(abspath $(PHOENIX_PUBSUB_LIBS)) $(CARGO) test --test interop pubsub:: -- --include-ignored --nocapture
 
 # OTP reads ERL_EPMD_PORT only at boot, so the test VM gets a free port here;
 # every erlnode the tests start serves its embedded EPMD on it.
