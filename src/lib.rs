@@ -11,6 +11,7 @@
 //! - [`connection`]: framing, atom cache, fragments, ticks, batching;
 //! - [`control`]: control messages;
 //! - [`process`]: pids, mailboxes, registered names;
+//! - [`processhub`]: the ProcessHub wire protocol (typed messages, per version);
 //! - [`node`]: the node handle tying it together; [`services`]: processes
 //!   erlnode hosts.
 
@@ -25,6 +26,7 @@ pub mod handshake;
 pub mod migration;
 pub mod node;
 pub mod process;
+pub mod processhub;
 pub mod services;
 pub mod term;
 
