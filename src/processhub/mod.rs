@@ -88,7 +88,9 @@ impl Dialect {
     }
 
     /// The term for a message, as this dialect's nodes send it.
-    /// `parse` then `build` gives back a term `==` to the one parsed.
+    /// `parse` then `build` gives back the term parsed: `==` for terms
+    /// from OTP 25 nodes, equal up to map key order for OTP 26 and later
+    /// (which keep small-map atom keys in atom-table order).
     pub fn build(self, msg: &HubMessage) -> Result<Term, BuildError> {
         match self {
             Dialect::V0_4_1 => Ok(v0_4_1::build(msg)),

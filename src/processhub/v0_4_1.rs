@@ -1,10 +1,12 @@
 //! The 0.4.1-beta dialect: terms to [`HubMessage`]s and back.
 //!
 //! Shapes as recorded from real 0.4.1-beta nodes
-//! (docs/processhub-protocol.md). Building is the exact inverse of
-//! parsing: a parsed message builds back to a term `==` to the one parsed,
-//! and maps come out with their keys in the BEAM's order (small maps are
-//! sorted by key), so that `term_to_binary` of the result is byte-exact.
+//! (docs/processhub-protocol.md). Building is the inverse of parsing: a
+//! parsed message builds back to the term parsed. Maps are built with
+//! their keys in term order, as OTP 25 keeps small maps, so that a message
+//! from an OTP 25 node builds back `==` and byte-exact; OTP 26 and later
+//! keep small-map atom keys in atom-table order, so theirs build back equal
+//! up to map key order (which no receiver depends on).
 
 use super::messages::*;
 use super::{Dialect, ParseError};
@@ -831,7 +833,7 @@ fn bool_term(b: bool) -> Term {
     Term::atom(if b { "true" } else { "false" })
 }
 
-/// A map with its entries in the order the BEAM keeps a small map's keys:
+/// A map with its entries in the order OTP 25 keeps a small map's keys:
 /// term order (numbers < atoms < refs < funs < ports < pids < tuples <
 /// maps < lists < binaries), atoms by their text. Keys of the same other
 /// type keep their relative order (no 0.4.1 message has such keys).
