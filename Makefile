@@ -25,7 +25,7 @@ DEMO_EBIN   := $(ROOT)/erlang/_build/dev/lib/erlnode_ex/ebin
 MATRIX_OTP  ?= 27
 OTP         ?= 27
 
-.PHONY: all deps build test test-rust test-elixir test-otp test-pubsub otp-stage elixir-lib demo demo-lib demo-connect bench clean
+.PHONY: all deps build test test-rust test-elixir test-otp test-pubsub test-processhub otp-stage elixir-lib demo demo-lib demo-connect bench clean
 
 all: build
 
@@ -58,6 +58,7 @@ test: deps
 	@status=0; \
 	for r in $(MATRIX_OTP); do $(MAKE) --no-print-directory otp-stage OTP=$$r || status=1; done; \
 	$(MAKE) --no-print-directory test-rust || status=1; \
+	$(MAKE) --no-print-directory test-processhub || status=1; \
 	$(MAKE) --no-print-directory test-elixir || status=1; \
 	for r in $(MATRIX_OTP); do $(MAKE) --no-print-directory test-otp OTP=$$r || status=1; done; \
 	if [ $$status != 0 ]; then echo "make test: FAILED (see above)"; fi; \
@@ -84,6 +85,22 @@ test-elixir:
 	[ -x "$(DEBUG_BIN)" ] || $(CARGO) build --bins
 	cd erlang && port=$$($(ROOT)/scripts/free-port) && \
 	  env $(MIX_VARS) ERL_EPMD_PORT=$$port ERLNODE_BIN=$(DEBUG_BIN) mix test
+
+## test-processhub: the interop tests against the real ProcessHub
+## (0.4.1-beta): PROCESSHUB_LIBS=DIR names its compiled applications,
+## DIR/<app>/ebin for process_hub, blockade, hash_ring (and elector), built
+## for the host's OTP; they are not built here (GPL-3.0, on no registry).
+## Unset: says so and runs nothing. The recorded-trace conformance test runs
+## in `make test` always.
+test-processhub:
+	@if [ -z "$(PROCESSHUB_LIBS)" ]; then \
+	  echo "ProcessHub tests not run: PROCESSHUB_LIBS is unset"; exit 0; \
+	fi; \
+	libs="$(abspath $(PROCESSHUB_LIBS))"; \
+	[ -f "$$libs/process_hub/ebin/process_hub.app" ] || \
+	  { echo "test-processhub: $$libs/process_hub/ebin/process_hub.app not found (PROCESSHUB_LIBS=DIR with DIR/<app>/ebin)" >&2; exit 1; }; \
+	echo "== ProcessHub tests with PROCESSHUB_LIBS=$$libs"; \
+	PROCESSHUB_LIBS="$$libs" $(CARGO) test --test interop processhub:: -- --include-ignored --nocapture
 
 ## test-otp: the interop suites (Rust interop tests, ExUnit) against OTP
 ## $(OTP) alone, its nodes in a Debian root (made when missing)

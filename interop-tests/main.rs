@@ -17,3 +17,4 @@ mod placement;
 mod otp29;
 mod pg;
 mod pubsub;
+mod processhub;

@@ -49,14 +49,7 @@ async fn elixir_owners(b: &BeamNode) -> Vec<String> {
             NAMES - 1
         ))
         .await;
-    let Term::List(items) = t else { panic!("owners: {t:?}") };
-    items
-        .iter()
-        .map(|x| match x {
-            Term::Binary(b) => String::from_utf8(b.to_vec()).unwrap(),
-            other => panic!("owner {other:?}"),
-        })
-        .collect()
+    support::binaries_to_strings(&t)
 }
 
 fn rust_owners(m: &Migration) -> Vec<String> {

@@ -11,6 +11,7 @@
 //! - [`connection`]: framing, atom cache, fragments, ticks, batching;
 //! - [`control`]: control messages;
 //! - [`process`]: pids, mailboxes, registered names;
+//! - [`processhub`]: the ProcessHub wire protocol (typed messages, per version);
 //! - [`node`]: the node handle tying it together; [`services`]: processes
 //!   erlnode hosts; [`pg`]: OTP `pg` process groups.
 
@@ -27,6 +28,7 @@ pub mod node;
 pub mod pg;
 pub mod pubsub;
 pub mod process;
+pub mod processhub;
 pub mod services;
 pub mod term;
 

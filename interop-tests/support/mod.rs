@@ -60,6 +60,19 @@ pub async fn rust_node(prefix: &str, cookie: &str, epmd_port: u16) -> ::erlnode:
     rust_node_builder(prefix, cookie, epmd_port).start().await.expect("rust node starts")
 }
 
+/// The strings of a list of UTF-8 binaries (what Elixir snippets return
+/// for a list of strings); panics on anything else.
+pub fn binaries_to_strings(t: &::erlnode::Term) -> Vec<String> {
+    let ::erlnode::Term::List(items) = t else { panic!("expected a list of binaries: {t:?}") };
+    items
+        .iter()
+        .map(|x| match x {
+            ::erlnode::Term::Binary(b) => String::from_utf8(b.to_vec()).expect("UTF-8"),
+            other => panic!("expected a binary: {other:?}"),
+        })
+        .collect()
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
