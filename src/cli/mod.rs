@@ -56,6 +56,35 @@ pub struct NodeOpts {
     /// Seconds of silence after which a peer counts as down (erl's net_ticktime).
     #[arg(long, default_value_t = 60)]
     pub net_ticktime: u64,
+    /// Largest fragmented message accepted from a peer (bytes; K, M, G
+    /// suffixes are powers of 1024). Default 128M.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_message: Option<usize>,
+    /// The most unfinished input (parts of fragmented messages, the frame
+    /// being read) one link may hold; a link over it is closed. Must exceed
+    /// --max-message. Default 144M.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub link_input_share: Option<usize>,
+    /// The most unfinished input all links together may hold: what peers,
+    /// hostile ones included, can make this node buffer. Default 256M.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub input_budget: Option<usize>,
+}
+
+/// `123`, `64K`, `128M`, `2G` (also `KiB`/`MiB`/`GiB`, any case): bytes.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: usize = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 64M)"))?;
+    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} in {s:?} (use K, M or G)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
 }
 
 impl NodeOpts {
@@ -66,6 +95,15 @@ impl NodeOpts {
             .net_ticktime(std::time::Duration::from_secs(self.net_ticktime.max(1)));
         if let Some(c) = &self.cookie {
             b = b.cookie(c.clone());
+        }
+        if let Some(n) = self.max_message {
+            b = b.max_message(n);
+        }
+        if let Some(n) = self.link_input_share {
+            b = b.link_input_share(n);
+        }
+        if let Some(n) = self.input_budget {
+            b = b.input_budget(n);
         }
         b
     }
@@ -88,5 +126,18 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Run(a) => run::run(a).await,
         Command::Migrate(a) => migrate::migrate(a).await,
         Command::Rebalance(a) => migrate::rebalance(a).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(super::parse_size("123"), Ok(123));
+        assert_eq!(super::parse_size("64K"), Ok(64 << 10));
+        assert_eq!(super::parse_size("128MiB"), Ok(128 << 20));
+        assert_eq!(super::parse_size("2g"), Ok(2 << 30));
+        assert!(super::parse_size("12X").is_err());
+        assert!(super::parse_size("M").is_err());
     }
 }

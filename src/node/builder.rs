@@ -28,6 +28,9 @@ pub struct NodeConfig {
     /// Like `net_setuptime`: the longest a handshake may take.
     pub handshake_timeout: Duration,
     pub link: LinkConfig,
+    /// Node-wide budget for unfinished input, shared by all links (each
+    /// limited to `link.input_share`); see [`crate::connection::budget`].
+    pub input_budget: usize,
     pub flags: u64,
     /// Run `global_name_server` (cluster-wide names, see `crate::global`).
     pub global: bool,
@@ -45,6 +48,7 @@ impl NodeConfig {
             listen: "0.0.0.0:0".parse().unwrap(),
             handshake_timeout: Duration::from_secs(7),
             link: LinkConfig::default(),
+            input_budget: crate::connection::budget::DEFAULT_INPUT_BUDGET,
             flags: flags::ERLNODE_DEFAULT,
             global: true,
         }
@@ -94,8 +98,24 @@ impl NodeBuilder {
         self.cfg.link.max_frame = bytes;
         self
     }
+    /// Largest fragmented message accepted (default 128 MiB). Raising it
+    /// past [`link_input_share`](Self::link_input_share) needs that
+    /// raised too.
     pub fn max_message(mut self, bytes: usize) -> Self {
         self.cfg.link.max_message = bytes;
+        self
+    }
+    /// The most unfinished input (pieces of fragmented messages, the frame
+    /// being read) one link may hold before it is closed (default 144 MiB).
+    pub fn link_input_share(mut self, bytes: usize) -> Self {
+        self.cfg.link.input_share = bytes;
+        self
+    }
+    /// The most unfinished input all links together may hold (default
+    /// 256 MiB): the bound on what peers, hostile ones included, can make
+    /// the node buffer. A link that needs more than what is left is closed.
+    pub fn input_budget(mut self, bytes: usize) -> Self {
+        self.cfg.input_budget = bytes;
         self
     }
     /// Whether to run `global` (default: yes). Without it BEAM peers'
@@ -111,6 +131,14 @@ impl NodeBuilder {
     /// Starts EPMD if needed, listens, registers, and serves.
     pub async fn start(self) -> Result<Node, NodeError> {
         let cfg = self.cfg;
+        if cfg.link.max_message > cfg.link.input_share || cfg.link.input_share > cfg.input_budget {
+            tracing::warn!(
+                max_message = cfg.link.max_message,
+                link_input_share = cfg.link.input_share,
+                input_budget = cfg.input_budget,
+                "memory limits out of order: messages near max_message will be refused (want max_message < link_input_share <= input_budget)"
+            );
+        }
         let name = names::parse(&cfg.name).map_err(|e| NodeError::Config(e.to_string()))?;
         let cookie = match &cfg.cookie {
             Some(c) => c.clone(),
@@ -148,6 +176,7 @@ impl NodeBuilder {
             me: me.clone(),
             erpc_allow: Default::default(),
             global: Default::default(),
+            input_budget: crate::connection::InputBudget::new(cfg.input_budget),
             cfg,
         });
         // Before the listener runs, so global sees every nodeup.

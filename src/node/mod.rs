@@ -71,6 +71,8 @@ pub(crate) struct NodeInner {
     pub(crate) erpc_allow: crate::services::erpc::AllowList,
     /// Set once at start unless the node was built with `.global(false)`.
     pub(crate) global: std::sync::OnceLock<Arc<crate::global::Core>>,
+    /// What all links together may hold of unfinished input.
+    pub(crate) input_budget: Arc<crate::connection::InputBudget>,
 }
 
 impl Node {
@@ -274,6 +276,12 @@ impl Node {
     /// Node up/down events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// Bytes of unfinished input (partial fragmented messages, frames
+    /// being read) all links hold right now, and the node's budget for it.
+    pub fn input_held(&self) -> (usize, usize) {
+        (self.inner.input_budget.used(), self.inner.input_budget.limit())
     }
 
     /// Number of live local processes.

@@ -261,7 +261,7 @@ impl NodeInner {
                 return;
             }
         };
-        let conn = Connection::spawn(stream, peer.clone(), info.flags, info.creation, self.cfg.link.clone(), inbound);
+        let conn = Connection::spawn(stream, peer.clone(), info.flags, info.creation, self.cfg.link.clone(), self.input_budget.clone(), inbound);
         for (ctl, payload) in &queue {
             let _ = conn.send_terms(ctl, payload.as_ref());
         }
