@@ -10,6 +10,7 @@ mod support;
 mod harness_selftest;
 mod connect;
 mod hostile;
+mod backpressure;
 mod processes;
 mod global;
 mod migration;

@@ -28,6 +28,6 @@ pub mod process;
 pub mod services;
 pub mod term;
 
-pub use node::{Node, NodeBuilder, NodeError, NodeEvent};
+pub use node::{Node, NodeBuilder, NodeError, NodeEvent, SendError};
 pub use process::Mailbox;
 pub use term::{Atom, Pid, Reference, Term};

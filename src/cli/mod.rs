@@ -69,6 +69,10 @@ pub struct NodeOpts {
     /// hostile ones included, can make this node buffer. Default 256M.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub input_budget: Option<usize>,
+    /// Bytes queued for one link's socket at which the link counts as busy
+    /// and senders with backpressure wait (the BEAM's +zdbbl). Default 1M.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub dist_buf_busy_limit: Option<usize>,
 }
 
 /// `123`, `64K`, `128M`, `2G` (also `KiB`/`MiB`/`GiB`, any case): bytes.
@@ -104,6 +108,9 @@ impl NodeOpts {
         }
         if let Some(n) = self.input_budget {
             b = b.input_budget(n);
+        }
+        if let Some(n) = self.dist_buf_busy_limit {
+            b = b.dist_buf_busy_limit(n);
         }
         b
     }

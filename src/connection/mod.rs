@@ -25,7 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 pub use budget::{BudgetError, InputBudget};
-pub use outbox::Closed;
+pub use outbox::{Busy, Closed};
 
 /// Why a link was closed by us (logged, and reported as the nodedown reason).
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +62,10 @@ pub struct LinkConfig {
     pub input_share: usize,
     /// Fragmented messages that may be in flight at once.
     pub max_fragment_sequences: usize,
+    /// Bytes queued for the socket at which the link counts as busy:
+    /// senders with backpressure wait (like the BEAM's
+    /// `dist_buf_busy_limit`, default 1 MiB).
+    pub busy_limit: usize,
     /// Like `-kernel net_ticktime`: a peer silent this long is down; we
     /// send a tick after a quarter of it without traffic.
     pub net_ticktime: Duration,
@@ -74,6 +78,7 @@ impl Default for LinkConfig {
             max_frame: 128 * 1024 * 1024,
             max_message: 128 * 1024 * 1024,
             input_share: budget::DEFAULT_INPUT_SHARE,
+            busy_limit: outbox::DEFAULT_BUSY_LIMIT,
             max_fragment_sequences: 1024,
             net_ticktime: Duration::from_secs(60),
             decode: DecodeLimits::default(),
@@ -88,7 +93,8 @@ pub trait Inbound: Send + Sync + 'static {
     fn link_closed(&self, conn: &Arc<Connection>, reason: String);
 }
 
-/// A live link. Cheap to share; sending never blocks.
+/// A live link. Cheap to share. [`send`](Self::send) never blocks;
+/// [`send_terms_wait`](Self::send_terms_wait) waits while the link is busy.
 pub struct Connection {
     pub peer: Atom,
     /// Flags both sides agreed on.
@@ -97,6 +103,9 @@ pub struct Connection {
     outbox: outbox::Outbox,
     reported: AtomicBool,
     reader_abort: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    /// A writer blocked on a peer that stopped reading must not outlive
+    /// the link.
+    writer_abort: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -124,15 +133,17 @@ impl Connection {
             peer,
             flags,
             peer_creation,
-            outbox: outbox::Outbox::new(fragments),
+            outbox: outbox::Outbox::new(fragments, cfg.busy_limit),
             reported: AtomicBool::new(false),
             reader_abort: std::sync::Mutex::new(None),
+            writer_abort: std::sync::Mutex::new(None),
         });
         let (rd, wr) = stream.into_split();
         let budget = budget::LinkBudget::new(budget, cfg.input_share);
         let reader = tokio::spawn(read_loop(conn.clone(), rd, cfg.clone(), budget, inbound.clone()));
         *conn.reader_abort.lock().unwrap() = Some(reader.abort_handle());
-        tokio::spawn(write_loop(conn.clone(), wr, cfg.net_ticktime / 4, inbound));
+        let writer = tokio::spawn(write_loop(conn.clone(), wr, cfg.net_ticktime / 4, inbound));
+        *conn.writer_abort.lock().unwrap() = Some(writer.abort_handle());
         conn
     }
 
@@ -148,6 +159,22 @@ impl Connection {
         self.outbox.push(ctl, payload)
     }
 
+    /// Queues a control tuple and payload, first waiting while the link
+    /// is busy (`busy_limit` bytes queued). Fails only if the link closes.
+    pub async fn send_terms_wait(&self, ctl: &Term, payload: Option<&Term>) -> Result<(), Closed> {
+        self.outbox.push_wait(ctl, payload).await
+    }
+
+    /// Queues a control tuple and payload unless the link is busy.
+    pub fn try_send_terms(&self, ctl: &Term, payload: Option<&Term>) -> Result<(), Busy> {
+        self.outbox.try_push(ctl, payload)
+    }
+
+    /// Bytes queued for the socket right now.
+    pub fn queued(&self) -> usize {
+        self.outbox.queued()
+    }
+
     pub fn is_closed(&self) -> bool {
         self.outbox.is_closed()
     }
@@ -160,6 +187,9 @@ impl Connection {
     fn finish(self: &Arc<Self>, inbound: &Arc<dyn Inbound>, reason: String) {
         self.outbox.close();
         if let Some(h) = self.reader_abort.lock().unwrap().take() {
+            h.abort();
+        }
+        if let Some(h) = self.writer_abort.lock().unwrap().take() {
             h.abort();
         }
         if !self.reported.swap(true, Ordering::AcqRel) {

@@ -111,6 +111,13 @@ impl NodeBuilder {
         self.cfg.link.input_share = bytes;
         self
     }
+    /// Bytes queued for a link's socket at which the link is busy and
+    /// [`Node::send_async`] waits, [`Node::try_send`] fails (default 1 MiB,
+    /// the BEAM's `dist_buf_busy_limit`). Other traffic is never held.
+    pub fn dist_buf_busy_limit(mut self, bytes: usize) -> Self {
+        self.cfg.link.busy_limit = bytes;
+        self
+    }
     /// The most unfinished input all links together may hold (default
     /// 256 MiB): the bound on what peers, hostile ones included, can make
     /// the node buffer. A link that needs more than what is left is closed.

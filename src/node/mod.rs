@@ -46,6 +46,23 @@ pub enum NodeError {
     Timeout { target: String, after: Duration },
 }
 
+/// Why a send with backpressure ([`Node::send_async`], [`Node::try_send`])
+/// did not queue its message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The link is busy, like a BEAM process's `nosuspend` send to a busy
+    /// distribution port: try again later, or use `send_async`.
+    #[error("the link to {node} is busy: {queued} bytes wait to be written (busy limit {limit})")]
+    WouldBlock { node: Atom, queued: usize, limit: usize },
+    /// The link closed (the peer died or was disconnected) before the
+    /// message was queued.
+    #[error("the link to {node} closed before the message was queued")]
+    Closed { node: Atom },
+    /// There was no link and none could be made.
+    #[error("cannot connect to {node}: {reason}")]
+    NoConnection { node: Atom, reason: String },
+}
+
 /// A running node. Clone freely: all clones are the same node.
 #[derive(Clone)]
 pub struct Node {
@@ -200,6 +217,29 @@ impl Node {
         self.inner.send(None, to, msg)
     }
 
+    /// Sends `msg` with backpressure: while the link to the pid's node is
+    /// busy (more than `dist_buf_busy_limit` bytes wait to be written,
+    /// 1 MiB by default) this waits, as a BEAM process sending to a busy
+    /// distribution port is suspended. Connects first if needed. Messages
+    /// one sender sends this way arrive in order; an error means this
+    /// message was not queued.
+    pub async fn send_async(&self, to: &Pid, msg: Term) -> Result<(), SendError> {
+        self.inner.send_async(None, to, msg).await
+    }
+
+    /// Sends `msg` unless the link to the pid's node is busy
+    /// ([`SendError::WouldBlock`], like `erlang:send(To, Msg, [nosuspend])`).
+    /// With no link yet, the message is queued and a connection started,
+    /// as [`Node::send`] does.
+    pub fn try_send(&self, to: &Pid, msg: Term) -> Result<(), SendError> {
+        self.inner.try_send(None, to, msg)
+    }
+
+    /// Bytes queued for the socket of the link to `node`, if one is up.
+    pub fn queued_bytes(&self, node: &str) -> Option<usize> {
+        self.inner.peers.connection(&Atom::new(node)).map(|c| c.queued())
+    }
+
     /// Like [`Node::send`], telling the receiver's node who sent it.
     pub fn send_from(&self, from: &Pid, to: &Pid, msg: Term) {
         self.inner.send(Some(from), to, msg)
@@ -334,17 +374,34 @@ impl NodeInner {
     }
 
     pub(crate) fn send(self: &Arc<Self>, from: Option<&Pid>, to: &Pid, msg: Term) {
-        if to.node == self.name {
-            if !self.processes.deliver(to, msg) {
-                tracing::trace!(%to, "message to a dead local process dropped");
-            }
-            return;
+        if let Some(msg) = self.deliver_if_local(to, msg) {
+            self.route(&to.node, &send_control(from, to), Some(&msg));
         }
-        let ctl = match from {
-            Some(f) => Term::tuple([Term::Int(crate::control::op::SEND_SENDER), Term::Pid(f.clone()), Term::Pid(to.clone())]),
-            None => Term::tuple([Term::Int(crate::control::op::SEND), Term::atom(""), Term::Pid(to.clone())]),
-        };
-        self.route(&to.node, &ctl, Some(&msg));
+    }
+
+    pub(crate) async fn send_async(self: &Arc<Self>, from: Option<&Pid>, to: &Pid, msg: Term) -> Result<(), SendError> {
+        match self.deliver_if_local(to, msg) {
+            Some(msg) => self.route_wait(&to.node, &send_control(from, to), Some(&msg)).await,
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn try_send(self: &Arc<Self>, from: Option<&Pid>, to: &Pid, msg: Term) -> Result<(), SendError> {
+        match self.deliver_if_local(to, msg) {
+            Some(msg) => self.try_route(&to.node, &send_control(from, to), Some(&msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// Delivers to a local pid (`None`), or hands the message back.
+    fn deliver_if_local(&self, to: &Pid, msg: Term) -> Option<Term> {
+        if to.node != self.name {
+            return Some(msg);
+        }
+        if !self.processes.deliver(to, msg) {
+            tracing::trace!(%to, "message to a dead local process dropped");
+        }
+        None
     }
 
     pub(crate) fn send_named(self: &Arc<Self>, from: &Pid, name: &Atom, node: &Atom, msg: Term) {
@@ -364,6 +421,14 @@ impl NodeInner {
     pub(crate) fn send_control(self: &Arc<Self>, node: &Atom, c: &Control) {
         let (ctl, payload) = c.to_terms();
         self.route(node, &ctl, payload.as_ref());
+    }
+}
+
+/// `{SEND_SENDER, From, To}`, or `{SEND, '', To}` without a sender.
+fn send_control(from: Option<&Pid>, to: &Pid) -> Term {
+    match from {
+        Some(f) => Term::tuple([Term::Int(crate::control::op::SEND_SENDER), Term::Pid(f.clone()), Term::Pid(to.clone())]),
+        None => Term::tuple([Term::Int(crate::control::op::SEND), Term::atom(""), Term::Pid(to.clone())]),
     }
 }
 
