@@ -831,12 +831,7 @@ impl BinarySetup {
         let cookie = support::unique("cookie");
         let name = format!("{}@127.0.0.1", support::unique("rust"));
         let node = Erlnode::run(&name, &cookie, epmd.port(), &["--no-embedded-epmd"]).await;
-        let up = node.wait_for_line("node up", T).await.unwrap();
-        let port: u16 = up
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("port="))
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {up:?}"));
+        let port = node.listen_port().await;
         let beam = BeamNode::builder().prefix("peer").cookie(&cookie).epmd_port(epmd.port()).start().await;
         assert_eq!(beam.eval(&format!("net_adm:ping('{name}')")).await, Term::atom("pong"));
         BinarySetup { node, name, cookie, port, beam, _epmd: epmd }

@@ -11,6 +11,7 @@ mod harness_selftest;
 mod connect;
 mod hostile;
 mod backpressure;
+mod limits;
 mod processes;
 mod global;
 mod migration;

@@ -53,6 +53,11 @@ pub struct NodeOpts {
     /// Never serve EPMD in-process, even when none is running.
     #[arg(long)]
     pub no_embedded_epmd: bool,
+    /// Addresses an EPMD this command starts listens on, comma-separated
+    /// (loopback is always added), as epmd reads ERL_EPMD_ADDRESS.
+    /// Default: every interface.
+    #[arg(long, env = "ERL_EPMD_ADDRESS", value_name = "IP,...", value_parser = parse_epmd_addresses)]
+    pub epmd_address: Option<EpmdAddresses>,
     /// Seconds of silence after which a peer counts as down (erl's net_ticktime).
     #[arg(long, default_value_t = 60)]
     pub net_ticktime: u64,
@@ -73,6 +78,14 @@ pub struct NodeOpts {
     /// and senders with backpressure wait (the BEAM's +zdbbl). Default 1M.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub dist_buf_busy_limit: Option<usize>,
+}
+
+/// The IP addresses of `--epmd-address` / `ERL_EPMD_ADDRESS`.
+#[derive(Debug, Clone)]
+pub struct EpmdAddresses(pub Vec<std::net::IpAddr>);
+
+fn parse_epmd_addresses(s: &str) -> Result<EpmdAddresses, String> {
+    crate::epmd::parse_addresses(s).map(EpmdAddresses)
 }
 
 /// `123`, `64K`, `128M`, `2G` (also `KiB`/`MiB`/`GiB`, any case): bytes.
@@ -99,6 +112,9 @@ impl NodeOpts {
             .net_ticktime(std::time::Duration::from_secs(self.net_ticktime.max(1)));
         if let Some(c) = &self.cookie {
             b = b.cookie(c.clone());
+        }
+        if let Some(a) = &self.epmd_address {
+            b = b.epmd_addresses(a.0.clone());
         }
         if let Some(n) = self.max_message {
             b = b.max_message(n);

@@ -14,6 +14,21 @@ pub struct RunArgs {
     /// TCP port for incoming distribution connections (0: any free port).
     #[arg(long, default_value_t = 0)]
     pub listen_port: u16,
+    /// Address the distribution listener binds, like the BEAM's
+    /// inet_dist_use_interface (0.0.0.0: every interface).
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    pub listen_address: std::net::IpAddr,
+    /// Lowest port to listen on, like inet_dist_listen_min: the first free
+    /// port from here up to --inet-dist-listen-max is used.
+    #[arg(long, value_name = "PORT", requires = "inet_dist_listen_max")]
+    pub inet_dist_listen_min: Option<u16>,
+    /// Highest port to listen on, like inet_dist_listen_max.
+    #[arg(long, value_name = "PORT", requires = "inet_dist_listen_min")]
+    pub inet_dist_listen_max: Option<u16>,
+    /// Incoming handshakes that may run at once; more connections are
+    /// closed at once until one finishes.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_handshakes: usize,
     /// Also run an echo process (like erlnode_echo) registered with
     /// `global` under the atom NAME: GenServer.call({:global, :NAME}, msg)
     /// replies {:echo, msg} from any node of the cluster.
@@ -38,7 +53,14 @@ pub struct RunArgs {
 }
 
 pub async fn run(a: RunArgs) -> ExitCode {
-    let builder = a.opts.apply(crate::Node::builder(a.name.clone())).listen(([0, 0, 0, 0], a.listen_port).into());
+    let mut builder = a
+        .opts
+        .apply(crate::Node::builder(a.name.clone()))
+        .listen((a.listen_address, a.listen_port).into())
+        .max_handshakes(a.max_handshakes);
+    if let (Some(min), Some(max)) = (a.inet_dist_listen_min, a.inet_dist_listen_max) {
+        builder = builder.listen_port_range(min, max);
+    }
     let node = match builder.start().await {
         Ok(n) => n,
         Err(e) => {

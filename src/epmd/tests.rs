@@ -464,3 +464,18 @@ async fn futures_join_all<T>(
     }
     out
 }
+
+#[test]
+fn epmd_addresses_parse_like_erl_epmd_address_and_always_include_loopback() {
+    use super::{listen_addresses, parse_addresses};
+    let a = parse_addresses(" 10.1.2.3, 192.168.0.1 ").unwrap();
+    assert_eq!(a.len(), 2);
+    let l = listen_addresses(&a, 4369);
+    assert_eq!(
+        l,
+        vec!["127.0.0.1:4369".parse().unwrap(), "10.1.2.3:4369".parse().unwrap(), "192.168.0.1:4369".parse().unwrap()]
+    );
+    assert_eq!(listen_addresses(&[], 4369), vec!["0.0.0.0:4369".parse().unwrap()]);
+    assert_eq!(listen_addresses(&parse_addresses("127.0.0.1").unwrap(), 1), vec!["127.0.0.1:1".parse().unwrap()]);
+    assert!(parse_addresses("10.0.0.1,nonsense").is_err());
+}
