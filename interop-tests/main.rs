@@ -12,6 +12,7 @@ mod connect;
 mod hostile;
 mod backpressure;
 mod limits;
+mod epmd_daemon;
 mod processes;
 mod global;
 mod migration;

@@ -1,5 +1,6 @@
 //! Command-line interface. Each subcommand lives in its own file.
 
+mod epmd;
 mod migrate;
 mod names;
 mod ping;
@@ -36,6 +37,10 @@ pub enum Command {
     /// Move a live process (registered in global) to another node, with its
     /// state, its name and its queued messages.
     Migrate(migrate::MigrateArgs),
+    /// Run an EPMD (port mapper) like `epmd`: in the foreground, or with
+    /// --daemon in the background. Stops on SIGTERM/SIGINT, or on
+    /// `epmd -kill` when no node is registered.
+    Epmd(epmd::EpmdArgs),
     /// Even out the processes of a migratable type across the nodes that
     /// host it, moving from the most to the least loaded.
     Rebalance(migrate::RebalanceArgs),
@@ -50,7 +55,7 @@ pub struct NodeOpts {
     /// EPMD port to register with and look peers up in.
     #[arg(long, env = "ERL_EPMD_PORT", default_value_t = 4369)]
     pub epmd_port: u16,
-    /// Never serve EPMD in-process, even when none is running.
+    /// Never start or serve an EPMD, even when none is running.
     #[arg(long)]
     pub no_embedded_epmd: bool,
     /// Addresses an EPMD this command starts listens on, comma-separated
@@ -147,8 +152,25 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Ping(a) => ping::run(a).await,
         Command::Names(a) => names::run(a).await,
         Command::Run(a) => run::run(a).await,
+        Command::Epmd(a) => epmd::run(a).await,
         Command::Migrate(a) => migrate::migrate(a).await,
         Command::Rebalance(a) => migrate::rebalance(a).await,
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub(crate) async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 

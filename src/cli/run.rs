@@ -48,11 +48,27 @@ pub struct RunArgs {
     /// global under NAME (repeatable).
     #[arg(long = "start-account", value_name = "NAME")]
     pub start_account: Vec<String>,
+    /// When no EPMD answers on the EPMD port, serve it inside this process
+    /// (it stops with the node) instead of starting an `erlnode epmd`
+    /// daemon that outlives the node, as `erl` starts `epmd -daemon`.
+    #[arg(long)]
+    pub epmd_in_process: bool,
     #[command(flatten)]
     pub opts: NodeOpts,
 }
 
 pub async fn run(a: RunArgs) -> ExitCode {
+    if !a.opts.no_embedded_epmd && !a.epmd_in_process {
+        let addresses = a.opts.epmd_address.as_ref().map(|x| x.0.clone()).unwrap_or_default();
+        match super::epmd::start_daemon(a.opts.epmd_port, &addresses, None).await {
+            Ok(super::epmd::Daemon::Started(pid)) => {
+                tracing::info!(pid, port = a.opts.epmd_port, "no EPMD was running: started an EPMD daemon (it outlives this node)")
+            }
+            Ok(super::epmd::Daemon::AlreadyRunning) => {}
+            // ensure_epmd then serves it in-process, as before.
+            Err(e) => tracing::warn!(error = %e, "cannot start an EPMD daemon; serving EPMD in-process"),
+        }
+    }
     let mut builder = a
         .opts
         .apply(crate::Node::builder(a.name.clone()))
@@ -133,7 +149,7 @@ pub async fn run(a: RunArgs) -> ExitCode {
         }
     }
     tracing::info!(node = %node.name(), port = node.listen_port(), epmd_port = node.epmd_port(), embedded_epmd = node.serves_epmd(), "ready");
-    wait_for_signal().await;
+    super::wait_for_signal().await;
     if let Some(m) = &migration {
         let hosted = m.hosted().len();
         if hosted > 0 {
@@ -149,19 +165,4 @@ pub async fn run(a: RunArgs) -> ExitCode {
     tracing::info!("shutting down");
     node.shutdown().await;
     ExitCode::SUCCESS
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

@@ -28,17 +28,27 @@ pub struct EpmdServerConfig {
     /// Registered names at once. Kept below `max_connections` so lookups
     /// still get through when registrations are at their cap.
     pub max_registrations: usize,
+    /// Names one local user (uid, told from the kernel's socket table) may
+    /// hold at once, so that one client cannot take every slot. Each name
+    /// also holds a connection, so this bounds a user's held connections.
+    pub max_registrations_per_uid: usize,
     /// Time a client has to send its whole request (and to take our
     /// reply); epmd uses 60 s, we are stricter since requests are tiny.
     pub io_timeout: Duration,
+    /// Honour KILL_REQ (`epmd -kill`) as epmd does: stop when no node is
+    /// registered, answer `NO` otherwise. Off for an EPMD embedded in a
+    /// node, which lives as long as its node.
+    pub allow_kill: bool,
 }
 
 impl Default for EpmdServerConfig {
     fn default() -> Self {
         EpmdServerConfig {
-            max_connections: 512,
-            max_registrations: 256,
+            max_connections: 1024,
+            max_registrations: 512,
+            max_registrations_per_uid: 256,
             io_timeout: Duration::from_secs(10),
+            allow_kill: false,
         }
     }
 }
@@ -53,6 +63,8 @@ pub(crate) struct Shared {
     /// Connection ids, unique across all listeners (a registration is
     /// removed only by the connection that made it).
     next_conn_id: std::sync::atomic::AtomicU64,
+    /// Signalled when a KILL_REQ was honoured.
+    pub(crate) killed: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -125,10 +137,14 @@ impl EpmdServer {
     /// Starts serving on the current Tokio runtime.
     pub fn spawn(self) -> EpmdServerHandle {
         let shared = Arc::new(Shared {
-            registry: Mutex::new(Registry::new(self.config.max_registrations)),
+            registry: Mutex::new(Registry::with_owner_limit(
+                self.config.max_registrations,
+                self.config.max_registrations_per_uid,
+            )),
             port: self.local_addr.port(),
             config: self.config,
             next_conn_id: Default::default(),
+            killed: tokio::sync::Notify::new(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let permits = Arc::new(Semaphore::new(shared.config.max_connections));
@@ -170,6 +186,12 @@ impl EpmdServerHandle {
             .into_iter()
             .map(|(n, p, _)| (n, p))
             .collect()
+    }
+
+    /// Returns when a client's KILL_REQ was honoured (only with
+    /// [`EpmdServerConfig::allow_kill`]); the owner should then shut down.
+    pub async fn kill_requested(&self) {
+        self.shared.killed.notified().await
     }
 
     /// Asks the server to stop: it stops accepting, closes every
