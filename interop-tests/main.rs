@@ -13,6 +13,7 @@ mod hostile;
 mod backpressure;
 mod limits;
 mod epmd_daemon;
+mod netsplit;
 mod processes;
 mod global;
 mod migration;

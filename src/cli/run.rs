@@ -8,7 +8,9 @@ pub struct RunArgs {
     /// Node name: name@host (long) or name (short; this host's name is appended).
     #[arg(long)]
     pub name: String,
-    /// Connect to these nodes at start (repeatable).
+    /// Connect to these nodes at start and keep them connected: a lost
+    /// link is redialled, failed attempts retried with backoff (250 ms
+    /// doubling to 30 s) (repeatable).
     #[arg(long = "connect", value_name = "NODE")]
     pub connect: Vec<String>,
     /// TCP port for incoming distribution connections (0: any free port).
@@ -103,8 +105,9 @@ pub async fn run(a: RunArgs) -> ExitCode {
     for peer in &a.connect {
         match node.connect(peer).await {
             Ok(()) => tracing::info!(node = %peer, "connected"),
-            Err(e) => tracing::warn!(node = %peer, error = %e, "cannot connect"),
+            Err(e) => tracing::warn!(node = %peer, error = %e, "cannot connect; will keep trying"),
         }
+        node.keep_connected(peer);
     }
     if let Some(name) = &a.register_echo {
         let pid = crate::services::echo::spawn_unregistered(&node);

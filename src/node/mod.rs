@@ -265,6 +265,53 @@ impl Node {
         self.inner.ensure_connected(&Atom::new(node)).await
     }
 
+    /// Keeps a link to `node` up, like libcluster's EPMD strategy: connects
+    /// now and again whenever the link goes down (a restart, a healed
+    /// partition), retrying failed attempts after 250 ms, doubling to 30 s,
+    /// with jitter. Runs until the node shuts down.
+    pub fn keep_connected(&self, node: &str) {
+        const MIN: Duration = Duration::from_millis(250);
+        const MAX: Duration = Duration::from_secs(30);
+        let weak = Arc::downgrade(&self.inner);
+        let peer = Atom::new(node);
+        let mut events = self.inner.events.subscribe();
+        let task = tokio::spawn(async move {
+            let mut backoff = MIN;
+            let mut failures: u64 = 0;
+            loop {
+                let Some(node) = weak.upgrade() else { return };
+                if node.peers.connection(&peer).is_none() {
+                    if let Err(e) = node.ensure_connected(&peer).await {
+                        drop(node);
+                        failures += 1;
+                        // The 1st, 2nd, 4th, 8th... failure in a row is logged.
+                        if failures.is_power_of_two() {
+                            tracing::warn!(node = %peer, error = %e, failures, retry_in = ?backoff, "cannot connect; retrying");
+                        }
+                        let jitter = backoff.mul_f64(rand::random::<f64>() * 0.2);
+                        tokio::time::sleep(backoff + jitter).await;
+                        backoff = (backoff * 2).min(MAX);
+                        continue;
+                    }
+                    tracing::info!(node = %peer, after_failures = failures, "connected (kept connected)");
+                    failures = 0;
+                    backoff = MIN;
+                }
+                drop(node);
+                // Wait for this peer's nodedown, then reconnect.
+                loop {
+                    match events.recv().await {
+                        Ok(NodeEvent::Down { node, .. }) if node == peer => break,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            }
+        });
+        self.inner.tasks.lock().unwrap().push(task.abort_handle());
+    }
+
     /// Closes the link to `node`, like `erlang:disconnect_node/1`.
     pub fn disconnect(&self, node: &str) -> bool {
         self.inner.disconnect(&Atom::new(node))
