@@ -47,3 +47,56 @@ async fn connect_peers_are_kept_connected() {
     let kept = node.output().iter().filter(|l| l.contains("connected (kept connected)")).count();
     assert!(kept >= 2, "{:?}", node.output());
 }
+
+/// A node with the migration manager hosting the example `Account`.
+async fn rust_with_migration(cookie: &str, epmd: u16) -> (erlnode::Node, erlnode::migration::Migration) {
+    let node = support::rust_node("rust", cookie, epmd).await;
+    let cfg = erlnode::migration::HandoffConfig { rebalance_on_join: false, ..Default::default() };
+    let m = erlnode::migration::Migration::start(&node, std::sync::Arc::new(node.global()), cfg).unwrap();
+    m.register_type::<erlnode::examples::account::Account>();
+    (node, m)
+}
+
+/// Two nodes that each registered `dup` while apart meet: `global` keeps
+/// one and kills the other, which must leave its node's hosted list (the
+/// next drain would otherwise try to move a dead process).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_killed_by_a_name_conflict_leaves_the_hosted_list() {
+    use erlnode::examples::account::Account;
+    support::require_erlang();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let (a, ma) = rust_with_migration(&cookie, epmd.port()).await;
+    let (b, mb) = rust_with_migration(&cookie, epmd.port()).await;
+    let pa = ma.start_process::<Account>(Term::nil(), "dup").await.expect("registered on a, alone");
+    let pb = mb.start_process::<Account>(Term::nil(), "dup").await.expect("registered on b, alone");
+    let hosts_dup = |m: &erlnode::migration::Migration| m.hosted().iter().any(|(n, _, _)| n.as_str() == "dup");
+    assert!(hosts_dup(&ma) && hosts_dup(&mb));
+    // Watch both: the loser's DOWN comes after its future (and guard) is gone.
+    let mut wa = a.spawn_mailbox();
+    let ra = wa.monitor(&pa);
+    let mut wb = b.spawn_mailbox();
+    let rb = wb.monitor(&pb);
+
+    a.connect(b.name().as_str()).await.expect("a and b meet");
+    a.global().sync(T).await.expect("global sync on a");
+    b.global().sync(T).await.expect("global sync on b");
+    let name = Term::atom("dup");
+    let winner = a.global().whereis_name(&name).expect("one owner");
+    assert_eq!(b.global().whereis_name(&name), Some(winner.clone()), "both agree on the owner");
+    let (loser_mb, loser_ref, loser_m, winner_m) =
+        if winner == pa { (&mut wb, rb, &mb, &ma) } else { (&mut wa, ra, &ma, &mb) };
+    assert!(winner == pa || winner == pb);
+    let down = loser_mb
+        .recv_match(T, |m| match m.as_tuple() {
+            Some([tag, Term::Ref(r), _, _, reason]) if tag.is_atom("DOWN") && *r == loser_ref => Some(reason.clone()),
+            _ => None,
+        })
+        .await
+        .expect("the loser is killed");
+    eprintln!("conflict over dup: winner {winner}, loser died with {down:?}");
+    assert!(!hosts_dup(loser_m), "the killed loser left its node's hosted list: {:?}", loser_m.hosted());
+    assert!(hosts_dup(winner_m), "the winner is still hosted");
+    a.shutdown().await;
+    b.shutdown().await;
+}
