@@ -125,6 +125,10 @@ fn register_flood_as_nobody(port: u16, n: usize) -> Erlnode {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_user_cannot_take_every_registration_slot() {
     support::require_erlang();
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|v| v.split_whitespace().next()).map(str::to_string));
+    assert_eq!(uid.as_deref(), Some("0"), "this test runs a client as uid 65534 with setpriv: run it as root (as `make test` does in CI)");
     let port = support::free_port();
     let cookie = support::unique("cookie");
     let daemon = Erlnode::spawn(["epmd", "--port", &port.to_string(), "--max-registrations", "16", "--max-registrations-per-uid", "8"]);
