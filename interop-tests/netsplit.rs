@@ -100,3 +100,46 @@ async fn a_process_killed_by_a_name_conflict_leaves_the_hosted_list() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// The requester's call to the host fails (here: a 1 ms timeout; in a
+/// partition: nodedown) while the host moves the process anyway. The
+/// requester answers with where the process is, not with the lost reply.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_migration_whose_reply_is_lost_reports_where_the_process_went() {
+    use erlnode::examples::account::Account;
+    use erlnode::migration::{MigrationError, Mode};
+    support::require_erlang();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let (r, mr) = rust_with_migration(&cookie, epmd.port()).await;
+    let (a, ma) = rust_with_migration(&cookie, epmd.port()).await;
+    let (b, mb) = rust_with_migration(&cookie, epmd.port()).await;
+    for n in [&a, &b] {
+        r.connect(n.name().as_str()).await.unwrap();
+    }
+    a.connect(b.name().as_str()).await.unwrap();
+    for n in [&r, &a, &b] {
+        n.global().sync(T).await.unwrap();
+    }
+    let source = ma.start_process::<Account>(Term::nil(), "lost_reply").await.unwrap();
+    for n in [&r, &a, &b] {
+        n.global().sync(T).await.unwrap();
+    }
+    assert_eq!(r.global().whereis_name(&Term::atom("lost_reply")), Some(source.clone()));
+
+    let moved = mr.migrate("lost_reply", b.name().as_str(), Mode::Hot, Duration::from_millis(1)).await;
+    let pid = match moved {
+        Ok(pid) => pid,
+        Err(MigrationError::ReplyLost { now_at, reason, .. }) => panic!("the process went to {now_at:?} ({reason})"),
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(pid.node, *b.name(), "the answer names the process on the target");
+    assert!(b.is_alive(&pid));
+    assert!(mb.hosted().iter().any(|(n, _, p)| n.as_str() == "lost_reply" && *p == pid));
+    for n in [&r, &a, &b] {
+        assert_eq!(n.global().whereis_name(&Term::atom("lost_reply")), Some(pid.clone()));
+    }
+    for n in [r, a, b] {
+        n.shutdown().await;
+    }
+}

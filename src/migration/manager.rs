@@ -234,7 +234,39 @@ async fn hosted_on(node: &Node, shared: &Shared, on: &Atom, type_name: &str) -> 
 async fn migrate_via_host(node: &Node, shared: &Shared, name: &str, target: &str, mode: Mode, timeout: Duration) -> Result<Pid, MigrationError> {
     let host = shared.registry.whereis(name).ok_or_else(|| MigrationError::NoSuchName(name.to_string()))?;
     let req = Request::Migrate { name: Atom::new(name), target: Atom::new(target), mode };
-    parse_result(call_manager(node, host.node.as_str(), &req, timeout).await?)
+    match call_manager(node, host.node.as_str(), &req, timeout).await {
+        Ok(reply) => parse_result(reply),
+        // The host may have moved the process all the same: the answer is
+        // where the name points, not the lost reply (docs/handoff.md).
+        Err(reason @ (crate::process::CallError::Timeout(_) | crate::process::CallError::NodeDown(_))) => {
+            match settled_location(shared, name, &host, target).await {
+                Some(pid) if pid.node.as_str() == target => {
+                    tracing::info!(%name, %pid, error = %reason, "no reply from the host, but the process moved to the target");
+                    Ok(pid)
+                }
+                now_at => Err(MigrationError::ReplyLost { name: name.to_string(), reason, now_at }),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Where `name` points once a handoff that may be under way has had time
+/// to finish: as soon as it leaves `source`, or after the longest a
+/// handoff can still take (accept plus switch timeouts).
+async fn settled_location(shared: &Shared, name: &str, source: &Pid, target: &str) -> Option<Pid> {
+    let deadline = tokio::time::Instant::now() + shared.cfg.accept_timeout + shared.cfg.switch_timeout;
+    loop {
+        let now = shared.registry.whereis(name);
+        let moved = match &now {
+            Some(p) => p != source || p.node.as_str() == target,
+            None => false,
+        };
+        if moved || tokio::time::Instant::now() >= deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Runs moves with bounded concurrency, logging progress; a move that
