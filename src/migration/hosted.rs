@@ -35,35 +35,6 @@ impl Hosted {
     }
 }
 
-/// Removes a process's entry from [`Hosted`] when its task's future is
-/// dropped, however it ends: a return, or an exit signal (`kill` from
-/// `global`'s conflict resolution) that drops the future wherever it
-/// waits, even before its first poll. Lives inside the process's future.
-pub(crate) struct HostedGuard {
-    hosted: std::sync::Arc<Hosted>,
-    name: Atom,
-    /// Set once the process has a pid (right after spawn).
-    pid: std::sync::Arc<std::sync::OnceLock<Pid>>,
-}
-
-impl HostedGuard {
-    pub fn new(hosted: std::sync::Arc<Hosted>, name: Atom) -> HostedGuard {
-        HostedGuard { hosted, name, pid: Default::default() }
-    }
-    /// Where to put the pid once `spawn` returned it.
-    pub fn pid_slot(&self) -> std::sync::Arc<std::sync::OnceLock<Pid>> {
-        self.pid.clone()
-    }
-}
-
-impl Drop for HostedGuard {
-    fn drop(&mut self) {
-        if let Some(pid) = self.pid.get() {
-            self.hosted.remove(&self.name, pid);
-        }
-    }
-}
-
 /// type -> nodes that can host it (this node included when it registers
 /// the type), learnt from the managers' `members` announcements.
 #[derive(Default)]

@@ -6,7 +6,7 @@
 //! come back to it as messages and are matched to the waiting caller,
 //! and placement moves run in their own task.
 
-use super::hosted::{Hosted, HostedGuard, Members};
+use super::hosted::{Hosted, Members};
 use super::messages::{result_term, Op, Request};
 use super::runtime::{run_fresh, run_target, Meta};
 use super::{HandoffConfig, Migratable, MigrationError, Mode, NameRegistry};
@@ -90,29 +90,23 @@ impl Migration {
                 cfg: shared.cfg.clone(),
                 hosted: shared.hosted.clone(),
             };
-            // However the process ends (even killed before it first runs),
-            // it leaves the hosted table.
-            let guard = HostedGuard::new(meta.hosted.clone(), meta.name.clone());
-            let slot = guard.pid_slot();
+            let (hosted, name) = (meta.hosted.clone(), meta.name.clone());
             let pid = match handover {
                 None => {
                     // Counted as hosted from the moment it exists, not from
                     // when its task first runs: a placement plan made right
                     // after start must see it.
-                    let (hosted, name) = (meta.hosted.clone(), meta.name.clone());
-                    let pid = node.spawn(move |mb| async move {
-                        let _guard = guard;
-                        run_fresh::<M>(mb, meta, args).await
-                    });
-                    hosted.insert(name, M::TYPE, pid.clone());
+                    let pid = node.spawn(move |mb| run_fresh::<M>(mb, meta, args));
+                    hosted.insert(name.clone(), M::TYPE, pid.clone());
                     pid
                 }
-                Some((r, s)) => node.spawn(move |mb| async move {
-                    let _guard = guard;
-                    run_target::<M>(mb, meta, args, r, s).await
-                }),
+                Some((r, s)) => node.spawn(move |mb| run_target::<M>(mb, meta, args, r, s)),
             };
-            let _ = slot.set(pid.clone());
+            // However the process ends (a `kill` from global's conflict
+            // resolution drops its task wherever it waits), it leaves the
+            // hosted table before anyone sees it gone.
+            let gone = pid.clone();
+            node.on_exit(&pid, move || hosted.remove(&name, &gone));
             Ok(pid)
         });
         let new = self.shared.types.write().unwrap().insert(M::TYPE.to_string(), f).is_none();

@@ -195,6 +195,14 @@ impl Node {
         }
     }
 
+    /// Runs `f` when `pid` (local) ends, before its links and monitors
+    /// are told; at once if it is already gone.
+    pub(crate) fn on_exit(&self, pid: &Pid, f: impl FnOnce() + Send + Sync + 'static) {
+        if let Err(f) = self.inner.processes.on_exit(pid, Box::new(f)) {
+            f();
+        }
+    }
+
     pub(crate) fn from_inner(inner: Arc<NodeInner>) -> Node {
         Node { inner }
     }
