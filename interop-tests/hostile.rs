@@ -988,3 +988,38 @@ async fn unfinished_fragments_on_1_to_12_links_stay_within_the_memory_budget() {
     assert_eq!(r, Term::tuple([Term::Int(100 * 1024 * 1024), Term::atom("true")]));
     assert!(!node.output().iter().any(|l| l.contains("panicked")), "{:?}", node.output());
 }
+
+/// The budget is charged from a frame's length, before its buffer exists:
+/// announcing a frame over the link's share closes the link at once, and
+/// links that together hold more than the node's budget are closed,
+/// while the BEAM peer is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn frames_are_charged_to_the_link_share_and_the_node_budget_before_they_arrive() {
+    let mut s = setup(|b| b.link_input_share(2 << 20).input_budget(3 << 20).max_message(1 << 20)).await;
+    // One length header over the share: nothing else needs to arrive.
+    link_is_closed_with_reason(&mut s, &(3u32 << 20).to_be_bytes(), false, &["memory budget", "over its share of 2097152 bytes"]).await;
+    // Two links each hold an unfinished 1.5 MiB frame: 3 MiB + overhead
+    // is over the node's budget, so the second is closed and the first
+    // keeps its link.
+    let mut first = s.hostile().await;
+    let mut half = (3u32 << 19).to_be_bytes().to_vec();
+    half.extend_from_slice(&[131, 68, 0]);
+    first.write(&half).await;
+    // No event says erlnode has read the first length: watch the budget.
+    let deadline = Instant::now() + T;
+    while s.rust.input_held().0 < 3 << 19 {
+        assert!(Instant::now() < deadline, "the first frame was never charged: {:?}", s.rust.input_held());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut second = s.hostile().await;
+    second.write(&half).await;
+    second.expect_closed(T).await;
+    let reason = s.down_reason(&second.name).await;
+    assert!(reason.contains("node-wide input budget of 3145728 bytes is exhausted"), "{reason}");
+    assert!(s.rust.connected_nodes().iter().any(|n| n.as_str() == first.name), "the first link holds its share and stays");
+    let (held, limit) = s.rust.input_held();
+    assert_eq!(limit, 3 << 20);
+    assert!(held >= 3 << 19, "the first link's frame is charged: {held}");
+    drop(first);
+    s.assert_still_serves().await;
+}
