@@ -812,21 +812,35 @@ async fn unexpected_terms_to_system_processes_get_answers_or_drops() {
 // The reasons are logged: the same attacks against the erlnode binary,
 // reading its log.
 
+/// The `erlnode` binary (its own epmd, no embedded one) with a BEAM peer
+/// already connected to it.
+struct BinarySetup {
+    node: Erlnode,
+    name: String,
+    cookie: String,
+    /// The node's distribution port.
+    port: u16,
+    beam: BeamNode,
+    _epmd: Epmd,
+}
+
+impl BinarySetup {
+    async fn start() -> BinarySetup {
+        support::require_erlang();
+        let epmd = Epmd::start().await;
+        let cookie = support::unique("cookie");
+        let name = format!("{}@127.0.0.1", support::unique("rust"));
+        let node = Erlnode::run(&name, &cookie, epmd.port(), &["--no-embedded-epmd"]).await;
+        let port = node.listen_port().await;
+        let beam = BeamNode::builder().prefix("peer").cookie(&cookie).epmd_port(epmd.port()).start().await;
+        assert_eq!(beam.eval(&format!("net_adm:ping('{name}')")).await, Term::atom("pong"));
+        BinarySetup { node, name, cookie, port, beam, _epmd: epmd }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_binary_logs_dropped_control_messages_and_nodedown_reasons() {
-    support::require_erlang();
-    let epmd = Epmd::start().await;
-    let cookie = support::unique("cookie");
-    let name = format!("{}@127.0.0.1", support::unique("rust"));
-    let node = Erlnode::run(&name, &cookie, epmd.port(), &["--no-embedded-epmd"]).await;
-    let up = node.wait_for_line("node up", T).await.unwrap();
-    let port: u16 = up
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("port="))
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {up:?}"));
-    let beam = BeamNode::builder().prefix("peer").cookie(&cookie).epmd_port(epmd.port()).start().await;
-    assert_eq!(beam.eval(&format!("net_adm:ping('{name}')")).await, Term::atom("pong"));
+    let BinarySetup { node, name, cookie, port, beam, _epmd } = BinarySetup::start().await;
 
     let mut h = Hostile::connect(port, &name, &cookie).await;
     let me = h.pid(1);
@@ -852,4 +866,160 @@ async fn the_binary_logs_dropped_control_messages_and_nodedown_reasons() {
         Term::tuple([Term::atom("echo"), Term::atom("hi")])
     );
     assert!(beam.eval(&format!("lists:member('{name}', nodes())")).await.is_atom("true"));
+}
+
+// ---------------------------------------------------------------------
+// Memory budget (issue 13, item 1): peers holding the cookie that send
+// fragmented messages and never finish them cannot make the node hold
+// more than its input budget.
+
+/// The `erlnode run` default node-wide input budget (docs/security.md).
+const DEFAULT_INPUT_BUDGET: u64 = 256 << 20;
+
+/// `VmHWM` (peak resident set) and `VmRSS` of a process, in bytes.
+fn rss_of(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
+    let kib = |key: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {key} in {status}"))
+            * 1024
+    };
+    (kib("VmHWM:"), kib("VmRSS:"))
+}
+
+/// Writes fragments of messages that never finish (64 KiB each, up to
+/// `total` bytes over sequences of 32 MiB) until the node closes the link.
+/// Returns whether the node closed it.
+async fn push_unfinished_fragments(mut stream: TcpStream, dead: Pid, total: usize) -> bool {
+    let body = vec![0x55u8; 64 * 1024];
+    let mut start = encode(&Term::tuple([Term::Int(2), Term::atom(""), Term::Pid(dead)]));
+    start.extend_from_slice(&body[start.len()..]);
+    let per_seq = 512u64;
+    let mut sent = 0usize;
+    let mut seq = 1u64;
+    'all: while sent < total {
+        // Claims a million fragments; sends `per_seq` of them.
+        let first_id = 1_000_000u64;
+        if stream.write_all(&frag_first(seq, first_id, &start)).await.is_err() {
+            return true;
+        }
+        sent += body.len();
+        for i in 1..per_seq {
+            if stream.write_all(&frag_cont(seq, first_id - i, &body)).await.is_err() {
+                return true;
+            }
+            sent += body.len();
+            if sent >= total {
+                break 'all;
+            }
+        }
+        seq += 1;
+    }
+    // Everything was written (the last of it may sit in socket buffers):
+    // the node must still close the link.
+    expect_closed(&mut stream, Duration::from_secs(60)).await;
+    true
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unfinished_fragments_on_1_to_12_links_stay_within_the_memory_budget() {
+    let BinarySetup { node, name, cookie, port, beam, _epmd } = BinarySetup::start().await;
+    let (hwm_before, _) = rss_of(node.os_pid());
+    let probe = format!(
+        "(fun(Rust) -> {{net_adm:ping(Rust), gen_server:call({{erlnode_echo, Rust}}, probe, 10000)}} end)('{name}')"
+    );
+    let probe_ok = Term::tuple([Term::atom("pong"), Term::tuple([Term::atom("echo"), Term::atom("probe")])]);
+    let limit = DEFAULT_INPUT_BUDGET + (100 << 20);
+
+    for links in [1usize, 3, 12] {
+        let mut attackers = Vec::new();
+        let mut names = Vec::new();
+        for _ in 0..links {
+            let h = Hostile::connect(port, &name, &cookie).await;
+            let dead = Pid { node: Atom::new(&name), id: 0x7fff_0000, serial: 0, creation: 1 };
+            names.push(h.name.clone());
+            // Each link offers 200 MiB: more than a link's share.
+            attackers.push(tokio::spawn(push_unfinished_fragments(h.stream, dead, 200 << 20)));
+        }
+        // The BEAM peer is answered throughout the attack.
+        let mut probes = 0;
+        while attackers.iter().any(|a| !a.is_finished()) {
+            assert_eq!(beam.eval(&probe).await, probe_ok, "the BEAM peer is answered during the attack ({links} links)");
+            probes += 1;
+        }
+        for a in attackers {
+            assert!(a.await.expect("attacker task"), "the node closed the hostile link");
+        }
+        let (hwm, rss) = rss_of(node.os_pid());
+        eprintln!(
+            "{links} hostile link(s): erlnode peak RSS {} MiB (before the attacks {} MiB, now {} MiB), {probes} BEAM probes answered meanwhile",
+            hwm >> 20,
+            hwm_before >> 20,
+            rss >> 20
+        );
+        assert!(hwm <= limit, "peak RSS {} MiB over the budget + 100 MiB ({} MiB) with {links} links", hwm >> 20, limit >> 20);
+        for h in &names {
+            let line = node
+                .wait_for_line(&format!("nodedown node={h}"), T)
+                .await
+                .unwrap_or_else(|e| panic!("no nodedown for {h}: {e}"));
+            assert!(line.contains("memory budget"), "{line}");
+        }
+        assert_eq!(beam.eval(&probe).await, probe_ok);
+    }
+    assert!(
+        node.output().iter().any(|l| l.contains("closing the link: over its memory budget")),
+        "the binary logs why it closed the links"
+    );
+    // The attacks gave their budget back: a legitimate 100 MiB message
+    // (under the 128 MiB max_message) passes both ways.
+    let r = beam
+        .eval(&format!(
+            "(fun(Rust) ->
+                 Bin = binary:copy(<<\"0123456789abcdef\">>, 100 * 1024 * 1024 div 16),
+                 {{echo, Back}} = gen_server:call({{erlnode_echo, Rust}}, Bin, 60000),
+                 {{byte_size(Back), Back =:= Bin}}
+             end)('{name}')"
+        ))
+        .await;
+    assert_eq!(r, Term::tuple([Term::Int(100 * 1024 * 1024), Term::atom("true")]));
+    assert!(!node.output().iter().any(|l| l.contains("panicked")), "{:?}", node.output());
+}
+
+/// The budget is charged from a frame's length, before its buffer exists:
+/// announcing a frame over the link's share closes the link at once, and
+/// links that together hold more than the node's budget are closed,
+/// while the BEAM peer is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn frames_are_charged_to_the_link_share_and_the_node_budget_before_they_arrive() {
+    let mut s = setup(|b| b.link_input_share(2 << 20).input_budget(3 << 20).max_message(1 << 20)).await;
+    // One length header over the share: nothing else needs to arrive.
+    link_is_closed_with_reason(&mut s, &(3u32 << 20).to_be_bytes(), false, &["memory budget", "over its share of 2097152 bytes"]).await;
+    // Two links each hold an unfinished 1.5 MiB frame: 3 MiB + overhead
+    // is over the node's budget, so the second is closed and the first
+    // keeps its link.
+    let mut first = s.hostile().await;
+    let mut half = (3u32 << 19).to_be_bytes().to_vec();
+    half.extend_from_slice(&[131, 68, 0]);
+    first.write(&half).await;
+    // No event says erlnode has read the first length: watch the budget.
+    let deadline = Instant::now() + T;
+    while s.rust.input_held().0 < 3 << 19 {
+        assert!(Instant::now() < deadline, "the first frame was never charged: {:?}", s.rust.input_held());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut second = s.hostile().await;
+    second.write(&half).await;
+    second.expect_closed(T).await;
+    let reason = s.down_reason(&second.name).await;
+    assert!(reason.contains("node-wide input budget of 3145728 bytes is exhausted"), "{reason}");
+    assert!(s.rust.connected_nodes().iter().any(|n| n.as_str() == first.name), "the first link holds its share and stays");
+    let (held, limit) = s.rust.input_held();
+    assert_eq!(limit, 3 << 20);
+    assert!(held >= 3 << 19, "the first link's frame is charged: {held}");
+    drop(first);
+    s.assert_still_serves().await;
 }

@@ -42,7 +42,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 echo "Starting erlnode: $RUST_NODE, embedded EPMD on 127.0.0.1:$PORT"
-NO_COLOR=1 "$BIN" run --name "$RUST_NODE" --cookie "$COOKIE" --epmd-port "$PORT" >"$LOG" 2>&1 </dev/null &
+NO_COLOR=1 "$BIN" run --name "$RUST_NODE" --cookie "$COOKIE" --epmd-port "$PORT" --epmd-in-process >"$LOG" 2>&1 </dev/null &
 ERLNODE_PID=$!
 
 up=

@@ -84,13 +84,13 @@ wait_ready() {  # wait_ready PID LOG WHAT: up to 30 s for the `ready` line
 }
 
 echo "Starting $RUST1 (embedded EPMD on 127.0.0.1:$PORT) with the account $ACCOUNT"
-NO_COLOR=1 "$BIN" run --name "$RUST1" --cookie "$COOKIE" --epmd-port "$PORT" \
+NO_COLOR=1 "$BIN" run --name "$RUST1" --cookie "$COOKIE" --epmd-port "$PORT" --epmd-in-process \
   --start-account "$ACCOUNT" --no-rebalance-on-join >"$LOGDIR/rust1.log" 2>&1 </dev/null &
 RUST1_PID=$!
 wait_ready "$RUST1_PID" "$LOGDIR/rust1.log" "$RUST1"
 
 echo "Starting $RUST2"
-NO_COLOR=1 "$BIN" run --name "$RUST2" --cookie "$COOKIE" --epmd-port "$PORT" \
+NO_COLOR=1 "$BIN" run --name "$RUST2" --cookie "$COOKIE" --epmd-port "$PORT" --epmd-in-process \
   --connect "$RUST1" --no-rebalance-on-join >"$LOGDIR/rust2.log" 2>&1 </dev/null &
 RUST2_PID=$!
 wait_ready "$RUST2_PID" "$LOGDIR/rust2.log" "$RUST2"

@@ -32,6 +32,6 @@ pub mod processhub;
 pub mod services;
 pub mod term;
 
-pub use node::{Node, NodeBuilder, NodeError, NodeEvent};
+pub use node::{Node, NodeBuilder, NodeError, NodeEvent, SendError};
 pub use process::Mailbox;
 pub use term::{Atom, Pid, Reference, Term};

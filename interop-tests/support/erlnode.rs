@@ -154,6 +154,16 @@ impl Erlnode {
         self.pid
     }
 
+    /// The distribution port of an `erlnode run`, from its `node up` line
+    /// (waits for it, 30 s).
+    pub async fn listen_port(&self) -> u16 {
+        let up = self.wait_for_line("node up", UP_TIMEOUT).await.unwrap_or_else(|e| panic!("{e}"));
+        up.split_whitespace()
+            .find_map(|w| w.strip_prefix("port="))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {up:?}"))
+    }
+
     /// All output lines so far (stdout and stderr).
     pub fn output(&self) -> Vec<String> {
         self.shared.out.lock().unwrap().lines.clone()

@@ -1,5 +1,6 @@
 //! Command-line interface. Each subcommand lives in its own file.
 
+mod epmd;
 mod migrate;
 mod names;
 mod ping;
@@ -39,6 +40,10 @@ pub enum Command {
     /// Move a live process (registered in global) to another node, with its
     /// state, its name and its queued messages.
     Migrate(migrate::MigrateArgs),
+    /// Run an EPMD (port mapper) like `epmd`: in the foreground, or with
+    /// --daemon in the background. Stops on SIGTERM/SIGINT, or on
+    /// `epmd -kill` when no node is registered.
+    Epmd(epmd::EpmdArgs),
     /// Even out the processes of a migratable type across the nodes that
     /// host it, moving from the most to the least loaded.
     Rebalance(migrate::RebalanceArgs),
@@ -53,12 +58,58 @@ pub struct NodeOpts {
     /// EPMD port to register with and look peers up in.
     #[arg(long, env = "ERL_EPMD_PORT", default_value_t = 4369)]
     pub epmd_port: u16,
-    /// Never serve EPMD in-process, even when none is running.
+    /// Never start or serve an EPMD, even when none is running.
     #[arg(long)]
     pub no_embedded_epmd: bool,
+    /// Addresses an EPMD this command starts listens on, comma-separated
+    /// (loopback is always added), as epmd reads ERL_EPMD_ADDRESS.
+    /// Default: every interface.
+    #[arg(long, env = "ERL_EPMD_ADDRESS", value_name = "IP,...", value_parser = parse_epmd_addresses)]
+    pub epmd_address: Option<EpmdAddresses>,
     /// Seconds of silence after which a peer counts as down (erl's net_ticktime).
     #[arg(long, default_value_t = 60)]
     pub net_ticktime: u64,
+    /// Largest fragmented message accepted from a peer (bytes; K, M, G
+    /// suffixes are powers of 1024). Default 128M.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_message: Option<usize>,
+    /// The most unfinished input (parts of fragmented messages, the frame
+    /// being read) one link may hold; a link over it is closed. Must exceed
+    /// --max-message. Default 144M.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub link_input_share: Option<usize>,
+    /// The most unfinished input all links together may hold: what peers,
+    /// hostile ones included, can make this node buffer. Default 256M.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub input_budget: Option<usize>,
+    /// Bytes queued for one link's socket at which the link counts as busy
+    /// and senders with backpressure wait (the BEAM's +zdbbl). Default 1M.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub dist_buf_busy_limit: Option<usize>,
+}
+
+/// The IP addresses of `--epmd-address` / `ERL_EPMD_ADDRESS`.
+#[derive(Debug, Clone)]
+pub struct EpmdAddresses(pub Vec<std::net::IpAddr>);
+
+fn parse_epmd_addresses(s: &str) -> Result<EpmdAddresses, String> {
+    crate::epmd::parse_addresses(s).map(EpmdAddresses)
+}
+
+/// `123`, `64K`, `128M`, `2G` (also `KiB`/`MiB`/`GiB`, any case): bytes.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: usize = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 64M)"))?;
+    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} in {s:?} (use K, M or G)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
 }
 
 impl NodeOpts {
@@ -69,6 +120,21 @@ impl NodeOpts {
             .net_ticktime(std::time::Duration::from_secs(self.net_ticktime.max(1)));
         if let Some(c) = &self.cookie {
             b = b.cookie(c.clone());
+        }
+        if let Some(a) = &self.epmd_address {
+            b = b.epmd_addresses(a.0.clone());
+        }
+        if let Some(n) = self.max_message {
+            b = b.max_message(n);
+        }
+        if let Some(n) = self.link_input_share {
+            b = b.link_input_share(n);
+        }
+        if let Some(n) = self.input_budget {
+            b = b.input_budget(n);
+        }
+        if let Some(n) = self.dist_buf_busy_limit {
+            b = b.dist_buf_busy_limit(n);
         }
         b
     }
@@ -89,7 +155,37 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Ping(a) => ping::run(a).await,
         Command::Names(a) => names::run(a).await,
         Command::Run(a) => run::run(a).await,
+        Command::Epmd(a) => epmd::run(a).await,
         Command::Migrate(a) => migrate::migrate(a).await,
         Command::Rebalance(a) => migrate::rebalance(a).await,
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub(crate) async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(super::parse_size("123"), Ok(123));
+        assert_eq!(super::parse_size("64K"), Ok(64 << 10));
+        assert_eq!(super::parse_size("128MiB"), Ok(128 << 20));
+        assert_eq!(super::parse_size("2g"), Ok(2 << 30));
+        assert!(super::parse_size("12X").is_err());
+        assert!(super::parse_size("M").is_err());
     }
 }

@@ -8,12 +8,29 @@ pub struct RunArgs {
     /// Node name: name@host (long) or name (short; this host's name is appended).
     #[arg(long)]
     pub name: String,
-    /// Connect to these nodes at start (repeatable).
+    /// Connect to these nodes at start and keep them connected: a lost
+    /// link is redialled, failed attempts retried with backoff (250 ms
+    /// doubling to 30 s) (repeatable).
     #[arg(long = "connect", value_name = "NODE")]
     pub connect: Vec<String>,
     /// TCP port for incoming distribution connections (0: any free port).
     #[arg(long, default_value_t = 0)]
     pub listen_port: u16,
+    /// Address the distribution listener binds, like the BEAM's
+    /// inet_dist_use_interface (0.0.0.0: every interface).
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    pub listen_address: std::net::IpAddr,
+    /// Lowest port to listen on, like inet_dist_listen_min: the first free
+    /// port from here up to --inet-dist-listen-max is used.
+    #[arg(long, value_name = "PORT", requires = "inet_dist_listen_max")]
+    pub inet_dist_listen_min: Option<u16>,
+    /// Highest port to listen on, like inet_dist_listen_max.
+    #[arg(long, value_name = "PORT", requires = "inet_dist_listen_min")]
+    pub inet_dist_listen_max: Option<u16>,
+    /// Incoming handshakes that may run at once; more connections are
+    /// closed at once until one finishes.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_handshakes: usize,
     /// Also run an echo process (like erlnode_echo) registered with
     /// `global` under the atom NAME: GenServer.call({:global, :NAME}, msg)
     /// replies {:echo, msg} from any node of the cluster.
@@ -54,6 +71,11 @@ pub struct RunArgs {
     /// (repeatable): tail a topic from the terminal.
     #[arg(long, value_name = "TOPIC", requires = "pubsub")]
     pub subscribe: Vec<String>,
+    /// When no EPMD answers on the EPMD port, serve it inside this process
+    /// (it stops with the node) instead of starting an `erlnode epmd`
+    /// daemon that outlives the node, as `erl` starts `epmd -daemon`.
+    #[arg(long)]
+    pub epmd_in_process: bool,
     #[command(flatten)]
     pub opts: NodeOpts,
 }
@@ -79,7 +101,25 @@ fn parse_pg_join(s: &str) -> Result<(String, String), String> {
 }
 
 pub async fn run(a: RunArgs) -> ExitCode {
-    let builder = a.opts.apply(crate::Node::builder(a.name.clone())).listen(([0, 0, 0, 0], a.listen_port).into());
+    if !a.opts.no_embedded_epmd && !a.epmd_in_process {
+        let addresses = a.opts.epmd_address.as_ref().map(|x| x.0.clone()).unwrap_or_default();
+        match super::epmd::start_daemon(a.opts.epmd_port, &addresses, None).await {
+            Ok(super::epmd::Daemon::Started(pid)) => {
+                tracing::info!(pid, port = a.opts.epmd_port, "no EPMD was running: started an EPMD daemon (it outlives this node)")
+            }
+            Ok(super::epmd::Daemon::AlreadyRunning) => {}
+            // ensure_epmd then serves it in-process, as before.
+            Err(e) => tracing::warn!(error = %e, "cannot start an EPMD daemon; serving EPMD in-process"),
+        }
+    }
+    let mut builder = a
+        .opts
+        .apply(crate::Node::builder(a.name.clone()))
+        .listen((a.listen_address, a.listen_port).into())
+        .max_handshakes(a.max_handshakes);
+    if let (Some(min), Some(max)) = (a.inet_dist_listen_min, a.inet_dist_listen_max) {
+        builder = builder.listen_port_range(min, max);
+    }
     let node = match builder.start().await {
         Ok(n) => n,
         Err(e) => {
@@ -132,8 +172,9 @@ pub async fn run(a: RunArgs) -> ExitCode {
     for peer in &a.connect {
         match node.connect(peer).await {
             Ok(()) => tracing::info!(node = %peer, "connected"),
-            Err(e) => tracing::warn!(node = %peer, error = %e, "cannot connect"),
+            Err(e) => tracing::warn!(node = %peer, error = %e, "cannot connect; will keep trying"),
         }
+        node.keep_connected(peer);
     }
     if let Some(name) = &a.register_echo {
         let pid = crate::services::echo::spawn_unregistered(&node);
@@ -182,7 +223,7 @@ pub async fn run(a: RunArgs) -> ExitCode {
         }
     }
     tracing::info!(node = %node.name(), port = node.listen_port(), epmd_port = node.epmd_port(), embedded_epmd = node.serves_epmd(), "ready");
-    wait_for_signal().await;
+    super::wait_for_signal().await;
     if let Some(m) = &migration {
         let hosted = m.hosted().len();
         if hosted > 0 {
@@ -198,21 +239,6 @@ pub async fn run(a: RunArgs) -> ExitCode {
     tracing::info!("shutting down");
     node.shutdown().await;
     ExitCode::SUCCESS
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 #[cfg(test)]

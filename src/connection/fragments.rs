@@ -2,16 +2,30 @@
 //! large message into 64 KiB pieces numbered downwards to 1; pieces of
 //! different messages may interleave, so partial messages are keyed by
 //! sequence id.
+//!
+//! Pieces are kept as received (no growing buffer that would hold up to
+//! twice its contents) and joined into one buffer of the exact size when
+//! the last one arrives. [`Reassembler::buffered`] is what the pieces
+//! cost, bookkeeping included; the link charges it to its memory budget.
 
 use super::FrameError;
 use crate::term::Atom;
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 
+/// What holding one piece costs beyond its bytes: the frame header of a
+/// continuation, the `Bytes` handle and its slot in the list. Counting it
+/// keeps a flood of empty fragments from being free.
+pub const PIECE_OVERHEAD: usize = 64;
+
 struct Partial {
     atoms: Vec<Atom>,
     next_id: u64,
-    buf: BytesMut,
+    pieces: Vec<Bytes>,
+    /// Message bytes in `pieces`.
+    len: usize,
+    /// What this partial message costs (its share of `buffered`).
+    cost: usize,
 }
 
 pub struct Reassembler {
@@ -26,6 +40,11 @@ impl Reassembler {
         Reassembler { partial: HashMap::new(), buffered: 0, max_message, max_sequences }
     }
 
+    /// Bytes held in unfinished messages, bookkeeping included.
+    pub fn buffered(&self) -> usize {
+        self.buffered
+    }
+
     /// Starts a message; returns it at once if it has a single fragment.
     pub fn first(&mut self, seq: u64, fragment_id: u64, atoms: Vec<Atom>, body: Bytes) -> Result<Option<(Vec<Atom>, Bytes)>, FrameError> {
         if fragment_id == 1 {
@@ -37,10 +56,15 @@ impl Reassembler {
         if self.partial.len() >= self.max_sequences {
             return Err(FrameError::Limit(format!("more than {} fragmented messages in flight", self.max_sequences)));
         }
-        self.account(body.len())?;
-        let mut buf = BytesMut::with_capacity(body.len().saturating_mul(2).min(self.max_message));
-        buf.extend_from_slice(&body);
-        self.partial.insert(seq, Partial { atoms, next_id: fragment_id - 1, buf });
+        if body.len() > self.max_message {
+            return Err(FrameError::Limit(format!("fragmented message larger than {} bytes", self.max_message)));
+        }
+        // A copy, so the frame (whose header may carry up to 64 KiB of
+        // atom-cache text) is not kept alive by a slice of it.
+        let body = Bytes::copy_from_slice(&body);
+        let cost = body.len() + PIECE_OVERHEAD + atoms.len() * std::mem::size_of::<Atom>() + std::mem::size_of::<Partial>();
+        self.buffered += cost;
+        self.partial.insert(seq, Partial { atoms, next_id: fragment_id - 1, len: body.len(), pieces: vec![body], cost });
         Ok(None)
     }
 
@@ -53,27 +77,26 @@ impl Reassembler {
             return Err(FrameError::Malformed(format!("fragment {fragment_id} of sequence {seq} out of order (expected {})", p.next_id)));
         }
         let len = body.len();
-        if p.buf.len() + len > self.max_message {
+        if p.len + len > self.max_message {
             return Err(FrameError::Limit(format!("fragmented message larger than {} bytes", self.max_message)));
         }
-        self.account(len)?;
-        let p = self.partial.get_mut(&seq).unwrap();
-        p.buf.extend_from_slice(&body);
-        if fragment_id == 1 {
-            let p = self.partial.remove(&seq).unwrap();
-            self.buffered -= p.buf.len();
-            return Ok(Some((p.atoms, p.buf.freeze())));
+        p.len += len;
+        p.cost += len + PIECE_OVERHEAD;
+        self.buffered += len + PIECE_OVERHEAD;
+        p.pieces.push(body);
+        if fragment_id > 1 {
+            p.next_id -= 1;
+            return Ok(None);
         }
-        p.next_id -= 1;
-        Ok(None)
-    }
-
-    fn account(&mut self, n: usize) -> Result<(), FrameError> {
-        self.buffered += n;
-        if self.buffered > self.max_message.saturating_mul(2) {
-            return Err(FrameError::Limit("too many bytes buffered in partial fragmented messages".into()));
+        let p = self.partial.remove(&seq).expect("present above");
+        self.buffered -= p.cost;
+        // Each piece is freed as soon as it is copied: the peak is the
+        // message plus one piece, not twice the message.
+        let mut whole = BytesMut::with_capacity(p.len);
+        for piece in p.pieces {
+            whole.extend_from_slice(&piece);
         }
-        Ok(())
+        Ok(Some((p.atoms, whole.freeze())))
     }
 }
 
@@ -102,5 +125,19 @@ mod tests {
         let mut r = Reassembler::new(4, 16);
         r.first(1, 3, vec![], Bytes::from_static(b"ab")).unwrap();
         assert!(r.cont(1, 2, Bytes::from_static(b"cde")).is_err());
+    }
+
+    #[test]
+    fn buffered_counts_every_piece_and_returns_to_zero() {
+        let mut r = Reassembler::new(1 << 20, 16);
+        r.first(1, 3, vec![], Bytes::from(vec![1u8; 1000])).unwrap();
+        let after_first = r.buffered();
+        assert!(after_first >= 1000 + PIECE_OVERHEAD, "{after_first}");
+        // Empty continuations are not free.
+        r.cont(1, 2, Bytes::new()).unwrap();
+        assert_eq!(r.buffered(), after_first + PIECE_OVERHEAD);
+        let (_, m) = r.cont(1, 1, Bytes::from(vec![2u8; 10])).unwrap().unwrap();
+        assert_eq!(m.len(), 1010);
+        assert_eq!(r.buffered(), 0);
     }
 }

@@ -9,6 +9,7 @@
 //! -> writer task -> one `write_all` for everything queued.
 
 pub mod atom_cache;
+pub mod budget;
 pub mod fragments;
 pub mod header;
 pub mod outbox;
@@ -23,7 +24,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-pub use outbox::Closed;
+pub use budget::{BudgetError, InputBudget};
+pub use outbox::{Busy, Closed};
 
 /// Why a link was closed by us (logged, and reported as the nodedown reason).
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,8 @@ pub enum FrameError {
     Limit(String),
     #[error("undecodable term: {0}")]
     Term(#[from] DecodeError),
+    #[error("{0}")]
+    Budget(#[from] BudgetError),
 }
 
 /// Per-link limits and timers.
@@ -50,10 +54,18 @@ pub struct LinkConfig {
     /// Largest single frame accepted (the BEAM fragments at 64 KiB when
     /// FRAGMENTS is negotiated, so only misbehaving peers come near this).
     pub max_frame: usize,
-    /// Largest reassembled fragmented message.
+    /// Largest reassembled fragmented message (default 128 MiB).
     pub max_message: usize,
+    /// The most unfinished input one link may hold: pieces of fragmented
+    /// messages plus the frame being read (see [`budget`]). Must leave
+    /// room for `max_message` for such messages to pass.
+    pub input_share: usize,
     /// Fragmented messages that may be in flight at once.
     pub max_fragment_sequences: usize,
+    /// Bytes queued for the socket at which the link counts as busy:
+    /// senders with backpressure wait (like the BEAM's
+    /// `dist_buf_busy_limit`, default 1 MiB).
+    pub busy_limit: usize,
     /// Like `-kernel net_ticktime`: a peer silent this long is down; we
     /// send a tick after a quarter of it without traffic.
     pub net_ticktime: Duration,
@@ -64,7 +76,9 @@ impl Default for LinkConfig {
     fn default() -> Self {
         LinkConfig {
             max_frame: 128 * 1024 * 1024,
-            max_message: 1024 * 1024 * 1024,
+            max_message: 128 * 1024 * 1024,
+            input_share: budget::DEFAULT_INPUT_SHARE,
+            busy_limit: outbox::DEFAULT_BUSY_LIMIT,
             max_fragment_sequences: 1024,
             net_ticktime: Duration::from_secs(60),
             decode: DecodeLimits::default(),
@@ -79,7 +93,8 @@ pub trait Inbound: Send + Sync + 'static {
     fn link_closed(&self, conn: &Arc<Connection>, reason: String);
 }
 
-/// A live link. Cheap to share; sending never blocks.
+/// A live link. Cheap to share. [`send`](Self::send) never blocks;
+/// [`send_terms_wait`](Self::send_terms_wait) waits while the link is busy.
 pub struct Connection {
     pub peer: Atom,
     /// Flags both sides agreed on.
@@ -88,6 +103,9 @@ pub struct Connection {
     outbox: outbox::Outbox,
     reported: AtomicBool,
     reader_abort: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    /// A writer blocked on a peer that stopped reading must not outlive
+    /// the link.
+    writer_abort: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -98,22 +116,34 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     /// Starts the reader and writer tasks for a socket that has finished
-    /// its handshake.
-    pub fn spawn(stream: TcpStream, peer: Atom, flags: u64, peer_creation: u32, cfg: LinkConfig, inbound: Arc<dyn Inbound>) -> Arc<Connection> {
+    /// its handshake. The link's unfinished input is charged to `budget`,
+    /// shared by all the node's links.
+    pub fn spawn(
+        stream: TcpStream,
+        peer: Atom,
+        flags: u64,
+        peer_creation: u32,
+        cfg: LinkConfig,
+        budget: Arc<InputBudget>,
+        inbound: Arc<dyn Inbound>,
+    ) -> Arc<Connection> {
         let _ = stream.set_nodelay(true);
         let fragments = flags & crate::handshake::flags::FRAGMENTS != 0;
         let conn = Arc::new(Connection {
             peer,
             flags,
             peer_creation,
-            outbox: outbox::Outbox::new(fragments),
+            outbox: outbox::Outbox::new(fragments, cfg.busy_limit),
             reported: AtomicBool::new(false),
             reader_abort: std::sync::Mutex::new(None),
+            writer_abort: std::sync::Mutex::new(None),
         });
         let (rd, wr) = stream.into_split();
-        let reader = tokio::spawn(read_loop(conn.clone(), rd, cfg.clone(), inbound.clone()));
+        let budget = budget::LinkBudget::new(budget, cfg.input_share);
+        let reader = tokio::spawn(read_loop(conn.clone(), rd, cfg.clone(), budget, inbound.clone()));
         *conn.reader_abort.lock().unwrap() = Some(reader.abort_handle());
-        tokio::spawn(write_loop(conn.clone(), wr, cfg.net_ticktime / 4, inbound));
+        let writer = tokio::spawn(write_loop(conn.clone(), wr, cfg.net_ticktime / 4, inbound));
+        *conn.writer_abort.lock().unwrap() = Some(writer.abort_handle());
         conn
     }
 
@@ -127,6 +157,22 @@ impl Connection {
     /// (the message hot path: no clone of the payload).
     pub fn send_terms(&self, ctl: &Term, payload: Option<&Term>) -> Result<(), Closed> {
         self.outbox.push(ctl, payload)
+    }
+
+    /// Queues a control tuple and payload, first waiting while the link
+    /// is busy (`busy_limit` bytes queued). Fails only if the link closes.
+    pub async fn send_terms_wait(&self, ctl: &Term, payload: Option<&Term>) -> Result<(), Closed> {
+        self.outbox.push_wait(ctl, payload).await
+    }
+
+    /// Queues a control tuple and payload unless the link is busy.
+    pub fn try_send_terms(&self, ctl: &Term, payload: Option<&Term>) -> Result<(), Busy> {
+        self.outbox.try_push(ctl, payload)
+    }
+
+    /// Bytes queued for the socket right now.
+    pub fn queued(&self) -> usize {
+        self.outbox.queued()
     }
 
     pub fn is_closed(&self) -> bool {
@@ -143,21 +189,30 @@ impl Connection {
         if let Some(h) = self.reader_abort.lock().unwrap().take() {
             h.abort();
         }
+        if let Some(h) = self.writer_abort.lock().unwrap().take() {
+            h.abort();
+        }
         if !self.reported.swap(true, Ordering::AcqRel) {
             inbound.link_closed(self, reason);
         }
     }
 }
 
-async fn read_loop(conn: Arc<Connection>, rd: tokio::net::tcp::OwnedReadHalf, cfg: LinkConfig, inbound: Arc<dyn Inbound>) {
-    let reason = match read_frames(&conn, rd, &cfg, &inbound).await {
+async fn read_loop(conn: Arc<Connection>, rd: tokio::net::tcp::OwnedReadHalf, cfg: LinkConfig, mut budget: budget::LinkBudget, inbound: Arc<dyn Inbound>) {
+    let reason = match read_frames(&conn, rd, &cfg, &mut budget, &inbound).await {
         Ok(()) => "connection closed by peer".to_string(),
         Err(e) => e,
     };
     conn.finish(&inbound, reason);
 }
 
-async fn read_frames(conn: &Arc<Connection>, rd: tokio::net::tcp::OwnedReadHalf, cfg: &LinkConfig, inbound: &Arc<dyn Inbound>) -> Result<(), String> {
+async fn read_frames(
+    conn: &Arc<Connection>,
+    rd: tokio::net::tcp::OwnedReadHalf,
+    cfg: &LinkConfig,
+    budget: &mut budget::LinkBudget,
+    inbound: &Arc<dyn Inbound>,
+) -> Result<(), String> {
     let mut rd = BufReader::with_capacity(128 * 1024, rd);
     let mut cache = atom_cache::AtomCache::default();
     let mut reasm = fragments::Reassembler::new(cfg.max_message, cfg.max_fragment_sequences);
@@ -173,6 +228,12 @@ async fn read_frames(conn: &Arc<Connection>, rd: tokio::net::tcp::OwnedReadHalf,
         }
         if len > cfg.max_frame {
             return Err(format!("frame of {len} bytes exceeds max_frame {}", cfg.max_frame));
+        }
+        // Charged before the frame's buffer exists: what the link holds
+        // plus, at most, what this frame can add to it.
+        if let Err(e) = budget.hold(reasm.buffered() + len + fragments::PIECE_OVERHEAD) {
+            tracing::warn!(peer = %conn.peer, frame = len, held = budget.held(), error = %e, "closing the link: over its memory budget");
+            return Err(e.to_string());
         }
         let mut buf = BytesMut::with_capacity(len);
         // SAFETY-free fill: read_buf appends; loop until the frame is whole.
@@ -200,6 +261,8 @@ async fn read_frames(conn: &Arc<Connection>, rd: tokio::net::tcp::OwnedReadHalf,
                 Err(e) => tracing::warn!(peer = %conn.peer, error = %e, "dropping unknown or malformed control message"),
             }
         }
+        // Shrinking never fails.
+        let _ = budget.hold(reasm.buffered());
     }
 }
 

@@ -2,6 +2,12 @@
 //! shared buffer and the writer task hands the whole buffer to the socket
 //! in one write. Under load many messages leave in one syscall; idle, a
 //! message leaves at once. No per-message allocation on the hot path.
+//!
+//! Backpressure, as the BEAM's busy distribution port: once `busy_limit`
+//! bytes wait for the writer, [`Outbox::try_push`] answers [`Busy`] and
+//! [`Outbox::push_wait`] waits until the writer has taken the queue.
+//! [`Outbox::push`] never waits: system traffic (global, replies, link
+//! and monitor signals) and the fire-and-forget `send` use it.
 
 use super::header::{DIST_FRAG_CONT, DIST_FRAG_HEADER, DIST_HEADER, VERSION_MAGIC};
 use crate::term::{encode_into, Term};
@@ -12,52 +18,115 @@ use tokio::sync::Notify;
 /// The BEAM's own fragment size.
 pub const FRAGMENT_SIZE: usize = 64 * 1024;
 
+/// The BEAM's default `dist_buf_busy_limit` (`+zdbbl 1024`): 1 MiB.
+pub const DEFAULT_BUSY_LIMIT: usize = 1024 * 1024;
+
 pub struct Outbox {
     buf: Mutex<Vec<u8>>,
+    /// Wakes the writer.
     pub(super) notify: Notify,
+    /// Wakes senders waiting for the queue to drop below `busy_limit`.
+    space: Notify,
     closed: AtomicBool,
     next_seq: AtomicU64,
     fragments: bool,
+    busy_limit: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("connection closed")]
 pub struct Closed;
 
+/// Why [`Outbox::try_push`] did not queue a message.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Busy {
+    #[error("the link is busy: {queued} bytes queued, busy limit {limit}")]
+    Busy { queued: usize, limit: usize },
+    #[error("connection closed")]
+    Closed,
+}
+
 impl Outbox {
-    pub fn new(fragments: bool) -> Self {
+    pub fn new(fragments: bool, busy_limit: usize) -> Self {
         Outbox {
             buf: Mutex::new(Vec::with_capacity(64 * 1024)),
             notify: Notify::new(),
+            space: Notify::new(),
             closed: AtomicBool::new(false),
             next_seq: AtomicU64::new(1),
             fragments,
+            busy_limit,
         }
     }
 
-    /// Queues one message: control term plus optional payload.
+    /// Queues one message (control term plus optional payload) whatever
+    /// the queue holds.
     pub fn push(&self, control: &Term, payload: Option<&Term>) -> Result<(), Closed> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Closed);
         }
         {
             let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+            self.encode(&mut buf, control, payload);
+        }
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// Queues one message unless `busy_limit` bytes or more are queued.
+    pub fn try_push(&self, control: &Term, payload: Option<&Term>) -> Result<(), Busy> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Busy::Closed);
+        }
+        {
+            let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+            if buf.len() >= self.busy_limit {
+                return Err(Busy::Busy { queued: buf.len(), limit: self.busy_limit });
+            }
+            self.encode(&mut buf, control, payload);
+        }
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// Queues one message, first waiting while `busy_limit` bytes or more
+    /// are queued. Fails only when the link closes.
+    pub async fn push_wait(&self, control: &Term, payload: Option<&Term>) -> Result<(), Closed> {
+        loop {
+            // Registered before the check, so a take() between the check
+            // and the wait is not missed.
+            let space = self.space.notified();
+            tokio::pin!(space);
+            space.as_mut().enable();
+            match self.try_push(control, payload) {
+                Ok(()) => return Ok(()),
+                Err(Busy::Closed) => return Err(Closed),
+                Err(Busy::Busy { .. }) => space.await,
+            }
+        }
+    }
+
+    /// Bytes queued for the writer right now.
+    pub fn queued(&self) -> usize {
+        self.buf.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn encode(&self, buf: &mut Vec<u8>, control: &Term, payload: Option<&Term>) {
+        {
             let start = buf.len();
             buf.extend_from_slice(&[0, 0, 0, 0, VERSION_MAGIC, DIST_HEADER, 0]);
-            encode_into(control, &mut buf);
+            encode_into(control, buf);
             if let Some(p) = payload {
-                encode_into(p, &mut buf);
+                encode_into(p, buf);
             }
             let len = buf.len() - start - 4;
             if self.fragments && len > FRAGMENT_SIZE {
                 let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-                fragment_in_place(&mut buf, start, seq);
+                fragment_in_place(buf, start, seq);
             } else {
                 buf[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
             }
         }
-        self.notify.notify_one();
-        Ok(())
     }
 
     /// Takes everything queued, leaving `spare` (emptied) in its place so
@@ -66,11 +135,18 @@ impl Outbox {
         spare.clear();
         let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::swap(&mut *buf, spare);
+        drop(buf);
+        // Senders wait only while the queue is at the limit, and the queue
+        // only grows until taken: a smaller take has no one to wake.
+        if spare.len() >= self.busy_limit {
+            self.space.notify_waiters();
+        }
     }
 
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.notify.notify_one();
+        self.space.notify_waiters();
     }
 
     pub fn is_closed(&self) -> bool {
@@ -123,7 +199,7 @@ mod tests {
 
     #[test]
     fn large_message_fragments_and_reassembles() {
-        let o = Outbox::new(true);
+        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT);
         let big = Term::Binary(Bytes::from(vec![7u8; FRAGMENT_SIZE * 3 + 5]));
         o.push(&Term::atom("ctl"), Some(&big)).unwrap();
         let mut out = Vec::new();
@@ -152,7 +228,7 @@ mod tests {
 
     #[test]
     fn small_messages_batch_into_one_buffer() {
-        let o = Outbox::new(true);
+        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT);
         for i in 0..10 {
             o.push(&Term::Int(i), None).unwrap();
         }
@@ -161,5 +237,37 @@ mod tests {
         assert_eq!(split_frames(&out).len(), 10);
         o.close();
         assert!(o.push(&Term::Int(1), None).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_busy_until_the_writer_takes_it() {
+        let o = std::sync::Arc::new(Outbox::new(true, 100));
+        let msg = Term::binary(vec![1u8; 60]);
+        o.try_push(&Term::Int(1), Some(&msg)).unwrap();
+        o.try_push(&Term::Int(2), Some(&msg)).unwrap();
+        assert!(matches!(o.try_push(&Term::Int(3), Some(&msg)), Err(Busy::Busy { limit: 100, .. })));
+        // System traffic still goes in.
+        o.push(&Term::Int(4), None).unwrap();
+        let o2 = o.clone();
+        let waiter = tokio::spawn(async move { o2.push_wait(&Term::Int(5), None).await });
+        tokio::task::yield_now().await;
+        let mut out = Vec::new();
+        o.take(&mut out);
+        assert_eq!(split_frames(&out).len(), 3);
+        waiter.await.unwrap().unwrap();
+        o.take(&mut out);
+        assert_eq!(split_frames(&out).len(), 1, "the waiting sender queued after the take");
+    }
+
+    #[tokio::test]
+    async fn waiting_senders_get_an_error_when_the_link_closes() {
+        let o = std::sync::Arc::new(Outbox::new(true, 10));
+        o.push(&Term::binary(vec![0u8; 20]), None).unwrap();
+        let o2 = o.clone();
+        let waiter = tokio::spawn(async move { o2.push_wait(&Term::Int(1), None).await });
+        tokio::task::yield_now().await;
+        o.close();
+        assert!(waiter.await.unwrap().is_err());
+        assert_eq!(o.try_push(&Term::Int(1), None), Err(Busy::Closed));
     }
 }

@@ -16,7 +16,7 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 pub use client::{EpmdClient, Registration, DEFAULT_TIMEOUT};
@@ -40,6 +40,42 @@ const RACE_GRACE: Duration = Duration::from_secs(5);
 /// request): registering with some other service would fail later in a
 /// much more confusing way.
 pub async fn ensure_epmd(port: u16) -> Result<Option<EpmdServerHandle>, EpmdError> {
+    ensure_epmd_on(port, &[]).await
+}
+
+/// The addresses an EPMD listens on, as epmd reads `ERL_EPMD_ADDRESS`: a
+/// comma-separated list of IP addresses, to which loopback is added.
+/// Empty (the default): every interface.
+pub fn listen_addresses(addresses: &[IpAddr], port: u16) -> Vec<SocketAddr> {
+    if addresses.is_empty() || addresses.iter().any(|a| a.is_unspecified()) {
+        return vec![SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))];
+    }
+    let mut out: Vec<SocketAddr> = Vec::new();
+    if !addresses.iter().any(|a| a.is_loopback()) {
+        out.push(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    for a in addresses {
+        let s = SocketAddr::new(*a, port);
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// Parses `ERL_EPMD_ADDRESS`'s format: `10.0.0.5,192.168.1.2` (spaces
+/// allowed around the commas).
+pub fn parse_addresses(list: &str) -> Result<Vec<IpAddr>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<IpAddr>().map_err(|e| format!("{s:?} is not an IP address: {e}")))
+        .collect()
+}
+
+/// [`ensure_epmd`], the embedded server listening on `addresses` (see
+/// [`listen_addresses`]).
+pub async fn ensure_epmd_on(port: u16, addresses: &[IpAddr]) -> Result<Option<EpmdServerHandle>, EpmdError> {
     let probe = EpmdClient::new(Ipv4Addr::LOCALHOST.to_string(), port);
     match probe_epmd(&probe).await {
         Probe::Epmd => {
@@ -49,8 +85,7 @@ pub async fn ensure_epmd(port: u16) -> Result<Option<EpmdServerHandle>, EpmdErro
         Probe::Nothing => {}
         Probe::Failed(e) => return Err(e),
     }
-    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
-    match EpmdServer::bind(addr).await {
+    match EpmdServer::bind_all(&listen_addresses(addresses, port), EpmdServerConfig::default()).await {
         Ok(server) => {
             tracing::debug!(port, "no EPMD running; starting embedded EPMD");
             Ok(Some(server.spawn()))

@@ -510,6 +510,8 @@ pub fn encode_dump_reply<'a>(
 
 /// epmd's answer to KILL_REQ when it refuses to die.
 pub const KILL_REFUSED: &[u8] = b"NO";
+/// epmd's answer to KILL_REQ when it stops.
+pub const KILL_ACCEPTED: &[u8] = b"OK";
 
 #[cfg(test)]
 mod tests {

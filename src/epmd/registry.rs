@@ -22,6 +22,8 @@ struct Active {
     counter: u32,
     /// Registration order, for listing newest first like epmd.
     seq: u64,
+    /// The uid of the process that registered, when it could be told.
+    owner: Option<u32>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -29,6 +31,8 @@ pub(crate) enum RegisterOutcome {
     Registered { creation: u32 },
     NameTaken,
     Full,
+    /// This owner (uid) already holds its share of the names.
+    OwnerFull,
 }
 
 #[derive(Debug)]
@@ -38,6 +42,7 @@ pub(crate) struct Registry {
     retired_order: VecDeque<String>,
     next_seq: u64,
     max_active: usize,
+    max_per_owner: usize,
 }
 
 /// epmd's `bump_creation`: never below 4, so that the 1..=3 range stays
@@ -56,22 +61,42 @@ fn creation_for(entry: &NodeEntry, counter: u32) -> u32 {
 }
 
 impl Registry {
+    #[cfg(test)]
     pub(crate) fn new(max_active: usize) -> Self {
+        Registry::with_owner_limit(max_active, max_active)
+    }
+
+    /// At most `max_active` names, of which one owner may hold at most
+    /// `max_per_owner`.
+    pub(crate) fn with_owner_limit(max_active: usize, max_per_owner: usize) -> Self {
         Registry {
             active: HashMap::new(),
             retired: HashMap::new(),
             retired_order: VecDeque::new(),
             next_seq: 0,
             max_active,
+            max_per_owner,
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn register(&mut self, entry: NodeEntry, conn_id: u64) -> RegisterOutcome {
+        self.register_owned(entry, conn_id, None)
+    }
+
+    /// Registers `entry` for connection `conn_id`, made by `owner` (a uid;
+    /// `None` when unknown, which no owner limit applies to).
+    pub(crate) fn register_owned(&mut self, entry: NodeEntry, conn_id: u64, owner: Option<u32>) -> RegisterOutcome {
         if self.active.contains_key(&entry.name) {
             return RegisterOutcome::NameTaken;
         }
         if self.active.len() >= self.max_active {
             return RegisterOutcome::Full;
+        }
+        if let Some(uid) = owner {
+            if self.active.values().filter(|a| a.owner == Some(uid)).count() >= self.max_per_owner {
+                return RegisterOutcome::OwnerFull;
+            }
         }
         let counter = match self.retired.remove(&entry.name) {
             Some(previous) => {
@@ -96,6 +121,7 @@ impl Registry {
                 conn_id,
                 counter,
                 seq,
+                owner,
             },
         );
         RegisterOutcome::Registered { creation }
@@ -207,5 +233,17 @@ mod tests {
         }
         assert_eq!(r.retired.len(), MAX_RETIRED);
         assert_eq!(r.retired_order.len(), MAX_RETIRED);
+    }
+
+    #[test]
+    fn one_owner_cannot_take_every_slot() {
+        let mut r = Registry::with_owner_limit(4, 2);
+        creation(r.register_owned(entry("a", 6), 1, Some(1000)));
+        creation(r.register_owned(entry("b", 6), 2, Some(1000)));
+        assert_eq!(r.register_owned(entry("c", 6), 3, Some(1000)), RegisterOutcome::OwnerFull);
+        creation(r.register_owned(entry("d", 6), 4, Some(0)));
+        creation(r.register_owned(entry("e", 6), 5, None));
+        assert!(r.unregister("a", 1));
+        creation(r.register_owned(entry("c", 6), 6, Some(1000)));
     }
 }

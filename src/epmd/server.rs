@@ -28,17 +28,27 @@ pub struct EpmdServerConfig {
     /// Registered names at once. Kept below `max_connections` so lookups
     /// still get through when registrations are at their cap.
     pub max_registrations: usize,
+    /// Names one local user (uid, told from the kernel's socket table) may
+    /// hold at once, so that one client cannot take every slot. Each name
+    /// also holds a connection, so this bounds a user's held connections.
+    pub max_registrations_per_uid: usize,
     /// Time a client has to send its whole request (and to take our
     /// reply); epmd uses 60 s, we are stricter since requests are tiny.
     pub io_timeout: Duration,
+    /// Honour KILL_REQ (`epmd -kill`) as epmd does: stop when no node is
+    /// registered, answer `NO` otherwise. Off for an EPMD embedded in a
+    /// node, which lives as long as its node.
+    pub allow_kill: bool,
 }
 
 impl Default for EpmdServerConfig {
     fn default() -> Self {
         EpmdServerConfig {
-            max_connections: 512,
-            max_registrations: 256,
+            max_connections: 1024,
+            max_registrations: 512,
+            max_registrations_per_uid: 256,
             io_timeout: Duration::from_secs(10),
+            allow_kill: false,
         }
     }
 }
@@ -50,6 +60,11 @@ pub(crate) struct Shared {
     /// The port reported at the head of NAMES replies (`erl_epmd` checks
     /// it equals the port it connected to).
     pub(crate) port: u16,
+    /// Connection ids, unique across all listeners (a registration is
+    /// removed only by the connection that made it).
+    next_conn_id: std::sync::atomic::AtomicU64,
+    /// Signalled when a KILL_REQ was honoured.
+    pub(crate) killed: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -64,7 +79,7 @@ impl Shared {
 /// A bound, not yet serving, EPMD server.
 #[derive(Debug)]
 pub struct EpmdServer {
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     local_addr: SocketAddr,
     config: EpmdServerConfig,
 }
@@ -79,11 +94,37 @@ impl EpmdServer {
         addr: SocketAddr,
         config: EpmdServerConfig,
     ) -> Result<EpmdServer, EpmdError> {
-        let bind_err = |source| EpmdError::Bind { addr, source };
-        let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
-        let local_addr = listener.local_addr().map_err(bind_err)?;
+        EpmdServer::bind_all(&[addr], config).await
+    }
+
+    /// Binds every address in `addrs` (one port; like epmd with
+    /// `ERL_EPMD_ADDRESS`), serving them as one daemon. The port of the
+    /// first address is used for the others when it was 0.
+    pub async fn bind_all(
+        addrs: &[SocketAddr],
+        config: EpmdServerConfig,
+    ) -> Result<EpmdServer, EpmdError> {
+        let mut listeners = Vec::with_capacity(addrs.len());
+        let mut local_addr = None;
+        for addr in addrs {
+            let mut addr = *addr;
+            if let Some(first) = local_addr {
+                let first: SocketAddr = first;
+                addr.set_port(first.port());
+            }
+            let bind_err = |source| EpmdError::Bind { addr, source };
+            let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+            if local_addr.is_none() {
+                local_addr = Some(listener.local_addr().map_err(bind_err)?);
+            }
+            listeners.push(listener);
+        }
+        let local_addr = local_addr.ok_or_else(|| EpmdError::Bind {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to listen on"),
+        })?;
         Ok(EpmdServer {
-            listener,
+            listeners,
             local_addr,
             config,
         })
@@ -96,12 +137,22 @@ impl EpmdServer {
     /// Starts serving on the current Tokio runtime.
     pub fn spawn(self) -> EpmdServerHandle {
         let shared = Arc::new(Shared {
-            registry: Mutex::new(Registry::new(self.config.max_registrations)),
+            registry: Mutex::new(Registry::with_owner_limit(
+                self.config.max_registrations,
+                self.config.max_registrations_per_uid,
+            )),
             port: self.local_addr.port(),
             config: self.config,
+            next_conn_id: Default::default(),
+            killed: tokio::sync::Notify::new(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(self.listener, shared.clone(), stop_rx));
+        let permits = Arc::new(Semaphore::new(shared.config.max_connections));
+        let mut loops = JoinSet::new();
+        for listener in self.listeners {
+            loops.spawn(accept_loop(listener, shared.clone(), permits.clone(), stop_rx.clone()));
+        }
+        let task = tokio::spawn(async move { while loops.join_next().await.is_some() {} });
         tracing::debug!(addr = %self.local_addr, "embedded EPMD serving");
         EpmdServerHandle {
             local_addr: self.local_addr,
@@ -135,6 +186,12 @@ impl EpmdServerHandle {
             .into_iter()
             .map(|(n, p, _)| (n, p))
             .collect()
+    }
+
+    /// Returns when a client's KILL_REQ was honoured (only with
+    /// [`EpmdServerConfig::allow_kill`]); the owner should then shut down.
+    pub async fn kill_requested(&self) {
+        self.shared.killed.notified().await
     }
 
     /// Asks the server to stop: it stops accepting, closes every
@@ -176,10 +233,13 @@ impl Drop for EpmdServerHandle {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let permits = Arc::new(Semaphore::new(shared.config.max_connections));
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut conns = JoinSet::new();
-    let mut next_conn_id: u64 = 0;
     loop {
         // Reap finished connections so the set does not grow without bound.
         while let Some(done) = conns.try_join_next() {
@@ -217,8 +277,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
             drop(stream);
             continue;
         };
-        next_conn_id += 1;
-        let conn_id = next_conn_id;
+        let conn_id = shared.next_conn_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let shared = shared.clone();
         conns.spawn(async move {
             let _permit = permit;

@@ -14,7 +14,7 @@ use tokio::time::timeout;
 
 use super::protocol::{
     encode_dump_reply, encode_names_reply, request_body_len, AliveResponse, NodeEntry,
-    PortResponse, ProtocolError, Request, FAILED_CREATION, KILL_REFUSED,
+    PortResponse, ProtocolError, Request, FAILED_CREATION, KILL_ACCEPTED, KILL_REFUSED,
 };
 use super::registry::RegisterOutcome;
 use super::server::Shared;
@@ -91,11 +91,18 @@ pub(crate) async fn serve(
             );
             send(&mut stream, peer, &shared, &reply).await;
         }
-        // The embedded daemon lives and dies with its host process, so it
-        // always gives the answer epmd gives while nodes are alive.
+        // As epmd: a standalone daemon stops when no node is registered.
+        // One embedded in a node lives and dies with it, so it always
+        // gives the answer epmd gives while nodes are alive.
         Request::Kill if local => {
-            tracing::debug!(%peer, "EPMD KILL refused");
-            send(&mut stream, peer, &shared, KILL_REFUSED).await;
+            if shared.config.allow_kill && shared.registry().list().is_empty() {
+                tracing::info!(%peer, "EPMD KILL: no node registered, stopping");
+                send(&mut stream, peer, &shared, KILL_ACCEPTED).await;
+                shared.killed.notify_one();
+            } else {
+                tracing::debug!(%peer, "EPMD KILL refused");
+                send(&mut stream, peer, &shared, KILL_REFUSED).await;
+            }
         }
         Request::Stop { .. } => {
             tracing::debug!(%peer, "EPMD STOP not supported; closing");
@@ -188,7 +195,8 @@ async fn hold_registration(
     let name = entry.name.clone();
     let port = entry.port;
     let extended = entry.wants_extended_creation();
-    let outcome = shared.registry().register(entry, conn_id);
+    let owner = stream.local_addr().ok().and_then(|local| peer_uid(peer, local));
+    let outcome = shared.registry().register_owned(entry, conn_id, owner);
     let creation = match outcome {
         RegisterOutcome::Registered { creation } => creation,
         RegisterOutcome::NameTaken => {
@@ -199,6 +207,11 @@ async fn hold_registration(
                 extended,
             };
             send(&mut stream, peer, shared, &reply.encode()).await;
+            return;
+        }
+        RegisterOutcome::OwnerFull => {
+            tracing::warn!(%peer, %name, uid = ?owner, limit = shared.config.max_registrations_per_uid,
+                "EPMD client dropped: this user holds its share of the registrations");
             return;
         }
         RegisterOutcome::Full => {
@@ -236,4 +249,66 @@ async fn hold_registration(
     // name is already gone (Registration::close relies on this).
     drop(guard);
     drop(stream);
+}
+
+/// The uid owning the client end of a local TCP connection (`peer` is its
+/// address, `local` ours), from the kernel's socket table
+/// (`/proc/net/tcp`, `/proc/net/tcp6`). `None` where that table does not
+/// exist or has no such socket.
+pub(crate) fn peer_uid(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
+    let (table, peer_hex, local_hex) = match (peer, local) {
+        (SocketAddr::V4(p), SocketAddr::V4(l)) => ("/proc/net/tcp", hex_v4(p), hex_v4(l)),
+        (SocketAddr::V6(p), SocketAddr::V6(l)) => ("/proc/net/tcp6", hex_v6(p), hex_v6(l)),
+        _ => return None,
+    };
+    let text = std::fs::read_to_string(table).ok()?;
+    uid_in_table(&text, &peer_hex, &local_hex)
+}
+
+/// The uid column of the row whose local address is `local_hex` and
+/// remote address `remote_hex`.
+fn uid_in_table(text: &str, local_hex: &str, remote_hex: &str) -> Option<u32> {
+    text.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        // sl local rem st tx:rx tr:when retrnsmt uid ...
+        if cols.len() > 7 && cols[1].eq_ignore_ascii_case(local_hex) && cols[2].eq_ignore_ascii_case(remote_hex) {
+            cols[7].parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+/// The kernel prints an address as its in-memory 32-bit words in host
+/// order, then the port.
+fn hex_v4(a: std::net::SocketAddrV4) -> String {
+    format!("{:08X}:{:04X}", u32::from_ne_bytes(a.ip().octets()), a.port())
+}
+
+fn hex_v6(a: std::net::SocketAddrV6) -> String {
+    let o = a.ip().octets();
+    let words: String = o.chunks(4).map(|w| format!("{:08X}", u32::from_ne_bytes([w[0], w[1], w[2], w[3]]))).collect();
+    format!("{words}:{:04X}", a.port())
+}
+
+#[cfg(test)]
+mod uid_tests {
+    use super::*;
+
+    #[test]
+    fn the_uid_of_our_own_socket_is_ours() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_server_side, peer) = listener.accept().unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        let uid = std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap();
+        assert_eq!(peer_uid(peer, listener.local_addr().unwrap()), Some(uid));
+        assert_eq!(peer_uid("127.0.0.1:1".parse().unwrap(), listener.local_addr().unwrap()), None);
+    }
 }

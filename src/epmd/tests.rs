@@ -305,6 +305,7 @@ async fn connection_flood_is_capped() {
         max_connections: 4,
         max_registrations: 2,
         io_timeout: Duration::from_secs(30),
+        ..Default::default()
     })
     .await;
     let addr = handle.local_addr();
@@ -463,4 +464,37 @@ async fn futures_join_all<T>(
         out.push(h.await);
     }
     out
+}
+
+#[test]
+fn epmd_addresses_parse_like_erl_epmd_address_and_always_include_loopback() {
+    use super::{listen_addresses, parse_addresses};
+    let a = parse_addresses(" 10.1.2.3, 192.168.0.1 ").unwrap();
+    assert_eq!(a.len(), 2);
+    let l = listen_addresses(&a, 4369);
+    assert_eq!(
+        l,
+        vec!["127.0.0.1:4369".parse().unwrap(), "10.1.2.3:4369".parse().unwrap(), "192.168.0.1:4369".parse().unwrap()]
+    );
+    assert_eq!(listen_addresses(&[], 4369), vec!["0.0.0.0:4369".parse().unwrap()]);
+    assert_eq!(listen_addresses(&parse_addresses("127.0.0.1").unwrap(), 1), vec!["127.0.0.1:1".parse().unwrap()]);
+    assert!(parse_addresses("10.0.0.1,nonsense").is_err());
+}
+
+#[tokio::test]
+async fn a_standalone_daemon_honours_kill_only_with_no_node_registered() {
+    let (handle, client) = start(EpmdServerConfig { allow_kill: true, ..Default::default() }).await;
+    let kill = |addr: SocketAddr| async move {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(&Request::Kill.encode().unwrap()).await.unwrap();
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply).await.unwrap();
+        reply
+    };
+    let reg = client.register("alive", 1, NodeKind::Normal).await.unwrap();
+    assert_eq!(kill(handle.local_addr()).await, b"NO");
+    // Returns once the server has dropped the name.
+    reg.close().await.unwrap();
+    assert_eq!(kill(handle.local_addr()).await, b"OK");
+    tokio::time::timeout(Duration::from_secs(5), handle.kill_requested()).await.expect("the owner is told");
 }

@@ -91,18 +91,24 @@ impl Migration {
                 cfg: shared.cfg.clone(),
                 hosted: shared.hosted.clone(),
             };
-            Ok(match handover {
+            let (hosted, name) = (meta.hosted.clone(), meta.name.clone());
+            let pid = match handover {
                 None => {
                     // Counted as hosted from the moment it exists, not from
                     // when its task first runs: a placement plan made right
                     // after start must see it.
-                    let (hosted, name) = (meta.hosted.clone(), meta.name.clone());
                     let pid = node.spawn(move |mb| run_fresh::<M>(mb, meta, args));
-                    hosted.insert(name, M::TYPE, pid.clone());
+                    hosted.insert(name.clone(), M::TYPE, pid.clone());
                     pid
                 }
                 Some((r, s)) => node.spawn(move |mb| run_target::<M>(mb, meta, args, r, s)),
-            })
+            };
+            // However the process ends (a `kill` from global's conflict
+            // resolution drops its task wherever it waits), it leaves the
+            // hosted table before anyone sees it gone.
+            let gone = pid.clone();
+            node.on_exit(&pid, move || hosted.remove(&name, &gone));
+            Ok(pid)
         });
         let new = self.shared.types.write().unwrap().insert(M::TYPE.to_string(), f).is_none();
         self.shared.members.add(self.node.name(), &[M::TYPE.to_string()]);
@@ -235,7 +241,39 @@ async fn hosted_on(node: &Node, shared: &Shared, on: &Atom, type_name: &str) -> 
 async fn migrate_via_host(node: &Node, shared: &Shared, name: &str, target: &str, mode: Mode, timeout: Duration) -> Result<Pid, MigrationError> {
     let host = shared.registry.whereis(name).ok_or_else(|| MigrationError::NoSuchName(name.to_string()))?;
     let req = Request::Migrate { name: Atom::new(name), target: Atom::new(target), mode };
-    parse_result(call_manager(node, host.node.as_str(), &req, timeout).await?)
+    match call_manager(node, host.node.as_str(), &req, timeout).await {
+        Ok(reply) => parse_result(reply),
+        // The host may have moved the process all the same: the answer is
+        // where the name points, not the lost reply (docs/handoff.md).
+        Err(reason @ (crate::process::CallError::Timeout(_) | crate::process::CallError::NodeDown(_))) => {
+            match settled_location(shared, name, &host, target).await {
+                Some(pid) if pid.node.as_str() == target => {
+                    tracing::info!(%name, %pid, error = %reason, "no reply from the host, but the process moved to the target");
+                    Ok(pid)
+                }
+                now_at => Err(MigrationError::ReplyLost { name: name.to_string(), reason, now_at }),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Where `name` points once a handoff that may be under way has had time
+/// to finish: as soon as it leaves `source`, or after the longest a
+/// handoff can still take (accept plus switch timeouts).
+async fn settled_location(shared: &Shared, name: &str, source: &Pid, target: &str) -> Option<Pid> {
+    let deadline = tokio::time::Instant::now() + shared.cfg.accept_timeout + shared.cfg.switch_timeout;
+    loop {
+        let now = shared.registry.whereis(name);
+        let moved = match &now {
+            Some(p) => p != source || p.node.as_str() == target,
+            None => false,
+        };
+        if moved || tokio::time::Instant::now() >= deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Runs moves with bounded concurrency, logging progress; a move that

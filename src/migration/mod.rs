@@ -100,4 +100,8 @@ pub enum MigrationError {
     Failed(Term),
     #[error(transparent)]
     Call(#[from] crate::process::CallError),
+    /// The call to the host failed (timeout, nodedown) and the process did
+    /// not turn up on the target: where the name points now.
+    #[error("no reply from {name}'s host ({reason}); {name} is now {}", match now_at { Some(p) => format!("at {p} on {}", p.node), None => "not registered".to_string() })]
+    ReplyLost { name: String, reason: crate::process::CallError, now_at: Option<crate::term::Pid> },
 }

@@ -24,10 +24,24 @@ pub struct NodeConfig {
     /// Register with EPMD so that peers can find us. A node that only
     /// dials out (`erlnode ping`) needs no registration.
     pub publish: bool,
+    /// Where the distribution listener binds (default `0.0.0.0:0`, every
+    /// interface and any free port, as the BEAM does).
     pub listen: SocketAddr,
+    /// Like `inet_dist_listen_min`/`inet_dist_listen_max`: listen on the
+    /// first free port of this range (inclusive) instead of `listen`'s.
+    pub listen_port_range: Option<(u16, u16)>,
+    /// Addresses the embedded EPMD listens on (`ERL_EPMD_ADDRESS` if set;
+    /// empty: every interface). Loopback is always added.
+    pub epmd_addresses: Vec<std::net::IpAddr>,
+    /// Incoming handshakes that may run at once; connections beyond are
+    /// closed at once (default 256). Each may take `handshake_timeout`.
+    pub max_handshakes: usize,
     /// Like `net_setuptime`: the longest a handshake may take.
     pub handshake_timeout: Duration,
     pub link: LinkConfig,
+    /// Node-wide budget for unfinished input, shared by all links (each
+    /// limited to `link.input_share`); see [`crate::connection::budget`].
+    pub input_budget: usize,
     pub flags: u64,
     /// Run `global_name_server` (cluster-wide names, see `crate::global`).
     pub global: bool,
@@ -43,8 +57,15 @@ impl NodeConfig {
             embedded_epmd: true,
             publish: true,
             listen: "0.0.0.0:0".parse().unwrap(),
+            listen_port_range: None,
+            epmd_addresses: std::env::var("ERL_EPMD_ADDRESS")
+                .ok()
+                .and_then(|v| crate::epmd::parse_addresses(&v).ok())
+                .unwrap_or_default(),
+            max_handshakes: 256,
             handshake_timeout: Duration::from_secs(7),
             link: LinkConfig::default(),
+            input_budget: crate::connection::budget::DEFAULT_INPUT_BUDGET,
             flags: flags::ERLNODE_DEFAULT,
             global: true,
         }
@@ -82,6 +103,23 @@ impl NodeBuilder {
         self.cfg.listen = addr;
         self
     }
+    /// Listen on the first free port in `min..=max` (the BEAM's
+    /// `inet_dist_listen_min`/`max`), on `listen`'s address.
+    pub fn listen_port_range(mut self, min: u16, max: u16) -> Self {
+        self.cfg.listen_port_range = Some((min, max));
+        self
+    }
+    /// Addresses the embedded EPMD listens on, as `ERL_EPMD_ADDRESS`
+    /// (loopback is always added; empty: every interface).
+    pub fn epmd_addresses(mut self, addrs: Vec<std::net::IpAddr>) -> Self {
+        self.cfg.epmd_addresses = addrs;
+        self
+    }
+    /// Incoming handshakes that may run at once (default 256).
+    pub fn max_handshakes(mut self, n: usize) -> Self {
+        self.cfg.max_handshakes = n.max(1);
+        self
+    }
     pub fn net_ticktime(mut self, t: Duration) -> Self {
         self.cfg.link.net_ticktime = t;
         self
@@ -94,8 +132,31 @@ impl NodeBuilder {
         self.cfg.link.max_frame = bytes;
         self
     }
+    /// Largest fragmented message accepted (default 128 MiB). Raising it
+    /// past [`link_input_share`](Self::link_input_share) needs that
+    /// raised too.
     pub fn max_message(mut self, bytes: usize) -> Self {
         self.cfg.link.max_message = bytes;
+        self
+    }
+    /// The most unfinished input (pieces of fragmented messages, the frame
+    /// being read) one link may hold before it is closed (default 144 MiB).
+    pub fn link_input_share(mut self, bytes: usize) -> Self {
+        self.cfg.link.input_share = bytes;
+        self
+    }
+    /// Bytes queued for a link's socket at which the link is busy and
+    /// [`Node::send_async`] waits, [`Node::try_send`] fails (default 1 MiB,
+    /// the BEAM's `dist_buf_busy_limit`). Other traffic is never held.
+    pub fn dist_buf_busy_limit(mut self, bytes: usize) -> Self {
+        self.cfg.link.busy_limit = bytes;
+        self
+    }
+    /// The most unfinished input all links together may hold (default
+    /// 256 MiB): the bound on what peers, hostile ones included, can make
+    /// the node buffer. A link that needs more than what is left is closed.
+    pub fn input_budget(mut self, bytes: usize) -> Self {
+        self.cfg.input_budget = bytes;
         self
     }
     /// Whether to run `global` (default: yes). Without it BEAM peers'
@@ -111,16 +172,25 @@ impl NodeBuilder {
     /// Starts EPMD if needed, listens, registers, and serves.
     pub async fn start(self) -> Result<Node, NodeError> {
         let cfg = self.cfg;
+        if cfg.link.max_message > cfg.link.input_share || cfg.link.input_share > cfg.input_budget {
+            tracing::warn!(
+                max_message = cfg.link.max_message,
+                link_input_share = cfg.link.input_share,
+                input_budget = cfg.input_budget,
+                "memory limits out of order: messages near max_message will be refused (want max_message < link_input_share <= input_budget)"
+            );
+        }
         let name = names::parse(&cfg.name).map_err(|e| NodeError::Config(e.to_string()))?;
         let cookie = match &cfg.cookie {
             Some(c) => c.clone(),
             None => crate::handshake::cookie::default_cookie().map_err(NodeError::Cookie)?,
         };
-        let epmd_server = if cfg.embedded_epmd { crate::epmd::ensure_epmd(cfg.epmd_port).await? } else { None };
+        let epmd_server =
+            if cfg.embedded_epmd { crate::epmd::ensure_epmd_on(cfg.epmd_port, &cfg.epmd_addresses).await? } else { None };
         if epmd_server.is_some() {
             tracing::info!(port = cfg.epmd_port, "no EPMD was running: serving EPMD in-process");
         }
-        let listener = TcpListener::bind(cfg.listen).await.map_err(NodeError::Listen)?;
+        let listener = bind_listener(cfg.listen, cfg.listen_port_range).await?;
         let listen_port = listener.local_addr().map_err(NodeError::Listen)?.port();
         let registration = if cfg.publish {
             let epmd = crate::epmd::EpmdClient::new("127.0.0.1", cfg.epmd_port);
@@ -149,6 +219,7 @@ impl NodeBuilder {
             erpc_allow: Default::default(),
             global: Default::default(),
             pg: Default::default(),
+            input_budget: crate::connection::InputBudget::new(cfg.input_budget),
             cfg,
         });
         // Before the listener runs, so global sees every nodeup.
@@ -157,7 +228,9 @@ impl NodeBuilder {
             let _ = inner.global.set(core);
         }
         let acceptor = {
+            let handshakes = Arc::new(tokio::sync::Semaphore::new(inner.cfg.max_handshakes));
             let inner = Arc::downgrade(&inner);
+            let mut refused: u64 = 0;
             tokio::spawn(async move {
                 loop {
                     let (stream, addr) = match listener.accept().await {
@@ -169,8 +242,20 @@ impl NodeBuilder {
                         }
                     };
                     let Some(node) = inner.upgrade() else { return };
+                    let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                        refused += 1;
+                        // Every refusal counts; the log gets the 1st, 2nd, 4th, 8th...
+                        if refused.is_power_of_two() {
+                            tracing::warn!(%addr, limit = node.cfg.max_handshakes, refused, "too many handshakes at once: closing new connections");
+                        }
+                        drop(stream);
+                        continue;
+                    };
                     tracing::debug!(%addr, "incoming connection");
-                    tokio::spawn(node.accept(stream));
+                    tokio::spawn(async move {
+                        node.accept(stream).await;
+                        drop(permit);
+                    });
                 }
             })
         };
@@ -178,4 +263,28 @@ impl NodeBuilder {
         tracing::info!(node = %full, port = listen_port, creation, "node up");
         Ok(Node { inner })
     }
+}
+
+/// Binds the distribution listener: `listen` as given, or the first free
+/// port of `range` on `listen`'s address, as the BEAM walks
+/// `inet_dist_listen_min..=max`.
+async fn bind_listener(listen: SocketAddr, range: Option<(u16, u16)>) -> Result<TcpListener, NodeError> {
+    let Some((min, max)) = range else {
+        return TcpListener::bind(listen).await.map_err(NodeError::Listen);
+    };
+    if min > max || min == 0 {
+        return Err(NodeError::Config(format!("dist port range {min}-{max} is empty")));
+    }
+    let mut last = None;
+    for port in min..=max {
+        match TcpListener::bind(SocketAddr::new(listen.ip(), port)).await {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) => return Err(NodeError::Listen(e)),
+        }
+    }
+    Err(NodeError::Listen(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!("every port of {min}-{max} on {} is in use ({})", listen.ip(), last.map(|e| e.to_string()).unwrap_or_default()),
+    )))
 }

@@ -46,6 +46,23 @@ pub enum NodeError {
     Timeout { target: String, after: Duration },
 }
 
+/// Why a send with backpressure ([`Node::send_async`], [`Node::try_send`])
+/// did not queue its message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The link is busy, like a BEAM process's `nosuspend` send to a busy
+    /// distribution port: try again later, or use `send_async`.
+    #[error("the link to {node} is busy: {queued} bytes wait to be written (busy limit {limit})")]
+    WouldBlock { node: Atom, queued: usize, limit: usize },
+    /// The link closed (the peer died or was disconnected) before the
+    /// message was queued.
+    #[error("the link to {node} closed before the message was queued")]
+    Closed { node: Atom },
+    /// There was no link and none could be made.
+    #[error("cannot connect to {node}: {reason}")]
+    NoConnection { node: Atom, reason: String },
+}
+
 /// A running node. Clone freely: all clones are the same node.
 #[derive(Clone)]
 pub struct Node {
@@ -73,6 +90,8 @@ pub(crate) struct NodeInner {
     pub(crate) global: std::sync::OnceLock<Arc<crate::global::Core>>,
     /// The pg scopes running here, by name (`Node::pg_scope`).
     pub(crate) pg: crate::pg::Scopes,
+    /// What all links together may hold of unfinished input.
+    pub(crate) input_budget: Arc<crate::connection::InputBudget>,
 }
 
 impl Node {
@@ -178,6 +197,14 @@ impl Node {
         }
     }
 
+    /// Runs `f` when `pid` (local) ends, before its links and monitors
+    /// are told; at once if it is already gone.
+    pub(crate) fn on_exit(&self, pid: &Pid, f: impl FnOnce() + Send + Sync + 'static) {
+        if let Err(f) = self.inner.processes.on_exit(pid, Box::new(f)) {
+            f();
+        }
+    }
+
     pub(crate) fn from_inner(inner: Arc<NodeInner>) -> Node {
         Node { inner }
     }
@@ -198,6 +225,29 @@ impl Node {
     /// blocks and never fails; a remote node is connected on first send.
     pub fn send(&self, to: &Pid, msg: Term) {
         self.inner.send(None, to, msg)
+    }
+
+    /// Sends `msg` with backpressure: while the link to the pid's node is
+    /// busy (more than `dist_buf_busy_limit` bytes wait to be written,
+    /// 1 MiB by default) this waits, as a BEAM process sending to a busy
+    /// distribution port is suspended. Connects first if needed. Messages
+    /// one sender sends this way arrive in order; an error means this
+    /// message was not queued.
+    pub async fn send_async(&self, to: &Pid, msg: Term) -> Result<(), SendError> {
+        self.inner.send_async(None, to, msg).await
+    }
+
+    /// Sends `msg` unless the link to the pid's node is busy
+    /// ([`SendError::WouldBlock`], like `erlang:send(To, Msg, [nosuspend])`).
+    /// With no link yet, the message is queued and a connection started,
+    /// as [`Node::send`] does.
+    pub fn try_send(&self, to: &Pid, msg: Term) -> Result<(), SendError> {
+        self.inner.try_send(None, to, msg)
+    }
+
+    /// Bytes queued for the socket of the link to `node`, if one is up.
+    pub fn queued_bytes(&self, node: &str) -> Option<usize> {
+        self.inner.peers.connection(&Atom::new(node)).map(|c| c.queued())
     }
 
     /// Like [`Node::send`], telling the receiver's node who sent it.
@@ -223,6 +273,53 @@ impl Node {
     /// Connects to `node` now (otherwise the first send does).
     pub async fn connect(&self, node: &str) -> Result<(), NodeError> {
         self.inner.ensure_connected(&Atom::new(node)).await
+    }
+
+    /// Keeps a link to `node` up, like libcluster's EPMD strategy: connects
+    /// now and again whenever the link goes down (a restart, a healed
+    /// partition), retrying failed attempts after 250 ms, doubling to 30 s,
+    /// with jitter. Runs until the node shuts down.
+    pub fn keep_connected(&self, node: &str) {
+        const MIN: Duration = Duration::from_millis(250);
+        const MAX: Duration = Duration::from_secs(30);
+        let weak = Arc::downgrade(&self.inner);
+        let peer = Atom::new(node);
+        let mut events = self.inner.events.subscribe();
+        let task = tokio::spawn(async move {
+            let mut backoff = MIN;
+            let mut failures: u64 = 0;
+            loop {
+                let Some(node) = weak.upgrade() else { return };
+                if node.peers.connection(&peer).is_none() {
+                    if let Err(e) = node.ensure_connected(&peer).await {
+                        drop(node);
+                        failures += 1;
+                        // The 1st, 2nd, 4th, 8th... failure in a row is logged.
+                        if failures.is_power_of_two() {
+                            tracing::warn!(node = %peer, error = %e, failures, retry_in = ?backoff, "cannot connect; retrying");
+                        }
+                        let jitter = backoff.mul_f64(rand::random::<f64>() * 0.2);
+                        tokio::time::sleep(backoff + jitter).await;
+                        backoff = (backoff * 2).min(MAX);
+                        continue;
+                    }
+                    tracing::info!(node = %peer, after_failures = failures, "connected (kept connected)");
+                    failures = 0;
+                    backoff = MIN;
+                }
+                drop(node);
+                // Wait for this peer's nodedown, then reconnect.
+                loop {
+                    match events.recv().await {
+                        Ok(NodeEvent::Down { node, .. }) if node == peer => break,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            }
+        });
+        self.inner.tasks.lock().unwrap().push(task.abort_handle());
     }
 
     /// Closes the link to `node`, like `erlang:disconnect_node/1`.
@@ -276,6 +373,12 @@ impl Node {
     /// Node up/down events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// Bytes of unfinished input (partial fragmented messages, frames
+    /// being read) all links hold right now, and the node's budget for it.
+    pub fn input_held(&self) -> (usize, usize) {
+        (self.inner.input_budget.used(), self.inner.input_budget.limit())
     }
 
     /// Number of live local processes.
@@ -336,17 +439,34 @@ impl NodeInner {
     }
 
     pub(crate) fn send(self: &Arc<Self>, from: Option<&Pid>, to: &Pid, msg: Term) {
-        if to.node == self.name {
-            if !self.processes.deliver(to, msg) {
-                tracing::trace!(%to, "message to a dead local process dropped");
-            }
-            return;
+        if let Some(msg) = self.deliver_if_local(to, msg) {
+            self.route(&to.node, &send_control(from, to), Some(&msg));
         }
-        let ctl = match from {
-            Some(f) => Term::tuple([Term::Int(crate::control::op::SEND_SENDER), Term::Pid(f.clone()), Term::Pid(to.clone())]),
-            None => Term::tuple([Term::Int(crate::control::op::SEND), Term::atom(""), Term::Pid(to.clone())]),
-        };
-        self.route(&to.node, &ctl, Some(&msg));
+    }
+
+    pub(crate) async fn send_async(self: &Arc<Self>, from: Option<&Pid>, to: &Pid, msg: Term) -> Result<(), SendError> {
+        match self.deliver_if_local(to, msg) {
+            Some(msg) => self.route_wait(&to.node, &send_control(from, to), Some(&msg)).await,
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn try_send(self: &Arc<Self>, from: Option<&Pid>, to: &Pid, msg: Term) -> Result<(), SendError> {
+        match self.deliver_if_local(to, msg) {
+            Some(msg) => self.try_route(&to.node, &send_control(from, to), Some(&msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// Delivers to a local pid (`None`), or hands the message back.
+    fn deliver_if_local(&self, to: &Pid, msg: Term) -> Option<Term> {
+        if to.node != self.name {
+            return Some(msg);
+        }
+        if !self.processes.deliver(to, msg) {
+            tracing::trace!(%to, "message to a dead local process dropped");
+        }
+        None
     }
 
     pub(crate) fn send_named(self: &Arc<Self>, from: &Pid, name: &Atom, node: &Atom, msg: Term) {
@@ -366,6 +486,14 @@ impl NodeInner {
     pub(crate) fn send_control(self: &Arc<Self>, node: &Atom, c: &Control) {
         let (ctl, payload) = c.to_terms();
         self.route(node, &ctl, payload.as_ref());
+    }
+}
+
+/// `{SEND_SENDER, From, To}`, or `{SEND, '', To}` without a sender.
+fn send_control(from: Option<&Pid>, to: &Pid) -> Term {
+    match from {
+        Some(f) => Term::tuple([Term::Int(crate::control::op::SEND_SENDER), Term::Pid(f.clone()), Term::Pid(to.clone())]),
+        None => Term::tuple([Term::Int(crate::control::op::SEND), Term::atom(""), Term::Pid(to.clone())]),
     }
 }
 

@@ -6,8 +6,8 @@
 //! handshake. When both nodes dial each other at once, the node whose name
 //! sorts higher keeps its outgoing attempt (net_kernel's accept_pending).
 
-use super::{NodeError, NodeEvent, NodeInner};
-use crate::connection::Connection;
+use super::{NodeError, NodeEvent, NodeInner, SendError};
+use crate::connection::{Busy, Connection};
 use crate::handshake::{self, AcceptDecision, Arbiter, HandshakeConfig, HandshakeError};
 use crate::term::{Atom, Term};
 use std::collections::HashMap;
@@ -96,6 +96,31 @@ impl NodeInner {
                 );
             }
         }
+    }
+
+    /// Like [`route`](Self::route), waiting while the link is busy; with
+    /// no link, connects first (so nothing piles up in a pending slot).
+    pub(crate) async fn route_wait(self: &Arc<Self>, peer: &Atom, ctl: &Term, payload: Option<&Term>) -> Result<(), SendError> {
+        let conn = match self.peers.connection(peer) {
+            Some(c) => c,
+            None => {
+                self.ensure_connected(peer).await.map_err(|e| SendError::NoConnection { node: peer.clone(), reason: e.to_string() })?;
+                self.peers.connection(peer).ok_or_else(|| SendError::Closed { node: peer.clone() })?
+            }
+        };
+        conn.send_terms_wait(ctl, payload).await.map_err(|_| SendError::Closed { node: peer.clone() })
+    }
+
+    /// Like [`route`](Self::route), unless the link is busy.
+    pub(crate) fn try_route(self: &Arc<Self>, peer: &Atom, ctl: &Term, payload: Option<&Term>) -> Result<(), SendError> {
+        let Some(conn) = self.peers.connection(peer) else {
+            self.route(peer, ctl, payload);
+            return Ok(());
+        };
+        conn.try_send_terms(ctl, payload).map_err(|e| match e {
+            Busy::Busy { queued, limit } => SendError::WouldBlock { node: peer.clone(), queued, limit },
+            Busy::Closed => SendError::Closed { node: peer.clone() },
+        })
     }
 
     /// Ensures a link to `peer`, dialling if needed, and waits for it.
@@ -261,7 +286,7 @@ impl NodeInner {
                 return;
             }
         };
-        let conn = Connection::spawn(stream, peer.clone(), info.flags, info.creation, self.cfg.link.clone(), inbound);
+        let conn = Connection::spawn(stream, peer.clone(), info.flags, info.creation, self.cfg.link.clone(), self.input_budget.clone(), inbound);
         for (ctl, payload) in &queue {
             let _ = conn.send_terms(ctl, payload.as_ref());
         }

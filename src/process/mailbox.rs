@@ -206,6 +206,18 @@ impl Mailbox {
         self.node.send(Some(&self.pid), to, msg)
     }
 
+    /// Sends from this process with backpressure: waits while the link
+    /// to the receiver's node is busy (see [`crate::Node::send_async`]).
+    pub async fn send_async(&self, to: &Pid, msg: Term) -> Result<(), crate::node::SendError> {
+        self.node.send_async(Some(&self.pid), to, msg).await
+    }
+
+    /// Sends from this process unless the link to the receiver's node is
+    /// busy (see [`crate::Node::try_send`]).
+    pub fn try_send(&self, to: &Pid, msg: Term) -> Result<(), crate::node::SendError> {
+        self.node.try_send(Some(&self.pid), to, msg)
+    }
+
     pub fn send_to(&self, to: &Dest, msg: Term) {
         match to {
             Dest::Pid(p) => self.node.send(Some(&self.pid), p, msg),

@@ -39,6 +39,9 @@ impl NodeInner {
     /// tell its links and monitors, local and remote. Idempotent.
     pub(crate) fn exit_process(self: &Arc<Self>, pid: &Pid, reason: Term) {
         let Some(mut e) = self.processes.remove(pid) else { return };
+        for f in e.on_exit.drain(..) {
+            f();
+        }
         if let Some(k) = e.kill.take() {
             let _ = k.send(reason.clone());
         }

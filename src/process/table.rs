@@ -21,6 +21,9 @@ pub(crate) struct Entry {
     /// Monitors this process holds: ref -> target (pid or `{Name, Node}`).
     pub monitors: HashMap<Reference, Term>,
     pub aliases: Vec<Reference>,
+    /// Run once when the process ends, before its links and monitors
+    /// hear of it (tables that list the process drop it first).
+    pub on_exit: Vec<Box<dyn FnOnce() + Send + Sync>>,
 }
 
 /// Every live local process, registered name and alias.
@@ -74,9 +77,25 @@ impl ProcessTable {
             monitored_by: HashMap::new(),
             monitors: HashMap::new(),
             aliases: Vec::new(),
+            on_exit: Vec::new(),
         };
         self.procs.write().unwrap().insert(id, entry);
         Pid { node: self.node.clone(), id, serial: 0, creation: self.creation }
+    }
+
+    /// Adds a callback run when `pid` ends (see [`Entry::on_exit`]).
+    /// Hands it back if `pid` is not a live local process.
+    pub(crate) fn on_exit(&self, pid: &Pid, f: Box<dyn FnOnce() + Send + Sync>) -> Result<(), Box<dyn FnOnce() + Send + Sync>> {
+        if !self.is_local(pid) {
+            return Err(f);
+        }
+        match self.procs.write().unwrap().get_mut(&pid.id) {
+            Some(e) => {
+                e.on_exit.push(f);
+                Ok(())
+            }
+            None => Err(f),
+        }
     }
 
     /// Removes a process and its name and aliases; the caller announces

@@ -90,6 +90,9 @@ defmodule Erlnode.Migration do
 
   @default_types %{"account" => Erlnode.Examples.Account}
   @migrate_timeout 30_000
+  # After a lost reply, how long to wait for the name to leave the source:
+  # the source's accept timeout plus the target's switch timeout.
+  @reply_lost_wait 40_000
 
   # placement (same numbers as the Rust manager)
   @placement_concurrency 16
@@ -200,7 +203,10 @@ defmodule Erlnode.Migration do
   case the process kept running where it was, with its state and its
   queued messages, unless `reason` says it died. Reasons are those of
   `docs/handoff.md` ("Error reasons"), plus `{:manager, node, exit_reason}`
-  when the hosting node's manager could not be reached.
+  when the hosting node's manager could not be reached and the process is
+  still at its source. When that call fails but the process moves all the
+  same, the result is `{:ok, pid}` (on the target) or
+  `{:error, {:moved_elsewhere, pid}}`.
 
   Options: `mode: :hot | :cold` (default `:hot`), `timeout` (ms, default
   #{@migrate_timeout + 5_000}).
@@ -211,8 +217,35 @@ defmodule Erlnode.Migration do
     timeout = Keyword.get(opts, :timeout, @migrate_timeout + 5_000)
 
     case :global.whereis_name(name) do
-      :undefined -> {:error, :no_such_name}
-      pid -> call_migrate(node(pid), {@tag, :migrate, name, target_node, mode}, timeout)
+      :undefined ->
+        {:error, :no_such_name}
+
+      pid ->
+        case call_migrate(node(pid), {@tag, :migrate, name, target_node, mode}, timeout) do
+          {:error, {:manager, _, _}} = lost -> settled(name, pid, target_node, lost, @reply_lost_wait)
+          result -> result
+        end
+    end
+  end
+
+  # The host's reply was lost (timeout, nodedown) but the handoff goes on
+  # without us: the answer is where the name points once it leaves the
+  # source (docs/handoff.md, "Failures"). Still at the source when the
+  # longest handoff is over: the manager error stands.
+  defp settled(name, source, target, lost, wait) do
+    case :global.whereis_name(name) do
+      pid when is_pid(pid) and node(pid) == target ->
+        {:ok, pid}
+
+      pid when is_pid(pid) and pid != source ->
+        {:error, {:moved_elsewhere, pid}}
+
+      _ when wait <= 0 ->
+        lost
+
+      _ ->
+        Process.sleep(50)
+        settled(name, source, target, lost, wait - 50)
     end
   end
 

@@ -61,7 +61,7 @@ defmodule Erlnode.TestSupport do
 
     args =
       ["run", "--name", to_string(node), "--cookie", to_string(cookie)] ++
-        ["--epmd-port", to_string(port)] ++ Keyword.get(opts, :args, [])
+        ["--epmd-port", to_string(port), "--epmd-in-process"] ++ Keyword.get(opts, :args, [])
 
     bin = erlnode_bin()
     parent = self()
