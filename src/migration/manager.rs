@@ -36,8 +36,8 @@ pub(crate) struct Shared {
 /// Handle to this node's migration service.
 #[derive(Clone)]
 pub struct Migration {
-    node: Node,
-    shared: Arc<Shared>,
+    pub(super) node: Node,
+    pub(super) shared: Arc<Shared>,
 }
 
 /// What a drain or rebalance did.
@@ -64,6 +64,8 @@ impl Migration {
         let events = node.subscribe();
         let pid = node.spawn(move |mb| manager_loop(n2, s2, mb, events));
         node.register(MANAGER_NAME, &pid)?;
+        let erased: Arc<dyn std::any::Any + Send + Sync> = shared.clone();
+        let _ = node.inner().migration.set(Arc::downgrade(&erased));
         let m = Migration { node: node.clone(), shared };
         // Peers already connected learn about us now; later ones on nodeup.
         for peer in node.connected_nodes() {
@@ -113,8 +115,11 @@ impl Migration {
         }
     }
 
-    /// Starts a process of type `M` here and registers it under `name`.
-    pub async fn start_process<M: Migratable>(&self, args: M::Args, name: &str) -> Result<Pid, MigrationError> {
+    /// Starts a process of type `M` here, registers it globally as
+    /// `name` and returns a handle that addresses it by that name (so it
+    /// keeps working after the process moves). Registers the type first
+    /// if needed.
+    pub async fn start_process<M: Migratable>(&self, args: M::Args, name: &str) -> Result<crate::gen_server::ServerRef<M>, MigrationError> {
         if !self.shared.types.read().unwrap().contains_key(M::TYPE) {
             self.register_type::<M>();
         }
@@ -125,7 +130,12 @@ impl Migration {
             self.node.exit(&pid, Term::atom("kill"));
             return Err(MigrationError::Name(e));
         }
-        Ok(pid)
+        Ok(crate::gen_server::ServerRef::for_global(self.node.clone(), name, pid, self.clone()))
+    }
+
+    /// The node this service runs on.
+    pub fn node(&self) -> &Node {
+        &self.node
     }
 
     /// Moves the process registered as `name` to `target`, wherever it

@@ -9,13 +9,16 @@ pub mod messages;
 pub mod ring;
 mod registry;
 mod runtime;
+mod start;
 
 pub use behaviour::Migratable;
+#[cfg(feature = "cli")]
 pub(crate) use manager::call_manager;
 pub use manager::{Migration, MoveReport, MANAGER_NAME};
 pub use messages::Mode;
 pub use ring::RingEncoding;
 pub use registry::NameRegistry;
+pub use start::MigrationBuilder;
 
 use crate::term::Term;
 use std::time::Duration;

@@ -170,7 +170,13 @@ async fn serve_loop<M: Migratable>(st: &mut M, mb: &mut Mailbox, meta: &Meta) ->
         let Some(msg) = mb.recv().await else { break Term::atom("killed") };
         match Op::parse(&msg) {
             None => {
-                if let Flow::Stop(r) = dispatch(st, msg, mb).await {
+                // `:sys` sees the state's serde form, the same map that
+                // travels in a handover.
+                let flow = match system_parts(&msg) {
+                    Some((from, req)) => crate::sys::handle(&from, req, mb, &mut SerdeSys(&mut *st)).await,
+                    None => dispatch(st, msg, mb).await,
+                };
+                if let Flow::Stop(r) = flow {
                     break r;
                 }
             }
@@ -422,3 +428,24 @@ async fn start_target(mb: &mut Mailbox, meta: &Meta, node: &Atom, reference: &Re
     }
 }
 
+
+/// `{system, From, Request}`, split.
+fn system_parts(msg: &Term) -> Option<(Term, Term)> {
+    match msg.as_tuple() {
+        Some([tag, from, req]) if tag.is_atom("system") => Some((from.clone(), req.clone())),
+        _ => None,
+    }
+}
+
+/// `:sys` on a migratable process: its state through serde.
+struct SerdeSys<'a, M>(&'a mut M);
+
+impl<M: Migratable> crate::sys::SysState for SerdeSys<'_, M> {
+    fn sys_get(&self) -> Option<Term> {
+        crate::term::serde::to_term(&*self.0).ok()
+    }
+    fn sys_replace(&mut self, state: Term) -> Result<(), Term> {
+        *self.0 = crate::term::serde::from_term::<M>(state).map_err(|e| Term::from(e.to_string().as_str()))?;
+        Ok(())
+    }
+}

@@ -148,6 +148,7 @@ impl NodeBuilder {
             me: me.clone(),
             erpc_allow: Default::default(),
             global: Default::default(),
+            migration: Default::default(),
             cfg,
         });
         // Before the listener runs, so global sees every nodeup.

@@ -13,6 +13,7 @@ mod dispatch;
 pub mod events;
 pub mod names;
 mod peers;
+mod send;
 
 pub use builder::{NodeBuilder, NodeConfig};
 pub use dispatch::gen_call_parts;
@@ -71,6 +72,9 @@ pub(crate) struct NodeInner {
     pub(crate) erpc_allow: crate::services::erpc::AllowList,
     /// Set once at start unless the node was built with `.global(false)`.
     pub(crate) global: std::sync::OnceLock<Arc<crate::global::Core>>,
+    /// The migration service, once started (`Node::migration`); weak, as
+    /// the service holds the node.
+    pub(crate) migration: std::sync::OnceLock<std::sync::Weak<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Node {
@@ -178,6 +182,10 @@ impl Node {
 
     pub(crate) fn from_inner(inner: Arc<NodeInner>) -> Node {
         Node { inner }
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<NodeInner> {
+        &self.inner
     }
 
     pub fn register(&self, name: &str, pid: &Pid) -> Result<(), NodeError> {

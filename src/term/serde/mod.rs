@@ -120,7 +120,7 @@ mod error;
 mod foreign;
 mod mapbuild;
 mod passthrough;
-mod render;
+pub(crate) mod render;
 mod ser;
 
 #[cfg(test)]
