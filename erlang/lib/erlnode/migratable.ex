@@ -43,6 +43,13 @@ defmodule Erlnode.Migratable do
     * `:type` - the type name both languages register (a string; default
       the module name, e.g. `"Elixir.MyApp.Counter"`, which any Elixir node
       with the module resolves without registration);
+    * `:host` - whether this node hosts the type as soon as the
+      `:erlnode_ex` application starts (default `true`: the migration
+      manager registers every such module of `:erlnode_ex` and of the
+      applications that depend on it, so processes of the type can move
+      here, including by placement on join). `host: false` leaves the
+      type out until `Erlnode.Migration.register_type/2` is called: a
+      node that must not receive the type never does;
     * `:retention` - ms the old process keeps forwarding late messages
       after a successful move (default 5_000); it stays a little longer
       while messages keep arriving, so that a call forwarded at the very end
@@ -96,7 +103,7 @@ defmodule Erlnode.Migratable do
   """
   @callback alter_handover_state(state(), handover_state()) :: state()
 
-  @migration_keys [:type, :retention, :settle, :accept_timeout, :handover_timeout, :start_timeout]
+  @migration_keys [:type, :host, :retention, :settle, :accept_timeout, :handover_timeout, :start_timeout]
 
   @doc false
   defmacro __using__(opts) do
@@ -121,7 +128,10 @@ defmodule Erlnode.Migratable do
 
       @doc false
       def __erlnode_migratable__(:type), do: @erlnode_migratable_type
-      def __erlnode_migratable__(:options), do: Keyword.delete(@erlnode_migratable_opts, :type)
+      def __erlnode_migratable__(:host), do: Keyword.get(@erlnode_migratable_opts, :host, true)
+
+      def __erlnode_migratable__(:options),
+        do: Keyword.drop(@erlnode_migratable_opts, [:type, :host])
 
       @doc false
       def prepare_handover_state(state), do: state

@@ -273,6 +273,7 @@ defmodule Erlnode.Migration do
   def init(opts) do
     types =
       @default_types
+      |> Map.merge(discovered_types())
       |> Map.merge(Application.get_env(:erlnode_ex, :migration_types, %{}))
       |> Map.merge(Map.new(Keyword.get(opts, :types, %{})))
 
@@ -834,6 +835,19 @@ defmodule Erlnode.Migration do
     String.to_existing_atom(string)
   rescue
     ArgumentError -> nil
+  end
+
+  # `use Erlnode.Migratable, type: "cart"` registers "cart" when the
+  # manager starts: the modules of :erlnode_ex and of every loaded
+  # application that depends on it are looked at once, here.
+  defp discovered_types do
+    for {app, _, _} <- Application.loaded_applications(),
+        app == :erlnode_ex or :erlnode_ex in List.wrap(Application.spec(app, :applications)),
+        module <- List.wrap(Application.spec(app, :modules)),
+        migratable?(module),
+        module.__erlnode_migratable__(:host),
+        into: %{},
+        do: {module.__erlnode_migratable__(:type), module}
   end
 
   @doc false

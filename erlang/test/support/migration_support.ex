@@ -307,7 +307,7 @@ defmodule Erlnode.MigrationSupport do
 
   defmodule PeerOnly do
     @moduledoc "A type only the peers of the placement test register (never this VM)."
-    use Erlnode.Migratable, type: "peer_only"
+    use Erlnode.Migratable, type: "peer_only", host: false
 
     @impl true
     def init(_), do: {:ok, 0}
@@ -318,7 +318,7 @@ defmodule Erlnode.MigrationSupport do
 
   defmodule LocalOnly do
     @moduledoc "A type no peer registers."
-    use Erlnode.Migratable, type: "local_only"
+    use Erlnode.Migratable, type: "local_only", host: false
 
     @impl true
     def init(_), do: {:ok, 0}
