@@ -88,6 +88,16 @@ impl MigrationBuilder {
         self
     }
 
+    /// Makes `M` hostable here and pins its processes to the node that
+    /// hosts them ([`Migration::pin_type`]): placement never moves them.
+    pub fn register_pinned<M: Migratable>(mut self) -> Self {
+        self.types.push(Box::new(|m: &Migration| {
+            m.register_type::<M>();
+            m.pin_type::<M>();
+        }));
+        self
+    }
+
     /// Starts the manager (`erlnode_migration`) and registers the types.
     pub fn start(self) -> Result<Migration, NodeError> {
         let registry = self.registry.unwrap_or_else(|| Arc::new(self.node.global()));
