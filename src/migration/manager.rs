@@ -104,6 +104,7 @@ impl Migration {
                 registry: shared.registry.clone(),
                 cfg: shared.cfg.clone(),
                 hosted: shared.hosted.clone(),
+                carried: vec![],
             };
             Ok(match handover {
                 None => {

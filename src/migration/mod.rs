@@ -10,6 +10,7 @@ pub mod ring;
 mod registry;
 mod runtime;
 mod start;
+mod versioned;
 
 pub use behaviour::Migratable;
 #[cfg(feature = "cli")]
@@ -19,6 +20,7 @@ pub use messages::Mode;
 pub use ring::RingEncoding;
 pub use registry::NameRegistry;
 pub use start::MigrationBuilder;
+pub use versioned::UnknownFields;
 
 use crate::term::Term;
 use std::time::Duration;
@@ -74,6 +76,9 @@ pub struct HandoffConfig {
     /// set it on every node of a cluster that mixes releases
     /// (docs/otp-releases.md).
     pub ring_encoding: Option<ring::RingEncoding>,
+    /// What a Rust target does with fields of a handed-over state its
+    /// type does not know: carry them on (default) or reject the handoff.
+    pub unknown_fields: UnknownFields,
     /// Test hook, see [`Phase`].
     pub hook: Option<PhaseHook>,
 }
@@ -88,6 +93,7 @@ impl Default for HandoffConfig {
             settle: Duration::from_millis(5),
             rebalance_on_join: true,
             ring_encoding: None,
+            unknown_fields: UnknownFields::Carry,
             hook: None,
         }
     }

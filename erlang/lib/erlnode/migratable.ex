@@ -50,6 +50,13 @@ defmodule Erlnode.Migratable do
       here, including by placement on join). `host: false` leaves the
       type out until `Erlnode.Migration.register_type/2` is called: a
       node that must not receive the type never does;
+    * `:version` - the version of the state's shape (a positive integer,
+      default 1). Raise it when the shape changes and implement
+      `c:upgrade_state/2`: during a rolling deploy, nodes running the old
+      and the new version hand processes to each other. Version 1 travels
+      as before; other versions as `{:"$erlnode_vsn", vsn, state}`, which
+      erlnode_ex releases before versions reject (the move fails, the
+      process stays): deploy the library first, then the new version;
     * `:retention` - ms the old process keeps forwarding late messages
       after a successful move (default 5_000); it stays a little longer
       while messages keep arriving, so that a call forwarded at the very end
@@ -103,7 +110,18 @@ defmodule Erlnode.Migratable do
   """
   @callback alter_handover_state(state(), handover_state()) :: state()
 
-  @migration_keys [:type, :host, :retention, :settle, :accept_timeout, :handover_timeout, :start_timeout]
+  @doc """
+  Turns a handover state of another version of the type (`from_vsn`,
+  older or newer, see the `:version` option) into one this version
+  understands; runs on the target before `c:alter_handover_state/2`.
+  Same name and meaning as the Rust `Migratable::upgrade_state`. Keep
+  fields that are already there (`Map.put_new/3`): a state that went
+  through an older node comes back with the newer fields carried and the
+  older node's version. Default: unchanged. Raising rejects the move.
+  """
+  @callback upgrade_state(from_vsn :: pos_integer(), handover_state()) :: handover_state()
+
+  @migration_keys [:type, :host, :version, :retention, :settle, :accept_timeout, :handover_timeout, :start_timeout]
 
   @doc false
   defmacro __using__(opts) do
@@ -129,15 +147,19 @@ defmodule Erlnode.Migratable do
       @doc false
       def __erlnode_migratable__(:type), do: @erlnode_migratable_type
       def __erlnode_migratable__(:host), do: Keyword.get(@erlnode_migratable_opts, :host, true)
+      def __erlnode_migratable__(:version), do: Keyword.get(@erlnode_migratable_opts, :version, 1)
 
       def __erlnode_migratable__(:options),
-        do: Keyword.drop(@erlnode_migratable_opts, [:type, :host])
+        do: Keyword.drop(@erlnode_migratable_opts, [:type, :host, :version])
 
       @doc false
       def prepare_handover_state(state), do: state
 
       @doc false
       def alter_handover_state(_init_state, handover_state), do: handover_state
+
+      @doc false
+      def upgrade_state(_from_vsn, handover_state), do: handover_state
 
       # Safe defaults, replacing GenServer's (which crash on calls and casts):
       # an unknown message never kills a migratable process.
@@ -155,6 +177,7 @@ defmodule Erlnode.Migratable do
 
       defoverridable prepare_handover_state: 1,
                      alter_handover_state: 2,
+                     upgrade_state: 2,
                      handle_info: 2,
                      handle_cast: 2,
                      handle_call: 3
