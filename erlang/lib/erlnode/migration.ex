@@ -181,13 +181,15 @@ defmodule Erlnode.Migration do
   @doc """
   Starts a migratable process on this node and registers it as
   `{:global, name}`. Returns like `GenServer.start/3` (the process is not
-  linked to the caller: it may later leave this node).
+  linked to the caller: it may later leave this node). It runs under
+  `Erlnode.ProcessSupervisor`, which restarts it per the module's
+  `restart:` (from its start arguments: see that module).
   """
   @spec start_process(type_or_module(), term(), atom(), [start_option()]) ::
           GenServer.on_start()
   def start_process(type_or_module, args, name, opts \\ []) when is_atom(name) do
     with {:ok, module} <- resolve_local(type_or_module) do
-      GenServer.start(module, {:"$erlnode_start", args, name, opts}, name: {:global, name})
+      Erlnode.ProcessSupervisor.start_fresh(module, args, name, opts)
     end
   end
 
@@ -351,7 +353,7 @@ defmodule Erlnode.Migration do
 
         spawn(fn ->
           reply =
-            case GenServer.start(module, init_arg) do
+            case Erlnode.ProcessSupervisor.start_target(module, init_arg) do
               {:ok, pid} -> {:ok, pid}
               :ignore -> {:error, :ignore}
               {:error, reason} -> {:error, reason}
