@@ -161,6 +161,11 @@ defmodule Erlnode.Migratable do
       @doc false
       def upgrade_state(_from_vsn, handover_state), do: handover_state
 
+      # Defined here, not at @before_compile: GenServer's own
+      # @before_compile runs first and warns when init/1 is missing.
+      @doc false
+      def init(init_arg), do: {:ok, init_arg}
+
       # Safe defaults, replacing GenServer's (which crash on calls and casts):
       # an unknown message never kills a migratable process.
       @doc false
@@ -175,7 +180,8 @@ defmodule Erlnode.Migratable do
       def handle_call(request, _from, state),
         do: Erlnode.Migratable.Runtime.unknown(:call, __MODULE__, request, state)
 
-      defoverridable prepare_handover_state: 1,
+      defoverridable init: 1,
+                     prepare_handover_state: 1,
                      alter_handover_state: 2,
                      upgrade_state: 2,
                      handle_info: 2,
@@ -188,14 +194,6 @@ defmodule Erlnode.Migratable do
 
   @doc false
   defmacro __before_compile__(env) do
-    default_init =
-      unless Module.defines?(env.module, {:init, 1}) do
-        quote do
-          @doc false
-          def init(init_arg), do: {:ok, init_arg}
-        end
-      end
-
     continue =
       if Module.defines?(env.module, {:handle_continue, 2}) do
         quote do
@@ -215,7 +213,6 @@ defmodule Erlnode.Migratable do
       end
 
     quote location: :keep do
-      unquote(default_init)
       defoverridable init: 1, handle_call: 3, handle_cast: 2, handle_info: 2
 
       def init(arg) do
