@@ -79,6 +79,25 @@ defmodule Erlnode.Migratable do
   `{:shutdown, {:migrated, node}}` after a successful move, and a
   `:permanent` child would be restarted next to its migrated self.
 
+  ## Exceptions: what is caught and what is not
+
+  Exactly one kind of exception is caught: a `FunctionClauseError`
+  raised *by your `handle_call/3`, `handle_cast/2` or `handle_info/2`
+  itself* because none of its clauses matched the message. That message
+  is logged and dropped (a call is answered `{:error, :unknown_call}`)
+  and the process keeps its state, like the Rust twin answering
+  `{:error, {:bad_request, text}}`.
+
+  Everything else is **not** caught, as in any GenServer: a
+  `FunctionClauseError` from a helper the callback calls (private or
+  not), a `MatchError`, any `raise`, `throw` or `exit` crashes the
+  process. Its state is lost; `Erlnode.ProcessSupervisor` then restarts
+  it per `restart:` from its start arguments. If the crash happens on
+  the target while it applies the handed-over queue, the source resumes
+  and crashes at the same message (docs/handoff.md, "Failures").
+  Validate input in the callback's clauses (guards, pattern matches on
+  the message) when a bad request must not cost the state.
+
   ## What is not migrated
 
   Links, monitors, timers and the process dictionary stay behind: messages
