@@ -9,9 +9,15 @@ defmodule Erlnode.PathDependencyTest do
 
   @erlang_dir Path.expand("..", __DIR__)
 
-  @tag :tmp_dir
-  test "a Mix project depending on erlang/ by path compiles and hosts its own type", %{tmp_dir: dir} do
+  setup do
+    # outside the repository, removed afterwards whatever happens
+    dir = Path.join(System.tmp_dir!(), "erlnode_path_dep_#{System.unique_integer([:positive])}")
     File.mkdir_p!(Path.join(dir, "lib"))
+    on_exit(fn -> File.rm_rf!(dir) end)
+    %{dir: dir}
+  end
+
+  test "a Mix project depending on erlang/ by path compiles and hosts its own type", %{dir: dir} do
 
     File.write!(Path.join(dir, "mix.exs"), """
     defmodule Shop.MixProject do
