@@ -16,3 +16,4 @@ mod migration;
 mod placement;
 mod guide;
 mod state_versions;
+mod cli_client;

@@ -455,6 +455,15 @@ fn handle_call(node: &Node, shared: &Arc<Shared>, mb: &mut crate::process::Mailb
                 m.node.reply(&from, reply);
             });
         }
+        Some(Request::Status) => {
+            let hosted = shared.hosted.snapshot().into_iter().map(|(n, t, _)| Term::tuple([Term::Atom(n), Term::from(t.as_str())])).collect();
+            let reply = Term::Map(vec![
+                (Term::atom("hosted"), Term::List(hosted)),
+                (Term::atom("in_flight"), Term::Int(pending.len() as i64)),
+                (Term::atom("nodes"), Term::List(node.connected_nodes().into_iter().map(Term::Atom).collect())),
+            ]);
+            mb.reply(from, reply);
+        }
         Some(Request::Hosted) => {
             // Placement input: pinned processes are left out.
             let list = shared.movable().into_iter().map(|(n, t, _)| Term::tuple([Term::Atom(n), Term::from(t.as_str())])).collect::<Vec<_>>();

@@ -400,6 +400,10 @@ defmodule Erlnode.Migration do
 
   def handle_call({@tag, :hosted}, _from, st), do: {:reply, hosted_here(), st}
 
+  # `erlnode status`: what runs here and the migrations this manager waits for.
+  def handle_call({@tag, :status}, _from, st),
+    do: {:reply, %{hosted: hosted_here(), in_flight: map_size(st.pending), nodes: Node.list()}, st}
+
   def handle_call({@tag, :rebalance, type}, from, st) when is_binary(type) do
     nodes = members_of(st, type)
 
