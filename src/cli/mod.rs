@@ -55,7 +55,7 @@ pub enum Command {
     Status(status::StatusArgs),
 }
 
-/// Options every node-starting command shares.
+/// Options of the command that runs a node (`run`).
 #[derive(Args, Debug, Clone)]
 pub struct NodeOpts {
     /// Magic cookie shared by the cluster. Default: ~/.erlang.cookie, as erl reads it.
@@ -107,7 +107,7 @@ fn colour(stream: impl std::io::IsTerminal) -> bool {
 impl Cli {
     /// True for the commands that only ask a running cluster something.
     pub fn is_client(&self) -> bool {
-        matches!(self.command, Command::Migrate(_) | Command::Rebalance(_) | Command::Status(_))
+        matches!(self.command, Command::Ping(_) | Command::Migrate(_) | Command::Rebalance(_) | Command::Status(_))
     }
 }
 
