@@ -57,6 +57,12 @@ defmodule Erlnode.Migratable do
       as before; other versions as `{:"$erlnode_vsn", vsn, state}`, which
       erlnode_ex releases before versions reject (the move fails, the
       process stays): deploy the library first, then the new version;
+    * `:pinned` - `true`: placement never moves processes of this type
+      (a node joining, `Erlnode.Migration.rebalance/1` planned on any
+      node); an explicit `Erlnode.Migration.migrate/3` still does, and a
+      graceful leave still hands them on. Per process:
+      `Erlnode.Migration.start_process(type, args, name, pinned: true)`
+      (that instance only, not the process it becomes elsewhere);
     * `:retention` - ms the old process keeps forwarding late messages
       after a successful move (default 5_000); it stays a little longer
       while messages keep arriving, so that a call forwarded at the very end
@@ -140,7 +146,7 @@ defmodule Erlnode.Migratable do
   """
   @callback upgrade_state(from_vsn :: pos_integer(), handover_state()) :: handover_state()
 
-  @migration_keys [:type, :host, :version, :retention, :settle, :accept_timeout, :handover_timeout, :start_timeout]
+  @migration_keys [:type, :host, :version, :pinned, :retention, :settle, :accept_timeout, :handover_timeout, :start_timeout]
 
   @doc false
   defmacro __using__(opts) do

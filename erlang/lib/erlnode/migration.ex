@@ -122,6 +122,7 @@ defmodule Erlnode.Migration do
           | {:accept_timeout, timeout()}
           | {:handover_timeout, timeout()}
           | {:start_timeout, timeout()}
+          | {:pinned, boolean()}
           | {:hook, (atom(), map() -> any()) | {module(), atom(), list()}}
 
   ## ------------------------------------------------------------------
@@ -174,9 +175,9 @@ defmodule Erlnode.Migration do
   @spec members(String.t()) :: [node()]
   def members(type) when is_binary(type), do: GenServer.call(@name, {:members, type})
 
-  @doc "`[{name, type}]` of the migratable processes running on `node`."
+  @doc "`[{name, type}]` of the migratable processes running on `node` (pinned ones included)."
   @spec hosted(node()) :: [{atom(), String.t()}]
-  def hosted(node \\ node()), do: GenServer.call({@name, node}, {@tag, :hosted})
+  def hosted(node \\ node()), do: GenServer.call({@name, node}, {@tag, :status}).hosted
 
   @doc """
   Starts a migratable process on this node and registers it as
@@ -398,7 +399,7 @@ defmodule Erlnode.Migration do
     end
   end
 
-  def handle_call({@tag, :hosted}, _from, st), do: {:reply, hosted_here(), st}
+  def handle_call({@tag, :hosted}, _from, st), do: {:reply, movable_here(), st}
 
   # `erlnode status`: what runs here and the migrations this manager waits for.
   def handle_call({@tag, :status}, _from, st),
@@ -549,13 +550,21 @@ defmodule Erlnode.Migration do
     for type <- Enum.uniq(types), into: %{}, do: {type, members_of(st, type)}
   end
 
-  defp hosted_here do
+  defp hosted_here, do: for({name, type, _meta} <- hosted_meta(), do: {name, type})
+
+  # What placement (join, rebalance, other nodes' plans) may move: pinned
+  # processes (`pinned: true` per process or in the module's `use`) are
+  # left out. A graceful leave (drain) still hands them on.
+  defp movable_here,
+    do: for({name, type, meta} <- hosted_meta(), meta.opts[:pinned] != true, do: {name, type})
+
+  defp hosted_meta do
     for name <- :global.registered_names(),
         pid = :global.whereis_name(name),
         is_pid(pid) and node(pid) == node(),
         {:dictionary, dict} <- [Process.info(pid, :dictionary)],
-        %{type: type} <- [dict[Runtime.meta_key()]],
-        do: {name, type}
+        %{type: type} = meta <- [dict[Runtime.meta_key()]],
+        do: {name, type, meta}
   end
 
   ## ------------------------------------------------------------------
@@ -569,7 +578,7 @@ defmodule Erlnode.Migration do
       ring = Ring.new(nodes)
 
       plan =
-        for {name, ^type} <- hosted_here(),
+        for {name, ^type} <- movable_here(),
             Ring.owner(ring, name) == newcomer,
             do: {name, newcomer}
 
@@ -693,7 +702,7 @@ defmodule Erlnode.Migration do
   end
 
   defp hosted_of(n, type) when n == node(),
-    do: {:ok, for({name, ^type} <- hosted_here(), do: name)}
+    do: {:ok, for({name, ^type} <- movable_here(), do: name)}
 
   defp hosted_of(n, type) do
     list = GenServer.call({@name, n}, {@tag, :hosted}, 30_000)
