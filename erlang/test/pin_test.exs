@@ -18,21 +18,13 @@ defmodule Erlnode.PinTest do
     :ok
   end
 
-  defp await(fun, timeout \\ 20_000) do
-    cond do
-      fun.() -> true
-      timeout <= 0 -> false
-      true -> Process.sleep(50) && await(fun, timeout - 50)
-    end
-  end
-
   defp here(type), do: for({name, ^type} <- Migration.hosted(), do: name)
 
   test "pinned processes and pinned types stay put under rebalance" do
     base = TS.unique("pin")
     peer = MS.start_peer()
-    assert await(fn -> peer.node in Migration.members("account") end)
-    assert await(fn -> peer.node in Migration.members("pinned_counter") end)
+    assert MS.await_member(peer.node, "account")
+    assert MS.await_member(peer.node, "pinned_counter")
 
     accounts = for i <- 1..6, do: :"#{base}_acct_#{i}"
     for a <- accounts, do: {:ok, _} = Migration.start_process("account", %{}, a)
