@@ -68,7 +68,12 @@ pub struct HandoffConfig {
     /// send (docs/handoff.md).
     pub settle: Duration,
     /// Move processes to a node that newly hosts their type when the ring
-    /// makes it their owner (placement on join).
+    /// makes it their owner (placement on join). **On by default**: a
+    /// node that starts hosting a type, even a short-lived script, takes
+    /// over its share of that type's processes as soon as it connects.
+    /// Turn it off, or pin types and processes
+    /// ([`Migration::pin`], [`Migration::pin_type`]), where that would
+    /// surprise (docs/guide.md, "What moves on its own").
     pub rebalance_on_join: bool,
     /// The encoding placement rings hash with (`term_to_binary` changed
     /// its atoms in OTP 26). `None` (the default): follow the Elixir
