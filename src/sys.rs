@@ -40,7 +40,7 @@ fn error(reason: Term) -> Term {
 pub(crate) async fn handle(from: &Term, request: Term, mb: &mut Mailbox, state: &mut (dyn SysState + Send)) -> Flow {
     let reply = match &request {
         Term::Atom(a) if a.as_str() == "get_state" => match state.sys_get() {
-            Some(s) => s,
+            Some(s) => ok_for_caller(from, mb, s).await,
             None => error(Term::atom("state_not_exposed")),
         },
         Term::Atom(a) if a.as_str() == "get_status" => status(mb, state.sys_get()),
@@ -76,8 +76,64 @@ async fn replace(from: &Term, fun: Term, mb: &mut Mailbox, state: &mut (dyn SysS
         }
     }
     match state.sys_replace(new.clone()) {
-        Ok(()) => new,
+        Ok(()) => ok_for_caller(from, mb, new).await,
         Err(reason) => error(Term::tuple([Term::atom("callback_failed"), reason])),
+    }
+}
+
+/// `get_state` and `replace_state` answer `{ok, State}` to callers whose
+/// `sys` is OTP 26.1's or later (stdlib 5.1+), the bare state to older
+/// ones: each release's `sys` accepts only its own form. The caller's
+/// stdlib version comes from its node (`rex`); a Rust caller gets the
+/// bare state.
+async fn ok_for_caller(from: &Term, mb: &Mailbox, state: Term) -> Term {
+    let node = match from.as_tuple() {
+        Some([Term::Pid(p), _]) if p.node != mb.pid().node => p.node.clone(),
+        _ => return state,
+    };
+    let req = Term::tuple([
+        Term::atom("call"),
+        Term::atom("application"),
+        Term::atom("get_key"),
+        Term::list([Term::atom("stdlib"), Term::atom("vsn")]),
+        Term::atom("user"),
+    ]);
+    let mut asker = mb.node().spawn_mailbox();
+    let vsn = match asker.call(Dest::Name { name: Atom::new("rex"), node }, req, APPLY_TIMEOUT).await {
+        Ok(Term::Tuple(t)) if t.len() == 2 && t[0].is_atom("ok") => charlist(&t[1]),
+        _ => None,
+    };
+    if vsn.map(|v| stdlib_wants_ok(&v)).unwrap_or(false) {
+        Term::tuple([Term::atom("ok"), state])
+    } else {
+        state
+    }
+}
+
+fn charlist(t: &Term) -> Option<String> {
+    match t {
+        Term::List(cs) => cs.iter().map(|c| c.as_int().and_then(|i| char::from_u32(i as u32))).collect(),
+        Term::Binary(b) => String::from_utf8(b.to_vec()).ok(),
+        _ => None,
+    }
+}
+
+/// stdlib 5.1 (OTP 26.1) changed `sys:get_state/replace_state`'s reply.
+fn stdlib_wants_ok(vsn: &str) -> bool {
+    let mut parts = vsn.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (5, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stdlib_versions_that_want_ok_tuples() {
+        assert!(!super::stdlib_wants_ok("4.3.1.3"), "OTP 25");
+        assert!(!super::stdlib_wants_ok("5.0.2"), "OTP 26.0");
+        assert!(super::stdlib_wants_ok("5.1"), "OTP 26.1");
+        assert!(super::stdlib_wants_ok("6.2.2"), "OTP 27");
+        assert!(super::stdlib_wants_ok("7.0"), "OTP 29");
     }
 }
 
