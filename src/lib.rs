@@ -155,6 +155,7 @@
 //!   [`NameRegistry`](migration::NameRegistry) migration uses by default;
 //! - [`gen_server`]: the GenServer behaviour, [`ServerRef`]; [`sys`]:
 //!   `:sys` system messages for Rust servers;
+//! - [`supervisor`]: OTP restart strategies for Rust servers;
 //! - [`migration`]: moving state machines between nodes; [`prelude`].
 //!
 //! # Cargo features
@@ -176,6 +177,7 @@ pub mod node;
 pub mod process;
 pub mod server_ref;
 pub mod services;
+pub mod supervisor;
 pub mod sys;
 pub mod term;
 

@@ -7,3 +7,4 @@ pub use crate::migration::{HandoffConfig, Migratable, Migration, MigrationError,
 pub use crate::process::{Dest, Mailbox};
 pub use crate::term::{Atom, Pid, Term};
 pub use crate::{Node, NodeError};
+pub use crate::supervisor::{Restart, Strategy, Supervisor};
