@@ -25,7 +25,7 @@ DEMO_EBIN   := $(ROOT)/erlang/_build/dev/lib/erlnode_ex/ebin
 MATRIX_OTP  ?= 27
 OTP         ?= 27
 
-.PHONY: all deps build test test-rust test-elixir test-otp test-pubsub test-processhub otp-stage elixir-lib demo demo-lib demo-connect bench clean
+.PHONY: all deps build test test-rust test-elixir test-otp test-pubsub test-processhub otp-stage elixir-lib demo demo-lib demo-connect examples bench clean
 
 all: build
 
@@ -60,6 +60,7 @@ test: deps
 	$(MAKE) --no-print-directory test-rust || status=1; \
 	$(MAKE) --no-print-directory test-processhub || status=1; \
 	$(MAKE) --no-print-directory test-elixir || status=1; \
+	$(MAKE) --no-print-directory examples || status=1; \
 	for r in $(MATRIX_OTP); do $(MAKE) --no-print-directory test-otp OTP=$$r || status=1; done; \
 	if [ $$status != 0 ]; then echo "make test: FAILED (see above)"; fi; \
 	exit $$status
@@ -133,6 +134,18 @@ demo: deps build demo-lib
 
 demo-lib: deps
 	cd erlang && env MIX_ENV=dev $(MIX_OFFLINE) mix compile
+
+## examples: examples/counter.rs and examples/cart.rs, each against its
+## Elixir twin (erlang/examples/), moving a process Rust -> Elixir -> Rust
+## under calls from both sides; each prints a verdict (part of `make test`)
+examples: deps demo-lib
+	$(CARGO) build --examples
+	@status=0; \
+	for ex in counter cart; do \
+	  echo "== example $$ex"; \
+	  ERLNODE_EX_EBIN=$(DEMO_EBIN) timeout 120 $(CARGO) run -q --example $$ex || { echo "example $$ex: FAILED"; status=1; }; \
+	done; \
+	exit $$status
 
 ## demo-connect: erlnode + a local Elixir node on loopback: ping, Node.list, term echo
 demo-connect: deps build

@@ -22,3 +22,6 @@ mod otp29;
 mod pg;
 mod pubsub;
 mod processhub;
+mod guide;
+mod state_versions;
+mod cli_client;

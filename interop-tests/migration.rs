@@ -343,7 +343,7 @@ async fn target_node_killed_at_each_phase_source_keeps_the_process() {
         assert!(r1.ping(e1.name()).await);
         r1.global().sync(T).await.unwrap();
         let name = "fault_acct";
-        let pid = m1.start_process::<Account>(Term::nil(), name).await.unwrap();
+        let pid = m1.start_process::<Account>(Term::nil(), name).await.unwrap().pid().clone();
         let mut c = r1.spawn_mailbox();
         let mut sent = 0;
         for _ in 0..50 {
@@ -406,7 +406,7 @@ async fn source_node_lost_after_the_target_confirmed_target_owns_it() {
     assert!(r1.ping(e1.name()).await);
     r1.global().sync(T).await.unwrap();
     let name = "srcdie_acct";
-    let pid = m1.start_process::<Account>(Term::nil(), name).await.unwrap();
+    let pid = m1.start_process::<Account>(Term::nil(), name).await.unwrap().pid().clone();
     let c = r1.spawn_mailbox();
     for seq in 1..=30 {
         c.send(&pid, Term::tuple([Term::atom("$gen_cast"), deposit("c", seq)]));

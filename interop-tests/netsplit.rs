@@ -68,8 +68,8 @@ async fn a_process_killed_by_a_name_conflict_leaves_the_hosted_list() {
     let cookie = support::unique("cookie");
     let (a, ma) = rust_with_migration(&cookie, epmd.port()).await;
     let (b, mb) = rust_with_migration(&cookie, epmd.port()).await;
-    let pa = ma.start_process::<Account>(Term::nil(), "dup").await.expect("registered on a, alone");
-    let pb = mb.start_process::<Account>(Term::nil(), "dup").await.expect("registered on b, alone");
+    let pa = ma.start_process::<Account>(Term::nil(), "dup").await.expect("registered on a, alone").pid().clone();
+    let pb = mb.start_process::<Account>(Term::nil(), "dup").await.expect("registered on b, alone").pid().clone();
     let hosts_dup = |m: &erlnode::migration::Migration| m.hosted().iter().any(|(n, _, _)| n.as_str() == "dup");
     assert!(hosts_dup(&ma) && hosts_dup(&mb));
     // Watch both: the loser's DOWN comes after its future (and guard) is gone.
@@ -121,7 +121,7 @@ async fn a_migration_whose_reply_is_lost_reports_where_the_process_went() {
     for n in [&r, &a, &b] {
         n.global().sync(T).await.unwrap();
     }
-    let source = ma.start_process::<Account>(Term::nil(), "lost_reply").await.unwrap();
+    let source = ma.start_process::<Account>(Term::nil(), "lost_reply").await.unwrap().pid().clone();
     for n in [&r, &a, &b] {
         n.global().sync(T).await.unwrap();
     }

@@ -32,15 +32,16 @@
 //! ```
 
 use crate::node::gen_call_parts;
-use crate::process::{CallError, Mailbox};
+use crate::process::{CallError, Dest, Mailbox};
 use crate::term::serde::{from_term, to_term};
 use crate::term::{Pid, Term};
 use crate::{Node, NodeError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::time::Duration;
+
+pub use crate::server_ref::{Request, ServerRef};
 
 /// What a server's callbacks get besides the message: the process
 /// itself (pid, send, link, monitor, deferred replies).
@@ -92,6 +93,32 @@ pub trait GenServer: Send + Sized + 'static {
     fn terminate(&mut self, _reason: &Term, _ctx: &mut Ctx) -> impl Future<Output = ()> + Send {
         async {}
     }
+
+    /// The state `:sys.get_state/1` and observer show. Default: none
+    /// (they get `{:error, :state_not_exposed}`); a serde state can
+    /// return `erlnode::term::serde::to_term(self).ok()`. Migratable
+    /// servers always expose their serde form.
+    fn sys_state(&self) -> Option<Term> {
+        None
+    }
+
+    /// `:sys.replace_state/2`: takes the term the caller's fun returned.
+    /// Default: refused, the state is unchanged.
+    fn sys_replace_state(&mut self, _state: Term) -> Result<(), Term> {
+        Err(Term::atom("state_not_replaceable"))
+    }
+}
+
+/// `:sys` through the [`GenServer`] hooks.
+struct TraitSys<'a, S>(&'a mut S);
+
+impl<S: GenServer> crate::sys::SysState for TraitSys<'_, S> {
+    fn sys_get(&self) -> Option<Term> {
+        self.0.sys_state()
+    }
+    fn sys_replace(&mut self, state: Term) -> Result<(), Term> {
+        self.0.sys_replace_state(state)
+    }
 }
 
 /// Builder returned by [`start`].
@@ -140,7 +167,7 @@ impl<S: GenServer> Starter<S> {
             }
         }
         let _ = tx.send(());
-        Ok(ServerRef { pid, node: self.node, _t: PhantomData })
+        Ok(ServerRef::for_pid(self.node, pid))
     }
 }
 
@@ -191,11 +218,7 @@ pub async fn dispatch<S: GenServer>(s: &mut S, msg: Term, mb: &mut Mailbox) -> F
                 Flow::Continue
             }
         },
-        Incoming::System(from) => {
-            // sys:get_state and friends: answered, never left hanging.
-            mb.reply(&from, Term::tuple([Term::atom("error"), Term::atom("sys_not_supported")]));
-            Flow::Continue
-        }
+        Incoming::System(from, request) => crate::sys::handle(&from, request, mb, &mut TraitSys(s)).await,
         Incoming::Info(msg) => s.handle_info(msg, mb).await,
     }
 }
@@ -213,7 +236,7 @@ fn answer<S: GenServer>(mb: &Mailbox, from: &Term, r: &S::Reply) {
 enum Incoming {
     Call(Term, Term),
     Cast(Term),
-    System(Term),
+    System(Term, Term),
     Info(Term),
 }
 
@@ -223,25 +246,45 @@ fn classify(msg: Term) -> Incoming {
     }
     match msg {
         Term::Tuple(mut t) if t.len() == 2 && t[0].is_atom("$gen_cast") => Incoming::Cast(t.pop().unwrap()),
-        Term::Tuple(t) if t.len() == 3 && t[0].is_atom("system") => Incoming::System(t[1].clone()),
+        Term::Tuple(mut t) if t.len() == 3 && t[0].is_atom("system") => {
+            let req = t.pop().unwrap();
+            Incoming::System(t.pop().unwrap(), req)
+        }
         other => Incoming::Info(other),
     }
 }
 
-/// A typed handle to a running server.
-pub struct ServerRef<S> {
-    pid: Pid,
-    node: Node,
-    _t: PhantomData<fn() -> S>,
+/// Sends `{'$gen_cast', Msg}` to any GenServer, Rust or BEAM: a pid,
+/// `("name", "node@host")`, or a global name (`"cart_1"`,
+/// [`Dest::global`]). By global name, the lookup and the send happen
+/// under the name table's lock, so casts from one sender keep their
+/// order across a migration (docs/handoff.md). An unregistered global
+/// name is an error ([`ServerCallError::NotRegistered`]).
+pub fn cast(node: &Node, to: impl Into<Dest>, msg: &impl Serialize) -> Result<(), ServerCallError> {
+    let m = to_term(msg).map_err(|e| ServerCallError::Encode(e.to_string()))?;
+    send_term(node, to.into(), Term::tuple([Term::atom("$gen_cast"), m]))
 }
 
-impl<S> Clone for ServerRef<S> {
-    fn clone(&self) -> Self {
-        ServerRef { pid: self.pid.clone(), node: self.node.clone(), _t: PhantomData }
+/// Sends a plain message (`send/2`, handled by `handle_info`) to any
+/// destination, with [`cast`]'s ordering guarantee.
+pub fn send(node: &Node, to: impl Into<Dest>, msg: &impl Serialize) -> Result<(), ServerCallError> {
+    let m = to_term(msg).map_err(|e| ServerCallError::Encode(e.to_string()))?;
+    send_term(node, to.into(), m)
+}
+
+fn send_term(node: &Node, to: Dest, msg: Term) -> Result<(), ServerCallError> {
+    let missing = match &to {
+        Dest::Global(name) => Some(name.clone()),
+        _ => None,
+    };
+    if node.send_to(to, msg) {
+        Ok(())
+    } else {
+        Err(ServerCallError::NotRegistered(missing.unwrap_or_else(Term::nil)))
     }
 }
 
-/// Errors from typed calls.
+/// Errors from typed calls, casts and sends.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerCallError {
     #[error(transparent)]
@@ -250,28 +293,16 @@ pub enum ServerCallError {
     Encode(String),
     #[error("cannot decode the reply: {0}")]
     Decode(String),
+    #[error("no process is registered globally as {0:?}")]
+    NotRegistered(Term),
 }
 
-impl<S: GenServer> ServerRef<S> {
-    pub fn pid(&self) -> &Pid {
-        &self.pid
-    }
-
-    /// `GenServer.call/3` from Rust.
-    pub async fn call<R: DeserializeOwned>(&self, request: &impl Serialize, timeout: Duration) -> Result<R, ServerCallError> {
-        call(&self.node, &self.pid, request, timeout).await
-    }
-
-    /// `GenServer.cast/2` from Rust.
-    pub fn cast(&self, msg: &impl Serialize) -> Result<(), ServerCallError> {
-        cast(&self.node, &self.pid, msg)
-    }
-}
-
-/// Calls any GenServer, Rust or BEAM, by pid or `{name, node}`.
+/// Calls any GenServer, Rust or BEAM, by pid, `("name", "node@host")` or
+/// global name (`"cart_1"`), decoding the reply into `R`. Pick `R` per
+/// call: `Term` for anything, or the exact type this request's reply has.
 pub async fn call<R: DeserializeOwned>(
     node: &Node,
-    to: impl Into<crate::process::Dest>,
+    to: impl Into<Dest>,
     request: &impl Serialize,
     timeout: Duration,
 ) -> Result<R, ServerCallError> {
@@ -279,11 +310,4 @@ pub async fn call<R: DeserializeOwned>(
     let mut mb = node.spawn_mailbox();
     let reply = mb.call(to, req, timeout).await?;
     from_term(reply).map_err(|e| ServerCallError::Decode(e.to_string()))
-}
-
-/// Casts to any GenServer: sends `{'$gen_cast', Msg}`.
-pub fn cast(node: &Node, to: &Pid, msg: &impl Serialize) -> Result<(), ServerCallError> {
-    let m = to_term(msg).map_err(|e| ServerCallError::Encode(e.to_string()))?;
-    node.send(to, Term::tuple([Term::atom("$gen_cast"), m]));
-    Ok(())
 }

@@ -4,7 +4,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = erlnode::cli::Cli::parse();
-    erlnode::cli::init_logging(cli.verbose);
+    erlnode::cli::init_logging(cli.verbose, cli.is_client());
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -150,7 +150,7 @@ async fn unknown_type_and_dead_target_roll_back() {
     let ma = Migration::start(&a, registry.view(&a), cfg.clone()).unwrap();
     // b runs a manager that does not know "account": the start is refused.
     let _mb = Migration::start(&b, registry.view(&b), cfg).unwrap();
-    let pid = ma.start_process::<Account>(Term::nil(), "acc2").await.unwrap();
+    let pid = ma.start_process::<Account>(Term::nil(), "acc2").await.unwrap().pid().clone();
     let mut c = a.spawn_mailbox();
     for seq in 1..=3 {
         c.call(&pid, to_term(&Msg::Deposit("x".into(), seq, 2)).unwrap(), Duration::from_secs(5)).await.unwrap();
@@ -178,7 +178,7 @@ async fn ten_thousand_processes_rebalance_on_join_and_drain_on_leave() {
     let ma = Migration::start(&a, registry.view(&a), cfg.clone()).unwrap();
     let mut c = a.spawn_mailbox();
     for i in 0..N {
-        let pid = ma.start_process::<Account>(Term::nil(), &format!("acct_{i}")).await.unwrap();
+        let pid = ma.start_process::<Account>(Term::nil(), &format!("acct_{i}")).await.unwrap().pid().clone();
         c.send(&pid, Term::tuple([Term::atom("$gen_cast"), to_term(&Msg::Deposit("init".into(), 1, i as i64)).unwrap()]));
     }
     // b joins the type: the ring gives it roughly half; they move there.

@@ -31,7 +31,7 @@ defmodule Erlnode.MigrationStressTest do
       end
 
     {:ok, _} = Migration.start_process("account", %{}, name, opts)
-    on_exit(fn -> (pid = :global.whereis_name(name)) |> is_pid() && Process.exit(pid, :kill) end)
+    on_exit(fn -> (pid = :global.whereis_name(name)) |> is_pid() && Process.exit(pid, :shutdown) end)
 
     me = self()
     kinds = [:global_cast, :global_send, :global_call, :pid_cast, :pid_send, :pid_call]

@@ -31,7 +31,9 @@ defmodule Erlnode.MigrationTest do
   defp cleanup(name) do
     on_exit(fn ->
       case :global.whereis_name(name) do
-        pid when is_pid(pid) -> Process.exit(pid, :kill)
+        # :shutdown, not :kill: Erlnode.ProcessSupervisor restarts a
+        # :transient process that is killed
+        pid when is_pid(pid) -> Process.exit(pid, :shutdown)
         _ -> :ok
       end
     end)

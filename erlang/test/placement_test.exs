@@ -38,7 +38,9 @@ defmodule Erlnode.PlacementTest do
     on_exit(fn ->
       for name <- names do
         case :global.whereis_name(name) do
-          pid when is_pid(pid) -> Process.exit(pid, :kill)
+          # :shutdown, not :kill: Erlnode.ProcessSupervisor restarts a
+        # :transient process that is killed
+        pid when is_pid(pid) -> Process.exit(pid, :shutdown)
           _ -> :ok
         end
       end

@@ -1,11 +1,13 @@
 //! Command-line interface. Each subcommand lives in its own file.
 
 mod epmd;
+mod client;
 mod migrate;
 mod names;
 mod ping;
 mod run;
 mod tail;
+mod status;
 
 use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
@@ -17,7 +19,15 @@ use std::process::ExitCode;
 /// calls its processes. When no EPMD runs on this machine, erlnode serves
 /// EPMD itself, so no Erlang installation is needed.
 #[derive(Parser, Debug)]
-#[command(name = "erlnode", version, propagate_version = true)]
+#[command(
+    name = "erlnode",
+    version,
+    propagate_version = true,
+    after_help = "Exit codes: 0 success; 1 the operation failed (the reason is printed, \
+terms in Elixir syntax); 2 bad usage; 3 a node could not be reached (unknown, down, \
+wrong cookie); 4 no process has that name; 5 no answer in time.\n\
+Colours only when the output is a terminal; NO_COLOR turns them off."
+)]
 pub struct Cli {
     /// More log output (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -47,9 +57,13 @@ pub enum Command {
     /// Even out the processes of a migratable type across the nodes that
     /// host it, moving from the most to the least loaded.
     Rebalance(migrate::RebalanceArgs),
+    /// Show the cluster as seen from a node: its nodes, the migratable
+    /// processes each hosts by type, the global names, and the
+    /// migrations in flight.
+    Status(status::StatusArgs),
 }
 
-/// Options every node-starting command shares.
+/// Options of the command that runs a node (`run`).
 #[derive(Args, Debug, Clone)]
 pub struct NodeOpts {
     /// Magic cookie shared by the cluster. Default: ~/.erlang.cookie, as erl reads it.
@@ -140,14 +154,30 @@ impl NodeOpts {
     }
 }
 
-pub fn init_logging(verbose: u8) {
+/// Logs to stderr. `quiet`: a one-shot client, whose own node's
+/// comings and goings are noise: errors only unless `-v`.
+pub fn init_logging(verbose: u8, quiet: bool) {
     let default = match verbose {
+        0 if quiet => "error",
         0 => "info",
         1 => "debug",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour(std::io::stderr())).with_target(false).try_init();
+}
+
+/// Colours only on a terminal, and never with `NO_COLOR` set
+/// (<https://no-color.org>).
+fn colour(stream: impl std::io::IsTerminal) -> bool {
+    std::env::var_os("NO_COLOR").map(|v| v.is_empty()).unwrap_or(true) && stream.is_terminal()
+}
+
+impl Cli {
+    /// True for the commands that only ask a running cluster something.
+    pub fn is_client(&self) -> bool {
+        matches!(self.command, Command::Ping(_) | Command::Migrate(_) | Command::Rebalance(_) | Command::Status(_))
+    }
 }
 
 pub async fn main(cli: Cli) -> ExitCode {
@@ -158,6 +188,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Epmd(a) => epmd::run(a).await,
         Command::Migrate(a) => migrate::migrate(a).await,
         Command::Rebalance(a) => migrate::rebalance(a).await,
+        Command::Status(a) => status::status(a).await,
     }
 }
 

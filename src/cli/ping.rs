@@ -1,4 +1,4 @@
-use super::NodeOpts;
+use super::client::ClientOpts;
 use clap::Args;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,13 +14,17 @@ pub struct PingArgs {
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,
     #[command(flatten)]
-    pub opts: NodeOpts,
+    pub opts: ClientOpts,
 }
 
 pub async fn run(a: PingArgs) -> ExitCode {
     let host = a.node.split_once('@').map(|(_, h)| h.to_string()).unwrap_or_else(crate::node::names::short_hostname);
     let name = a.name.clone().unwrap_or_else(|| format!("erlnode_ping_{}@{}", std::process::id(), host));
-    let node = match a.opts.apply(crate::Node::builder(name)).embedded_epmd(false).publish(false).start().await {
+    let mut b = crate::Node::builder(name).epmd_port(a.opts.epmd_port).embedded_epmd(false).publish(false);
+    if let Some(c) = &a.opts.cookie {
+        b = b.cookie(c.clone());
+    }
+    let node = match b.start().await {
         Ok(n) => n,
         Err(e) => {
             eprintln!("pang: cannot start a local node: {e}");

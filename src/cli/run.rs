@@ -215,7 +215,7 @@ pub async fn run(a: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         };
         match m.start_process::<crate::examples::account::Account>(crate::Term::nil(), name).await {
-            Ok(pid) => tracing::info!(%name, %pid, "account started"),
+            Ok(server) => tracing::info!(%name, pid = %server.pid(), "account started"),
             Err(e) => {
                 tracing::error!(%name, error = %e, "cannot start the account");
                 return ExitCode::FAILURE;

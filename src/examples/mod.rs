@@ -1,3 +1,4 @@
 //! Worked examples that are also used by the demo and the tests.
 
 pub mod account;
+pub mod counter;

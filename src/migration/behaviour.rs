@@ -21,6 +21,25 @@ pub trait Migratable: GenServer + Serialize + DeserializeOwned {
 
     fn init_state(args: Self::Args) -> Result<Self, Term>;
 
+    /// The version of this type's state. Raise it when the state's shape
+    /// changes, and teach [`Migratable::upgrade_state`] the old shapes:
+    /// during a rolling deploy, old-version and new-version nodes then
+    /// hand processes to each other. Version 1 travels as before
+    /// (docs/handoff.md, "State versions and unknown fields"); an Elixir
+    /// twin declares it with `use Erlnode.Migratable, version: 2`.
+    const VERSION: u32 = 1;
+
+    /// Turns a handed-over state of another version (`from`, older or
+    /// newer) into one this version decodes, before
+    /// [`Migratable::alter_handover_state`]. Same name and meaning as the
+    /// Elixir callback `upgrade_state/2`. It must keep fields already
+    /// present: a state that went through an older node comes back with
+    /// the newer fields carried, and that older node's version.
+    /// Default: unchanged. An error rejects the handoff.
+    fn upgrade_state(_from: u32, state: Term) -> Result<Term, Term> {
+        Ok(state)
+    }
+
     /// What the source hands over. Must not change the source: if the
     /// handoff fails, the source continues with its state.
     fn prepare_handover_state(&self) -> Result<Term, Term> {

@@ -31,13 +31,24 @@ pub(crate) struct Shared {
     pub cfg: HandoffConfig,
     pub hosted: Arc<Hosted>,
     pub members: Members,
+    /// Names and types placement never moves (join, rebalance); see
+    /// [`Migration::pin`].
+    pinned: RwLock<(std::collections::HashSet<Atom>, std::collections::HashSet<String>)>,
+}
+
+impl Shared {
+    /// What placement may move: hosted here, not pinned by name or type.
+    fn movable(&self) -> Vec<(Atom, String, Pid)> {
+        let pins = self.pinned.read().unwrap();
+        self.hosted.snapshot().into_iter().filter(|(n, t, _)| !pins.0.contains(n) && !pins.1.contains(t)).collect()
+    }
 }
 
 /// Handle to this node's migration service.
 #[derive(Clone)]
 pub struct Migration {
-    node: Node,
-    shared: Arc<Shared>,
+    pub(super) node: Node,
+    pub(super) shared: Arc<Shared>,
 }
 
 /// What a drain or rebalance did.
@@ -58,12 +69,15 @@ impl Migration {
             cfg,
             hosted: Default::default(),
             members: Members::with_pinned(cfg_encoding),
+            pinned: Default::default(),
         });
         let s2 = shared.clone();
         let n2 = node.clone();
         let events = node.subscribe();
         let pid = node.spawn(move |mb| manager_loop(n2, s2, mb, events));
         node.register(MANAGER_NAME, &pid)?;
+        let erased: Arc<dyn std::any::Any + Send + Sync> = shared.clone();
+        let _ = node.inner().migration.set(Arc::downgrade(&erased));
         let m = Migration { node: node.clone(), shared };
         // Peers already connected learn about us now; later ones on nodeup.
         for peer in node.connected_nodes() {
@@ -90,6 +104,7 @@ impl Migration {
                 registry: shared.registry.clone(),
                 cfg: shared.cfg.clone(),
                 hosted: shared.hosted.clone(),
+                carried: vec![],
             };
             let (hosted, name) = (meta.hosted.clone(), meta.name.clone());
             let pid = match handover {
@@ -119,8 +134,11 @@ impl Migration {
         }
     }
 
-    /// Starts a process of type `M` here and registers it under `name`.
-    pub async fn start_process<M: Migratable>(&self, args: M::Args, name: &str) -> Result<Pid, MigrationError> {
+    /// Starts a process of type `M` here, registers it globally as
+    /// `name` and returns a handle that addresses it by that name (so it
+    /// keeps working after the process moves). Registers the type first
+    /// if needed.
+    pub async fn start_process<M: Migratable>(&self, args: M::Args, name: &str) -> Result<crate::gen_server::ServerRef<M>, MigrationError> {
         if !self.shared.types.read().unwrap().contains_key(M::TYPE) {
             self.register_type::<M>();
         }
@@ -131,7 +149,32 @@ impl Migration {
             self.node.exit(&pid, Term::atom("kill"));
             return Err(MigrationError::Name(e));
         }
-        Ok(pid)
+        Ok(crate::gen_server::ServerRef::for_global(self.node.clone(), name, pid, self.clone()))
+    }
+
+    /// Pins the process named `name` to this node: placement (a node
+    /// joining, `rebalance`) never moves it, and other nodes' rebalance
+    /// plans do not see it. An explicit `migrate` still moves it (the pin
+    /// stays with this node, so it is pinned again if it comes back), and
+    /// a graceful leave (`drain`, `Node::leave`) still hands it on rather
+    /// than let it die with the node.
+    pub fn pin(&self, name: &str) {
+        self.shared.pinned.write().unwrap().0.insert(Atom::new(name));
+    }
+
+    /// Undoes [`Migration::pin`].
+    pub fn unpin(&self, name: &str) {
+        self.shared.pinned.write().unwrap().0.remove(&Atom::new(name));
+    }
+
+    /// Pins every process of type `M` hosted here, as [`Migration::pin`].
+    pub fn pin_type<M: Migratable>(&self) {
+        self.shared.pinned.write().unwrap().1.insert(M::TYPE.to_string());
+    }
+
+    /// The node this service runs on.
+    pub fn node(&self) -> &Node {
+        &self.node
     }
 
     /// Moves the process registered as `name` to `target`, wherever it
@@ -225,7 +268,7 @@ pub(crate) async fn call_manager(node: &Node, on: &str, request: &Request, timeo
 
 async fn hosted_on(node: &Node, shared: &Shared, on: &Atom, type_name: &str) -> Result<Vec<Atom>, MigrationError> {
     if on == node.name() {
-        return Ok(shared.hosted.snapshot().into_iter().filter(|(_, t, _)| t == type_name).map(|(n, _, _)| n).collect());
+        return Ok(shared.movable().into_iter().filter(|(_, t, _)| t == type_name).map(|(n, _, _)| n).collect());
     }
     let reply = call_manager(node, on.as_str(), &Request::Hosted, Duration::from_secs(30)).await?;
     let Term::List(items) = reply else { return Err(MigrationError::Failed(reply)) };
@@ -342,8 +385,7 @@ fn parse_result(reply: Term) -> Result<Pid, MigrationError> {
 fn rebalance_to(node: &Node, shared: &Arc<Shared>, newcomer: &Atom, type_name: &str) {
     let ring = shared.members.ring(type_name, None);
     let plan: Vec<(String, Atom)> = shared
-        .hosted
-        .snapshot()
+        .movable()
         .into_iter()
         .filter(|(name, ty, _)| ty == type_name && ring.owner(&Term::Atom(name.clone())).as_ref() == Some(newcomer))
         .map(|(name, _, _)| (name.to_string(), newcomer.clone()))
@@ -451,8 +493,18 @@ fn handle_call(node: &Node, shared: &Arc<Shared>, mb: &mut crate::process::Mailb
                 m.node.reply(&from, reply);
             });
         }
+        Some(Request::Status) => {
+            let hosted = shared.hosted.snapshot().into_iter().map(|(n, t, _)| Term::tuple([Term::Atom(n), Term::from(t.as_str())])).collect();
+            let reply = Term::Map(vec![
+                (Term::atom("hosted"), Term::List(hosted)),
+                (Term::atom("in_flight"), Term::Int(pending.len() as i64)),
+                (Term::atom("nodes"), Term::List(node.connected_nodes().into_iter().map(Term::Atom).collect())),
+            ]);
+            mb.reply(from, reply);
+        }
         Some(Request::Hosted) => {
-            let list = shared.hosted.snapshot().into_iter().map(|(n, t, _)| Term::tuple([Term::Atom(n), Term::from(t.as_str())])).collect::<Vec<_>>();
+            // Placement input: pinned processes are left out.
+            let list = shared.movable().into_iter().map(|(n, t, _)| Term::tuple([Term::Atom(n), Term::from(t.as_str())])).collect::<Vec<_>>();
             mb.reply(from, Term::List(list));
         }
         None => {

@@ -171,6 +171,11 @@ pub enum Request {
     Migrate { name: Atom, target: Atom, mode: Mode },
     /// The processes hosted on the receiving node: `[{Name, Type}]`.
     Hosted,
+    /// For `erlnode status`: `#{hosted => [{Name, Type}], in_flight => N,
+    /// nodes => [Node]}`
+    /// (every hosted process, pinned ones included; migrations this
+    /// manager is waiting for).
+    Status,
     /// Even out the processes of a type across the nodes hosting it;
     /// replies `{ok, Moved}` or `{error, Reason}`.
     Rebalance { type_name: String },
@@ -192,6 +197,7 @@ impl Request {
                 Term::tuple([tag(), Term::atom("migrate"), Term::Atom(name.clone()), Term::Atom(target.clone()), mode.to_term()])
             }
             Request::Hosted => Term::tuple([tag(), Term::atom("hosted")]),
+            Request::Status => Term::tuple([tag(), Term::atom("status")]),
             Request::Rebalance { type_name } => Term::tuple([tag(), Term::atom("rebalance"), Term::from(type_name.as_str())]),
         }
     }
@@ -211,6 +217,7 @@ impl Request {
                 Some(Request::Migrate { name: name.clone(), target: target.clone(), mode: Mode::from_term(mode)? })
             }
             [tg, op] if tg.is_atom(TAG) && op.is_atom("hosted") => Some(Request::Hosted),
+            [tg, op] if tg.is_atom(TAG) && op.is_atom("status") => Some(Request::Status),
             [tg, op, Term::Binary(ty)] if tg.is_atom(TAG) && op.is_atom("rebalance") => {
                 Some(Request::Rebalance { type_name: String::from_utf8(ty.to_vec()).ok()? })
             }
@@ -251,6 +258,7 @@ mod tests {
             Request::Start { type_name: "account".into(), args: Term::nil(), name: Atom::new("acc"), reference: rf(), source: pid() },
             Request::Migrate { name: Atom::new("acc"), target: Atom::new("b@h"), mode: Mode::Hot },
             Request::Hosted,
+            Request::Status,
             Request::Rebalance { type_name: "account".into() },
         ];
         for r in reqs {

@@ -9,13 +9,18 @@ pub mod messages;
 pub mod ring;
 mod registry;
 mod runtime;
+mod start;
+mod versioned;
 
 pub use behaviour::Migratable;
+#[cfg(feature = "cli")]
 pub(crate) use manager::call_manager;
 pub use manager::{Migration, MoveReport, MANAGER_NAME};
 pub use messages::Mode;
 pub use ring::RingEncoding;
 pub use registry::NameRegistry;
+pub use start::MigrationBuilder;
+pub use versioned::UnknownFields;
 
 use crate::term::Term;
 use std::time::Duration;
@@ -63,7 +68,12 @@ pub struct HandoffConfig {
     /// send (docs/handoff.md).
     pub settle: Duration,
     /// Move processes to a node that newly hosts their type when the ring
-    /// makes it their owner (placement on join).
+    /// makes it their owner (placement on join). **On by default**: a
+    /// node that starts hosting a type, even a short-lived script, takes
+    /// over its share of that type's processes as soon as it connects.
+    /// Turn it off, or pin types and processes
+    /// ([`Migration::pin`], [`Migration::pin_type`]), where that would
+    /// surprise (docs/guide.md, "What moves on its own").
     pub rebalance_on_join: bool,
     /// The encoding placement rings hash with (`term_to_binary` changed
     /// its atoms in OTP 26). `None` (the default): follow the Elixir
@@ -71,6 +81,9 @@ pub struct HandoffConfig {
     /// set it on every node of a cluster that mixes releases
     /// (docs/otp-releases.md).
     pub ring_encoding: Option<ring::RingEncoding>,
+    /// What a Rust target does with fields of a handed-over state its
+    /// type does not know: carry them on (default) or reject the handoff.
+    pub unknown_fields: UnknownFields,
     /// Test hook, see [`Phase`].
     pub hook: Option<PhaseHook>,
 }
@@ -85,6 +98,7 @@ impl Default for HandoffConfig {
             settle: Duration::from_millis(5),
             rebalance_on_join: true,
             ring_encoding: None,
+            unknown_fields: UnknownFields::Carry,
             hook: None,
         }
     }

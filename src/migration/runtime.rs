@@ -23,6 +23,9 @@ pub(crate) struct Meta {
     pub registry: Arc<dyn NameRegistry>,
     pub cfg: HandoffConfig,
     pub hosted: Arc<super::hosted::Hosted>,
+    /// Fields of the handed-over state this type does not know, handed
+    /// on with the state at the next move.
+    pub carried: Vec<(Term, Term)>,
 }
 
 enum Outcome {
@@ -50,7 +53,7 @@ pub(crate) async fn run_fresh<M: Migratable>(mut mb: Mailbox, meta: Meta, args: 
 /// A target: initialise, wait for the handover, apply it and the queued
 /// messages, confirm, then take forwarded messages until the source says
 /// the name has switched.
-pub(crate) async fn run_target<M: Migratable>(mut mb: Mailbox, meta: Meta, args: M::Args, reference: Reference, source: Pid) -> Term {
+pub(crate) async fn run_target<M: Migratable>(mut mb: Mailbox, mut meta: Meta, args: M::Args, reference: Reference, source: Pid) -> Term {
     let fresh = match M::init_state(args) {
         Ok(s) => s,
         Err(reason) => {
@@ -71,10 +74,33 @@ pub(crate) async fn run_target<M: Migratable>(mut mb: Mailbox, meta: Meta, args:
             return shutdown("handover_timeout");
         }
     };
+    let state = match accept_state::<M>(state) {
+        Ok(s) => s,
+        Err(reason) => {
+            tracing::warn!(name = %meta.name, ?reason, "handover state refused");
+            mb.send(&source, Op::Rejected { reference, reason: reason.clone() }.to_term());
+            return Term::tuple([Term::atom("shutdown"), Term::tuple([Term::atom("rejected"), reason])]);
+        }
+    };
+    let received = state.clone();
     let mut st = match fresh.alter_handover_state(state) {
         Ok(s) => s,
         Err(reason) => {
             tracing::warn!(name = %meta.name, ?reason, "handover state rejected");
+            mb.send(&source, Op::Rejected { reference, reason: reason.clone() }.to_term());
+            return Term::tuple([Term::atom("shutdown"), Term::tuple([Term::atom("rejected"), reason])]);
+        }
+    };
+    meta.carried = match (&meta.cfg.unknown_fields, unknown_fields(&st, &received)) {
+        (_, extra) if extra.is_empty() => vec![],
+        (super::UnknownFields::Carry, extra) => {
+            tracing::debug!(name = %meta.name, fields = extra.len(), "carrying fields this type does not know");
+            extra
+        }
+        (super::UnknownFields::Reject, extra) => {
+            let keys = Term::List(extra.into_iter().map(|(k, _)| k).collect());
+            let reason = Term::tuple([Term::atom("unknown_fields"), keys]);
+            tracing::warn!(name = %meta.name, ?reason, "handover state has fields this type does not know; rejected");
             mb.send(&source, Op::Rejected { reference, reason: reason.clone() }.to_term());
             return Term::tuple([Term::atom("shutdown"), Term::tuple([Term::atom("rejected"), reason])]);
         }
@@ -170,7 +196,13 @@ async fn serve_loop<M: Migratable>(st: &mut M, mb: &mut Mailbox, meta: &Meta) ->
         let Some(msg) = mb.recv().await else { break Term::atom("killed") };
         match Op::parse(&msg) {
             None => {
-                if let Flow::Stop(r) = dispatch(st, msg, mb).await {
+                // `:sys` sees the state's serde form, the same map that
+                // travels in a handover.
+                let flow = match system_parts(&msg) {
+                    Some((from, req)) => crate::sys::handle(&from, req, mb, &mut SerdeSys(&mut *st)).await,
+                    None => dispatch(st, msg, mb).await,
+                };
+                if let Flow::Stop(r) = flow {
                     break r;
                 }
             }
@@ -223,7 +255,7 @@ async fn hand_over<M: Migratable>(
                     return Outcome::Resumed;
                 }
             };
-            let hs = match st.prepare_handover_state() {
+            let hs = match handover_state(st, meta) {
                 Ok(h) => h,
                 Err(e) => {
                     mb.exit(&t, Term::atom("kill"));
@@ -234,7 +266,7 @@ async fn hand_over<M: Migratable>(
             (t, hs, mb.drain())
         }
         Mode::Cold => {
-            let hs = match st.prepare_handover_state() {
+            let hs = match handover_state(st, meta) {
                 Ok(h) => h,
                 Err(e) => {
                     report(mb, Err(e));
@@ -422,3 +454,49 @@ async fn start_target(mb: &mut Mailbox, meta: &Meta, node: &Atom, reference: &Re
     }
 }
 
+
+/// `{system, From, Request}`, split.
+fn system_parts(msg: &Term) -> Option<(Term, Term)> {
+    match msg.as_tuple() {
+        Some([tag, from, req]) if tag.is_atom("system") => Some((from.clone(), req.clone())),
+        _ => None,
+    }
+}
+
+/// `:sys` on a migratable process: its state through serde.
+struct SerdeSys<'a, M>(&'a mut M);
+
+impl<M: Migratable> crate::sys::SysState for SerdeSys<'_, M> {
+    fn sys_get(&self) -> Option<Term> {
+        crate::term::serde::to_term(&*self.0).ok()
+    }
+    fn sys_replace(&mut self, state: Term) -> Result<(), Term> {
+        *self.0 = crate::term::serde::from_term::<M>(state).map_err(|e| Term::from(e.to_string().as_str()))?;
+        Ok(())
+    }
+}
+
+/// A received state as this version decodes it: unwrapped, and upgraded
+/// when it comes from another version of the type.
+fn accept_state<M: Migratable>(t: Term) -> Result<Term, Term> {
+    let (version, state) = super::versioned::unwrap(t);
+    if version == M::VERSION {
+        return Ok(state);
+    }
+    M::upgrade_state(version, state).map_err(|r| Term::tuple([Term::atom("upgrade_state"), Term::Int(version as i64), r]))
+}
+
+/// Fields of `received` that `st` would not hand on.
+fn unknown_fields<M: Migratable>(st: &M, received: &Term) -> Vec<(Term, Term)> {
+    match st.prepare_handover_state() {
+        Ok(known) => super::versioned::unknown_entries(received, &known),
+        Err(_) => vec![],
+    }
+}
+
+/// What the source hands over: the type's handover state with the
+/// carried fields put back, tagged with the type's version.
+fn handover_state<M: Migratable>(st: &M, meta: &Meta) -> Result<Term, Term> {
+    let hs = st.prepare_handover_state()?;
+    Ok(super::versioned::wrap(M::VERSION, super::versioned::with_carried(hs, &meta.carried)))
+}

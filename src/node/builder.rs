@@ -220,6 +220,7 @@ impl NodeBuilder {
             global: Default::default(),
             pg: Default::default(),
             input_budget: crate::connection::InputBudget::new(cfg.input_budget),
+            migration: Default::default(),
             cfg,
         });
         // Before the listener runs, so global sees every nodeup.

@@ -13,6 +13,7 @@ mod dispatch;
 pub mod events;
 pub mod names;
 mod peers;
+mod send;
 
 pub use builder::{NodeBuilder, NodeConfig};
 pub use dispatch::gen_call_parts;
@@ -92,6 +93,9 @@ pub(crate) struct NodeInner {
     pub(crate) pg: crate::pg::Scopes,
     /// What all links together may hold of unfinished input.
     pub(crate) input_budget: Arc<crate::connection::InputBudget>,
+    /// The migration service, once started (`Node::migration`); weak, as
+    /// the service holds the node.
+    pub(crate) migration: std::sync::OnceLock<std::sync::Weak<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Node {
@@ -207,6 +211,10 @@ impl Node {
 
     pub(crate) fn from_inner(inner: Arc<NodeInner>) -> Node {
         Node { inner }
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<NodeInner> {
+        &self.inner
     }
 
     pub fn register(&self, name: &str, pid: &Pid) -> Result<(), NodeError> {

@@ -70,6 +70,46 @@ impl From<(&str, &str)> for Dest {
         Dest::Name { name: Atom::new(name), node: Atom::new(node) }
     }
 }
+/// A bare string is a **global** name (`{:global, :name}`), never a
+/// local one: global names are how migratable processes are addressed,
+/// and they keep working after the process moves. A locally registered
+/// name is `("name", "node@host")` or [`Dest::local`].
+impl From<&str> for Dest {
+    fn from(name: &str) -> Dest {
+        Dest::Global(Term::atom(name))
+    }
+}
+impl From<String> for Dest {
+    fn from(name: String) -> Dest {
+        Dest::Global(Term::atom(&name))
+    }
+}
+impl From<&Dest> for Dest {
+    fn from(d: &Dest) -> Dest {
+        d.clone()
+    }
+}
+
+impl Dest {
+    /// `{:global, name}` with an atom name.
+    pub fn global(name: &str) -> Dest {
+        Dest::Global(Term::atom(name))
+    }
+    /// A name registered on `node` (`{name, node}` in Erlang).
+    pub fn local(name: &str, node: &str) -> Dest {
+        Dest::Name { name: Atom::new(name), node: Atom::new(node) }
+    }
+}
+
+impl std::fmt::Display for Dest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dest::Pid(p) => write!(f, "{p}"),
+            Dest::Name { name, node } => write!(f, "{{:{name}, :\"{node}\"}}"),
+            Dest::Global(name) => write!(f, "{{:global, {}}}", crate::term::serde::render::short(name)),
+        }
+    }
+}
 
 impl Mailbox {
     pub(crate) fn new(node: Arc<NodeInner>, managed: bool) -> (Mailbox, oneshot::Receiver<Term>) {
@@ -306,7 +346,18 @@ impl Mailbox {
     /// resolve a name and send under one lock, or have several requests
     /// in flight.
     pub fn send_request(&mut self, to: impl Into<Dest>, request: Term) -> RequestId {
-        let to = to.into();
+        self.send_tagged("$gen_call", to.into(), request)
+    }
+
+    /// Like [`Mailbox::send_request`] for an OTP system message
+    /// (`{system, From, Request}`, what `:sys` sends): `get_state`,
+    /// `{terminate, Reason}`, ... The answer comes back through
+    /// [`Mailbox::receive_response`].
+    pub fn send_system_request(&mut self, to: impl Into<Dest>, request: Term) -> RequestId {
+        self.send_tagged("system", to.into(), request)
+    }
+
+    fn send_tagged(&mut self, tag_atom: &str, to: Dest, request: Term) -> RequestId {
         let target = format!("{to:?}");
         // A global name is looked up once, as gen:call does; an
         // unregistered one fails like a dead pid (noproc): pid 0 is never
@@ -318,15 +369,15 @@ impl Mailbox {
                 let node = self.node();
                 crate::global::with_resolved(&node, &name, |pid| {
                     let pid = pid.unwrap_or_else(|| self.node.system_pid());
-                    self.request(Dest::Pid(pid), request)
+                    self.request_tagged(tag_atom, Dest::Pid(pid), request)
                 })
             }
-            other => self.request(other, request),
+            other => self.request_tagged(tag_atom, other, request),
         };
         RequestId { mref, target }
     }
 
-    fn request(&mut self, to: Dest, request: Term) -> Reference {
+    fn request_tagged(&mut self, tag_atom: &str, to: Dest, request: Term) -> Reference {
         let mref = match &to {
             Dest::Pid(p) => self.monitor(p),
             Dest::Name { name, node } => self.node.monitor_name(&self.pid, name, node),
@@ -334,7 +385,7 @@ impl Mailbox {
         };
         self.node.processes.add_alias(&self.pid, mref.clone());
         let tag = Term::ImproperList(vec![Term::atom("alias")], Box::new(Term::Ref(mref.clone())));
-        let msg = Term::tuple([Term::atom("$gen_call"), Term::tuple([Term::Pid(self.pid.clone()), tag]), request]);
+        let msg = Term::tuple([Term::atom(tag_atom), Term::tuple([Term::Pid(self.pid.clone()), tag]), request]);
         self.send_to(&to, msg);
         mref
     }

@@ -1,6 +1,7 @@
 defmodule Erlnode.Application do
   @moduledoc """
-  Starts the migration manager (`Erlnode.Migration`, registered as
+  Starts `Erlnode.ProcessSupervisor` (migratable processes run under it)
+  and the migration manager (`Erlnode.Migration`, registered as
   `:erlnode_migration`) so that every node running the `:erlnode_ex`
   application can send, receive and host migratable processes.
 
@@ -11,10 +12,12 @@ defmodule Erlnode.Application do
 
   @impl true
   def start(_type, _args) do
+    # The process supervisor first: on shutdown the manager stops (and
+    # drains) before the processes it would move are stopped.
     children =
       if Application.get_env(:erlnode_ex, :migration_manager, true),
-        do: [Erlnode.Migration],
-        else: []
+        do: [Erlnode.ProcessSupervisor, Erlnode.Migration],
+        else: [Erlnode.ProcessSupervisor]
 
     Supervisor.start_link(children, strategy: :one_for_one, name: Erlnode.Supervisor)
   end

@@ -43,6 +43,26 @@ defmodule Erlnode.Migratable do
     * `:type` - the type name both languages register (a string; default
       the module name, e.g. `"Elixir.MyApp.Counter"`, which any Elixir node
       with the module resolves without registration);
+    * `:host` - whether this node hosts the type as soon as the
+      `:erlnode_ex` application starts (default `true`: the migration
+      manager registers every such module of `:erlnode_ex` and of the
+      applications that depend on it, so processes of the type can move
+      here, including by placement on join). `host: false` leaves the
+      type out until `Erlnode.Migration.register_type/2` is called: a
+      node that must not receive the type never does;
+    * `:version` - the version of the state's shape (a positive integer,
+      default 1). Raise it when the shape changes and implement
+      `c:upgrade_state/2`: during a rolling deploy, nodes running the old
+      and the new version hand processes to each other. Version 1 travels
+      as before; other versions as `{:"$erlnode_vsn", vsn, state}`, which
+      erlnode_ex releases before versions reject (the move fails, the
+      process stays): deploy the library first, then the new version;
+    * `:pinned` - `true`: placement never moves processes of this type
+      (a node joining, `Erlnode.Migration.rebalance/1` planned on any
+      node); an explicit `Erlnode.Migration.migrate/3` still does, and a
+      graceful leave still hands them on. Per process:
+      `Erlnode.Migration.start_process(type, args, name, pinned: true)`
+      (that instance only, not the process it becomes elsewhere);
     * `:retention` - ms the old process keeps forwarding late messages
       after a successful move (default 5_000); it stays a little longer
       while messages keep arriving, so that a call forwarded at the very end
@@ -64,6 +84,25 @@ defmodule Erlnode.Migratable do
   `restart:` defaults to `:transient`: a source stops with
   `{:shutdown, {:migrated, node}}` after a successful move, and a
   `:permanent` child would be restarted next to its migrated self.
+
+  ## Exceptions: what is caught and what is not
+
+  Exactly one kind of exception is caught: a `FunctionClauseError`
+  raised *by your `handle_call/3`, `handle_cast/2` or `handle_info/2`
+  itself* because none of its clauses matched the message. That message
+  is logged and dropped (a call is answered `{:error, :unknown_call}`)
+  and the process keeps its state, like the Rust twin answering
+  `{:error, {:bad_request, text}}`.
+
+  Everything else is **not** caught, as in any GenServer: a
+  `FunctionClauseError` from a helper the callback calls (private or
+  not), a `MatchError`, any `raise`, `throw` or `exit` crashes the
+  process. Its state is lost; `Erlnode.ProcessSupervisor` then restarts
+  it per `restart:` from its start arguments. If the crash happens on
+  the target while it applies the handed-over queue, the source resumes
+  and crashes at the same message (docs/handoff.md, "Failures").
+  Validate input in the callback's clauses (guards, pattern matches on
+  the message) when a bad request must not cost the state.
 
   ## What is not migrated
 
@@ -96,7 +135,18 @@ defmodule Erlnode.Migratable do
   """
   @callback alter_handover_state(state(), handover_state()) :: state()
 
-  @migration_keys [:type, :retention, :settle, :accept_timeout, :handover_timeout, :start_timeout]
+  @doc """
+  Turns a handover state of another version of the type (`from_vsn`,
+  older or newer, see the `:version` option) into one this version
+  understands; runs on the target before `c:alter_handover_state/2`.
+  Same name and meaning as the Rust `Migratable::upgrade_state`. Keep
+  fields that are already there (`Map.put_new/3`): a state that went
+  through an older node comes back with the newer fields carried and the
+  older node's version. Default: unchanged. Raising rejects the move.
+  """
+  @callback upgrade_state(from_vsn :: pos_integer(), handover_state()) :: handover_state()
+
+  @migration_keys [:type, :host, :version, :pinned, :retention, :settle, :accept_timeout, :handover_timeout, :start_timeout]
 
   @doc false
   defmacro __using__(opts) do
@@ -121,13 +171,25 @@ defmodule Erlnode.Migratable do
 
       @doc false
       def __erlnode_migratable__(:type), do: @erlnode_migratable_type
-      def __erlnode_migratable__(:options), do: Keyword.delete(@erlnode_migratable_opts, :type)
+      def __erlnode_migratable__(:host), do: Keyword.get(@erlnode_migratable_opts, :host, true)
+      def __erlnode_migratable__(:version), do: Keyword.get(@erlnode_migratable_opts, :version, 1)
+
+      def __erlnode_migratable__(:options),
+        do: Keyword.drop(@erlnode_migratable_opts, [:type, :host, :version])
 
       @doc false
       def prepare_handover_state(state), do: state
 
       @doc false
       def alter_handover_state(_init_state, handover_state), do: handover_state
+
+      @doc false
+      def upgrade_state(_from_vsn, handover_state), do: handover_state
+
+      # Defined here, not at @before_compile: GenServer's own
+      # @before_compile runs first and warns when init/1 is missing.
+      @doc false
+      def init(init_arg), do: {:ok, init_arg}
 
       # Safe defaults, replacing GenServer's (which crash on calls and casts):
       # an unknown message never kills a migratable process.
@@ -143,8 +205,10 @@ defmodule Erlnode.Migratable do
       def handle_call(request, _from, state),
         do: Erlnode.Migratable.Runtime.unknown(:call, __MODULE__, request, state)
 
-      defoverridable prepare_handover_state: 1,
+      defoverridable init: 1,
+                     prepare_handover_state: 1,
                      alter_handover_state: 2,
+                     upgrade_state: 2,
                      handle_info: 2,
                      handle_cast: 2,
                      handle_call: 3
@@ -155,14 +219,6 @@ defmodule Erlnode.Migratable do
 
   @doc false
   defmacro __before_compile__(env) do
-    default_init =
-      unless Module.defines?(env.module, {:init, 1}) do
-        quote do
-          @doc false
-          def init(init_arg), do: {:ok, init_arg}
-        end
-      end
-
     continue =
       if Module.defines?(env.module, {:handle_continue, 2}) do
         quote do
@@ -182,7 +238,6 @@ defmodule Erlnode.Migratable do
       end
 
     quote location: :keep do
-      unquote(default_init)
       defoverridable init: 1, handle_call: 3, handle_cast: 2, handle_info: 2
 
       def init(arg) do

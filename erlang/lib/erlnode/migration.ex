@@ -125,6 +125,7 @@ defmodule Erlnode.Migration do
           | {:accept_timeout, timeout()}
           | {:handover_timeout, timeout()}
           | {:start_timeout, timeout()}
+          | {:pinned, boolean()}
           | {:hook, (atom(), map() -> any()) | {module(), atom(), list()}}
 
   ## ------------------------------------------------------------------
@@ -177,20 +178,22 @@ defmodule Erlnode.Migration do
   @spec members(String.t()) :: [node()]
   def members(type) when is_binary(type), do: GenServer.call(@name, {:members, type})
 
-  @doc "`[{name, type}]` of the migratable processes running on `node`."
+  @doc "`[{name, type}]` of the migratable processes running on `node` (pinned ones included)."
   @spec hosted(node()) :: [{atom(), String.t()}]
-  def hosted(node \\ node()), do: GenServer.call({@name, node}, {@tag, :hosted})
+  def hosted(node \\ node()), do: GenServer.call({@name, node}, {@tag, :status}).hosted
 
   @doc """
   Starts a migratable process on this node and registers it as
   `{:global, name}`. Returns like `GenServer.start/3` (the process is not
-  linked to the caller: it may later leave this node).
+  linked to the caller: it may later leave this node). It runs under
+  `Erlnode.ProcessSupervisor`, which restarts it per the module's
+  `restart:` (from its start arguments: see that module).
   """
   @spec start_process(type_or_module(), term(), atom(), [start_option()]) ::
           GenServer.on_start()
   def start_process(type_or_module, args, name, opts \\ []) when is_atom(name) do
     with {:ok, module} <- resolve_local(type_or_module) do
-      GenServer.start(module, {:"$erlnode_start", args, name, opts}, name: {:global, name})
+      Erlnode.ProcessSupervisor.start_fresh(module, args, name, opts)
     end
   end
 
@@ -306,6 +309,7 @@ defmodule Erlnode.Migration do
   def init(opts) do
     types =
       @default_types
+      |> Map.merge(discovered_types())
       |> Map.merge(Application.get_env(:erlnode_ex, :migration_types, %{}))
       |> Map.merge(Map.new(Keyword.get(opts, :types, %{})))
 
@@ -383,7 +387,7 @@ defmodule Erlnode.Migration do
 
         spawn(fn ->
           reply =
-            case GenServer.start(module, init_arg) do
+            case Erlnode.ProcessSupervisor.start_target(module, init_arg) do
               {:ok, pid} -> {:ok, pid}
               :ignore -> {:error, :ignore}
               {:error, reason} -> {:error, reason}
@@ -428,7 +432,11 @@ defmodule Erlnode.Migration do
     end
   end
 
-  def handle_call({@tag, :hosted}, _from, st), do: {:reply, hosted_here(), st}
+  def handle_call({@tag, :hosted}, _from, st), do: {:reply, movable_here(), st}
+
+  # `erlnode status`: what runs here and the migrations this manager waits for.
+  def handle_call({@tag, :status}, _from, st),
+    do: {:reply, %{hosted: hosted_here(), in_flight: map_size(st.pending), nodes: Node.list()}, st}
 
   def handle_call({@tag, :rebalance, type}, from, st) when is_binary(type) do
     nodes = members_of(st, type)
@@ -575,13 +583,21 @@ defmodule Erlnode.Migration do
     for type <- Enum.uniq(types), into: %{}, do: {type, members_of(st, type)}
   end
 
-  defp hosted_here do
+  defp hosted_here, do: for({name, type, _meta} <- hosted_meta(), do: {name, type})
+
+  # What placement (join, rebalance, other nodes' plans) may move: pinned
+  # processes (`pinned: true` per process or in the module's `use`) are
+  # left out. A graceful leave (drain) still hands them on.
+  defp movable_here,
+    do: for({name, type, meta} <- hosted_meta(), meta.opts[:pinned] != true, do: {name, type})
+
+  defp hosted_meta do
     for name <- :global.registered_names(),
         pid = :global.whereis_name(name),
         is_pid(pid) and node(pid) == node(),
         {:dictionary, dict} <- [Process.info(pid, :dictionary)],
-        %{type: type} <- [dict[Runtime.meta_key()]],
-        do: {name, type}
+        %{type: type} = meta <- [dict[Runtime.meta_key()]],
+        do: {name, type, meta}
   end
 
   ## ------------------------------------------------------------------
@@ -595,7 +611,7 @@ defmodule Erlnode.Migration do
       ring = Ring.new(nodes)
 
       plan =
-        for {name, ^type} <- hosted_here(),
+        for {name, ^type} <- movable_here(),
             Ring.owner(ring, name) == newcomer,
             do: {name, newcomer}
 
@@ -719,7 +735,7 @@ defmodule Erlnode.Migration do
   end
 
   defp hosted_of(n, type) when n == node(),
-    do: {:ok, for({name, ^type} <- hosted_here(), do: name)}
+    do: {:ok, for({name, ^type} <- movable_here(), do: name)}
 
   defp hosted_of(n, type) do
     list = GenServer.call({@name, n}, {@tag, :hosted}, 30_000)
@@ -867,6 +883,19 @@ defmodule Erlnode.Migration do
     String.to_existing_atom(string)
   rescue
     ArgumentError -> nil
+  end
+
+  # `use Erlnode.Migratable, type: "cart"` registers "cart" when the
+  # manager starts: the modules of :erlnode_ex and of every loaded
+  # application that depends on it are looked at once, here.
+  defp discovered_types do
+    for {app, _, _} <- Application.loaded_applications(),
+        app == :erlnode_ex or :erlnode_ex in List.wrap(Application.spec(app, :applications)),
+        module <- List.wrap(Application.spec(app, :modules)),
+        migratable?(module),
+        module.__erlnode_migratable__(:host),
+        into: %{},
+        do: {module.__erlnode_migratable__(:type), module}
   end
 
   @doc false

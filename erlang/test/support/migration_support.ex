@@ -65,6 +65,19 @@ defmodule Erlnode.MigrationSupport do
   end
 
   @doc """
+  True once `peer_node` announced that it hosts `type` (membership comes
+  in the managers' `members` messages), false after `timeout` ms.
+  """
+  def await_member(peer_node, type, timeout \\ 20_000) do
+    deadline = System.monotonic_time(:millisecond) + timeout
+
+    Stream.repeatedly(fn -> peer_node in Erlnode.Migration.members(type) end)
+    |> Enum.find(fn member? ->
+      member? or System.monotonic_time(:millisecond) > deadline or (Process.sleep(20) && false)
+    end)
+  end
+
+  @doc """
   Starts a peer node `peer_<unique>@127.0.0.1` with this VM's cookie, code
   paths and EPMD port, starts `:erlnode_ex` there and registers its stop in
   `on_exit` (`:peer.stop` halts the node: no drain). Returns
@@ -307,7 +320,7 @@ defmodule Erlnode.MigrationSupport do
 
   defmodule PeerOnly do
     @moduledoc "A type only the peers of the placement test register (never this VM)."
-    use Erlnode.Migratable, type: "peer_only"
+    use Erlnode.Migratable, type: "peer_only", host: false
 
     @impl true
     def init(_), do: {:ok, 0}
@@ -318,7 +331,7 @@ defmodule Erlnode.MigrationSupport do
 
   defmodule LocalOnly do
     @moduledoc "A type no peer registers."
-    use Erlnode.Migratable, type: "local_only"
+    use Erlnode.Migratable, type: "local_only", host: false
 
     @impl true
     def init(_), do: {:ok, 0}

@@ -356,12 +356,20 @@ defmodule Erlnode.Migratable.Runtime do
   defp exit_reason(reason), do: reason
 
   defp prepare(ctx, state) do
-    {:ok, ctx.module.prepare_handover_state(state)}
+    {:ok, versioned(ctx.module.__erlnode_migratable__(:version), ctx.module.prepare_handover_state(state))}
   rescue
     e -> {:error, {:prepare_handover_state, Exception.message(e)}}
   catch
     kind, reason -> {:error, {:prepare_handover_state, Exception.format_banner(kind, reason)}}
   end
+
+  # docs/handoff.md, "State versions and unknown fields": version 1
+  # travels bare, the format of nodes without versions.
+  defp versioned(1, hs), do: hs
+  defp versioned(vsn, hs), do: {:"$erlnode_vsn", vsn, hs}
+
+  defp unversioned({:"$erlnode_vsn", vsn, hs}) when is_integer(vsn) and vsn > 0, do: {vsn, hs}
+  defp unversioned(hs), do: {1, hs}
 
   defp kill_target(%{t: t, mon: mon}) do
     Process.exit(t, :kill)
@@ -561,6 +569,13 @@ defmodule Erlnode.Migratable.Runtime do
   end
 
   defp alter(module, state, hs) do
+    {vsn, hs} = unversioned(hs)
+
+    hs =
+      if vsn == module.__erlnode_migratable__(:version),
+        do: hs,
+        else: module.upgrade_state(vsn, hs)
+
     {:ok, module.alter_handover_state(state, hs)}
   rescue
     e -> {:error, {:alter_handover_state, Exception.message(e)}}
