@@ -14,3 +14,4 @@ mod processes;
 mod global;
 mod migration;
 mod placement;
+mod phash2;

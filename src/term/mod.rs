@@ -14,6 +14,7 @@ pub mod decode;
 pub mod encode;
 mod fun;
 mod map_keys;
+pub mod phash2;
 mod reader;
 pub mod serde;
 mod tags;
