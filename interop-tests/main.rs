@@ -15,3 +15,4 @@ mod global;
 mod migration;
 mod placement;
 mod phash2;
+mod horde;

@@ -35,6 +35,11 @@ pub struct RunArgs {
     /// (docs/otp-releases.md).
     #[arg(long, value_name = "ENCODING", default_value = "auto", value_parser = parse_ring_encoding)]
     pub ring_encoding: RingEncodingArg,
+    /// Refuse the liveness checks BEAM libraries make of this node's pids
+    /// (`Process.alive?/1`, `erlang:is_process_alive/1` over erpc/rpc),
+    /// which are answered by default (docs/horde.md).
+    #[arg(long)]
+    pub no_liveness_checks: bool,
     /// Start an account (the example migratable process) registered in
     /// global under NAME (repeatable).
     #[arg(long = "start-account", value_name = "NAME")]
@@ -57,7 +62,8 @@ fn parse_ring_encoding(s: &str) -> Result<RingEncodingArg, String> {
 }
 
 pub async fn run(a: RunArgs) -> ExitCode {
-    let builder = a.opts.apply(crate::Node::builder(a.name.clone())).listen(([0, 0, 0, 0], a.listen_port).into());
+    let builder = a.opts.apply(crate::Node::builder(a.name.clone())).listen(([0, 0, 0, 0], a.listen_port).into())
+        .liveness_checks(!a.no_liveness_checks);
     let node = match builder.start().await {
         Ok(n) => n,
         Err(e) => {
