@@ -254,6 +254,41 @@ fn bits_hash(hash: u32, bytes: &[u8], tail_bits: u8) -> u32 {
     h
 }
 
+/// The hash after a term that holds no other term (funs excepted,
+/// they hold free variables); `None` for the others.
+#[inline]
+fn leaf(hash: u32, t: &Term) -> Option<u32> {
+    Some(match t {
+        Term::Atom(a) => {
+            let h = atom_hash(a);
+            if hash == 0 {
+                h
+            } else {
+                hash1(hash, h, HCONST_3)
+            }
+        }
+        Term::Int(i) => int_hash(hash, *i),
+        Term::Big(b) => big_hash(hash, b),
+        Term::Float(f) => {
+            let f = if *f == 0.0 { 0.0f64 } else { *f };
+            let bits = f.to_bits();
+            hash2(hash, (bits >> 32) as u32, bits as u32, HCONST_12)
+        }
+        Term::Binary(b) => bits_hash(hash, b, 0),
+        Term::BitBinary { bytes, bits } => {
+            if *bits == 0 || bytes.is_empty() {
+                bits_hash(hash, bytes, 0)
+            } else {
+                bits_hash(hash, bytes, (*bits).min(7))
+            }
+        }
+        Term::Pid(p) => hash1(hash, p.id, HCONST_5),
+        Term::Port(p) => hash2(hash, p.id as u32, (p.id >> 32) as u32, HCONST_6),
+        Term::Ref(r) => hash1(hash, r.ids.first().copied().unwrap_or(0), HCONST_7),
+        Term::List(_) | Term::ImproperList(..) | Term::Tuple(_) | Term::Map(_) | Term::Fun(_) => return None,
+    })
+}
+
 /// What is left to hash.
 enum Op<'a> {
     Term(&'a Term),
@@ -281,25 +316,6 @@ impl<'a> Walk<'a> {
         loop {
             match op {
                 Op::Term(t) => match t {
-                    Term::Atom(a) => {
-                        let h = atom_hash(a);
-                        hash = if hash == 0 { h } else { hash1(hash, h, HCONST_3) };
-                    }
-                    Term::Int(i) => hash = int_hash(hash, *i),
-                    Term::Big(b) => hash = big_hash(hash, b),
-                    Term::Float(f) => {
-                        let f = if *f == 0.0 { 0.0f64 } else { *f };
-                        let bits = f.to_bits();
-                        hash = hash2(hash, (bits >> 32) as u32, bits as u32, HCONST_12);
-                    }
-                    Term::Binary(b) => hash = bits_hash(hash, b, 0),
-                    Term::BitBinary { bytes, bits } => {
-                        hash = if *bits == 0 || bytes.is_empty() {
-                            bits_hash(hash, bytes, 0)
-                        } else {
-                            bits_hash(hash, bytes, (*bits).min(7))
-                        }
-                    }
                     Term::List(v) if v.is_empty() => {
                         hash = if hash == 0 { NIL_FIRST } else { hash1(hash, NIL_DEF, HCONST_2) };
                     }
@@ -317,7 +333,13 @@ impl<'a> Walk<'a> {
                     }
                     Term::Tuple(v) => {
                         hash = hash1(hash, v.len() as u32, HCONST_9);
-                        if let Some((first, rest)) = v.split_first() {
+                        // Leading leaves inline; the rest through the stack.
+                        let mut i = 0;
+                        while let Some(h) = v.get(i).and_then(|e| leaf(hash, e)) {
+                            hash = h;
+                            i += 1;
+                        }
+                        if let Some((first, rest)) = v[i..].split_first() {
                             self.stack.extend(rest.iter().rev().map(Op::Term));
                             op = Op::Term(first);
                             continue;
@@ -329,19 +351,22 @@ impl<'a> Walk<'a> {
                             self.stack.push(Op::MapTail { hash, xor });
                             hash = 0;
                             xor = 0;
+                            // Pair hashes are XORed, so their order is free:
+                            // pairs of leaves are hashed at once.
                             for (k, v) in m.iter().rev() {
-                                self.stack.push(Op::MapPair);
-                                self.stack.push(Op::Term(v));
-                                self.stack.push(Op::Term(k));
+                                match leaf(0, k).and_then(|h| leaf(h, v)) {
+                                    Some(pair) => xor ^= pair,
+                                    None => {
+                                        self.stack.push(Op::MapPair);
+                                        self.stack.push(Op::Term(v));
+                                        self.stack.push(Op::Term(k));
+                                    }
+                                }
                             }
                         }
                     }
-                    Term::Pid(p) => hash = hash1(hash, p.id, HCONST_5),
-                    Term::Port(p) => hash = hash2(hash, p.id as u32, (p.id >> 32) as u32, HCONST_6),
-                    Term::Ref(r) => {
-                        hash = hash1(hash, r.ids.first().copied().unwrap_or(0), HCONST_7)
-                    }
                     Term::Fun(f) => hash = self.fun(hash, f),
+                    t => hash = leaf(hash, t).expect("every other term is a leaf"),
                 },
                 Op::Cells(items, tail) => {
                     // The string fast path: bytes packed four to a word.
