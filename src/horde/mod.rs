@@ -8,9 +8,12 @@
 //! `erlang:phash2/1,2`:
 //!
 //! - [`libring`]: libring's `HashRing` and Horde's `UniformDistribution`
-//!   placement of DynamicSupervisor children.
+//!   placement of DynamicSupervisor children;
+//! - [`merkle`]: MerkleMap's tree, its shape and hashes, which DeltaCrdt's
+//!   sync compares level by level.
 //!
 //! No networking lives here: the processes that speak Horde's messages
 //! build on these functions.
 
 pub mod libring;
+pub mod merkle;
