@@ -10,10 +10,12 @@
 //! - [`libring`]: libring's `HashRing` and Horde's `UniformDistribution`
 //!   placement of DynamicSupervisor children;
 //! - [`merkle`]: MerkleMap's tree, its shape and hashes, which DeltaCrdt's
-//!   sync compares level by level.
+//!   sync compares level by level;
+//! - [`awlww`]: DeltaCrdt's `AWLWWMap` join and read, and its BEAM shape.
 //!
 //! No networking lives here: the processes that speak Horde's messages
 //! build on these functions.
 
+pub mod awlww;
 pub mod libring;
 pub mod merkle;
