@@ -25,3 +25,5 @@ mod processhub;
 mod guide;
 mod state_versions;
 mod cli_client;
+mod phash2;
+mod horde;

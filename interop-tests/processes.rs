@@ -1002,7 +1002,8 @@ async fn spawn_and_rpc_into_erlnode_fail_promptly() {
     assert_eq!(ex(&c.beam, "{1 + 1, Node.ping(node), node in Node.list()}", &[("node", &node)]).await,
         Term::tuple([Term::Int(2), atom("pong"), atom("true")]));
 
-    // Liveness checks, once allowed.
+    // Liveness checks: answered by default (allowing them again is
+    // harmless).
     c.rust.allow_liveness_checks();
     let live = c.rust.spawn_mailbox();
     let dead = c.rust.spawn_mailbox().pid().clone();

@@ -174,6 +174,7 @@ pub mod examples;
 pub mod gen_server;
 pub mod global;
 pub mod handshake;
+pub mod horde;
 pub mod migration;
 pub mod node;
 pub mod pg;

@@ -2,6 +2,9 @@
 //! the real library (sile/hash_ring 0.4.2 on OTP 25), copied from
 //! ../shared/vectors.
 
+mod common;
+
+use common::b64;
 use erlnode::migration::ring::{Ring, RingEncoding};
 use erlnode::term::{decode, Atom};
 
@@ -13,22 +16,6 @@ fn field<'a>(line: &'a str, key: &str) -> &'a str {
 fn strings(list: &str) -> Vec<String> {
     let end = list.find(']').unwrap();
     list[1..end].split(',').map(|s| s.trim().trim_matches('"').to_string()).collect()
-}
-
-fn b64(s: &str) -> Vec<u8> {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = vec![];
-    let mut buf = 0u32;
-    let mut bits = 0;
-    for c in s.bytes().take_while(|c| *c != b'=') {
-        buf = (buf << 6) | T.iter().position(|x| *x == c).unwrap() as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-        }
-    }
-    out
 }
 
 /// Checks every vector of a file with `encoding`; returns how many.

@@ -52,6 +52,11 @@ pub struct RunArgs {
     /// (docs/otp-releases.md).
     #[arg(long, value_name = "ENCODING", default_value = "auto", value_parser = parse_ring_encoding)]
     pub ring_encoding: RingEncodingArg,
+    /// Refuse the liveness checks BEAM libraries make of this node's pids
+    /// (`Process.alive?/1`, `erlang:is_process_alive/1` over erpc/rpc),
+    /// which are answered by default (docs/horde.md).
+    #[arg(long)]
+    pub no_liveness_checks: bool,
     /// Start an account (the example migratable process) registered in
     /// global under NAME (repeatable).
     #[arg(long = "start-account", value_name = "NAME")]
@@ -116,7 +121,8 @@ pub async fn run(a: RunArgs) -> ExitCode {
         .opts
         .apply(crate::Node::builder(a.name.clone()))
         .listen((a.listen_address, a.listen_port).into())
-        .max_handshakes(a.max_handshakes);
+        .max_handshakes(a.max_handshakes)
+        .liveness_checks(!a.no_liveness_checks);
     if let (Some(min), Some(max)) = (a.inet_dist_listen_min, a.inet_dist_listen_max) {
         builder = builder.listen_port_range(min, max);
     }

@@ -45,6 +45,11 @@ pub struct NodeConfig {
     pub flags: u64,
     /// Run `global_name_server` (cluster-wide names, see `crate::global`).
     pub global: bool,
+    /// Answer the liveness checks BEAM libraries make of erlnode pids
+    /// (`Process.alive?/1`, `erlang:is_process_alive/1` over erpc/rpc;
+    /// see [`Node::allow_liveness_checks`]). Default: yes, since Horde's
+    /// registry raises on every node when they are refused.
+    pub liveness_checks: bool,
 }
 
 impl NodeConfig {
@@ -68,6 +73,7 @@ impl NodeConfig {
             input_budget: crate::connection::budget::DEFAULT_INPUT_BUDGET,
             flags: flags::ERLNODE_DEFAULT,
             global: true,
+            liveness_checks: true,
         }
     }
 }
@@ -165,6 +171,13 @@ impl NodeBuilder {
         self.cfg.global = yes;
         self
     }
+    /// Whether to answer liveness checks of local pids (default: yes;
+    /// `NodeConfig::liveness_checks`). Without them Horde's
+    /// `Registry.lookup/2` of an erlnode pid raises `{:erpc, :notsup}`.
+    pub fn liveness_checks(mut self, yes: bool) -> Self {
+        self.cfg.liveness_checks = yes;
+        self
+    }
     pub fn config(&self) -> &NodeConfig {
         &self.cfg
     }
@@ -223,6 +236,10 @@ impl NodeBuilder {
             migration: Default::default(),
             cfg,
         });
+        // Before the listener runs, so no peer's check is ever refused.
+        if inner.cfg.liveness_checks {
+            Node { inner: inner.clone() }.allow_liveness_checks();
+        }
         // Before the listener runs, so global sees every nodeup.
         if inner.cfg.global {
             let core = crate::global::start(&Node { inner: inner.clone() })?;

@@ -175,7 +175,10 @@ impl Node {
 
     /// Allow-lists the liveness checks peers make of erlnode pids
     /// (`Process.alive?/1`, `erlang:is_process_alive/1`; Horde's registry
-    /// uses the former).
+    /// uses the former). Every node does this at start unless built with
+    /// `liveness_checks(false)`; both answer whether the pid is a live local
+    /// process (`false` for any other pid) and fail with `badarg` for a
+    /// non-pid argument (docs/horde.md).
     pub fn allow_liveness_checks(&self) {
         let alive = |node: &Node, args: &[Term]| match args {
             [Term::Pid(p)] => Ok(Term::atom(if node.is_alive(p) { "true" } else { "false" })),

@@ -16,6 +16,7 @@ pub mod decode;
 pub mod encode;
 mod fun;
 mod map_keys;
+pub mod phash2;
 mod reader;
 mod record;
 pub mod serde;

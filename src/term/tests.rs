@@ -241,6 +241,21 @@ fn duplicate_map_keys_are_rejected() {
 }
 
 #[test]
+fn zero_floats_of_both_signs_are_two_map_keys() {
+    // OTP 27: term_to_binary(#{0.0 => a, -0.0 => b}) has two keys.
+    let m = |k2: f64| Term::Map(vec![(Term::Float(0.0), Term::atom("a")), (Term::Float(k2), Term::atom("b"))]);
+    assert_eq!(decode(&encode(&m(-0.0))).unwrap(), m(-0.0));
+    assert!(decode(&encode(&m(0.0))).is_err());
+    // The same inside keys, above the pairwise threshold.
+    let mut entries: Vec<(Term, Term)> = (0..40).map(|i| (Term::tuple([int(i)]), int(i))).collect();
+    entries.push((Term::tuple([Term::Float(0.0)]), int(1)));
+    entries.push((Term::tuple([Term::Float(-0.0)]), int(2)));
+    assert!(decode(&encode(&Term::Map(entries.clone()))).is_ok());
+    entries.push((Term::tuple([Term::Float(-0.0)]), int(3)));
+    assert!(decode(&encode(&Term::Map(entries))).is_err());
+}
+
+#[test]
 fn binaries() {
     // term_to_binary(<<1,2,3>>)
     otp25(&[131, 109, 0, 0, 0, 3, 1, 2, 3], Term::binary(vec![1, 2, 3]));
