@@ -167,7 +167,7 @@ async fn record_sent_by_erlnode() {
         .eval(&format!(
             "Rust = '{}',
              {{rec_probe, Rust}} ! {{self(), make}},
-             Got = fun G(Acc) -> receive {{after_rec, 2}} -> lists:reverse(Acc); M -> G([M | Acc]) after 10000 -> timeout end end,
+             Got = fun G(Acc) -> receive {{after_rec, 2}} -> lists:reverse(Acc); M -> G([M | Acc]) after 30000 -> timeout end end,
              Msgs = Got([]),
              Pong = net_adm:ping(Rust),
              Same = case erlang:function_exported(records, create, 4) orelse code:ensure_loaded(records) =:= {{module, records}} of
