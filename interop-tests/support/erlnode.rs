@@ -222,12 +222,23 @@ impl Erlnode {
         send_signal(self.pid, sig)
     }
 
-    /// Waits (bounded) for the process to exit.
+    /// Waits (bounded) for the process to exit, then (at most 5 s more)
+    /// for its stdout and stderr to reach EOF, so that [`output`](Self::output)
+    /// holds every line it wrote: the exit can be seen before the readers
+    /// have taken the last lines from the pipes.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        tokio::time::timeout(timeout, self.child.wait())
-            .await
-            .ok()
-            .and_then(|r| r.ok())
+        let status = tokio::time::timeout(timeout, self.child.wait()).await.ok().and_then(|r| r.ok())?;
+        let drained = async {
+            loop {
+                let changed = self.shared.changed.notified();
+                if self.shared.out.lock().unwrap().closed >= 2 {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), drained).await;
+        Some(status)
     }
 
     /// SIGKILLs by pid and waits for the exit.
