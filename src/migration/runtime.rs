@@ -118,6 +118,11 @@ pub(crate) async fn run_target<M: Migratable>(mut mb: Mailbox, mut meta: Meta, a
         }
     }
     let me = mb.pid().clone();
+    // Hosted from the accept on: the source may point the name here and
+    // answer the requester before we see `switched`, and a table that
+    // lags the name would hide the process from this node's plans and
+    // its `hosted` answer. If we die from here on, on_exit removes it.
+    meta.hosted.insert(meta.name.clone(), meta.type_name, me.clone());
     mb.send(&source, Op::Accepted { reference: reference.clone(), target: me.clone() }.to_term());
     if let Some(r) = stop {
         st.terminate(&r, &mut mb).await;
