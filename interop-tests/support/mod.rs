@@ -11,6 +11,7 @@ mod beam;
 mod epmd;
 mod erlnode;
 mod proc;
+pub mod netns;
 pub mod otp;
 
 pub use beam::{BeamNode, BeamNodeBuilder};
