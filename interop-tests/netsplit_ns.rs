@@ -514,3 +514,38 @@ async fn a_netsplit_during_a_migration_leaves_the_process_exactly_once() {
     }
     c.shutdown().await;
 }
+
+/// The harness itself: a test that panics with a pair of namespaces, a
+/// BEAM node and a Rust node in them leaves nothing behind (namespaces,
+/// veth ends, processes), and the test's addresses never appear in the
+/// host's namespace.
+#[tokio::test(flavor = "multi_thread")]
+async fn namespaces_and_nodes_are_gone_after_a_panicking_test() {
+    support::require_erlang();
+    support::netns::require_netns();
+    let seen: Arc<std::sync::Mutex<Option<(Vec<String>, u32)>>> = Arc::default();
+    let seen2 = seen.clone();
+    let failed = tokio::spawn(async move {
+        let net = NetPair::new().await;
+        let cookie = support::unique("nsdrop");
+        let b = net.a.beam("dropped", &cookie, TICK).start().await;
+        let r = RustNode::start(&net.b, "dropped", &cookie).await;
+        assert!(b.try_eval(&format!("net_adm:ping('{}')", r.name())).await == Ok(Term::atom("pong")), "a reaches b");
+        // The host's namespace has none of the test's addresses.
+        let host = std::process::Command::new("ip").args(["-4", "-o", "addr", "show"]).output().expect("ip addr");
+        let host = String::from_utf8_lossy(&host.stdout);
+        assert!(!host.contains(support::netns::ADDR_A) && !host.contains(support::netns::ADDR_B), "host addresses: {host}");
+        *seen2.lock().unwrap() = Some((net.namespaces(), b.os_pid()));
+        panic!("deliberate panic with the namespaces up");
+    })
+    .await;
+    assert!(failed.as_ref().is_err_and(|e| e.is_panic()), "the inner test panicked: {failed:?}");
+    let (namespaces, beam_pid) = seen.lock().unwrap().clone().expect("the inner test got as far as the panic");
+    assert_eq!(namespaces.len(), 2);
+    for ns in &namespaces {
+        assert!(!support::netns::netns_exists(ns), "namespace {ns} deleted after the panic");
+        let link = std::process::Command::new("ip").args(["link", "show", "dev", ns]).output().expect("ip link");
+        assert!(!link.status.success(), "no veth end {ns} left in the host's namespace");
+    }
+    assert!(support::wait_pid_gone(beam_pid, Duration::from_secs(10)).await, "the BEAM node {beam_pid} was killed");
+}
