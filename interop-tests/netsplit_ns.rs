@@ -315,9 +315,11 @@ async fn a_healed_partition_keeps_one_owner_per_name_as_otp_resolves_it() {
     let c = Cluster::start("nsplit").await;
     let namespaces = c.net.namespaces();
 
+    let cut = std::time::Instant::now();
     c.net.cut();
     let sides = c.sides();
     c.wait_connected(&[&sides[0][..], &sides[1][..]], "each side sees only itself after the cut").await;
+    eprintln!("netsplit: each side saw only itself {:.1} s after the cut (net_ticktime {TICK} s)", cut.elapsed().as_secs_f64());
 
     let u = support::unique("n");
     let names = [format!("ex_{u}"), format!("rs_{u}"), format!("mix_{u}"), format!("xim_{u}"), format!("mig_{u}")];
@@ -359,10 +361,12 @@ async fn a_healed_partition_keeps_one_owner_per_name_as_otp_resolves_it() {
         assert_eq!(c.eb.eval(&format!("global:whereis_name('{n}')")).await, *pb, "{n} on side b");
     }
 
+    let healed = std::time::Instant::now();
     c.net.heal();
     let all = c.names();
     c.wait_connected(&[&all[..]], "every node reconnected after the heal").await;
     c.sync().await;
+    eprintln!("netsplit: every node reconnected and global synced {:.1} s after the heal", healed.elapsed().as_secs_f64());
 
     let deadline = tokio::time::Instant::now() + T;
     for ((n, pa, pb), (ba, bb)) in regs.iter().zip(&built) {
@@ -513,6 +517,36 @@ async fn a_netsplit_during_a_migration_leaves_the_process_exactly_once() {
         }
     }
     c.shutdown().await;
+}
+
+/// `erlnode run --connect` across a real partition: the CLI node (side
+/// a) loses its peer (side b) at the cut and dials it again by itself
+/// after the heal, without anyone pinging.
+#[tokio::test(flavor = "multi_thread")]
+async fn erlnode_run_redials_its_connect_peer_after_the_heal() {
+    support::require_erlang();
+    support::netns::require_netns();
+    let net = NetPair::new().await;
+    let cookie = support::unique("nscli");
+    let eb = net.b.beam("eb", &cookie, TICK).start().await;
+    let name = net.a.node_name("cli");
+    let cli = net.a.erlnode_run(&name, &cookie, TICK, &["--no-migration", "--connect", eb.name()]).await;
+    assert_eq!(eb.eval("net_kernel:monitor_nodes(true)").await, Term::atom("ok"));
+    let up = format!("case lists:member('{name}', nodes()) of true -> true; false -> receive {{nodeup, '{name}'}} -> true after 30000 -> false end end");
+    assert_eq!(eb.eval(&up).await, Term::atom("true"), "the CLI node connected to its --connect peer");
+
+    let from = cli.line_count();
+    net.cut();
+    let down = eb.eval(&format!("receive {{nodedown, '{name}'}} -> true after 30000 -> false end")).await;
+    assert_eq!(down, Term::atom("true"), "b saw the CLI node go down");
+    cli.wait_for_line_after(from, "peer left", T).await.expect("the CLI node saw its peer go down");
+    let healed_from = cli.line_count();
+    net.heal();
+    // Nobody pings: the CLI node dials b again by itself.
+    let again = eb.eval(&format!("receive {{nodeup, '{name}'}} -> true after 40000 -> false end")).await;
+    assert_eq!(again, Term::atom("true"), "the CLI node reconnected by itself after the heal");
+    cli.wait_for_line_after(healed_from, "connected (kept connected)", T).await.expect("the CLI node logged the redial");
+    assert_eq!(eb.eval(&format!("net_adm:ping('{name}')")).await, Term::atom("pong"));
 }
 
 /// The harness itself: a test that panics with a pair of namespaces, a

@@ -9,7 +9,7 @@
 
 mod beam;
 mod epmd;
-mod erlnode;
+pub(crate) mod erlnode;
 mod proc;
 pub mod netns;
 pub mod otp;

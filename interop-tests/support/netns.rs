@@ -125,6 +125,28 @@ impl Side {
             .arg(&ticktime.to_string())
     }
 
+    /// `erlnode run --name NAME` inside this namespace (`ip netns exec`
+    /// execs it: kill-by-pid holds), listening on the side's address,
+    /// registered with the side's epmd, with `--net-ticktime ticktime` and
+    /// `extra` arguments; waits for its `node up` line.
+    pub async fn erlnode_run(&self, name: &str, cookie: &str, ticktime: u32, extra: &[&str]) -> super::Erlnode {
+        let bin = super::Erlnode::bin();
+        let (port, tick) = (EPMD_PORT.to_string(), ticktime.to_string());
+        let mut args: Vec<&std::ffi::OsStr> = vec!["netns".as_ref(), "exec".as_ref(), self.ns.as_ref(), bin.as_os_str()];
+        for a in ["run", "--name", name, "--cookie", cookie, "--epmd-port", &port, "--no-embedded-epmd"] {
+            args.push(a.as_ref());
+        }
+        for a in ["--listen-address", self.addr, "--net-ticktime", &tick] {
+            args.push(a.as_ref());
+        }
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        let node = super::Erlnode::spawn_program("ip", args, &[]);
+        if let Err(e) = node.wait_for_line("node up", super::erlnode::UP_TIMEOUT).await {
+            panic!("erlnode {name} in {} did not come up: {e}", self.ns);
+        }
+        node
+    }
+
     /// A tokio runtime whose thread is inside this namespace, for
     /// in-process Rust nodes of this side.
     pub fn runtime(&self) -> NsRuntime {
