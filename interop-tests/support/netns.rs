@@ -2,8 +2,10 @@
 //! joined by one veth link, made by the test and deleted on drop (also
 //! when the test panics).
 //!
-//! Each [`NetPair`] makes its own namespaces `en<pid><n>a` and
-//! `en<pid><n>b` and a veth pair with the same names, one end in each.
+//! Each [`NetPair`] makes its own namespaces `en<pid>_<n>a` and
+//! `en<pid>_<n>b` and a veth pair with the same names, one end in each.
+//! (Those a SIGKILLed test process left behind are deleted by the next
+//! [`NetPair::new`].)
 //! Addresses ([`ADDR_A`], [`ADDR_B`]) exist only on those two veth ends,
 //! inside those namespaces: nothing is routed anywhere else, and the
 //! host's network is never touched. Each namespace gets its own `epmd` on
@@ -168,7 +170,8 @@ impl NetPair {
     pub async fn new() -> NetPair {
         require_netns();
         static N: AtomicU32 = AtomicU32::new(0);
-        let base = format!("en{}{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        remove_stale();
+        let base = format!("en{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
         assert!(base.len() < 15, "interface name {base}a is too long");
         let (na, nb) = (format!("{base}a"), format!("{base}b"));
         let mut pair = NetPair {
@@ -224,6 +227,21 @@ impl Drop for NetPair {
             if let Err(e) = ip(&["netns", "del", &ns]) {
                 eprintln!("netns cleanup: {e}");
             }
+        }
+    }
+}
+
+/// Deletes the namespaces a test process that no longer exists left
+/// behind (it was SIGKILLed before its drops ran): only names of this
+/// harness's exact shape, `en<pid>_<n>a|b`, whose pid is gone.
+fn remove_stale() {
+    let Ok(out) = StdCommand::new("ip").args(["netns", "list"]).output() else { return };
+    for ns in String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(rest) = ns.strip_prefix("en").and_then(|r| r.strip_suffix(['a', 'b'])) else { continue };
+        let Some((pid, n)) = rest.split_once('_') else { continue };
+        let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
+        if digits(pid) && digits(n) && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = ip(&["netns", "del", ns]);
         }
     }
 }
