@@ -14,6 +14,7 @@ mod backpressure;
 mod limits;
 mod epmd_daemon;
 mod netsplit;
+mod netsplit_ns;
 mod processes;
 mod global;
 mod migration;

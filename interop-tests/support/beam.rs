@@ -150,6 +150,10 @@ pub struct BeamNodeBuilder {
     /// the root `r`; `None`: the run's default ([`super::otp::suite_root`]).
     otp_root: Option<Option<PathBuf>>,
     erlnode_ex: bool,
+    /// Network namespace to start the node in (`ip netns exec NS ...`).
+    netns: Option<String>,
+    /// `inet_dist_use_interface` (default 127.0.0.1).
+    interface: Option<std::net::Ipv4Addr>,
 }
 
 impl BeamNodeBuilder {
@@ -206,6 +210,19 @@ impl BeamNodeBuilder {
         self.elixir |= yes;
         self
     }
+    /// Start the node inside network namespace `ns` (`ip netns exec NS`,
+    /// which execs: the child's pid stays the BEAM's). Composes with an
+    /// OTP root: `ip netns exec NS chroot ROOT ... erl`.
+    pub fn netns(mut self, ns: &str) -> Self {
+        self.netns = Some(ns.to_string());
+        self
+    }
+    /// The address the distribution listens on (`-kernel
+    /// inet_dist_use_interface`), 127.0.0.1 by default.
+    pub fn interface(mut self, ip: &str) -> Self {
+        self.interface = Some(ip.parse().unwrap_or_else(|e| panic!("interface {ip:?}: {e}")));
+        self
+    }
     /// Run the node on OTP `release` whatever the run's default is (25:
     /// the host's; 27, 29: their Debian roots), for mixed-release tests.
     pub fn otp(mut self, release: u32) -> Self {
@@ -240,10 +257,26 @@ impl BeamNodeBuilder {
         };
         // In a root, `chroot` and `env` exec into `erl`, which execs the
         // emulator: the child's pid stays the BEAM's, so kill-by-pid holds.
+        // `ip netns exec NS` execs its command too.
+        let mut prefix = match &self.netns {
+            None => None,
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]);
+                Some(c)
+            }
+        };
+        let mut program = |p: &str| match prefix.take() {
+            None => Command::new(p),
+            Some(mut c) => {
+                c.arg(p);
+                c
+            }
+        };
         let mut cmd = match &root {
-            None => Command::new("erl"),
+            None => program("erl"),
             Some(r) => {
-                let mut c = Command::new("chroot");
+                let mut c = program("chroot");
                 c.arg(r).args(["env", "HOME=/tmp", "LANG=C.UTF-8", "PATH=/usr/bin:/bin", "/usr/bin/erl"]);
                 c
             }
@@ -261,7 +294,8 @@ impl BeamNodeBuilder {
             "-setcookie",
             &cookie,
         ]);
-        cmd.args(["-kernel", "inet_dist_use_interface", "{127,0,0,1}"]);
+        let [i1, i2, i3, i4] = self.interface.unwrap_or(std::net::Ipv4Addr::LOCALHOST).octets();
+        cmd.args(["-kernel", "inet_dist_use_interface", &format!("{{{i1},{i2},{i3},{i4}}}")]);
         if self.hidden {
             cmd.arg("-hidden");
         }

@@ -9,8 +9,9 @@
 
 mod beam;
 mod epmd;
-mod erlnode;
+pub(crate) mod erlnode;
 mod proc;
+pub mod netns;
 pub mod otp;
 
 pub use beam::{BeamNode, BeamNodeBuilder};
