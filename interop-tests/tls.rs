@@ -1,0 +1,285 @@
+//! Issue 13, item 3: TLS distribution interoperable with OTP's
+//! `inet_tls_dist`. Real `erl` nodes started with `-proto_dist inet_tls
+//! -ssl_dist_optfile FILE`, erlnode with the same option file; the
+//! certificates are made by the test with the `openssl` CLI.
+//!
+//! In a matrix run (`ERLNODE_TEST_OTP_ROOT`) the BEAM nodes run in a
+//! chroot: the certificates are then written under the root's `/tmp` and
+//! the BEAM's option file names them as the chroot sees them.
+
+use crate::global::poll;
+use crate::support::{self, BeamNode, Epmd, Erlnode};
+use erlnode::tls::TlsConfig;
+use erlnode::{Node, Term};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+/// A CA, a node certificate it signed (for 127.0.0.1), and a rogue CA
+/// with a certificate of its own, plus the option files.
+struct Certs {
+    _dir: tempfile::TempDir,
+    /// Option files with host paths (for erlnode).
+    good_host: PathBuf,
+    /// The same as the BEAM nodes see them.
+    good_beam: PathBuf,
+    /// A node whose certificate the good CA did not sign; it trusts both
+    /// CAs, so that the refusal is erlnode's own verification at work.
+    rogue_beam: PathBuf,
+    rogue_host: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("the openssl CLI runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn make_ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &format!("{name}.key"),
+            "-out", &format!("{name}.pem"), "-days", "2", "-subj", &format!("/CN=erlnode test {name}"),
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+}
+
+fn make_cert(dir: &Path, name: &str, ca: &str) {
+    openssl(
+        dir,
+        &[
+            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &format!("{name}.key"), "-out",
+            &format!("{name}.csr"), "-subj", "/CN=127.0.0.1",
+        ],
+    );
+    // OTP checks the host as a DNS id ("127.0.0.1"), rustls as an IP
+    // address: the certificate carries both.
+    std::fs::write(
+        dir.join(format!("{name}.ext")),
+        "subjectAltName=IP:127.0.0.1,DNS:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509", "-req", "-in", &format!("{name}.csr"), "-CA", &format!("{ca}.pem"), "-CAkey", &format!("{ca}.key"),
+            "-CAcreateserial", "-out", &format!("{name}.pem"), "-days", "2", "-extfile", &format!("{name}.ext"),
+        ],
+    );
+}
+
+fn optfile(dir: &Path, file: &str, seen_as: &Path, cert: &str, cacert: &str) -> PathBuf {
+    let p = |f: &str| seen_as.join(f).display().to_string();
+    let side = format!(
+        "[{{certfile, \"{}\"}}, {{keyfile, \"{}\"}}, {{cacertfile, \"{}\"}}, {{verify, verify_peer}}",
+        p(&format!("{cert}.pem")),
+        p(&format!("{cert}.key")),
+        p(&format!("{cacert}.pem"))
+    );
+    let text = format!("%% made by interop-tests/tls.rs\n[{{server, {side}, {{fail_if_no_peer_cert, true}}]}},\n {{client, {side}]}}].\n");
+    let path = dir.join(file);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+impl Certs {
+    fn new() -> Certs {
+        let root = support::otp::suite_root();
+        let dir = match root {
+            Some(r) => tempfile::Builder::new().prefix("erlnode-tls").tempdir_in(r.join("tmp")).expect("a temp dir in the OTP root's /tmp"),
+            None => tempfile::Builder::new().prefix("erlnode-tls").tempdir().unwrap(),
+        };
+        let d = dir.path();
+        make_ca(d, "ca");
+        make_cert(d, "node", "ca");
+        make_ca(d, "rogue_ca");
+        make_cert(d, "rogue", "rogue_ca");
+        let both = [std::fs::read_to_string(d.join("ca.pem")).unwrap(), std::fs::read_to_string(d.join("rogue_ca.pem")).unwrap()].concat();
+        std::fs::write(d.join("both_cas.pem"), both).unwrap();
+        let beam_dir = match root {
+            Some(r) => support::otp::inside(r, d),
+            None => d.to_path_buf(),
+        };
+        Certs {
+            good_host: optfile(d, "good_host.conf", d, "node", "ca"),
+            good_beam: optfile(d, "good_beam.conf", &beam_dir, "node", "ca"),
+            rogue_host: optfile(d, "rogue_host.conf", d, "rogue", "both_cas"),
+            rogue_beam: optfile(d, "rogue_beam.conf", &beam_dir, "rogue", "both_cas"),
+            _dir: dir,
+        }
+    }
+}
+
+async fn tls_beam(prefix: &str, cookie: &str, epmd: u16, optfile: &Path, elixir: bool) -> BeamNode {
+    BeamNode::builder()
+        .prefix(prefix)
+        .cookie(cookie)
+        .epmd_port(epmd)
+        .elixir(elixir)
+        .arg("-proto_dist")
+        .arg("inet_tls")
+        .arg("-ssl_dist_optfile")
+        .arg(&optfile.display().to_string())
+        .start()
+        .await
+}
+
+async fn tls_rust(cookie: &str, epmd: u16, optfile: &Path) -> Node {
+    Node::builder(format!("{}@127.0.0.1", support::unique("rtls")))
+        .cookie(cookie)
+        .epmd_port(epmd)
+        .embedded_epmd(false)
+        .tls(TlsConfig::from_ssl_dist_optfile(optfile).expect("the option file loads"))
+        .start()
+        .await
+        .expect("rust node starts")
+}
+
+/// `erlnode run` over TLS; returns its name and the process.
+async fn tls_erlnode_run(cookie: &str, epmd: u16, optfile: &Path) -> (String, Erlnode) {
+    let name = format!("{}@127.0.0.1", support::unique("rtls"));
+    let opt = optfile.display().to_string();
+    let node = Erlnode::run(&name, cookie, epmd, &["--no-embedded-epmd", "--proto-dist", "inet_tls", "--ssl-dist-optfile", &opt]).await;
+    (name, node)
+}
+
+/// `erlnode ping` over TLS; returns (success, output).
+async fn cli_ping(target: &str, cookie: &str, epmd: u16, optfile: &Path) -> (bool, Vec<String>) {
+    let mut cli = Erlnode::spawn([
+        "ping",
+        target,
+        "--cookie",
+        cookie,
+        "--epmd-port",
+        epmd.to_string().as_str(),
+        "--proto-dist",
+        "inet_tls",
+        "--ssl-dist-optfile",
+        optfile.display().to_string().as_str(),
+        "--timeout",
+        "10",
+        "-v",
+    ]);
+    let status = cli.wait_exit(T).await.expect("erlnode ping exits");
+    (status.success(), cli.output())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_ping_calls_global_and_50mb_both_ways() {
+    support::require_erlang();
+    crate::global::init_log();
+    let certs = Certs::new();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let beam = tls_beam("tls", &cookie, epmd.port(), &certs.good_beam, true).await;
+    let rust = tls_rust(&cookie, epmd.port(), &certs.good_host).await;
+    let rn = rust.name().to_string();
+    erlnode::services::echo::spawn(&rust, "erlnode_echo").expect("echo starts");
+
+    // The BEAM really runs TLS distribution.
+    assert_eq!(beam.eval("init:get_argument(proto_dist) =:= {ok, [[\"inet_tls\"]]}").await, Term::atom("true"));
+
+    // Ping both ways, and the CLI (its own node, over TLS).
+    assert_eq!(beam.eval(&format!("net_adm:ping('{rn}')")).await, Term::atom("pong"), "erl -> erlnode over TLS");
+    assert!(rust.ping(beam.name()).await, "erlnode -> erl over TLS");
+    let (ok, out) = cli_ping(beam.name(), &cookie, epmd.port(), &certs.good_host).await;
+    assert!(ok && out.iter().any(|l| l.contains("pong")), "erlnode ping over TLS: {out:?}");
+    // The link is TLS: the BEAM's distribution controller is an ssl one.
+    let ctrl = beam.eval(&format!("is_pid(proplists:get_value('{rn}', erlang:system_info(dist_ctrl)))")).await;
+    assert_eq!(ctrl, Term::atom("true"), "inet_tls_dist controls the link with a process (a TCP link has a port)");
+
+    // GenServer calls both ways.
+    let r = beam.eval(&format!("gen_server:call({{erlnode_echo, '{rn}'}}, hello_tls)")).await;
+    assert_eq!(r, Term::tuple([Term::atom("echo"), Term::atom("hello_tls")]));
+    beam.eval_elixir("{:ok, _} = Agent.start(fn -> 41 end, name: :tls_agent)").await;
+    let mut mb = rust.spawn_mailbox();
+    let get = Term::tuple([Term::atom("get"), Term::tuple([Term::atom("erlang"), Term::atom("+"), Term::list([Term::Int(1)])])]);
+    assert_eq!(mb.call(("tls_agent", beam.name()), get, T).await, Ok(Term::Int(42)), "erlnode calls an Agent over TLS");
+
+    // global: each side registers, the other sees it.
+    assert_eq!(beam.try_eval_timeout("global:sync()", T).await, Ok(Term::atom("ok")));
+    rust.global().sync(T).await.expect("rust global sync");
+    let echo = erlnode::services::echo::spawn_unregistered(&rust);
+    assert_eq!(rust.global().register_name(Term::atom("tls_rust_echo"), &echo).await, Ok(true));
+    assert_eq!(beam.eval("global:whereis_name(tls_rust_echo)").await, Term::Pid(echo.clone()));
+    let r = beam.eval("gen_server:call({global, tls_rust_echo}, via_global)").await;
+    assert_eq!(r, Term::tuple([Term::atom("echo"), Term::atom("via_global")]));
+    let bpid = beam.eval_elixir("pid = Process.whereis(:tls_agent)\n:yes = :global.register_name(:tls_beam_agent, pid)\npid").await;
+    let Term::Pid(bpid) = bpid else { panic!("{bpid:?}") };
+    let got = poll(T, || async { rust.global().whereis_name(&Term::atom("tls_beam_agent")) }).await;
+    assert_eq!(got, Some(bpid));
+
+    // A 50 MB binary there and back (fragmented, inside TLS records).
+    let r = beam
+        .try_eval_timeout(
+            &format!(
+                "B = crypto:strong_rand_bytes(50000000), \
+                 {{echo, B2}} = gen_server:call({{erlnode_echo, '{rn}'}}, B, 120000), \
+                 {{byte_size(B2), B2 =:= B}}"
+            ),
+            Duration::from_secs(150),
+        )
+        .await;
+    assert_eq!(r, Ok(Term::tuple([Term::Int(50_000_000), Term::atom("true")])), "50 MB round trip over TLS");
+    rust.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn untrusted_certificate_is_refused_both_ways() {
+    support::require_erlang();
+    let certs = Certs::new();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let rogue = tls_beam("rogue", &cookie, epmd.port(), &certs.rogue_beam, false).await;
+    let (name, rust) = tls_erlnode_run(&cookie, epmd.port(), &certs.good_host).await;
+
+    // The rogue BEAM trusts erlnode's CA, but erlnode does not trust the
+    // rogue's certificate: erlnode refuses it.
+    assert_eq!(rogue.eval(&format!("net_adm:ping('{name}')")).await, Term::atom("pang"));
+    let line = rust.wait_for_line("TLS handshake failed", T).await.expect("erlnode logs the refusal");
+    assert!(line.contains("incoming connection refused") && line.contains("UnknownIssuer"), "{line}");
+
+    // erlnode dialling the rogue: erlnode refuses the rogue's server
+    // certificate.
+    let (ok, out) = cli_ping(rogue.name(), &cookie, epmd.port(), &certs.good_host).await;
+    assert!(!ok, "erlnode ping must fail: {out:?}");
+    assert!(
+        out.iter().any(|l| l.contains("TLS handshake with") && l.contains("invalid peer certificate")),
+        "erlnode says why: {out:?}"
+    );
+
+    // And the rogue node with an erlnode of its own (rogue certificate):
+    // both refuse.
+    let from = rust.line_count();
+    let (ok, out) = cli_ping(&name, &cookie, epmd.port(), &certs.rogue_host).await;
+    assert!(!ok, "a rogue erlnode must not get in: {out:?}");
+    let line = rust.wait_for_line_after(from, "TLS handshake failed", T).await.expect("erlnode logs the second refusal");
+    assert!(line.contains("UnknownIssuer"), "{line}");
+    // Nothing got through.
+    assert_eq!(rogue.eval("nodes(connected)").await, Term::nil());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plaintext_peers_are_refused() {
+    support::require_erlang();
+    let certs = Certs::new();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let plain = BeamNode::builder().prefix("plain").cookie(&cookie).epmd_port(epmd.port()).elixir(false).start().await;
+    let (name, rust) = tls_erlnode_run(&cookie, epmd.port(), &certs.good_host).await;
+
+    // A plaintext BEAM is refused by the TLS erlnode, which says why.
+    assert_eq!(plain.eval(&format!("net_adm:ping('{name}')")).await, Term::atom("pang"));
+    let line = rust.wait_for_line("TLS handshake failed", T).await.expect("erlnode logs the refusal");
+    assert!(line.contains("plaintext peer"), "{line}");
+
+    // A TLS erlnode cannot dial a plaintext BEAM either.
+    let (ok, out) = cli_ping(plain.name(), &cookie, epmd.port(), &certs.good_host).await;
+    assert!(!ok, "TLS erlnode -> plaintext erl must fail: {out:?}");
+    assert!(out.iter().any(|l| l.contains("TLS handshake with")), "erlnode says why: {out:?}");
+    assert_eq!(plain.eval("nodes(connected)").await, Term::nil());
+}
