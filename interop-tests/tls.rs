@@ -23,7 +23,8 @@ struct Certs {
     _dir: tempfile::TempDir,
     /// Option files with host paths (for erlnode).
     good_host: PathBuf,
-    /// The same as the BEAM nodes see them.
+    /// Option files naming the files as the BEAM nodes see them (host
+    /// paths of the option files themselves).
     good_beam: PathBuf,
     /// A node whose certificate the good CA did not sign; it trusts both
     /// CAs, so that the refusal is erlnode's own verification at work.
@@ -114,7 +115,13 @@ impl Certs {
     }
 }
 
+/// A BEAM node with TLS distribution; `optfile` is a host path (in a
+/// matrix run the node is given it as the chroot sees it).
 async fn tls_beam(prefix: &str, cookie: &str, epmd: u16, optfile: &Path, elixir: bool) -> BeamNode {
+    let optfile = match support::otp::suite_root() {
+        Some(r) => support::otp::inside(r, optfile),
+        None => optfile.to_path_buf(),
+    };
     BeamNode::builder()
         .prefix(prefix)
         .cookie(cookie)
@@ -238,10 +245,16 @@ async fn untrusted_certificate_is_refused_both_ways() {
     let (name, rust) = tls_erlnode_run(&cookie, epmd.port(), &certs.good_host).await;
 
     // The rogue BEAM trusts erlnode's CA, but erlnode does not trust the
-    // rogue's certificate: erlnode refuses it.
+    // rogue's certificate: erlnode refuses it. OTP 25 and 27 send it
+    // (`UnknownIssuer`); OTP 29 sees that it is not from a CA erlnode's
+    // certificate request names and sends none, which
+    // fail_if_no_peer_cert refuses.
     assert_eq!(rogue.eval(&format!("net_adm:ping('{name}')")).await, Term::atom("pang"));
     let line = rust.wait_for_line("TLS handshake failed", T).await.expect("erlnode logs the refusal");
-    assert!(line.contains("incoming connection refused") && line.contains("UnknownIssuer"), "{line}");
+    assert!(
+        line.contains("incoming connection refused") && (line.contains("UnknownIssuer") || line.contains("peer sent no certificates")),
+        "{line}"
+    );
 
     // erlnode dialling the rogue: erlnode refuses the rogue's server
     // certificate.
