@@ -8,7 +8,7 @@
 //! the BEAM's option file names them as the chroot sees them.
 
 use crate::global::poll;
-use crate::support::{self, certs::Certs, BeamNode, Epmd, Erlnode};
+use crate::support::{self, certs::Certs, BeamNode, BeamNodeBuilder, Epmd, Erlnode};
 use erlnode::tls::TlsConfig;
 use erlnode::{Node, Term};
 use std::path::Path;
@@ -18,7 +18,7 @@ const T: Duration = Duration::from_secs(30);
 
 /// A BEAM node with TLS distribution; `optfile` is a host path (in a
 /// matrix run the node is given it as the chroot sees it).
-async fn tls_beam(prefix: &str, cookie: &str, epmd: u16, optfile: &Path, elixir: bool) -> BeamNode {
+fn tls_beam_builder(prefix: &str, cookie: &str, epmd: u16, optfile: &Path) -> BeamNodeBuilder {
     let optfile = match support::otp::suite_root() {
         Some(r) => support::otp::inside(r, optfile),
         None => optfile.to_path_buf(),
@@ -27,13 +27,14 @@ async fn tls_beam(prefix: &str, cookie: &str, epmd: u16, optfile: &Path, elixir:
         .prefix(prefix)
         .cookie(cookie)
         .epmd_port(epmd)
-        .elixir(elixir)
         .arg("-proto_dist")
         .arg("inet_tls")
         .arg("-ssl_dist_optfile")
         .arg(&optfile.display().to_string())
-        .start()
-        .await
+}
+
+async fn tls_beam(prefix: &str, cookie: &str, epmd: u16, optfile: &Path, elixir: bool) -> BeamNode {
+    tls_beam_builder(prefix, cookie, epmd, optfile).elixir(elixir).start().await
 }
 
 async fn tls_rust(cookie: &str, epmd: u16, optfile: &Path) -> Node {
@@ -196,4 +197,42 @@ async fn plaintext_peers_are_refused() {
     assert!(!ok, "TLS erlnode -> plaintext erl must fail: {out:?}");
     assert!(out.iter().any(|l| l.contains("TLS handshake with")), "erlnode says why: {out:?}");
     assert_eq!(plain.eval("nodes(connected)").await, Term::nil());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_migrates_to_elixir_and_back_over_tls() {
+    use erlnode::examples::account::Account;
+    use erlnode::migration::{HandoffConfig, Migration, Mode};
+    support::require_erlang();
+    let certs = Certs::new();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let rust = tls_rust(&cookie, epmd.port(), &certs.good_host).await;
+    let cfg = HandoffConfig { rebalance_on_join: false, ..Default::default() };
+    let m = Migration::start(&rust, std::sync::Arc::new(rust.global()), cfg).unwrap();
+    m.register_type::<Account>();
+    let ex = tls_beam_builder("extls", &cookie, epmd.port(), &certs.good_beam).erlnode_ex(true).start().await;
+    let r = ex.eval("application:ensure_all_started(erlnode_ex)").await;
+    assert_eq!(r.as_tuple().map(|t| t[0].clone()), Some(Term::atom("ok")), "erlnode_ex starts: {r:?}");
+    assert!(rust.ping(ex.name()).await);
+    assert_eq!(ex.try_eval_timeout("global:sync()", T).await, Ok(Term::atom("ok")));
+    rust.global().sync(T).await.unwrap();
+    let en = ex.name().to_string();
+    let seen = poll(T, || async { m.members("account").iter().any(|n| n.as_str() == en).then_some(()) }).await;
+    assert!(seen.is_some(), "the Elixir manager announces account over TLS");
+
+    m.start_process::<Account>(Term::nil(), "tls_acct").await.unwrap();
+    for seq in 1..=3 {
+        let r = ex.eval_elixir(&format!("GenServer.call({{:global, :tls_acct}}, {{:deposit, \"ex\", {seq}, 10}})")).await;
+        assert_eq!(r.as_tuple().map(|t| t[0].clone()), Some(Term::atom("ok")), "{r:?}");
+    }
+    let before = ex.eval_elixir("GenServer.call({:global, :tls_acct}, :get)").await;
+
+    let pid = m.migrate("tls_acct", &en, Mode::Hot, T).await.expect("Rust -> Elixir over TLS");
+    assert_eq!(pid.node.as_str(), en);
+    assert_eq!(ex.eval_elixir("GenServer.call({:global, :tls_acct}, :get)").await, before, "the state moved to Elixir");
+    let pid = m.migrate("tls_acct", rust.name().as_str(), Mode::Hot, T).await.expect("Elixir -> Rust over TLS");
+    assert_eq!(&pid.node, rust.name());
+    assert_eq!(ex.eval_elixir("GenServer.call({:global, :tls_acct}, :get)").await, before, "and back to Rust");
+    rust.shutdown().await;
 }
