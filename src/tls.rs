@@ -13,7 +13,7 @@
 //! (`verify_peer` | `verify_none`) and `fail_if_no_peer_cert`
 //! (`true` | `false`); any other option is logged and ignored. The term
 //! subset parsed: lists, tuples, atoms (bare or quoted), strings,
-//! integers, `%` comments.
+//! integers, `fun M:F/A` (kept as text), `%` comments.
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -229,6 +229,8 @@ pub enum OptTerm {
     Int(i64),
     List(Vec<OptTerm>),
     Tuple(Vec<OptTerm>),
+    /// `fun M:F/A`, as text (only to be ignored).
+    Fun(String),
 }
 
 /// Parses one term followed by an optional `.`.
@@ -341,7 +343,18 @@ impl Parser<'_> {
                 while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'@') {
                     self.i += 1;
                 }
-                Ok(OptTerm::Atom(std::str::from_utf8(&self.s[start..self.i]).unwrap().to_string()))
+                let atom = std::str::from_utf8(&self.s[start..self.i]).unwrap().to_string();
+                if atom == "fun" {
+                    // `fun M:F/A` (as in verify_fun): kept as text.
+                    self.ws();
+                    let from = self.i;
+                    while self.peek().is_some_and(|c| !matches!(c, b',' | b'}' | b']')) {
+                        self.i += 1;
+                    }
+                    let text = std::str::from_utf8(&self.s[from..self.i]).unwrap().trim();
+                    return Ok(OptTerm::Fun(text.to_string()));
+                }
+                Ok(OptTerm::Atom(atom))
             }
             Some(c) => Err(format!("unsupported term starting with '{}' at byte {}", c as char, self.i)),
         }
@@ -416,7 +429,8 @@ mod tests {
 [{server,
   [{certfile, "/etc/ssl/node.pem"}, {keyfile, "/etc/ssl/node.key"},
    {cacertfile, "/etc/ssl/ca.pem"}, {verify, verify_peer},
-   {fail_if_no_peer_cert, true}, {secure_renegotiate, true}]},
+   {fail_if_no_peer_cert, true}, {secure_renegotiate, true},
+   {verify_fun, {fun inet_tls_dist:verify_client/3, []}}]},
  {client,
   [{certfile, "/etc/ssl/node.pem"}, {keyfile, '/etc/ssl/node.key'},
    {cacertfile, "/etc/ssl/ca.pem"}, {verify, verify_peer}]}].
