@@ -7,11 +7,14 @@
 //! answers `done`; the rate is N over the time from the first send to
 //! `done`. Three rounds per direction; the median is reported.
 
+#[path = "common/sink.rs"]
+mod sink;
 #[path = "../interop-tests/support/mod.rs"]
 #[allow(dead_code)]
 mod support;
 
-use erlnode::{Node, Term};
+use erlnode::Term;
+use sink::{median, rate, rust_sink, ERL_SINK};
 use std::time::{Duration, Instant};
 use support::{BeamNode, Epmd};
 
@@ -23,25 +26,6 @@ fn main() {
     rt.block_on(run());
 }
 
-const ERL_SINK: &str = r#"
-SinkLoop = fun Loop(0, From) -> From ! done;
-               Loop(K, From) -> receive {msg, _, _} -> Loop(K - 1, From) end
-           end,
-StartSink = fun(Count) ->
-    catch unregister(bench_sink),
-    Pid = spawn(fun() -> receive {start, From} -> SinkLoop(Count, From) end end),
-    register(bench_sink, Pid), ok
-end,
-Blast = fun(Dest, Count) ->
-    Dest ! {start, self()},
-    T0 = erlang:monotonic_time(microsecond),
-    SendLoop = fun L(0) -> ok; L(I) -> Dest ! {msg, I, <<"payload">>}, L(I - 1) end,
-    SendLoop(Count),
-    receive done -> ok after 120000 -> exit(timeout) end,
-    erlang:monotonic_time(microsecond) - T0
-end,
-ok
-"#;
 
 async fn run() {
     support::require_erlang();
@@ -65,13 +49,13 @@ async fn run() {
     for round in 0..ROUNDS {
         // BEAM -> BEAM
         b.eval(&format!("StartSink({N})")).await;
-        let us = a.eval(&format!("Blast({{bench_sink, '{}'}}, {N})", b.name())).await.as_int().unwrap();
-        beam_beam.push(rate(us));
+        let us = a.eval(&format!("Blast({{bench_sink, '{}'}}, {N}, 7)", b.name())).await.as_int().unwrap();
+        beam_beam.push(rate(N, us));
 
         // BEAM -> Rust
-        let sink = rust_sink(&rust);
-        let us = a.eval(&format!("Blast({{bench_sink, '{}'}}, {N})", rust.name())).await.as_int().unwrap();
-        beam_rust.push(rate(us));
+        let sink = rust_sink(&rust, N);
+        let us = a.eval(&format!("Blast({{bench_sink, '{}'}}, {N}, 7)", rust.name())).await.as_int().unwrap();
+        beam_rust.push(rate(N, us));
         drop(sink);
 
         // Rust -> BEAM
@@ -97,35 +81,4 @@ async fn run() {
     println!("| BEAM -> Rust | {br:.0} | {:.2} |", br / bb);
     println!("| Rust -> BEAM | {rb:.0} | {:.2} |", rb / bb);
     rust.shutdown().await;
-}
-
-/// A registered Rust process that counts N messages then answers `done`.
-fn rust_sink(node: &Node) -> tokio::sync::oneshot::Receiver<()> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let pid = node.spawn(move |mut mb| async move {
-        let Some(start) = mb.recv().await else { return Term::atom("normal") };
-        let from = start.as_tuple().and_then(|t| t.get(1)).and_then(|p| p.as_pid()).cloned().expect("{start, From}");
-        let mut left = N;
-        while left > 0 {
-            if mb.recv().await.is_none() {
-                break;
-            }
-            left -= 1;
-        }
-        mb.send(&from, Term::atom("done"));
-        let _ = tx.send(());
-        Term::atom("normal")
-    });
-    let _ = node.unregister("bench_sink");
-    node.register("bench_sink", &pid).unwrap();
-    rx
-}
-
-fn rate(us: i64) -> f64 {
-    N as f64 / (us as f64 / 1e6)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }

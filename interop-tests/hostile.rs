@@ -158,6 +158,7 @@ impl Hostile {
             cookie: cookie.to_string(),
             flags: flags::ERLNODE_DEFAULT,
             timeout: T,
+            packet_header: 2,
         };
         handshake::initiate(&mut stream, &cfg, node, || true).await.expect("hostile handshake");
         Hostile { name, creation, stream, cache: AtomCache::default() }
@@ -580,10 +581,10 @@ async fn peer_stalling_mid_handshake_is_closed_after_the_handshake_timeout() {
     let mut stalled = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let stalled_since = Instant::now();
     let send_name = messages::SendName { flags: flags::ERLNODE_DEFAULT, creation: 5, name: stalled_name.clone() };
-    messages::write_packet(&mut stalled, &send_name.encode()).await.unwrap();
-    let status = messages::decode_status(&messages::read_packet(&mut stalled).await.unwrap()).unwrap();
+    messages::write_packet(&mut stalled, 2, &send_name.encode()).await.unwrap();
+    let status = messages::decode_status(&messages::read_packet(&mut stalled, 2).await.unwrap()).unwrap();
     assert_eq!(status, "ok");
-    messages::Challenge::decode(&messages::read_packet(&mut stalled).await.unwrap()).unwrap();
+    messages::Challenge::decode(&messages::read_packet(&mut stalled, 2).await.unwrap()).unwrap();
 
     let (a, b, c) = tokio::join!(
         closed_since(&mut silent, silent_since),
@@ -605,6 +606,7 @@ async fn peer_stalling_mid_handshake_is_closed_after_the_handshake_timeout() {
         cookie: s.cookie.clone(),
         flags: flags::ERLNODE_DEFAULT,
         timeout: T,
+        packet_header: 2,
     };
     handshake::initiate(&mut again, &cfg, s.rust.name().as_str(), || true)
         .await

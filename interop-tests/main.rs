@@ -28,3 +28,4 @@ mod state_versions;
 mod cli_client;
 mod phash2;
 mod horde;
+mod tls;

@@ -186,6 +186,7 @@ pub mod services;
 pub mod supervisor;
 pub mod sys;
 pub mod term;
+pub mod tls;
 
 pub mod prelude;
 

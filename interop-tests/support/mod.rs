@@ -8,6 +8,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod beam;
+pub mod certs;
 mod epmd;
 pub(crate) mod erlnode;
 mod proc;

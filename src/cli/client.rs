@@ -27,6 +27,8 @@ pub struct ClientOpts {
     /// EPMD port where the cluster's nodes are registered.
     #[arg(long, env = "ERL_EPMD_PORT", default_value_t = 4369)]
     pub epmd_port: u16,
+    #[command(flatten)]
+    pub tls: super::TlsOpts,
 }
 
 /// Why a client command failed.
@@ -68,7 +70,8 @@ impl ClientError {
 pub async fn connect(via: &str, opts: &ClientOpts) -> Result<Node, ClientError> {
     let host = via.split_once('@').map(|(_, h)| h.to_string()).unwrap_or_else(crate::node::names::short_hostname);
     let name = format!("erlnode_ctl_{}@{}", std::process::id(), host);
-    let mut b = Node::builder(name).epmd_port(opts.epmd_port).embedded_epmd(false).publish(false);
+    let b = Node::builder(name).epmd_port(opts.epmd_port).embedded_epmd(false).publish(false);
+    let mut b = opts.tls.apply(b).map_err(ClientError::Failed)?;
     if let Some(c) = &opts.cookie {
         b = b.cookie(c.clone());
     }

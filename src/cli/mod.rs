@@ -100,6 +100,42 @@ pub struct NodeOpts {
     /// and senders with backpressure wait (the BEAM's +zdbbl). Default 1M.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub dist_buf_busy_limit: Option<usize>,
+    #[command(flatten)]
+    pub tls: TlsOpts,
+}
+
+/// The BEAM's switches for TLS distribution.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsOpts {
+    /// Distribution carrier, as erl's -proto_dist: inet_tcp (plain TCP,
+    /// the default) or inet_tls (TLS, as OTP's inet_tls_dist; needs
+    /// --ssl-dist-optfile).
+    #[arg(long, value_name = "inet_tcp|inet_tls", value_parser = ["inet_tcp", "inet_tls"])]
+    pub proto_dist: Option<String>,
+    /// The ssl_dist option file the BEAM nodes read (erl's
+    /// -ssl_dist_optfile): [{server, [...]}, {client, [...]}].
+    #[arg(long, value_name = "FILE")]
+    pub ssl_dist_optfile: Option<std::path::PathBuf>,
+}
+
+impl TlsOpts {
+    /// The TLS configuration these switches ask for (`None`: plain TCP).
+    pub fn load(&self) -> Result<Option<crate::tls::TlsConfig>, String> {
+        match (self.proto_dist.as_deref(), &self.ssl_dist_optfile) {
+            (Some("inet_tls"), Some(f)) => crate::tls::TlsConfig::from_ssl_dist_optfile(f).map(Some).map_err(|e| e.to_string()),
+            (Some("inet_tls"), None) => Err("--proto-dist inet_tls needs --ssl-dist-optfile FILE".into()),
+            (_, Some(_)) => Err("--ssl-dist-optfile is only used with --proto-dist inet_tls".into()),
+            _ => Ok(None),
+        }
+    }
+
+    /// Adds the TLS configuration to a builder.
+    pub fn apply(&self, b: crate::NodeBuilder) -> Result<crate::NodeBuilder, String> {
+        Ok(match self.load()? {
+            Some(t) => b.tls(t),
+            None => b,
+        })
+    }
 }
 
 /// The IP addresses of `--epmd-address` / `ERL_EPMD_ADDRESS`.
@@ -127,8 +163,10 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 }
 
 impl NodeOpts {
-    fn apply(&self, b: crate::NodeBuilder) -> crate::NodeBuilder {
-        let mut b = b
+    fn apply(&self, b: crate::NodeBuilder) -> Result<crate::NodeBuilder, String> {
+        let mut b = self
+            .tls
+            .apply(b)?
             .epmd_port(self.epmd_port)
             .embedded_epmd(!self.no_embedded_epmd)
             .net_ticktime(std::time::Duration::from_secs(self.net_ticktime.max(1)));
@@ -150,7 +188,7 @@ impl NodeOpts {
         if let Some(n) = self.dist_buf_busy_limit {
             b = b.dist_buf_busy_limit(n);
         }
-        b
+        Ok(b)
     }
 }
 

@@ -20,7 +20,14 @@ pub struct PingArgs {
 pub async fn run(a: PingArgs) -> ExitCode {
     let host = a.node.split_once('@').map(|(_, h)| h.to_string()).unwrap_or_else(crate::node::names::short_hostname);
     let name = a.name.clone().unwrap_or_else(|| format!("erlnode_ping_{}@{}", std::process::id(), host));
-    let mut b = crate::Node::builder(name).epmd_port(a.opts.epmd_port).embedded_epmd(false).publish(false);
+    let b = crate::Node::builder(name).epmd_port(a.opts.epmd_port).embedded_epmd(false).publish(false);
+    let mut b = match a.opts.tls.apply(b) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("pang: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Some(c) = &a.opts.cookie {
         b = b.cookie(c.clone());
     }

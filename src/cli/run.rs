@@ -117,9 +117,14 @@ pub async fn run(a: RunArgs) -> ExitCode {
             Err(e) => tracing::warn!(error = %e, "cannot start an EPMD daemon; serving EPMD in-process"),
         }
     }
-    let mut builder = a
-        .opts
-        .apply(crate::Node::builder(a.name.clone()))
+    let builder = match a.opts.apply(crate::Node::builder(a.name.clone())) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the node");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut builder = builder
         .listen((a.listen_address, a.listen_port).into())
         .max_handshakes(a.max_handshakes)
         .liveness_checks(!a.no_liveness_checks);

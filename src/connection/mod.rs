@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 pub use budget::{BudgetError, InputBudget};
 pub use outbox::{Busy, Closed};
@@ -119,7 +118,7 @@ impl Connection {
     /// its handshake. The link's unfinished input is charged to `budget`,
     /// shared by all the node's links.
     pub fn spawn(
-        stream: TcpStream,
+        stream: crate::tls::DistStream,
         peer: Atom,
         flags: u64,
         peer_creation: u32,
@@ -127,7 +126,6 @@ impl Connection {
         budget: Arc<InputBudget>,
         inbound: Arc<dyn Inbound>,
     ) -> Arc<Connection> {
-        let _ = stream.set_nodelay(true);
         let fragments = flags & crate::handshake::flags::FRAGMENTS != 0;
         let conn = Arc::new(Connection {
             peer,
@@ -138,7 +136,17 @@ impl Connection {
             reader_abort: std::sync::Mutex::new(None),
             writer_abort: std::sync::Mutex::new(None),
         });
-        let (rd, wr) = stream.into_split();
+        let (rd, wr): (Reader, Writer) = match stream {
+            crate::tls::DistStream::Tcp(tcp) => {
+                let _ = tcp.set_nodelay(true);
+                let (rd, wr) = tcp.into_split();
+                (Box::new(rd), Box::new(wr))
+            }
+            crate::tls::DistStream::Tls(tls) => {
+                let (rd, wr) = tokio::io::split(tls);
+                (Box::new(rd), Box::new(wr))
+            }
+        };
         let budget = budget::LinkBudget::new(budget, cfg.input_share);
         let reader = tokio::spawn(read_loop(conn.clone(), rd, cfg.clone(), budget, inbound.clone()));
         *conn.reader_abort.lock().unwrap() = Some(reader.abort_handle());
@@ -198,7 +206,10 @@ impl Connection {
     }
 }
 
-async fn read_loop(conn: Arc<Connection>, rd: tokio::net::tcp::OwnedReadHalf, cfg: LinkConfig, mut budget: budget::LinkBudget, inbound: Arc<dyn Inbound>) {
+type Reader = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+type Writer = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+
+async fn read_loop(conn: Arc<Connection>, rd: Reader, cfg: LinkConfig, mut budget: budget::LinkBudget, inbound: Arc<dyn Inbound>) {
     let reason = match read_frames(&conn, rd, &cfg, &mut budget, &inbound).await {
         Ok(()) => "connection closed by peer".to_string(),
         Err(e) => e,
@@ -208,7 +219,7 @@ async fn read_loop(conn: Arc<Connection>, rd: tokio::net::tcp::OwnedReadHalf, cf
 
 async fn read_frames(
     conn: &Arc<Connection>,
-    rd: tokio::net::tcp::OwnedReadHalf,
+    rd: Reader,
     cfg: &LinkConfig,
     budget: &mut budget::LinkBudget,
     inbound: &Arc<dyn Inbound>,
@@ -279,7 +290,7 @@ pub fn decode_message(body: &Bytes, atoms: &[Atom], limits: &DecodeLimits) -> Re
     Ok((ctl, Some(payload)))
 }
 
-async fn write_loop(conn: Arc<Connection>, mut wr: tokio::net::tcp::OwnedWriteHalf, tick_every: Duration, inbound: Arc<dyn Inbound>) {
+async fn write_loop(conn: Arc<Connection>, mut wr: Writer, tick_every: Duration, inbound: Arc<dyn Inbound>) {
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut last_write = Instant::now();
     let result: Result<(), String> = async {
@@ -293,6 +304,8 @@ async fn write_loop(conn: Arc<Connection>, mut wr: tokio::net::tcp::OwnedWriteHa
             conn.outbox.take(&mut buf);
             if !buf.is_empty() {
                 wr.write_all(&buf).await.map_err(|e| format!("write error: {e}"))?;
+                // TLS holds records until flushed; a no-op over TCP.
+                wr.flush().await.map_err(|e| format!("write error: {e}"))?;
                 last_write = Instant::now();
                 if buf.capacity() > 4 * 1024 * 1024 {
                     buf = Vec::with_capacity(64 * 1024); // don't pin a huge buffer after a burst
@@ -302,6 +315,7 @@ async fn write_loop(conn: Arc<Connection>, mut wr: tokio::net::tcp::OwnedWriteHa
                 return Err("closed locally".into());
             } else if last_write.elapsed() >= tick_every {
                 wr.write_all(&[0, 0, 0, 0]).await.map_err(|e| format!("write error (tick): {e}"))?;
+                wr.flush().await.map_err(|e| format!("write error (tick): {e}"))?;
                 last_write = Instant::now();
             }
         }

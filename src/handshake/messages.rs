@@ -25,17 +25,24 @@ pub struct Challenge {
     pub name: String,
 }
 
-pub async fn write_packet<S: AsyncWrite + Unpin>(s: &mut S, body: &[u8]) -> Result<(), HandshakeError> {
-    let mut buf = Vec::with_capacity(body.len() + 2);
-    buf.extend_from_slice(&(body.len() as u16).to_be_bytes());
+/// Writes one handshake packet behind a length of `header` bytes: 2 over
+/// TCP (`inet_tcp_dist`), 4 over TLS (`inet_tls_dist` runs its handshake
+/// with `{packet, 4}`).
+pub async fn write_packet<S: AsyncWrite + Unpin>(s: &mut S, header: usize, body: &[u8]) -> Result<(), HandshakeError> {
+    let mut buf = Vec::with_capacity(body.len() + 4);
+    if header == 4 {
+        buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    } else {
+        buf.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    }
     buf.extend_from_slice(body);
     s.write_all(&buf).await?;
     s.flush().await?;
     Ok(())
 }
 
-pub async fn read_packet<S: AsyncRead + Unpin>(s: &mut S) -> Result<Vec<u8>, HandshakeError> {
-    let len = s.read_u16().await? as usize;
+pub async fn read_packet<S: AsyncRead + Unpin>(s: &mut S, header: usize) -> Result<Vec<u8>, HandshakeError> {
+    let len = if header == 4 { s.read_u32().await? as usize } else { s.read_u16().await? as usize };
     if len == 0 || len > MAX_PACKET {
         return Err(HandshakeError::Protocol(format!("handshake packet length {len}")));
     }

@@ -45,6 +45,9 @@ pub struct HandshakeConfig {
     pub cookie: String,
     pub flags: u64,
     pub timeout: Duration,
+    /// Bytes in the length before each handshake packet: 2 over plain
+    /// TCP, 4 inside TLS (as `inet_tls_dist`).
+    pub packet_header: usize,
 }
 
 /// What we learn about the peer.
@@ -91,30 +94,30 @@ where
     F: FnOnce() -> bool,
 {
     let fut = async {
-        write_packet(s, &SendName { flags: cfg.flags, creation: cfg.creation, name: cfg.node_name.clone() }.encode())
+        write_packet(s, cfg.packet_header, &SendName { flags: cfg.flags, creation: cfg.creation, name: cfg.node_name.clone() }.encode())
             .await?;
-        let status = decode_status(&read_packet(s).await?)?;
+        let status = decode_status(&read_packet(s, cfg.packet_header).await?)?;
         match status.as_str() {
             "ok" | "ok_simultaneous" => {}
             "nok" => return Err(HandshakeError::LostRace { peer: peer_name.into() }),
             "alive" => {
                 let keep = still_pending();
-                write_packet(s, &encode_status(if keep { "true" } else { "false" })).await?;
+                write_packet(s, cfg.packet_header, &encode_status(if keep { "true" } else { "false" })).await?;
                 if !keep {
                     return Err(HandshakeError::Refused { peer: peer_name.into(), status });
                 }
             }
             _ => return Err(HandshakeError::Refused { peer: peer_name.into(), status }),
         }
-        let ch = Challenge::decode(&read_packet(s).await?)?;
+        let ch = Challenge::decode(&read_packet(s, cfg.packet_header).await?)?;
         if ch.name != peer_name {
             return Err(HandshakeError::Protocol(format!("connected to {peer_name} but it calls itself {}", ch.name)));
         }
         check_peer_flags(&ch.name, ch.flags)?;
         let my_challenge: u32 = rand::random();
         let reply = encode_challenge_reply(my_challenge, &cookie::digest(ch.challenge, &cfg.cookie));
-        write_packet(s, &reply).await?;
-        let ack = match read_packet(s).await {
+        write_packet(s, cfg.packet_header, &reply).await?;
+        let ack = match read_packet(s, cfg.packet_header).await {
             Ok(p) => decode_challenge_ack(&p)?,
             Err(HandshakeError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 return Err(HandshakeError::CookieRejectedByPeer { peer: ch.name });
@@ -136,7 +139,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     arbiter: &dyn Arbiter,
 ) -> Result<PeerInfo, HandshakeError> {
     let fut = async {
-        let name = SendName::decode(&read_packet(s).await?)?;
+        let name = SendName::decode(&read_packet(s, cfg.packet_header).await?)?;
         check_peer_flags(&name.name, name.flags)?;
         let decision = arbiter.decide(&name.name);
         let status = match decision {
@@ -146,14 +149,14 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
             AcceptDecision::Alive => "alive",
             AcceptDecision::NotAllowed => "not_allowed",
         };
-        write_packet(s, &encode_status(status)).await?;
+        write_packet(s, cfg.packet_header, &encode_status(status)).await?;
         match decision {
             AcceptDecision::Nok => return Err(HandshakeError::LostRace { peer: name.name }),
             AcceptDecision::NotAllowed => {
                 return Err(HandshakeError::Refused { peer: name.name, status: status.into() })
             }
             AcceptDecision::Alive => {
-                let answer = decode_status(&read_packet(s).await?)?;
+                let answer = decode_status(&read_packet(s, cfg.packet_header).await?)?;
                 if answer != "true" {
                     return Err(HandshakeError::Refused { peer: name.name, status: answer });
                 }
@@ -162,12 +165,12 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         }
         let my_challenge: u32 = rand::random();
         let ch = Challenge { flags: cfg.flags, challenge: my_challenge, creation: cfg.creation, name: cfg.node_name.clone() };
-        write_packet(s, &ch.encode()).await?;
-        let (his_challenge, his_digest) = decode_challenge_reply(&read_packet(s).await?)?;
+        write_packet(s, cfg.packet_header, &ch.encode()).await?;
+        let (his_challenge, his_digest) = decode_challenge_reply(&read_packet(s, cfg.packet_header).await?)?;
         if his_digest != cookie::digest(my_challenge, &cfg.cookie) {
             return Err(HandshakeError::BadCookie { peer: name.name });
         }
-        write_packet(s, &encode_challenge_ack(&cookie::digest(his_challenge, &cfg.cookie))).await?;
+        write_packet(s, cfg.packet_header, &encode_challenge_ack(&cookie::digest(his_challenge, &cfg.cookie))).await?;
         Ok(PeerInfo { name: name.name, flags: name.flags & cfg.flags, creation: name.creation })
     };
     tokio::time::timeout(cfg.timeout, fut).await.map_err(|_| HandshakeError::Timeout(cfg.timeout))?

@@ -15,6 +15,7 @@ fn cfg(name: &str, cookie: &str) -> HandshakeConfig {
         cookie: cookie.into(),
         flags: flags::ERLNODE_DEFAULT,
         timeout: Duration::from_secs(2),
+        packet_header: 2,
     }
 }
 

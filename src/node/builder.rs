@@ -50,6 +50,9 @@ pub struct NodeConfig {
     /// see [`Node::allow_liveness_checks`]). Default: yes, since Horde's
     /// registry raises on every node when they are refused.
     pub liveness_checks: bool,
+    /// TLS distribution (`-proto_dist inet_tls`): every connection, both
+    /// ways, runs TLS; plaintext peers are refused. `None`: plain TCP.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl NodeConfig {
@@ -74,6 +77,7 @@ impl NodeConfig {
             flags: flags::ERLNODE_DEFAULT,
             global: true,
             liveness_checks: true,
+            tls: None,
         }
     }
 }
@@ -174,6 +178,12 @@ impl NodeBuilder {
     /// Whether to answer liveness checks of local pids (default: yes;
     /// `NodeConfig::liveness_checks`). Without them Horde's
     /// `Registry.lookup/2` of an erlnode pid raises `{:erpc, :notsup}`.
+    /// Distribution over TLS, as `-proto_dist inet_tls`; e.g.
+    /// `.tls(TlsConfig::from_ssl_dist_optfile(path)?)`.
+    pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Self {
+        self.cfg.tls = Some(tls);
+        self
+    }
     pub fn liveness_checks(mut self, yes: bool) -> Self {
         self.cfg.liveness_checks = yes;
         self

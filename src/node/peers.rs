@@ -13,6 +13,7 @@ use crate::term::{Atom, Term};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use crate::tls::DistStream;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
@@ -174,7 +175,7 @@ impl NodeInner {
         .abort_handle()
     }
 
-    async fn dial(self: &Arc<Self>, peer: &Atom, attempt: u64) -> Result<(TcpStream, handshake::PeerInfo), HandshakeError> {
+    async fn dial(self: &Arc<Self>, peer: &Atom, attempt: u64) -> Result<(DistStream, handshake::PeerInfo), HandshakeError> {
         let parsed = super::names::parse(peer.as_str()).map_err(|e| HandshakeError::Protocol(e.to_string()))?;
         let epmd = crate::epmd::EpmdClient::new(parsed.host.clone(), self.cfg.epmd_port);
         let entry = epmd
@@ -188,8 +189,22 @@ impl NodeInner {
         let _ = stream.set_nodelay(true);
         let node = self.clone();
         let peer2 = peer.clone();
-        let info = handshake::initiate(&mut stream, &self.handshake_config(), peer.as_str(), move || node.owns(&peer2, attempt)).await?;
-        Ok((stream, info))
+        let still_pending = move || node.owns(&peer2, attempt);
+        if let Some(tls) = &self.cfg.tls {
+            let mut tls_stream = tokio::time::timeout(self.cfg.handshake_timeout, tls.connect(&parsed.host, stream))
+                .await
+                .map_err(|_| {
+                    HandshakeError::Protocol(format!(
+                        "TLS handshake with {peer} timed out after {:?} (does it run plain TCP distribution?)",
+                        self.cfg.handshake_timeout
+                    ))
+                })?
+                .map_err(|e| HandshakeError::Protocol(format!("TLS handshake with {peer} failed: {e}")))?;
+            let info = handshake::initiate(&mut tls_stream, &self.handshake_config(), peer.as_str(), still_pending).await?;
+            return Ok((DistStream::Tls(Box::new(tls_stream)), info));
+        }
+        let info = handshake::initiate(&mut stream, &self.handshake_config(), peer.as_str(), still_pending).await?;
+        Ok((DistStream::Tcp(stream), info))
     }
 
     pub(crate) fn handshake_config(&self) -> HandshakeConfig {
@@ -199,6 +214,7 @@ impl NodeInner {
             cookie: self.cookie.clone(),
             flags: self.cfg.flags,
             timeout: self.cfg.handshake_timeout,
+            packet_header: if self.cfg.tls.is_some() { 4 } else { 2 },
         }
     }
 
@@ -235,17 +251,35 @@ impl NodeInner {
     }
 
     /// Handles one incoming TCP connection through its handshake.
-    pub(crate) async fn accept(self: Arc<Self>, mut stream: TcpStream) {
+    pub(crate) async fn accept(self: Arc<Self>, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
+        let addr = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+        let mut stream = match &self.cfg.tls {
+            None => DistStream::Tcp(stream),
+            Some(tls) => match tokio::time::timeout(self.cfg.handshake_timeout, tls.accept(stream)).await {
+                Ok(Ok(s)) => DistStream::Tls(Box::new(s)),
+                Ok(Err(e)) => {
+                    tracing::warn!(%addr, error = %e, "incoming connection refused: TLS handshake failed (TLS distribution is on: a plaintext peer, or a certificate not trusted)");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(%addr, timeout = ?self.cfg.handshake_timeout, "incoming connection refused: TLS handshake timed out (TLS distribution is on: a plaintext peer waiting for us?)");
+                    return;
+                }
+            },
+        };
         let attempt = self.peers.next_attempt.fetch_add(1, Ordering::Relaxed);
         let arbiter = AcceptArbiter { node: self.clone(), attempt, peer: Mutex::new(None) };
-        match handshake::accept(&mut stream, &self.handshake_config(), &arbiter).await {
+        let result = match &mut stream {
+            DistStream::Tcp(s) => handshake::accept(s, &self.handshake_config(), &arbiter).await,
+            DistStream::Tls(s) => handshake::accept(s, &self.handshake_config(), &arbiter).await,
+        };
+        match result {
             Ok(info) => self.install(stream, info, attempt),
             Err(HandshakeError::LostRace { peer }) => {
                 tracing::debug!(%peer, "simultaneous connect: refused the peer's attempt, ours continues")
             }
             Err(e) => {
-                let addr = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
                 tracing::warn!(%addr, error = %e, "incoming connection refused");
                 // Release the Pending slot the arbiter may have given this
                 // attempt, whatever the error. Taking the name from the
@@ -263,7 +297,7 @@ impl NodeInner {
         }
     }
 
-    fn install(self: &Arc<Self>, stream: TcpStream, info: handshake::PeerInfo, attempt: u64) {
+    fn install(self: &Arc<Self>, stream: DistStream, info: handshake::PeerInfo, attempt: u64) {
         let peer = Atom::new(&info.name);
         let inbound: Arc<dyn crate::connection::Inbound> = self.clone();
         let mut slots = self.peers.slots.lock().unwrap();

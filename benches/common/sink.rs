@@ -1,0 +1,60 @@
+//! The Rust side of the throughput benches (benches/throughput.rs,
+//! benches/tls_throughput.rs): a counting sink and the statistics.
+
+use erlnode::{Node, Term};
+
+/// Erlang helpers bound in a BEAM node's shell: `StartSink(N)` registers
+/// `bench_sink`, which counts N `{msg, _, _}` then sends `done`;
+/// `Blast(Dest, N, Size)` sends N messages with a Size-byte binary and
+/// returns the microseconds until `done`.
+pub const ERL_SINK: &str = r#"
+SinkLoop = fun Loop(0, From) -> From ! done;
+               Loop(K, From) -> receive {msg, _, _} -> Loop(K - 1, From) end
+           end,
+StartSink = fun(Count) ->
+    catch unregister(bench_sink),
+    Pid = spawn(fun() -> receive {start, From} -> SinkLoop(Count, From) end end),
+    register(bench_sink, Pid), ok
+end,
+Blast = fun(Dest, Count, Size) ->
+    Payload = binary:copy(<<"p">>, Size),
+    Dest ! {start, self()},
+    T0 = erlang:monotonic_time(microsecond),
+    SendLoop = fun L(0) -> ok; L(I) -> Dest ! {msg, I, Payload}, L(I - 1) end,
+    SendLoop(Count),
+    receive done -> ok after 300000 -> exit(timeout) end,
+    erlang:monotonic_time(microsecond) - T0
+end,
+ok
+"#;
+
+/// A registered Rust process that counts `n` messages then answers `done`.
+pub fn rust_sink(node: &Node, n: i64) -> tokio::sync::oneshot::Receiver<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let pid = node.spawn(move |mut mb| async move {
+        let Some(start) = mb.recv().await else { return Term::atom("normal") };
+        let from = start.as_tuple().and_then(|t| t.get(1)).and_then(|p| p.as_pid()).cloned().expect("{start, From}");
+        let mut left = n;
+        while left > 0 {
+            if mb.recv().await.is_none() {
+                break;
+            }
+            left -= 1;
+        }
+        mb.send(&from, Term::atom("done"));
+        let _ = tx.send(());
+        Term::atom("normal")
+    });
+    let _ = node.unregister("bench_sink");
+    node.register("bench_sink", &pid).unwrap();
+    rx
+}
+
+pub fn rate(n: i64, us: i64) -> f64 {
+    n as f64 / (us as f64 / 1e6)
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
