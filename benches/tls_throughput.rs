@@ -31,16 +31,7 @@ fn main() {
 
 
 async fn tls_beam(prefix: &str, cookie: &str, epmd: u16, certs: &Certs) -> BeamNode {
-    BeamNode::builder()
-        .prefix(prefix)
-        .cookie(cookie)
-        .epmd_port(epmd)
-        .arg("-proto_dist")
-        .arg("inet_tls")
-        .arg("-ssl_dist_optfile")
-        .arg(&certs.good_beam.display().to_string())
-        .start()
-        .await
+    support::certs::tls_beam_builder(prefix, cookie, epmd, &certs.good_beam).start().await
 }
 
 async fn run() {

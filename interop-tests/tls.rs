@@ -8,30 +8,14 @@
 //! the BEAM's option file names them as the chroot sees them.
 
 use crate::global::poll;
-use crate::support::{self, certs::Certs, BeamNode, BeamNodeBuilder, Epmd, Erlnode};
+use crate::support::certs::{tls_beam_builder, Certs};
+use crate::support::{self, BeamNode, Epmd, Erlnode};
 use erlnode::tls::TlsConfig;
 use erlnode::{Node, Term};
 use std::path::Path;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
-
-/// A BEAM node with TLS distribution; `optfile` is a host path (in a
-/// matrix run the node is given it as the chroot sees it).
-fn tls_beam_builder(prefix: &str, cookie: &str, epmd: u16, optfile: &Path) -> BeamNodeBuilder {
-    let optfile = match support::otp::suite_root() {
-        Some(r) => support::otp::inside(r, optfile),
-        None => optfile.to_path_buf(),
-    };
-    BeamNode::builder()
-        .prefix(prefix)
-        .cookie(cookie)
-        .epmd_port(epmd)
-        .arg("-proto_dist")
-        .arg("inet_tls")
-        .arg("-ssl_dist_optfile")
-        .arg(&optfile.display().to_string())
-}
 
 async fn tls_beam(prefix: &str, cookie: &str, epmd: u16, optfile: &Path, elixir: bool) -> BeamNode {
     tls_beam_builder(prefix, cookie, epmd, optfile).elixir(elixir).start().await

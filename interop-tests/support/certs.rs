@@ -3,6 +3,7 @@
 //! (under the OTP root's `/tmp` in a matrix run, so chroot nodes can read
 //! them), removed when [`Certs`] is dropped.
 
+use super::{BeamNode, BeamNodeBuilder};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -104,3 +105,19 @@ impl Certs {
     }
 }
 
+/// A BEAM node with TLS distribution; `optfile` is a host path (in a
+/// matrix run the node is given it as the chroot sees it).
+pub fn tls_beam_builder(prefix: &str, cookie: &str, epmd: u16, optfile: &Path) -> BeamNodeBuilder {
+    let optfile = match super::otp::suite_root() {
+        Some(r) => super::otp::inside(r, optfile),
+        None => optfile.to_path_buf(),
+    };
+    BeamNode::builder()
+        .prefix(prefix)
+        .cookie(cookie)
+        .epmd_port(epmd)
+        .arg("-proto_dist")
+        .arg("inet_tls")
+        .arg("-ssl_dist_optfile")
+        .arg(&optfile.display().to_string())
+}
