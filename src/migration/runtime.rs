@@ -186,10 +186,11 @@ fn shutdown(why: &str) -> Term {
     Term::tuple([Term::atom("shutdown"), Term::atom(why)])
 }
 
-/// The serving loop, with migration requests handled in place.
+/// The serving loop, with migration requests handled in place. The
+/// process is already in the hosted table: a fresh one from its spawn
+/// (the manager's factory), a target from its accept.
 async fn serve<M: Migratable>(mut st: M, mb: &mut Mailbox, meta: Meta) -> Term {
     let me = mb.pid().clone();
-    meta.hosted.insert(meta.name.clone(), meta.type_name, me.clone());
     let reason = serve_loop(&mut st, mb, &meta).await;
     meta.hosted.remove(&meta.name, &me);
     st.terminate(&reason, mb).await;
