@@ -279,7 +279,14 @@ async fn wait_apart(e: &BeamNode, r: &Node) {
         (!e_sees && !r_sees).then_some(())
     })
     .await;
-    assert!(ok.is_some(), "{en} and {rn} still see each other");
+    if ok.is_none() {
+        let e_sees = e.eval(&format!("lists:member('{rn}', nodes())")).await;
+        panic!(
+            "{en} and {rn} still see each other: BEAM lists Rust in nodes(): {e_sees:?}; Rust connected: {:?}; Rust global known: {:?}",
+            r.connected_nodes(),
+            r.global().known_nodes()
+        );
+    }
 }
 
 /// The same name registered on both sides of a partition; after the

@@ -38,7 +38,7 @@ impl NodeInner {
             Control::Unlink { from, to } => self.remote_unlink(&from, &to),
             Control::UnlinkId { id, from, to } => {
                 self.remote_unlink(&from, &to);
-                self.send_control(peer, &Control::UnlinkIdAck { id, from: to, to: from });
+                self.send_teardown(peer, &Control::UnlinkIdAck { id, from: to, to: from });
             }
             Control::Exit { from, to, reason } => self.signal_exit(&to, &from, reason, true),
             Control::Exit2 { from, to, reason } => self.signal_exit(&to, &from, reason, false),

@@ -498,6 +498,21 @@ impl NodeInner {
         let (ctl, payload) = c.to_terms();
         self.route(node, &ctl, payload.as_ref());
     }
+
+    /// Sends a teardown signal (exit of a link, `DOWN` of a monitor,
+    /// demonitor, unlink) over the link to `node` that is up or being set
+    /// up, and never dials one. The loss of a link already broke every
+    /// link and monitor across it (`processes_nodedown`), so with no link
+    /// there is nothing left to tear down; dialling would only bring the
+    /// peer back. That is what the BEAM does, and it matters: a demonitor
+    /// sent by `global` while handling the last messages of a peer that
+    /// had just disconnected reconnected to it within a millisecond,
+    /// undoing `erlang:disconnect_node` (interop test
+    /// `global::conflict_rust_node_sorts_*`, flaky under load before).
+    pub(crate) fn send_teardown(self: &Arc<Self>, node: &Atom, c: &Control) {
+        let (ctl, payload) = c.to_terms();
+        self.route_existing(node, &ctl, payload.as_ref());
+    }
 }
 
 /// `{SEND_SENDER, From, To}`, or `{SEND, '', To}` without a sender.

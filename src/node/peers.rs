@@ -124,6 +124,21 @@ impl NodeInner {
         })
     }
 
+    /// Like [`route`](Self::route), but only over a link that is up or
+    /// being set up: with none, the message is dropped (logged at debug).
+    pub(crate) fn route_existing(self: &Arc<Self>, peer: &Atom, ctl: &Term, payload: Option<&Term>) {
+        let mut slots = self.peers.slots.lock().unwrap();
+        match slots.get_mut(peer) {
+            Some(Slot::Up(c)) => {
+                if c.send_terms(ctl, payload).is_err() {
+                    tracing::debug!(%peer, "teardown signal dropped: link closing");
+                }
+            }
+            Some(Slot::Pending { queue, .. }) => queue.push((ctl.clone(), payload.cloned())),
+            None => tracing::debug!(%peer, ?ctl, "teardown signal dropped: no link (the link's loss already tore it down)"),
+        }
+    }
+
     /// Ensures a link to `peer`, dialling if needed, and waits for it.
     pub(crate) async fn ensure_connected(self: &Arc<Self>, peer: &Atom) -> Result<(), NodeError> {
         if peer == &self.name {
@@ -393,5 +408,31 @@ impl Arbiter for AcceptArbiter {
             },
             Some(Slot::Up(_)) => AcceptDecision::Alive,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::control::{Control, MonitorTarget};
+    use crate::{Atom, Node, Pid};
+
+    /// Teardown signals to a node without a link are dropped, never dial:
+    /// a demonitor used to reconnect a peer that had just disconnected.
+    #[tokio::test]
+    async fn teardown_signals_never_dial() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let name = format!("teardown_{}@127.0.0.1", std::process::id());
+        let node = Node::builder(name).cookie("c").epmd_port(port).embedded_epmd(true).start().await.unwrap();
+        let inner = &node.inner;
+        let gone = Atom::new("gone@127.0.0.1");
+        let remote = Pid { node: gone.clone(), id: 1, serial: 0, creation: 1 };
+        let me = node.spawn(|_mb| async { crate::Term::atom("normal") });
+        let demonitor = Control::Demonitor { from: me.clone(), target: MonitorTarget::Pid(remote.clone()), reference: inner.make_ref() };
+        inner.send_teardown(&gone, &demonitor);
+        assert!(inner.peers.slots.lock().unwrap().get(&gone).is_none(), "a teardown signal set up a link");
+        // An ordinary signal does dial (so the check above can fail).
+        inner.send_control(&gone, &Control::Link { from: me, to: remote });
+        assert!(inner.peers.slots.lock().unwrap().get(&gone).is_some());
+        node.shutdown().await;
     }
 }

@@ -49,14 +49,14 @@ impl NodeInner {
             if self.processes.is_local(&linked) {
                 self.signal_exit(&linked, pid, reason.clone(), true);
             } else {
-                self.send_control(&linked.node.clone(), &Control::Exit { from: pid.clone(), to: linked, reason: reason.clone() });
+                self.send_teardown(&linked.node.clone(), &Control::Exit { from: pid.clone(), to: linked, reason: reason.clone() });
             }
         }
         for (reference, (watcher, object)) in e.monitored_by.drain() {
             if self.processes.is_local(&watcher) {
                 self.fire_down(&watcher, &reference, object, reason.clone());
             } else {
-                self.send_control(
+                self.send_teardown(
                     &watcher.node.clone(),
                     &Control::MonitorExit { from: object, to: watcher, reference, reason: reason.clone() },
                 );
@@ -164,7 +164,7 @@ impl NodeInner {
             }
         } else if was {
             let id = self.next_ref.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.send_control(&b.node.clone(), &Control::UnlinkId { id, from: a.clone(), to: b.clone() });
+            self.send_teardown(&b.node.clone(), &Control::UnlinkId { id, from: a.clone(), to: b.clone() });
         }
     }
 
@@ -257,7 +257,7 @@ impl NodeInner {
                 }
             }
         } else {
-            self.send_control(&node, &Control::Demonitor { from: watcher.clone(), target: ctl_target, reference: reference.clone() });
+            self.send_teardown(&node, &Control::Demonitor { from: watcher.clone(), target: ctl_target, reference: reference.clone() });
         }
     }
 
@@ -276,7 +276,7 @@ impl NodeInner {
                     return; // inline services never exit while the node runs
                 }
             }
-            self.send_control(peer, &Control::MonitorExit { from: object, to: from, reference, reason: Term::atom("noproc") });
+            self.send_teardown(peer, &Control::MonitorExit { from: object, to: from, reference, reason: Term::atom("noproc") });
         }
     }
 
@@ -297,7 +297,7 @@ impl NodeInner {
         let ok = self.processes.is_local(&to)
             && self.processes.write().get_mut(&to.id).map(|e| e.links.insert(from.clone())).is_some();
         if !ok {
-            self.send_control(peer, &Control::Exit { from: to, to: from, reason: Term::atom("noproc") });
+            self.send_teardown(peer, &Control::Exit { from: to, to: from, reason: Term::atom("noproc") });
         }
     }
 
