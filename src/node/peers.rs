@@ -75,6 +75,12 @@ impl NodeInner {
     /// are dropped with a warning, as the BEAM drops sends to an
     /// unreachable node.
     pub(crate) fn route(self: &Arc<Self>, peer: &Atom, ctl: &Term, payload: Option<&Term>) {
+        self.route_or(peer, ctl, payload, true);
+    }
+
+    /// The link to `peer` up or being set up takes the message; with none,
+    /// `dial` decides between connecting first and dropping it.
+    fn route_or(self: &Arc<Self>, peer: &Atom, ctl: &Term, payload: Option<&Term>, dial: bool) {
         if let Some(c) = self.peers.connection(peer) {
             if c.send_terms(ctl, payload).is_ok() {
                 return;
@@ -88,6 +94,7 @@ impl NodeInner {
                 }
             }
             Some(Slot::Pending { queue, .. }) => queue.push((ctl.clone(), payload.cloned())),
+            None if !dial => tracing::debug!(%peer, ?ctl, "teardown signal dropped: no link (the link's loss already tore it down)"),
             None => {
                 let attempt = self.peers.next_attempt.fetch_add(1, Ordering::Relaxed);
                 let handle = self.spawn_connect(peer.clone(), attempt);
@@ -127,16 +134,7 @@ impl NodeInner {
     /// Like [`route`](Self::route), but only over a link that is up or
     /// being set up: with none, the message is dropped (logged at debug).
     pub(crate) fn route_existing(self: &Arc<Self>, peer: &Atom, ctl: &Term, payload: Option<&Term>) {
-        let mut slots = self.peers.slots.lock().unwrap();
-        match slots.get_mut(peer) {
-            Some(Slot::Up(c)) => {
-                if c.send_terms(ctl, payload).is_err() {
-                    tracing::debug!(%peer, "teardown signal dropped: link closing");
-                }
-            }
-            Some(Slot::Pending { queue, .. }) => queue.push((ctl.clone(), payload.cloned())),
-            None => tracing::debug!(%peer, ?ctl, "teardown signal dropped: no link (the link's loss already tore it down)"),
-        }
+        self.route_or(peer, ctl, payload, false);
     }
 
     /// Ensures a link to `peer`, dialling if needed, and waits for it.
