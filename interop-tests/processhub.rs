@@ -7,11 +7,15 @@
 //! host's OTP. Unset, every test here says it was not run and passes;
 //! `make test-processhub PROCESSHUB_LIBS=DIR` runs them.
 //!
-//! For now this is the plumbing: Elixir hub nodes only (the Rust member
-//! comes with issue 10).
+//! The first test checks the plumbing (Elixir hub nodes only); the others
+//! put a Rust member (`erlnode run --processhub`) in a hub of Elixir
+//! nodes: membership and placement, handover both ways under load,
+//! an Elixir member leaving, and the Rust member being SIGKILLed. Each
+//! prints its numbers (`--nocapture`).
 
-use crate::support::{binaries_to_strings as strings, BeamNode, Epmd};
-use erlnode::term::Term;
+use crate::support::{binaries_to_strings as strings, BeamNode, Epmd, Erlnode};
+use erlnode::migration::ring::{Ring, RingEncoding};
+use erlnode::term::{Atom, Term};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -99,21 +103,27 @@ async fn await_hub_nodes(node: &BeamNode, expected: &[&str], within: Duration) {
     }
 }
 
-/// The node each of `children` runs on according to `node`'s registry
-/// (`""` for a child it does not know).
-async fn child_nodes(node: &BeamNode, children: usize) -> Vec<String> {
+/// The node each child in `ids` runs on according to `node`'s registry
+/// of hub `hub` (`""` for a child it does not know).
+async fn registry_nodes(node: &BeamNode, hub: &str, ids: &[String]) -> Vec<String> {
     strings(
         &node
             .eval_elixir(&format!(
-                r#"for i <- 1..{children} do
-                     case ProcessHub.get_pid(:{HUB}, "s#{{i}}") do
+                r#"for id <- ~w({}) do
+                     case ProcessHub.get_pid(:{hub}, id) do
                        pid when is_pid(pid) -> Atom.to_string(node(pid))
                        _ -> ""
                      end
-                   end"#
+                   end"#,
+                ids.join(" ")
             ))
             .await,
     )
+}
+
+/// `"{prefix}1" .. "{prefix}{n}"`.
+fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("{prefix}{i}")).collect()
 }
 
 /// Two Elixir hub nodes find each other (`ProcessHub.nodes/1`), spread
@@ -154,7 +164,7 @@ async fn processhub_two_elixir_hubs_smoke() {
     // Both registries agree (registration events are asynchronous).
     let deadline = Instant::now() + within;
     loop {
-        let (on_a, on_b) = (child_nodes(&a, N).await, child_nodes(&b, N).await);
+        let (on_a, on_b) = (registry_nodes(&a, HUB, &ids("s", N)).await, registry_nodes(&b, HUB, &ids("s", N)).await);
         if on_a == on_b && !on_a.contains(&String::new()) {
             break;
         }
@@ -168,7 +178,7 @@ async fn processhub_two_elixir_hubs_smoke() {
     await_hub_nodes(&a, &[], within).await;
     let deadline = Instant::now() + within;
     loop {
-        let on_a = child_nodes(&a, N).await;
+        let on_a = registry_nodes(&a, HUB, &ids("s", N)).await;
         if on_a.iter().all(|n| n == a.name()) {
             break;
         }
@@ -177,4 +187,220 @@ async fn processhub_two_elixir_hubs_smoke() {
     }
     a.stop().await;
     b.stop().await;
+}
+
+// ------------------------------------------------------- the Rust member
+
+/// The hub of the Rust-member tests (HotSwap with handover).
+const RHUB: &str = "ph_rust";
+
+/// The Elixir child, the Rust `Counter`'s twin: state `%{count: n}`,
+/// `:get` and `{:add, n}` as calls (reply: the count) or casts.
+const COUNTER_EX: &str = r#"
+defmodule PhT.Counter do
+  use GenServer
+  use ProcessHub.Strategy.Migration.HotSwap
+  def start_link(n), do: GenServer.start_link(__MODULE__, n)
+  @impl true
+  def init(n), do: {:ok, %{count: n}}
+  @impl true
+  def handle_call(:get, _from, s), do: {:reply, s.count, s}
+  def handle_call({:add, n}, _from, s), do: {:reply, s.count + n, %{s | count: s.count + n}}
+  @impl true
+  def handle_cast({:add, n}, s), do: {:noreply, %{s | count: s.count + n}}
+end
+"#;
+
+/// An Elixir hub node of `RHUB` with `PhT.Counter` loaded (hub started).
+async fn rust_hub_node(prefix: &str, cookie: &str, epmd: u16, ebins: &[PathBuf]) -> BeamNode {
+    let node = hub_node(prefix, cookie, epmd, ebins).await;
+    let code = format!("Code.compile_string(~S'''{COUNTER_EX}''') |> length()");
+    assert_eq!(node.eval_elixir(&code).await, Term::Int(1), "PhT.Counter compiles");
+    let r = node
+        .eval_elixir(&format!(
+            r#"parent = self()
+               spawn(fn ->
+                 Process.flag(:trap_exit, true)
+                 hub = %ProcessHub{{hub_id: :{RHUB},
+                   migration_strategy: %ProcessHub.Strategy.Migration.HotSwap{{handover: true}}}}
+                 send(parent, {{:hub, ProcessHub.start_link(hub)}})
+                 Process.sleep(:infinity)
+               end)
+               receive do {{:hub, r}} -> r after 10_000 -> :timeout end"#
+        ))
+        .await;
+    assert!(is_ok_tuple(&r), "{}: hub does not start: {r:?}", node.name());
+    node
+}
+
+/// `erlnode run --processhub RHUB`, connected to `peer`.
+async fn rust_member(cookie: &str, epmd: u16, peer: &str) -> (Erlnode, String) {
+    let name = format!("{}@127.0.0.1", crate::support::unique("rph"));
+    let node = Erlnode::run(
+        &name,
+        cookie,
+        epmd,
+        &["--no-embedded-epmd", "--no-migration", "--connect", peer, "--processhub", RHUB, "--processhub-child", "PhT.Counter=counter"],
+    )
+    .await;
+    node.wait_for_line("joined the ProcessHub hub", Duration::from_secs(30)).await.expect("the Rust member joins");
+    (node, name)
+}
+
+/// `ProcessHub.nodes(RHUB, [:include_local])` on `node`, sorted.
+async fn rhub_nodes(node: &BeamNode) -> Vec<String> {
+    strings(
+        &node
+            .eval_elixir(&format!("ProcessHub.nodes(:{RHUB}, [:include_local]) |> Enum.map(&Atom.to_string/1) |> Enum.sort()"))
+            .await,
+    )
+}
+
+async fn await_rhub_nodes(node: &BeamNode, expected: &[&str]) {
+    let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = rhub_nodes(node).await;
+        if got == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{}: ProcessHub.nodes is {got:?}, expected {expected:?}", node.name());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts children `c1..cN` (`PhT.Counter`, initial count 0) from `node`.
+async fn start_counters(node: &BeamNode, n: usize) {
+    let r = node
+        .eval_elixir(&format!(
+            r#"specs = for i <- 1..{n}, do: %{{id: "c#{{i}}", start: {{PhT.Counter, :start_link, [0]}}}}
+               r = ProcessHub.start_children(:{RHUB}, specs, awaitable: true, timeout: 30_000) |> ProcessHub.await()
+               {{r.status, length(r.errors)}}"#
+        ))
+        .await;
+    assert_eq!(r, Term::tuple([Term::atom("ok"), Term::Int(0)]), "start_children of {n}");
+}
+
+/// Polls until `node`'s registry places every child as `expected`.
+async fn await_placement(node: &BeamNode, expected: &[String], within: Duration) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        let got = registry_nodes(node, RHUB, &ids("c", expected.len())).await;
+        if got == expected {
+            return t0.elapsed();
+        }
+        if t0.elapsed() > within {
+            let wrong: Vec<String> = got
+                .iter()
+                .zip(expected)
+                .enumerate()
+                .filter(|(_, (g, e))| g != e)
+                .take(10)
+                .map(|(i, (g, e))| format!("c{}: {g:?} (ring: {e})", i + 1))
+                .collect();
+            panic!("{}: {} children misplaced, e.g. {wrong:?}", node.name(), got.iter().zip(expected).filter(|(g, e)| g != e).count());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Where the ring (ProcessHub's, OTP 25 encoding) puts `c1..cN`.
+fn ring_placement(nodes: &[&str], n: usize) -> Vec<String> {
+    let ring = Ring::new(nodes.iter().map(|s| Atom::new(s)), RingEncoding::Otp25);
+    (1..=n).map(|i| ring.owner(&Term::from(format!("c{i}").as_str())).unwrap().as_str().to_string()).collect()
+}
+
+/// `GenServer.call(get_pid(cid), req)` for every child from `node`:
+/// the replies (an exit is `-1`).
+async fn call_all(node: &BeamNode, n: usize, req: &str) -> Vec<i64> {
+    let r = node
+        .eval_elixir(&format!(
+            r#"for i <- 1..{n} do
+                 try do
+                   GenServer.call(ProcessHub.get_pid(:{RHUB}, "c#{{i}}"), {req}, 5_000)
+                 catch :exit, _ -> -1
+                 end
+               end"#
+        ))
+        .await;
+    let Term::List(items) = r else { panic!("call_all: {r:?}") };
+    items.iter().map(|t| t.as_int().unwrap_or(-2)).collect()
+}
+
+/// Lines at warning level or above in a BEAM node's output.
+fn warnings(node: &BeamNode) -> Vec<String> {
+    node.output().into_iter().filter(|l| l.contains("[warning]") || l.contains("[error]") || l.contains("[critical]")).collect()
+}
+
+/// Two Elixir hub nodes plus the Rust member: `ProcessHub.nodes/1` lists
+/// the three on every node; 300 children land where the ring says, the
+/// Rust third as Rust `Counter`s, and each answers calls from both
+/// Elixir nodes; a child whose module has no Rust type is reported as an
+/// error by `ProcessHub.start_children`, not dropped; nothing is logged
+/// at warning level on the BEAM nodes.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PROCESSHUB_LIBS: make test-processhub PROCESSHUB_LIBS=DIR"]
+async fn processhub_rust_member_places_and_serves() {
+    let Some(ebins) = processhub_libs() else { return };
+    let epmd = Epmd::start().await;
+    let cookie = crate::support::unique("phcookie");
+    let mut a = rust_hub_node("pra", &cookie, epmd.port(), &ebins).await;
+    let mut b = rust_hub_node("prb", &cookie, epmd.port(), &ebins).await;
+    assert!(a.eval(&format!("net_kernel:connect_node('{}')", b.name())).await.is_atom("true"));
+    await_rhub_nodes(&a, &[a.name(), b.name()]).await;
+    let (mut rust, rname) = rust_member(&cookie, epmd.port(), a.name()).await;
+    let all = [a.name(), b.name(), rname.as_str()];
+    let t0 = Instant::now();
+    await_rhub_nodes(&a, &all).await;
+    await_rhub_nodes(&b, &all).await;
+    println!("ProcessHub.nodes lists the Rust member on a and b after {:?}", t0.elapsed());
+
+    const N: usize = 300;
+    let t0 = Instant::now();
+    start_counters(&a, N).await;
+    println!("{N} children started in {:?}", t0.elapsed());
+    let expected = ring_placement(&all, N);
+    let on_rust = expected.iter().filter(|n| **n == rname).count();
+    assert!(on_rust > N / 5, "the ring gives the Rust node {on_rust} of {N}");
+    await_placement(&a, &expected, Duration::from_secs(15)).await;
+    await_placement(&b, &expected, Duration::from_secs(15)).await;
+    // Every child answers calls from both Elixir nodes; the Rust ones as
+    // Rust Counters (the same replies).
+    assert_eq!(call_all(&a, N, "{:add, 2}").await, vec![2; N], "calls from a");
+    assert_eq!(call_all(&b, N, "{:add, 3}").await, vec![5; N], "calls from b");
+    let rust_pids = a
+        .eval_elixir(&format!(
+            r#"(for i <- 1..{N}, p = ProcessHub.get_pid(:{RHUB}, "c#{{i}}"), node(p) == :"{rname}", do: p)
+               |> length()"#
+        ))
+        .await;
+    assert_eq!(rust_pids, Term::Int(on_rust as i64), "get_pid returns Rust pids");
+    println!("{N} children: {on_rust} on the Rust node as Rust state machines, all answer calls from a and b");
+
+    // A module without a Rust type: an error result, not a silent drop
+    // (ids the ring gives the Rust node, so a and b do not try them).
+    let ring = Ring::new(all.iter().map(|s| Atom::new(s)), RingEncoding::Otp25);
+    let unknown: Vec<String> = (1..).map(|i| format!("u{i}")).filter(|id| ring.owner(&Term::from(id.as_str())).unwrap().as_str() == rname).take(5).collect();
+    let r = a
+        .eval_elixir(&format!(
+            r#"specs = for id <- ~w({}), do: %{{id: id, start: {{PhT.Unknown, :start_link, [0]}}}}
+               r = ProcessHub.start_children(:{RHUB}, specs, awaitable: true, timeout: 15_000) |> ProcessHub.await()
+               {{r.status, inspect(r.errors)}}"#,
+            unknown.join(" ")
+        ))
+        .await;
+    let Some([status, text]) = r.as_tuple() else { panic!("unknown module start: {r:?}") };
+    let text = strings(&Term::list([text.clone()])).remove(0);
+    assert!(status.is_atom("error"), "start of an unknown module: {r:?}");
+    assert_eq!(text.matches("erlnode_no_rust_type").count(), 5, "each child reported: {text}");
+    assert_eq!(registry_nodes(&a, RHUB, &unknown).await, vec![String::new(); 5], "none registered");
+    println!("unknown module: 5 error results from the Rust node: {text}");
+
+    let (wa, wb) = (warnings(&a), warnings(&b));
+    rust.signal(crate::support::SIGTERM);
+    rust.wait_exit(Duration::from_secs(30)).await;
+    a.stop().await;
+    b.stop().await;
+    assert!(wa.is_empty() && wb.is_empty(), "BEAM warnings:\n a: {wa:?}\n b: {wb:?}");
 }
