@@ -101,7 +101,7 @@ test-processhub:
 	[ -f "$$libs/process_hub/ebin/process_hub.app" ] || \
 	  { echo "test-processhub: $$libs/process_hub/ebin/process_hub.app not found (PROCESSHUB_LIBS=DIR with DIR/<app>/ebin)" >&2; exit 1; }; \
 	echo "== ProcessHub tests with PROCESSHUB_LIBS=$$libs"; \
-	PROCESSHUB_LIBS="$$libs" $(CARGO) test --test interop processhub:: -- --include-ignored --nocapture
+	PROCESSHUB_LIBS="$$libs" $(CARGO) test --test interop processhub:: -- --include-ignored --nocapture --test-threads=1
 
 ## test-otp: the interop suites (Rust interop tests, ExUnit) against OTP
 ## $(OTP) alone, its nodes in a Debian root (made when missing)
