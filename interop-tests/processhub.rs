@@ -213,9 +213,21 @@ end
 
 /// An Elixir hub node of `RHUB` with `PhT.Counter` loaded (hub started).
 async fn rust_hub_node(prefix: &str, cookie: &str, epmd: u16, ebins: &[PathBuf]) -> BeamNode {
+    let node = counter_node(prefix, cookie, epmd, ebins).await;
+    start_rhub(&node).await;
+    node
+}
+
+/// An Elixir node with ProcessHub and `PhT.Counter` loaded, no hub yet.
+async fn counter_node(prefix: &str, cookie: &str, epmd: u16, ebins: &[PathBuf]) -> BeamNode {
     let node = hub_node(prefix, cookie, epmd, ebins).await;
     let code = format!("Code.compile_string(~S'''{COUNTER_EX}''') |> length()");
     assert_eq!(node.eval_elixir(&code).await, Term::Int(1), "PhT.Counter compiles");
+    node
+}
+
+/// Starts hub `RHUB` (HotSwap with handover) on `node`.
+async fn start_rhub(node: &BeamNode) {
     let r = node
         .eval_elixir(&format!(
             r#"parent = self()
@@ -230,7 +242,6 @@ async fn rust_hub_node(prefix: &str, cookie: &str, epmd: u16, ebins: &[PathBuf])
         ))
         .await;
     assert!(is_ok_tuple(&r), "{}: hub does not start: {r:?}", node.name());
-    node
 }
 
 /// `erlnode run --processhub RHUB`, connected to `peer`.
@@ -685,20 +696,43 @@ async fn processhub_elixir_leaves_to_rust_then_rust_killed() {
     assert!(lost.is_empty(), "children whose state did not survive b's leave: {lost:?}");
     assert!(rust.output().iter().all(|l| !l.contains("handed-over state rejected")), "no handover rejected");
 
-    // SIGKILL of the Rust member: a restarts its share (without state,
-    // as for any lost node).
+    // An Elixir node d joins, connected before its hub starts (where
+    // ProcessHub 0.4.1 loses migrations: the join race). The Rust member
+    // hands d its share with HotSwap's messages; the stock
+    // `use ProcessHub.Strategy.Migration.HotSwap` child gets the state.
+    let mut d = counter_node("pkd", &cookie, epmd.port(), &ebins).await;
+    assert!(d.eval(&format!("net_kernel:connect_node('{}')", a.name())).await.is_atom("true"));
+    let three = [a.name(), rname.as_str(), d.name()];
+    let with_d = ring_placement(&three, N);
+    let rust_to_d = after.iter().zip(&with_d).filter(|(x, y)| **x == rname && **y == d.name()).count();
+    let t0 = Instant::now();
+    start_rhub(&d).await;
+    let took = await_placement(&a, &with_d, Duration::from_secs(30)).await;
+    await_placement(&d, &with_d, Duration::from_secs(30)).await;
+    let counts = call_all(&d, N, ":get").await;
+    let lost: Vec<usize> = (1..=N).filter(|i| counts[i - 1] != 1000 * *i as i64).collect();
+    println!("d joined (connected first): {rust_to_d} children moved from the Rust node to d, registry settled after {took:?} ({:?} total); state lost: {lost:?}", t0.elapsed());
+    assert!(rust_to_d > 10, "the ring gives d {rust_to_d} of the Rust node's children");
+    let waited = rust.output().into_iter().filter(|l| l.contains("became visible")).collect::<Vec<_>>();
+    println!("join race: the Rust member waited for d's handlers: {waited:?}");
+    assert!(lost.is_empty(), "children whose state did not survive the move to d: {lost:?}");
+    let after = with_d;
+
+    // SIGKILL of the Rust member: a and d restart its share (without
+    // state, as for any lost node).
     let on_rust = after.iter().filter(|n| **n == rname).count();
     let t0 = Instant::now();
     rust.kill().await;
-    await_rhub_nodes(&a, &[a.name()]).await;
-    let took = await_placement(&a, &vec![a.name().to_string(); N], Duration::from_secs(30)).await;
+    await_rhub_nodes(&a, &[a.name(), d.name()]).await;
+    let took = await_placement(&a, &ring_placement(&[a.name(), d.name()], N), Duration::from_secs(30)).await;
     let counts = call_all(&a, N, ":get").await;
     assert!(counts.iter().all(|c| *c >= 0), "every child answers after the kill");
     let fresh = counts.iter().filter(|c| **c == 0).count();
-    println!("Rust member SIGKILLed: its {on_rust} children restarted on a after {took:?} ({:?} total); {fresh} restarted from init", t0.elapsed());
+    println!("Rust member SIGKILLed: its {on_rust} children restarted on a and d after {took:?} ({:?} total); {fresh} restarted from init", t0.elapsed());
     assert_eq!(fresh, on_rust, "exactly the Rust node's share restarts (from init)");
-    let warns: Vec<String> = warnings(&a).into_iter().chain(warnings(&b)).collect();
+    let warns: Vec<String> = warnings(&a).into_iter().chain(warnings(&b)).chain(warnings(&d)).collect();
     println!("BEAM warnings: {warns:#?}");
     a.stop().await;
     b.stop().await;
+    d.stop().await;
 }

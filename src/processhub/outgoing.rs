@@ -133,10 +133,14 @@ impl Handler {
         };
         // Better than ProcessHub: wait until the target's handler is visible.
         let group = Term::atom(HubEvent::MigrationAdd.atom_name());
-        let deadline = tokio::time::Instant::now() + self.visibility_timeout;
+        let t0 = tokio::time::Instant::now();
+        let deadline = t0 + self.visibility_timeout;
         let handlers = loop {
             let hs: Vec<Pid> = self.scope.get_members(&group).into_iter().filter(|p| p.node == self.target).collect();
             if !hs.is_empty() {
+                if t0.elapsed() > Duration::from_millis(1) {
+                    tracing::info!(target_node = %self.target, waited = ?t0.elapsed(), "the target's migration handler became visible; migrating (ProcessHub would have lost this move)");
+                }
                 break hs;
             }
             if tokio::time::Instant::now() >= deadline {
