@@ -453,6 +453,7 @@ mod member {
             assert_eq!(scope.get_local_members(&Term::atom(ev.atom_name())), vec![hub.coordinator().clone()], "joined {ev:?}");
         }
         let mut probe = node.spawn_mailbox();
+        let mut notices = hub.subscribe();
         let coord = hub.coordinator().clone();
 
         // migration_add_event (05) then the recorded handover: the Rust
@@ -541,6 +542,13 @@ mod member {
         }
         assert!(!node.is_alive(&c1), "stopped");
         assert!(node.is_alive(&coord), "the coordinator survived the junk");
+        let mut seen = vec![];
+        while let Ok(n) = notices.try_recv() {
+            seen.push(n);
+        }
+        use erlnode::processhub::HubNotice;
+        assert!(seen.iter().any(|n| matches!(n, HubNotice::ChildrenStarted(c) if c.contains(&Term::from("c1")))), "{seen:?}");
+        assert!(seen.contains(&HubNotice::ChildrenStopped(vec![Term::from("c1")])), "{seen:?}");
         node.shutdown().await;
     }
 }

@@ -23,7 +23,7 @@ use crate::Node;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Timers and placement of a Rust hub member.
 #[derive(Debug, Clone)]
@@ -131,6 +131,7 @@ impl HubBuilder {
         }
         let view = Arc::new(RwLock::new(View::default()));
         let (tx, rx) = mpsc::unbounded_channel();
+        let (notices, _) = broadcast::channel(1024);
         let member = Member {
             me: self.node.name().clone(),
             node: self.node.clone(),
@@ -149,12 +150,13 @@ impl HubBuilder {
             internal_tx: tx.clone(),
             leaving: false,
             handing: HashMap::new(),
+            notices: notices.clone(),
         };
         tracing::info!(hub = %self.hub_id, dialect = %self.dialect, types = ?member.types.modules(), "joining ProcessHub hub");
         let (ready_tx, ready_rx) = oneshot::channel();
         let task = tokio::spawn(member.run(rx, ready_tx));
         match ready_rx.await {
-            Ok(Ok(())) => Ok(Hub { hub_id: self.hub_id, node: self.node, pid, view, tx, task: Arc::new(std::sync::Mutex::new(Some(task))) }),
+            Ok(Ok(())) => Ok(Hub { hub_id: self.hub_id, node: self.node, pid, view, tx, notices, task: Arc::new(std::sync::Mutex::new(Some(task))) }),
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(HubError::Stopped),
         }
@@ -169,12 +171,18 @@ pub struct Hub {
     pid: Pid,
     view: Arc<RwLock<View>>,
     tx: mpsc::UnboundedSender<Internal>,
+    notices: broadcast::Sender<super::HubNotice>,
     task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<Term>>>>,
 }
 
 impl Hub {
     pub fn hub_id(&self) -> &str {
         &self.hub_id
+    }
+
+    /// The member's events, at ProcessHub's hook points ([`super::HubNotice`]).
+    pub fn subscribe(&self) -> broadcast::Receiver<super::HubNotice> {
+        self.notices.subscribe()
     }
 
     /// The coordinator's pid (registered as the hub id).

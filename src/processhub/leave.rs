@@ -94,6 +94,7 @@ impl Member {
             self.node.unregister(self.hub.as_str());
         }
         tracing::info!(hub = %self.hub, handed_over = report.handed_over, forwarded = report.forwarded, stopped = report.stopped, "left the hub");
+        self.notify(super::HubNotice::Left(report.clone()));
         report
     }
 

@@ -80,6 +80,7 @@ pub(crate) struct Member {
     pub leaving: bool,
     /// While leaving: frozen children waiting for their new pid.
     pub handing: HashMap<Vec<u8>, mpsc::UnboundedSender<ChildCtl>>,
+    pub notices: broadcast::Sender<super::HubNotice>,
 }
 
 impl Member {
@@ -132,6 +133,11 @@ impl Member {
                 None
             }
         }
+    }
+
+    /// Tells the subscribers (none is fine).
+    pub fn notify(&self, n: super::HubNotice) {
+        let _ = self.notices.send(n);
     }
 
     pub fn publish_local(&self) {
@@ -267,6 +273,7 @@ impl Member {
             return;
         }
         tracing::info!(hub = %self.hub, node = %n, "hub member joined");
+        self.notify(super::HubNotice::NodeJoined(n.clone()));
         let children = self
             .local
             .values()
@@ -288,6 +295,7 @@ impl Member {
         self.encodings.remove(n);
         if was {
             tracing::info!(hub = %self.hub, node = %n, reason = why, orphans = orphans.len(), "hub member left");
+            self.notify(super::HubNotice::NodeLeft(n.clone()));
         }
         if self.leaving || orphans.is_empty() {
             return;

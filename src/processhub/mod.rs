@@ -46,6 +46,7 @@ mod hub;
 mod leave;
 mod member;
 mod messages;
+mod notices;
 mod outgoing;
 mod registry;
 mod release;
@@ -55,6 +56,7 @@ mod v0_4_1;
 
 pub use hub::{Hub, HubBuilder, HubConfig, HubError, LeaveReport};
 pub use messages::*;
+pub use notices::HubNotice;
 pub use registry::HubChild;
 pub use types::module_atom;
 pub use v0_4_1::{HOT_SWAP, POST_START_DATA};

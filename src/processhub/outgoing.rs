@@ -112,6 +112,12 @@ impl Member {
         }
         self.publish_local();
         tracing::info!(hub = %self.hub, %target, moved = gone.len(), failed = failed.len(), "migration to a new member done");
+        if !gone.is_empty() {
+            self.notify(super::HubNotice::ChildrenMigrated { target: target.clone(), children: gone.clone() });
+        }
+        if !failed.is_empty() {
+            self.notify(super::HubNotice::MigrationFailed { target, children: failed });
+        }
         self.unregistered(gone, Keyword::new());
     }
 }

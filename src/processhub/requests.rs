@@ -8,6 +8,7 @@
 use super::member::{LocalChild, Member};
 use super::messages::{ChildStart, ChildStop, HubEvent, HubMessage, Keyword, PostStartData, StartOutcome, Unregistered};
 use super::registry::key;
+use super::HubNotice;
 use crate::term::{Pid, Term};
 
 impl Member {
@@ -39,6 +40,14 @@ impl Member {
             results.push((c.child_id, outcome));
         }
         self.publish_local();
+        let (ok, failed): (Vec<_>, Vec<_>) = results.iter().partition(|(_, r)| matches!(r, StartOutcome::Ok(_)));
+        if !ok.is_empty() {
+            self.notify(HubNotice::ChildrenStarted(ok.into_iter().map(|(c, _)| c.clone()).collect()));
+        }
+        if !failed.is_empty() {
+            let failed = failed.into_iter().map(|(c, r)| (c.clone(), match r { StartOutcome::Error(e) | StartOutcome::Other(e) => e.clone(), StartOutcome::Ok(_) => Term::nil() })).collect();
+            self.notify(HubNotice::ChildrenFailed(failed));
+        }
         let answer = HubMessage::CollectStartResults { results, node: self.me.clone() };
         if let Some(t) = self.build(&answer) {
             for p in &reply_to {
@@ -109,6 +118,9 @@ impl Member {
         }
         self.publish_local();
         let reply_to = opts.reply_to();
+        if !stopped.is_empty() {
+            self.notify(HubNotice::ChildrenStopped(stopped.clone()));
+        }
         self.unregistered(stopped, opts);
         let answer = HubMessage::CollectStopResults { results, node: self.me.clone() };
         if let Some(t) = self.build(&answer) {
