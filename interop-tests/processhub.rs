@@ -234,7 +234,8 @@ async fn start_rhub(node: &BeamNode) {
                spawn(fn ->
                  Process.flag(:trap_exit, true)
                  hub = %ProcessHub{{hub_id: :{RHUB},
-                   migration_strategy: %ProcessHub.Strategy.Migration.HotSwap{{handover: true}}}}
+                   migration_strategy: %ProcessHub.Strategy.Migration.HotSwap{{handover: true}},
+                   synchronization_strategy: %ProcessHub.Strategy.Synchronization.PubSub{{sync_interval: 1_000}}}}
                  send(parent, {{:hub, ProcessHub.start_link(hub)}})
                  Process.sleep(:infinity)
                end)
@@ -348,8 +349,9 @@ fn warnings(node: &BeamNode) -> Vec<String> {
 /// the three on every node; 300 children land where the ring says, the
 /// Rust third as Rust `Counter`s, and each answers calls from both
 /// Elixir nodes; a child whose module has no Rust type is reported as an
-/// error by `ProcessHub.start_children`, not dropped; nothing is logged
-/// at warning level on the BEAM nodes.
+/// error by `ProcessHub.start_children`, not dropped; ProcessHub's
+/// periodic sync reaches the Rust node; nothing is logged at warning
+/// level on the BEAM nodes.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs PROCESSHUB_LIBS: make test-processhub PROCESSHUB_LIBS=DIR"]
 async fn processhub_rust_member_places_and_serves() {
@@ -408,6 +410,9 @@ async fn processhub_rust_member_places_and_serves() {
     assert_eq!(registry_nodes(&a, RHUB, &unknown).await, vec![String::new(); 5], "none registered");
     println!("unknown module: 5 error results from the Rust node: {text}");
 
+    // ProcessHub's periodic sync (every second here) spawns funs on the
+    // Rust node: accepted and not run, so the BEAM nodes log nothing.
+    rust.wait_for_line("spawned fun not run", Duration::from_secs(10)).await.expect("a periodic sync reached the Rust node");
     let (wa, wb) = (warnings(&a), warnings(&b));
     rust.signal(crate::support::SIGTERM);
     rust.wait_exit(Duration::from_secs(30)).await;

@@ -124,6 +124,9 @@ impl HubBuilder {
     /// members can see it.
     pub async fn join(self) -> Result<Hub, HubError> {
         let scope = self.node.pg_scope(&self.dialect.pg_scope_name(&self.hub_id))?;
+        // ProcessHub's PubSub sync spawns a fun on every member every 15 s;
+        // a refusal would make each Elixir member log a warning each time.
+        self.node.accept_spawned_funs(true);
         let mb = self.node.spawn_mailbox();
         let pid = mb.pid().clone();
         if self.node.register(&self.hub_id, &pid).is_err() {
