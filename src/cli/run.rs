@@ -92,6 +92,10 @@ pub struct RunArgs {
     /// (repeatable; default `Erlnode.Examples.Counter=counter`).
     #[arg(long = "processhub-child", value_name = "MODULE=TYPE", requires = "processhub", value_parser = parse_hub_child)]
     pub processhub_child: Vec<(String, String)>,
+    /// The hub migrates without state handover (ColdSwap, or HotSwap with
+    /// handover: false): children leave this node without their state.
+    #[arg(long, requires = "processhub")]
+    pub processhub_no_handover: bool,
     #[command(flatten)]
     pub opts: NodeOpts,
 }
@@ -117,9 +121,9 @@ fn parse_hub_child(s: &str) -> Result<(String, String), String> {
 }
 
 /// `--processhub`: joins the hub with the example types.
-async fn join_hub(node: &crate::Node, hub_id: &str, children: &[(String, String)], ring: Option<crate::migration::RingEncoding>) -> Result<crate::processhub::Hub, crate::processhub::HubError> {
+async fn join_hub(node: &crate::Node, hub_id: &str, children: &[(String, String)], ring: Option<crate::migration::RingEncoding>, handover: bool) -> Result<crate::processhub::Hub, crate::processhub::HubError> {
     use crate::examples::{account::Account, counter::Counter};
-    let mut b = node.processhub(hub_id).config(crate::processhub::HubConfig { ring_encoding: ring, ..Default::default() });
+    let mut b = node.processhub(hub_id).config(crate::processhub::HubConfig { ring_encoding: ring, handover, ..Default::default() });
     let default = [("Erlnode.Examples.Counter".to_string(), "counter".to_string())];
     for (module, ty) in if children.is_empty() { &default[..] } else { children } {
         b = match ty.as_str() {
@@ -267,7 +271,7 @@ pub async fn run(a: RunArgs) -> ExitCode {
     }
     let hub = match &a.processhub {
         None => None,
-        Some(id) => match join_hub(&node, id, &a.processhub_child, a.ring_encoding.0).await {
+        Some(id) => match join_hub(&node, id, &a.processhub_child, a.ring_encoding.0, !a.processhub_no_handover).await {
             Ok(h) => {
                 tracing::info!(hub = %id, "joined the ProcessHub hub");
                 Some(h)

@@ -45,6 +45,14 @@ pub struct HubConfig {
     /// The ring's encoding; `None`: the oldest OTP release among the
     /// Elixir members (asked at join), as each hashes with its own.
     pub ring_encoding: Option<RingEncoding>,
+    /// The hub's migration strategy, which the Elixir members configure
+    /// and the wire does not say: `true` (default) for HotSwap with
+    /// `handover: true`, whose children `use
+    /// ProcessHub.Strategy.Migration.HotSwap`; `false` for ColdSwap (or
+    /// HotSwap without handover): children leave this node without state,
+    /// and no `{:process_hub, ...}` message is sent to an Elixir child
+    /// that may have no clause for it.
+    pub handover: bool,
 }
 
 impl Default for HubConfig {
@@ -56,6 +64,7 @@ impl Default for HubConfig {
             retention: Duration::from_secs(5),
             leave_timeout: Duration::from_secs(10),
             ring_encoding: None,
+            handover: true,
         }
     }
 }

@@ -34,7 +34,9 @@ impl Member {
         let keys: Vec<Vec<u8>> = self.local.keys().filter(|k| !self.moving.contains(*k)).cloned().collect();
         for k in keys {
             let c = &self.local[&k];
-            let owner = ring.owner(&c.cid).filter(|o| *o != self.me);
+            // Without handover (ColdSwap) nothing is sent: the new owner
+            // restarts the child from its spec.
+            let owner = ring.owner(&c.cid).filter(|o| *o != self.me && self.cfg.handover);
             let state = match owner {
                 None => None,
                 Some(_) => {

@@ -74,6 +74,10 @@ impl Member {
                 l
             })
             .collect();
+        if !self.cfg.handover {
+            self.cold_move(n, leavers);
+            return;
+        }
         let h = Handler {
             mb: self.node.spawn_mailbox(),
             scope: self.scope.clone(),
@@ -89,6 +93,40 @@ impl Member {
             let target = h.target.clone();
             let (moved, failed) = h.run(leavers).await;
             let _ = tx.send(Internal::Moved { target, moved, failed });
+        });
+    }
+
+    /// ColdSwap, as ProcessHub 0.4.1 does it: stop here and unregister
+    /// first, then ask the target to start the children (no `reply_to`,
+    /// no state). The request waits for the target's handler to be
+    /// visible, where ProcessHub loses the children.
+    fn cold_move(&mut self, n: &Atom, leavers: Vec<Leaver>) {
+        let mut gone = vec![];
+        let mut children = vec![];
+        for l in leavers {
+            let k = key(&l.start.child_id);
+            if let Some(c) = self.local.remove(&k) {
+                self.mb.demonitor(&c.monitor);
+            }
+            self.moving.remove(&k);
+            let _ = l.ctl.send(ChildCtl::Stop);
+            self.view.write().unwrap().registry.remove_on(&l.start.child_id, &self.me);
+            gone.push(l.start.child_id.clone());
+            children.push(l.start);
+        }
+        self.publish_local();
+        self.unregistered(gone.clone(), Keyword::new());
+        self.notify(super::HubNotice::ChildrenMigrated { target: n.clone(), children: gone.clone() });
+        let mut opts = Keyword::new();
+        opts.push("migration_add", Term::atom("true"));
+        let Some(request) = self.build(&HubMessage::MigrationAdd { children, opts }) else { return };
+        let (scope, target, mb, wait) = (self.scope.clone(), n.clone(), self.node.spawn_mailbox(), self.cfg.visibility_timeout);
+        let hub = self.hub.clone();
+        tokio::spawn(async move {
+            match visible_handlers(&scope, &target, wait).await {
+                Some(hs) => hs.iter().for_each(|h| mb.send(h, request.clone())),
+                None => tracing::error!(%hub, %target, children = ?gone, "the target's handler never became visible: these children were stopped and not started anywhere"),
+            }
         });
     }
 
@@ -122,6 +160,27 @@ impl Member {
     }
 }
 
+/// The target's coordinators in the `migration_add_event` group, once
+/// there are any (`None` after `wait`): ProcessHub sends to nobody when
+/// the joiner's handler is not visible yet and loses the move.
+async fn visible_handlers(scope: &PgScope, target: &Atom, wait: Duration) -> Option<Vec<Pid>> {
+    let group = Term::atom(HubEvent::MigrationAdd.atom_name());
+    let t0 = tokio::time::Instant::now();
+    loop {
+        let hs: Vec<Pid> = scope.get_members(&group).into_iter().filter(|p| &p.node == target).collect();
+        if !hs.is_empty() {
+            if t0.elapsed() > Duration::from_millis(1) {
+                tracing::info!(target_node = %target, waited = ?t0.elapsed(), "the target's migration handler became visible; migrating (ProcessHub would have lost this move)");
+            }
+            return Some(hs);
+        }
+        if t0.elapsed() >= wait {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 impl Handler {
     async fn run(mut self, leavers: Vec<Leaver>) -> (Vec<(Term, Pid)>, Vec<(Term, Term)>) {
         let me = self.mb.pid().clone();
@@ -138,21 +197,8 @@ impl Handler {
             return fail_all(Term::atom("not_in_dialect"));
         };
         // Better than ProcessHub: wait until the target's handler is visible.
-        let group = Term::atom(HubEvent::MigrationAdd.atom_name());
-        let t0 = tokio::time::Instant::now();
-        let deadline = t0 + self.visibility_timeout;
-        let handlers = loop {
-            let hs: Vec<Pid> = self.scope.get_members(&group).into_iter().filter(|p| p.node == self.target).collect();
-            if !hs.is_empty() {
-                if t0.elapsed() > Duration::from_millis(1) {
-                    tracing::info!(target_node = %self.target, waited = ?t0.elapsed(), "the target's migration handler became visible; migrating (ProcessHub would have lost this move)");
-                }
-                break hs;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return fail_all(Term::atom("target_not_visible"));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let Some(handlers) = visible_handlers(&self.scope, &self.target, self.visibility_timeout).await else {
+            return fail_all(Term::atom("target_not_visible"));
         };
         for h in &handlers {
             self.mb.send(h, request.clone());
