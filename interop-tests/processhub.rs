@@ -228,13 +228,18 @@ async fn counter_node(prefix: &str, cookie: &str, epmd: u16, ebins: &[PathBuf]) 
 
 /// Starts hub `RHUB` (HotSwap with handover) on `node`.
 async fn start_rhub(node: &BeamNode) {
+    start_rhub_with(node, "%ProcessHub.Strategy.Migration.HotSwap{handover: true}").await
+}
+
+/// Starts hub `RHUB` with the migration strategy `strategy` (Elixir).
+async fn start_rhub_with(node: &BeamNode, strategy: &str) {
     let r = node
         .eval_elixir(&format!(
             r#"parent = self()
                spawn(fn ->
                  Process.flag(:trap_exit, true)
                  hub = %ProcessHub{{hub_id: :{RHUB},
-                   migration_strategy: %ProcessHub.Strategy.Migration.HotSwap{{handover: true}},
+                   migration_strategy: {strategy},
                    synchronization_strategy: %ProcessHub.Strategy.Synchronization.PubSub{{sync_interval: 1_000}}}}
                  send(parent, {{:hub, ProcessHub.start_link(hub)}})
                  Process.sleep(:infinity)
@@ -247,14 +252,15 @@ async fn start_rhub(node: &BeamNode) {
 
 /// `erlnode run --processhub RHUB`, connected to `peer`.
 async fn rust_member(cookie: &str, epmd: u16, peer: &str) -> (Erlnode, String) {
+    rust_member_with(cookie, epmd, peer, &["--processhub-child", "PhT.Counter=counter"]).await
+}
+
+/// `erlnode run --processhub RHUB [extra]`, connected to `peer`.
+async fn rust_member_with(cookie: &str, epmd: u16, peer: &str, extra: &[&str]) -> (Erlnode, String) {
     let name = format!("{}@127.0.0.1", crate::support::unique("rph"));
-    let node = Erlnode::run(
-        &name,
-        cookie,
-        epmd,
-        &["--no-embedded-epmd", "--no-migration", "--connect", peer, "--processhub", RHUB, "--processhub-child", "PhT.Counter=counter"],
-    )
-    .await;
+    let mut args = vec!["--no-embedded-epmd", "--no-migration", "--connect", peer, "--processhub", RHUB];
+    args.extend_from_slice(extra);
+    let node = Erlnode::run(&name, cookie, epmd, &args).await;
     node.wait_for_line("joined the ProcessHub hub", Duration::from_secs(30)).await.expect("the Rust member joins");
     (node, name)
 }
@@ -740,4 +746,93 @@ async fn processhub_elixir_leaves_to_rust_then_rust_killed() {
     a.stop().await;
     b.stop().await;
     d.stop().await;
+}
+
+/// A child without HotSwap (and without a catch-all `handle_info`: any
+/// stray message would be logged as an error), as a ColdSwap hub has.
+const PLAIN_EX: &str = r#"
+defmodule PhT.Plain do
+  use GenServer
+  def start_link(n), do: GenServer.start_link(__MODULE__, n)
+  @impl true
+  def init(n), do: {:ok, %{count: n}}
+  @impl true
+  def handle_call(:get, _from, s), do: {:reply, s.count, s}
+  def handle_call({:add, n}, _from, s), do: {:reply, s.count + n, %{s | count: s.count + n}}
+end
+"#;
+
+/// A ColdSwap hub (0.4.1's default) with the Rust member started with
+/// `--processhub-no-handover`: children land where the ring says; an
+/// Elixir node joining gets the Rust node's share (ColdSwap's order:
+/// stop, unregister, then start on the target); SIGTERM hands the rest
+/// back; no `{:process_hub, ...}` message ever reaches an Elixir child
+/// (which would log an error) and the BEAM nodes log no warning.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PROCESSHUB_LIBS: make test-processhub PROCESSHUB_LIBS=DIR"]
+async fn processhub_rust_member_coldswap() {
+    let Some(ebins) = processhub_libs() else { return };
+    let epmd = Epmd::start().await;
+    let cookie = crate::support::unique("phcookie");
+    let cold = "%ProcessHub.Strategy.Migration.ColdSwap{}";
+    let plain_node = |prefix: &'static str| {
+        let (cookie, ebins) = (cookie.clone(), ebins.clone());
+        let port = epmd.port();
+        async move {
+            let n = hub_node(prefix, &cookie, port, &ebins).await;
+            let code = format!("Code.compile_string(~S'''{PLAIN_EX}''') |> length()");
+            assert_eq!(n.eval_elixir(&code).await, Term::Int(1), "PhT.Plain compiles");
+            n
+        }
+    };
+    let mut a = plain_node("pca").await;
+    let mut b = plain_node("pcb").await;
+    start_rhub_with(&a, cold).await;
+    start_rhub_with(&b, cold).await;
+    assert!(a.eval(&format!("net_kernel:connect_node('{}')", b.name())).await.is_atom("true"));
+    await_rhub_nodes(&a, &[a.name(), b.name()]).await;
+    let (mut rust, rname) =
+        rust_member_with(&cookie, epmd.port(), a.name(), &["--processhub-child", "PhT.Plain=counter", "--processhub-no-handover"]).await;
+    let three = [a.name(), b.name(), rname.as_str()];
+    await_rhub_nodes(&a, &three).await;
+    await_rhub_nodes(&b, &three).await;
+    const N: usize = 200;
+    let r = a
+        .eval_elixir(&format!(
+            r#"specs = for i <- 1..{N}, do: %{{id: "c#{{i}}", start: {{PhT.Plain, :start_link, [0]}}}}
+               r = ProcessHub.start_children(:{RHUB}, specs, awaitable: true, timeout: 30_000) |> ProcessHub.await()
+               {{r.status, length(r.errors)}}"#
+        ))
+        .await;
+    assert_eq!(r, Term::tuple([Term::atom("ok"), Term::Int(0)]), "start_children");
+    await_placement(&a, &ring_placement(&three, N), Duration::from_secs(15)).await;
+    assert_eq!(call_all(&b, N, "{:add, 1}").await, vec![1; N]);
+
+    // c joins (hub first, then the connection).
+    let mut c = plain_node("pcc").await;
+    start_rhub_with(&c, cold).await;
+    assert!(c.eval(&format!("net_kernel:connect_node('{}')", a.name())).await.is_atom("true"));
+    let four = [a.name(), b.name(), rname.as_str(), c.name()];
+    let before = ring_placement(&three, N);
+    let with_c = ring_placement(&four, N);
+    let rust_to_c = before.iter().zip(&with_c).filter(|(x, y)| **x == rname && **y == c.name()).count();
+    let took = await_placement(&a, &with_c, Duration::from_secs(30)).await;
+    await_placement(&c, &with_c, Duration::from_secs(30)).await;
+    assert!(call_all(&c, N, ":get").await.iter().all(|x| *x >= 0), "every child answers");
+    println!("ColdSwap: c joined, {rust_to_c} children moved from the Rust node to c (registry settled after {took:?})");
+
+    // SIGTERM: the Rust node's share restarts on a, b and c.
+    rust.signal(crate::support::SIGTERM);
+    assert!(rust.wait_exit(Duration::from_secs(30)).await.is_some_and(|s| s.success()));
+    let without = ring_placement(&[a.name(), b.name(), c.name()], N);
+    let took = await_placement(&a, &without, Duration::from_secs(30)).await;
+    assert!(call_all(&a, N, ":get").await.iter().all(|x| *x >= 0), "every child answers");
+    println!("ColdSwap: the Rust node left, its share restarted elsewhere (registry settled after {took:?})");
+    let global = "requested disconnect from node";
+    let warns: Vec<String> =
+        warnings(&a).into_iter().chain(warnings(&b)).chain(warnings(&c)).filter(|l| !l.contains(global)).collect();
+    a.stop().await;
+    b.stop().await;
+    c.stop().await;
+    assert!(warns.is_empty(), "BEAM warnings: {warns:#?}");
 }
