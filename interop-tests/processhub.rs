@@ -21,15 +21,51 @@ use std::time::{Duration, Instant};
 
 const HUB: &str = "ph_smoke";
 
+/// ProcessHub's compiled applications and the OTP release they run on.
+#[derive(Clone)]
+struct Libs {
+    ebins: Vec<PathBuf>,
+    otp: u32,
+    /// A copy made for this run, removed when the last clone goes.
+    _copy: Option<std::sync::Arc<RemoveOnDrop>>,
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// The `ebin` folders under `PROCESSHUB_LIBS`. These tests are
 /// `#[ignore]`d with the reason (cargo prints it) so `cargo test` never
 /// passes them silently; `make test-processhub PROCESSHUB_LIBS=DIR` runs
 /// them with `--include-ignored`. A set but unusable folder fails the test.
-fn processhub_libs() -> Option<Vec<PathBuf>> {
+fn processhub_libs() -> Option<Libs> {
     let Some(dir) = std::env::var_os("PROCESSHUB_LIBS").filter(|v| !v.is_empty()) else {
         panic!("PROCESSHUB_LIBS is unset: run `make test-processhub PROCESSHUB_LIBS=DIR` (DIR/<app>/ebin)");
     };
-    let dir = PathBuf::from(dir);
+    Some(Libs { ebins: ebins_in(&PathBuf::from(dir)), otp: 25, _copy: None })
+}
+
+/// `PROCESSHUB_LIBS_OTP27`: the same applications compiled for OTP 27,
+/// copied into the OTP 27 root (nodes started there see only its files).
+/// Unset: the OTP 27 test says so and passes.
+fn processhub_libs_otp27() -> Option<Libs> {
+    let Some(dir) = std::env::var_os("PROCESSHUB_LIBS_OTP27").filter(|v| !v.is_empty()) else {
+        println!("not run: PROCESSHUB_LIBS_OTP27 is unset (DIR/<app>/ebin compiled for OTP 27)");
+        return None;
+    };
+    let root = crate::support::otp::root_for(27);
+    let inside = root.join("tmp").join(crate::support::unique("phlibs"));
+    let copy = std::sync::Arc::new(RemoveOnDrop(inside.clone()));
+    let status = std::process::Command::new("cp").arg("-r").arg(&dir).arg(&inside).status().expect("cp");
+    assert!(status.success(), "copying {dir:?} into {}", inside.display());
+    Some(Libs { ebins: ebins_in(&inside), otp: 27, _copy: Some(copy) })
+}
+
+fn ebins_in(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut ebins: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("PROCESSHUB_LIBS={}: {e}", dir.display()))
         .filter_map(|e| Some(e.ok()?.path().join("ebin")))
@@ -45,14 +81,13 @@ fn processhub_libs() -> Option<Vec<PathBuf>> {
             app_file.display()
         );
     }
-    Some(ebins)
+    ebins
 }
 
-/// An Elixir node on the host's OTP with ProcessHub loaded and started.
-async fn hub_node(prefix: &str, cookie: &str, epmd: u16, ebins: &[PathBuf]) -> BeamNode {
-    // The libraries are compiled for the host's release (OTP 25).
-    let mut b = BeamNode::builder().prefix(prefix).cookie(cookie).epmd_port(epmd).elixir(true).otp(25);
-    for p in ebins {
+/// An Elixir node on the libraries' OTP with ProcessHub loaded and started.
+async fn hub_node(prefix: &str, cookie: &str, epmd: u16, libs: &Libs) -> BeamNode {
+    let mut b = BeamNode::builder().prefix(prefix).cookie(cookie).epmd_port(epmd).elixir(true).otp(libs.otp);
+    for p in &libs.ebins {
         b = b.code_path(p);
     }
     let node = b.start().await;
@@ -212,14 +247,14 @@ end
 "#;
 
 /// An Elixir hub node of `RHUB` with `PhT.Counter` loaded (hub started).
-async fn rust_hub_node(prefix: &str, cookie: &str, epmd: u16, ebins: &[PathBuf]) -> BeamNode {
+async fn rust_hub_node(prefix: &str, cookie: &str, epmd: u16, ebins: &Libs) -> BeamNode {
     let node = counter_node(prefix, cookie, epmd, ebins).await;
     start_rhub(&node).await;
     node
 }
 
 /// An Elixir node with ProcessHub and `PhT.Counter` loaded, no hub yet.
-async fn counter_node(prefix: &str, cookie: &str, epmd: u16, ebins: &[PathBuf]) -> BeamNode {
+async fn counter_node(prefix: &str, cookie: &str, epmd: u16, ebins: &Libs) -> BeamNode {
     let node = hub_node(prefix, cookie, epmd, ebins).await;
     let code = format!("Code.compile_string(~S'''{COUNTER_EX}''') |> length()");
     assert_eq!(node.eval_elixir(&code).await, Term::Int(1), "PhT.Counter compiles");
@@ -325,7 +360,12 @@ async fn await_placement(node: &BeamNode, expected: &[String], within: Duration)
 
 /// Where the ring (ProcessHub's, OTP 25 encoding) puts `c1..cN`.
 fn ring_placement(nodes: &[&str], n: usize) -> Vec<String> {
-    let ring = Ring::new(nodes.iter().map(|s| Atom::new(s)), RingEncoding::Otp25);
+    ring_placement_on(nodes, n, RingEncoding::Otp25)
+}
+
+/// Where the ring hashed as `enc` puts `c1..cN`.
+fn ring_placement_on(nodes: &[&str], n: usize, enc: RingEncoding) -> Vec<String> {
+    let ring = Ring::new(nodes.iter().map(|s| Atom::new(s)), enc);
     (1..=n).map(|i| ring.owner(&Term::from(format!("c{i}").as_str())).unwrap().as_str().to_string()).collect()
 }
 
@@ -361,7 +401,21 @@ fn warnings(node: &BeamNode) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs PROCESSHUB_LIBS: make test-processhub PROCESSHUB_LIBS=DIR"]
 async fn processhub_rust_member_places_and_serves() {
-    let Some(ebins) = processhub_libs() else { return };
+    let Some(libs) = processhub_libs() else { return };
+    places_and_serves(libs).await;
+}
+
+/// The same on OTP 27 (Elixir 1.18) nodes, whose ring hashes atoms as
+/// UTF-8: the Rust member reads their release and hashes the same way.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PROCESSHUB_LIBS: make test-processhub PROCESSHUB_LIBS=DIR"]
+async fn processhub_rust_member_places_and_serves_otp27() {
+    let Some(libs) = processhub_libs_otp27() else { return };
+    places_and_serves(libs).await;
+}
+
+async fn places_and_serves(ebins: Libs) {
+    let enc = RingEncoding::of_release(ebins.otp);
     let epmd = Epmd::start().await;
     let cookie = crate::support::unique("phcookie");
     let mut a = rust_hub_node("pra", &cookie, epmd.port(), &ebins).await;
@@ -379,7 +433,7 @@ async fn processhub_rust_member_places_and_serves() {
     let t0 = Instant::now();
     start_counters(&a, N).await;
     println!("{N} children started in {:?}", t0.elapsed());
-    let expected = ring_placement(&all, N);
+    let expected = ring_placement_on(&all, N, enc);
     let on_rust = expected.iter().filter(|n| **n == rname).count();
     assert!(on_rust > N / 5, "the ring gives the Rust node {on_rust} of {N}");
     await_placement(&a, &expected, Duration::from_secs(15)).await;
@@ -399,7 +453,7 @@ async fn processhub_rust_member_places_and_serves() {
 
     // A module without a Rust type: an error result, not a silent drop
     // (ids the ring gives the Rust node, so a and b do not try them).
-    let ring = Ring::new(all.iter().map(|s| Atom::new(s)), RingEncoding::Otp25);
+    let ring = Ring::new(all.iter().map(|s| Atom::new(s)), enc);
     let unknown: Vec<String> = (1..).map(|i| format!("u{i}")).filter(|id| ring.owner(&Term::from(id.as_str())).unwrap().as_str() == rname).take(5).collect();
     let r = a
         .eval_elixir(&format!(
