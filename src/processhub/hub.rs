@@ -175,7 +175,9 @@ impl HubBuilder {
     }
 }
 
-/// A running membership; cheap to clone.
+/// A running membership; cheap to clone. Membership lasts until
+/// [`Hub::leave`] or the node's shutdown (dropping the handles does not
+/// end it).
 #[derive(Clone)]
 pub struct Hub {
     hub_id: String,

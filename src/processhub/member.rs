@@ -160,6 +160,8 @@ impl Member {
                 return Term::atom("normal");
             }
         };
+        // Before anything is visible, so no nodedown falls in between.
+        let mut events = self.node.subscribe();
         let me_pid = self.mb.pid().clone();
         let mut order: Vec<HubEvent> = self.dialect.groups().iter().copied().filter(|e| *e != HubEvent::ClusterJoin).collect();
         order.push(HubEvent::ClusterJoin);
@@ -174,7 +176,6 @@ impl Member {
             self.seen(&p.node);
         }
         let _ = ready.send(Ok(()));
-        let mut events = self.node.subscribe();
         let mut tick = tokio::time::interval(self.cfg.discover_interval);
         tick.tick().await;
         loop {
@@ -190,11 +191,8 @@ impl Member {
                         return Term::atom("normal");
                     }
                     Some(i) => self.handle_internal(i).await,
-                    None => {
-                        // Every handle dropped: leave the hub quietly.
-                        self.leave().await;
-                        return Term::atom("normal");
-                    }
+                    // Never: the member holds a sender itself.
+                    None => return Term::atom("normal"),
                 },
                 c = recv_change(&mut sub) => match c {
                     Some((action, pids)) => for p in pids {
