@@ -737,7 +737,10 @@ async fn processhub_elixir_leaves_to_rust_then_rust_killed() {
     let mut b = rust_hub_node("pkb", &cookie, epmd.port(), &ebins).await;
     assert!(a.eval(&format!("net_kernel:connect_node('{}')", b.name())).await.is_atom("true"));
     await_rhub_nodes(&a, &[a.name(), b.name()]).await;
-    let (mut rust, rname) = rust_member(&cookie, epmd.port(), a.name()).await;
+    // The ring encoding pinned (`--ring-encoding`): the member counts d as
+    // soon as it sees its coordinator, without asking its release first.
+    let (mut rust, rname) =
+        rust_member_with(&cookie, epmd.port(), a.name(), &["--processhub-child", "PhT.Counter=counter", "--ring-encoding", "otp25"]).await;
     let all = [a.name(), b.name(), rname.as_str()];
     await_rhub_nodes(&a, &all).await;
     await_rhub_nodes(&b, &all).await;
