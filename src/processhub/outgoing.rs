@@ -267,3 +267,43 @@ impl Handler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Node;
+
+    async fn node() -> Node {
+        Node::builder(format!("phvis{}@127.0.0.1", std::process::id()))
+            .cookie("c")
+            .publish(false)
+            .embedded_epmd(false)
+            .listen(([127, 0, 0, 1], 0).into())
+            .start()
+            .await
+            .unwrap()
+    }
+
+    /// The join race: a move waits for the target's handler to join the
+    /// `migration_add_event` group, and gives up after the wait.
+    #[tokio::test]
+    async fn a_move_waits_for_the_targets_handler_then_gives_up() {
+        let node = node().await;
+        let scope = node.pg_scope("hub.vis.event_queue_pg").unwrap();
+        let me = node.name().clone();
+        assert_eq!(visible_handlers(&scope, &me, Duration::from_millis(200)).await, None, "nobody joined: gives up");
+        let handler = node.spawn(|mut mb| async move {
+            while mb.recv().await.is_some() {}
+            Term::atom("normal")
+        });
+        let (s, h) = (scope.clone(), handler.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            s.join(Term::atom("migration_add_event"), &h).await.unwrap();
+        });
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(visible_handlers(&scope, &me, Duration::from_secs(10)).await, Some(vec![handler]), "found once it joins");
+        assert!(t0.elapsed() >= Duration::from_millis(300), "it waited for the join");
+        node.shutdown().await;
+    }
+}
