@@ -428,6 +428,14 @@ async fn places_and_serves(ebins: Libs) {
     await_rhub_nodes(&a, &all).await;
     await_rhub_nodes(&b, &all).await;
     println!("ProcessHub.nodes lists the Rust member on a and b after {:?}", t0.elapsed());
+    // And the Rust member counts both.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for peer in [a.name(), b.name()] {
+        while !rust.output().iter().any(|l| l.contains("hub member joined") && l.contains(peer)) {
+            assert!(Instant::now() < deadline, "the Rust member does not count {peer}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 
     const N: usize = 300;
     let t0 = Instant::now();
