@@ -478,6 +478,21 @@ async fn places_and_serves(ebins: Libs) {
     assert_eq!(registry_nodes(&a, RHUB, &unknown).await, vec![String::new(); 5], "none registered");
     println!("unknown module: 5 error results from the Rust node: {text}");
 
+    // which_children(:global) erpc's a fun to every member: the Rust
+    // node refuses it, the caller gets an error entry for it, the others
+    // answer.
+    let r = a
+        .eval_elixir(&format!(
+            r#"ProcessHub.which_children(:{RHUB}, [:global])
+               |> Enum.map(fn {{n, l}} when is_atom(n) and is_list(l) -> {{Atom.to_string(n), length(l)}}
+                              other -> {{"error", inspect(other)}} end)"#
+        ))
+        .await;
+    println!("which_children(:global) with the Rust member: {r:?}");
+    let Term::List(entries) = &r else { panic!("which_children: {r:?}") };
+    assert_eq!(entries.len(), 3, "one entry per member: {r:?}");
+    let refused = Term::tuple([Term::from("error"), Term::from("{:erpc, :notsup}")]);
+    assert_eq!(entries.iter().filter(|e| **e == refused).count(), 1, "the Rust node refuses the fun: {r:?}");
     // ProcessHub's periodic sync (every second here) spawns funs on the
     // Rust node: accepted and not run, so the BEAM nodes log nothing.
     rust.wait_for_line("spawned fun not run", Duration::from_secs(10)).await.expect("a periodic sync reached the Rust node");
