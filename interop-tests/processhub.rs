@@ -916,3 +916,42 @@ async fn processhub_rust_member_coldswap() {
     c.stop().await;
     assert!(warns.is_empty(), "BEAM warnings: {warns:#?}");
 }
+
+/// Two Rust members and one Elixir member: when one Rust member leaves
+/// by SIGTERM, its children go to the other members, the other Rust one
+/// included, with their states (Rust to Rust through ProcessHub's own
+/// messages).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PROCESSHUB_LIBS: make test-processhub PROCESSHUB_LIBS=DIR"]
+async fn processhub_two_rust_members() {
+    let Some(libs) = processhub_libs() else { return };
+    let epmd = Epmd::start().await;
+    let cookie = crate::support::unique("phcookie");
+    let mut a = rust_hub_node("pwa", &cookie, epmd.port(), &libs).await;
+    let (mut r1, n1) = rust_member(&cookie, epmd.port(), a.name()).await;
+    let (mut r2, n2) = rust_member(&cookie, epmd.port(), a.name()).await;
+    let all = [a.name(), n1.as_str(), n2.as_str()];
+    await_rhub_nodes(&a, &all).await;
+    const N: usize = 300;
+    start_counters(&a, N).await;
+    await_placement(&a, &ring_placement(&all, N), Duration::from_secs(15)).await;
+    seed_counts(&a, N).await;
+    let after = ring_placement(&[a.name(), n2.as_str()], N);
+    let r1_to_r2 = ring_placement(&all, N).iter().zip(&after).filter(|(x, y)| **x == n1 && **y == n2).count();
+    r1.signal(crate::support::SIGTERM);
+    assert!(r1.wait_exit(Duration::from_secs(30)).await.is_some_and(|s| s.success()));
+    let took = await_placement(&a, &after, Duration::from_secs(30)).await;
+    let counts = call_all(&a, N, ":get").await;
+    let lost: Vec<usize> = (1..=N).filter(|i| counts[i - 1] != 1000 * *i as i64).collect();
+    println!("r1 left: {r1_to_r2} of its children went to r2 (Rust to Rust), registry settled after {took:?}; state lost: {lost:?}");
+    assert!(r1_to_r2 > 10, "the ring gives r2 {r1_to_r2} of r1's children");
+    assert!(lost.is_empty(), "children whose state did not survive: {lost:?}");
+    r2.signal(crate::support::SIGTERM);
+    assert!(r2.wait_exit(Duration::from_secs(30)).await.is_some_and(|s| s.success()));
+    let took = await_placement(&a, &vec![a.name().to_string(); N], Duration::from_secs(30)).await;
+    let counts = call_all(&a, N, ":get").await;
+    let lost: Vec<usize> = (1..=N).filter(|i| counts[i - 1] != 1000 * *i as i64).collect();
+    println!("r2 left: everything on a after {took:?}; state lost: {lost:?}");
+    assert!(lost.is_empty(), "children whose state did not survive: {lost:?}");
+    a.stop().await;
+}
