@@ -938,6 +938,14 @@ async fn processhub_two_rust_members() {
     let (mut r2, n2) = rust_member(&cookie, epmd.port(), a.name()).await;
     let all = [a.name(), n1.as_str(), n2.as_str()];
     await_rhub_nodes(&a, &all).await;
+    // The Rust members count each other once `global` has connected them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (r, other) in [(&r1, &n2), (&r2, &n1)] {
+        while !r.output().iter().any(|l| l.contains("hub member joined") && l.contains(other.as_str())) {
+            assert!(Instant::now() < deadline, "a Rust member does not count {other}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     const N: usize = 300;
     start_counters(&a, N).await;
     await_placement(&a, &ring_placement(&all, N), Duration::from_secs(15)).await;

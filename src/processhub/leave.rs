@@ -28,6 +28,15 @@ use tokio::sync::oneshot;
 impl Member {
     pub async fn leave(&mut self) -> LeaveReport {
         self.leaving = true;
+        // Every visible member counts for the new owners, even one whose
+        // release answer is still pending.
+        let connected = self.node.connected_nodes();
+        for p in self.scope.get_members(&Term::atom(HubEvent::ClusterJoin.atom_name())) {
+            if p.node != self.me && connected.contains(&p.node) {
+                self.pending.remove(&p.node);
+                self.node_up(p.node.clone());
+            }
+        }
         let mut report = LeaveReport::default();
         let ring = self.ring(Some(&self.me.clone()));
         let mut by_owner: HashMap<Atom, Vec<StoredState>> = HashMap::new();

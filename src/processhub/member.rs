@@ -237,26 +237,47 @@ impl Member {
             self.node_up(n.clone());
             return;
         }
-        self.pending.insert(n.clone());
         let (node, peer, tx, gl) = (self.node.clone(), n.clone(), self.internal_tx.clone(), self.mb.pid().clone());
         tokio::spawn(async move {
             let encoding = super::release::ring_encoding_of(&node, &peer, &gl).await;
             let _ = tx.send(Internal::Release { node: peer, encoding });
         });
+        if self.encodings.is_empty() {
+            // No release known yet: the ring's encoding depends on this
+            // answer, so the node counts once it comes.
+            self.pending.insert(n.clone());
+        } else {
+            // The encoding is known (the cluster's Elixir members share a
+            // release): count now; the answer only records the peer's
+            // release (a Rust member does not answer, and need not).
+            self.node_up(n.clone());
+        }
     }
 
     async fn handle_internal(&mut self, i: Internal) {
         match i {
             Internal::Release { node, encoding } => {
-                self.pending.remove(&node);
+                let waited = self.pending.remove(&node);
                 match encoding {
                     Some(e) => {
+                        let before = self.encoding();
                         self.encodings.insert(node.clone(), e);
+                        if self.encoding() != before && !waited {
+                            tracing::warn!(%node, release_encoding = %e, "a hub member hashes the ring differently (mixed OTP releases): placement follows the oldest; pin one encoding (docs/otp-releases.md)");
+                        }
                     }
-                    None => tracing::warn!(%node, "cannot read the peer's OTP release; hashing the ring as {}", self.encoding()),
+                    None if waited => tracing::info!(%node, "no OTP release from this member (an erlnode node, or rex busy); hashing the ring as {}", self.encoding()),
+                    None => {}
                 }
-                if self.node.connected_nodes().contains(&node) && !self.members_on(HubEvent::ClusterJoin, &node).is_empty() {
-                    self.node_up(node);
+                // Once an encoding is known, nobody needs to wait for theirs.
+                let mut ready = vec![node];
+                if !self.encodings.is_empty() {
+                    ready.extend(self.pending.drain());
+                }
+                for n in ready {
+                    if self.node.connected_nodes().contains(&n) && !self.members_on(HubEvent::ClusterJoin, &n).is_empty() {
+                        self.node_up(n);
+                    }
                 }
             }
             Internal::Moved { target, moved, failed } => self.moved(target, moved, failed),
@@ -266,7 +287,7 @@ impl Member {
 
     /// `n` joined the hub: ring, sync, and the local children the ring
     /// now gives to `n` move there.
-    fn node_up(&mut self, n: Atom) {
+    pub(crate) fn node_up(&mut self, n: Atom) {
         if !self.view.write().unwrap().nodes.insert(n.clone()) {
             return;
         }
