@@ -92,7 +92,9 @@ test-elixir:
 ## DIR/<app>/ebin for process_hub, blockade, hash_ring (and elector), built
 ## for the host's OTP; they are not built here (GPL-3.0, on no registry).
 ## Unset: says so and runs nothing. The recorded-trace conformance test runs
-## in `make test` always.
+## in `make test` always. PROCESSHUB_LIBS_OTP27=DIR (the same applications
+## built for OTP 27) adds the OTP 27 placement test, in the OTP 27 root.
+## One scenario at a time: each runs two to four BEAM nodes.
 test-processhub:
 	@if [ -z "$(PROCESSHUB_LIBS)" ]; then \
 	  echo "ProcessHub tests not run: PROCESSHUB_LIBS is unset"; exit 0; \
@@ -101,7 +103,8 @@ test-processhub:
 	[ -f "$$libs/process_hub/ebin/process_hub.app" ] || \
 	  { echo "test-processhub: $$libs/process_hub/ebin/process_hub.app not found (PROCESSHUB_LIBS=DIR with DIR/<app>/ebin)" >&2; exit 1; }; \
 	echo "== ProcessHub tests with PROCESSHUB_LIBS=$$libs"; \
-	PROCESSHUB_LIBS="$$libs" $(CARGO) test --test interop processhub:: -- --include-ignored --nocapture
+	PROCESSHUB_LIBS="$$libs" PROCESSHUB_LIBS_OTP27="$(if $(PROCESSHUB_LIBS_OTP27),$(abspath $(PROCESSHUB_LIBS_OTP27)))" \
+	  $(CARGO) test --test interop processhub:: -- --include-ignored --nocapture --test-threads=1
 
 ## test-otp: the interop suites (Rust interop tests, ExUnit) against OTP
 ## $(OTP) alone, its nodes in a Debian root (made when missing)

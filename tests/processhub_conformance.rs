@@ -330,3 +330,225 @@ fn processhub_0_4_1_otp27_traces_replay() {
     }
     assert!(events.len() > 300, "only {} events", events.len());
 }
+
+// ------------------------------------------- the member against the traces
+
+/// Recorded requests replayed against erlnode's hub member (a local
+/// node, no BEAM): what real ProcessHub 0.4.1 coordinators sent is
+/// answered as a ProcessHub member answers it, with `reply_to` pids
+/// rewritten to a probe. The recorded child (`PhTrace.Counter`, state
+/// `%{id:, count:}`) runs as the Rust type below.
+mod member {
+    use super::*;
+    use erlnode::prelude::*;
+    use erlnode::processhub::{ChildStart, Keyword};
+    use serde::{Deserialize, Serialize};
+    use std::time::Duration;
+
+    const T: Duration = Duration::from_secs(10);
+
+    /// The Rust twin of the traces' `PhTrace.Counter`.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    struct TraceCounter {
+        id: String,
+        count: i64,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    struct Args {
+        id: String,
+    }
+
+    impl GenServer for TraceCounter {
+        type Call = Term;
+        type Cast = Term;
+        type Reply = i64;
+        async fn handle_call(&mut self, _req: Term, _from: &Term, _ctx: &mut Ctx) -> Reply<i64> {
+            Reply::Reply(self.count)
+        }
+    }
+
+    impl Migratable for TraceCounter {
+        const TYPE: &'static str = "trace_counter";
+        type Args = Args;
+        fn init_state(a: Args) -> Result<Self, Term> {
+            Ok(TraceCounter { id: a.id, count: 0 })
+        }
+    }
+
+    fn recorded(file: &str, kind: &str) -> Term {
+        let events = load("tests/traces/processhub-0.4.1/otp25");
+        let e = events.iter().find(|e| e.file.starts_with(file) && e.kind == kind).unwrap_or_else(|| panic!("{file}: no {kind}"));
+        decode(&e.bytes).unwrap()
+    }
+
+    fn d() -> Dialect {
+        Dialect::V0_4_1
+    }
+
+    /// `msg` with every `reply_to` (options and children) set to `probe`.
+    fn reply_to(msg: HubMessage, probe: &Pid) -> HubMessage {
+        let fix_opts = |mut o: Keyword| {
+            o.0.retain(|(k, _)| k.as_str() != "reply_to");
+            o.push("reply_to", Term::list([Term::Pid(probe.clone())]));
+            o
+        };
+        let fix_children = |cs: Vec<ChildStart>| -> Vec<ChildStart> {
+            cs.into_iter().map(|c| ChildStart { reply_to: c.reply_to.map(|_| vec![probe.clone()]), ..c }).collect()
+        };
+        match msg {
+            HubMessage::StartChildren { children, opts } => HubMessage::StartChildren { children: fix_children(children), opts: fix_opts(opts) },
+            HubMessage::MigrationAdd { children, opts } => HubMessage::MigrationAdd { children: fix_children(children), opts: fix_opts(opts) },
+            HubMessage::StopChildren { children, opts } => HubMessage::StopChildren { children, opts: fix_opts(opts) },
+            other => other,
+        }
+    }
+
+    async fn results(mb: &mut Mailbox) -> HubMessage {
+        mb.recv_match(T, |m| match d().parse(m) {
+            Ok(r @ (HubMessage::CollectStartResults { .. } | HubMessage::CollectStopResults { .. })) => Some(r),
+            _ => None,
+        })
+        .await
+        .expect("results to reply_to")
+    }
+
+    fn ok_pid(r: &HubMessage, cid: &str) -> Pid {
+        match r {
+            HubMessage::CollectStartResults { results, .. } => match results.iter().find(|(c, _)| *c == Term::from(cid)) {
+                Some((_, StartOutcome::Ok(p))) => p.clone(),
+                other => panic!("{cid}: {other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A child's pid in the results: started, or already running (c1
+    /// came first by migration).
+    fn started_pid(r: &HubMessage, cid: &str) -> Pid {
+        match r {
+            HubMessage::CollectStartResults { results, .. } => match results.iter().find(|(c, _)| *c == Term::from(cid)) {
+                Some((_, StartOutcome::Ok(p))) => p.clone(),
+                Some((_, StartOutcome::Error(e))) if e.as_tuple().is_some_and(|t| t[0].is_atom("already_started")) => e.as_tuple().unwrap()[1].as_pid().unwrap().clone(),
+                other => panic!("{cid}: {other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn member_answers_recorded_requests() {
+        let node = Node::builder(format!("phmember{}@127.0.0.1", std::process::id()))
+            .cookie("c")
+            .publish(false)
+            .embedded_epmd(false)
+            .listen(([127, 0, 0, 1], 0).into())
+            .start()
+            .await
+            .unwrap();
+        let hub = node.processhub("my_hub").child::<TraceCounter>("PhTrace.Counter").join().await.unwrap();
+        assert_eq!(node.whereis("my_hub").as_ref(), Some(hub.coordinator()), "registered as the hub id");
+        let scope = node.pg_scope("hub.my_hub.event_queue_pg").unwrap();
+        for ev in HubEvent::ALL {
+            assert_eq!(scope.get_local_members(&Term::atom(ev.atom_name())), vec![hub.coordinator().clone()], "joined {ev:?}");
+        }
+        let mut probe = node.spawn_mailbox();
+        let mut notices = hub.subscribe();
+        let coord = hub.coordinator().clone();
+
+        // migration_add_event (05) then the recorded handover: the Rust
+        // child adopts the Elixir child's state (count 10).
+        let add = d().parse(&recorded("hotswap-05", "migration_add_event")).unwrap();
+        node.send(&coord, d().build(&reply_to(add, probe.pid())).unwrap());
+        let c1 = ok_pid(&results(&mut probe).await, "c1");
+        node.send(&c1, recorded("hotswap-05", "process_hub_handover"));
+        assert_eq!(probe.call(&c1, Term::atom("get"), T).await.unwrap(), Term::Int(10), "state handed over");
+
+        // A state that does not decode is rejected; the child keeps its own.
+        let bad = HubMessage::Handover { child_id: Term::from("c1"), state: Term::atom("not_a_counter"), opts: Keyword::new() };
+        node.send(&c1, d().build(&bad).unwrap());
+        assert_eq!(probe.call(&c1, Term::atom("get"), T).await.unwrap(), Term::Int(10), "bad state rejected");
+
+        // start_children (02): started, answered, registered.
+        let start = d().parse(&recorded("hotswap-02", "cast_start_children")).unwrap();
+        let HubMessage::StartChildren { children, .. } = &start else { panic!() };
+        let cids: Vec<Term> = children.iter().map(|c| c.child_id.clone()).collect();
+        node.send(&coord, d().build(&reply_to(start.clone(), probe.pid())).unwrap());
+        let r = results(&mut probe).await;
+        for cid in &cids {
+            let HubMessage::CollectStartResults { node: from, .. } = &r else { panic!() };
+            assert_eq!(from, node.name());
+            let Term::Binary(b) = cid else { panic!() };
+            let pid = started_pid(&r, std::str::from_utf8(b).unwrap());
+            assert_eq!(hub.get_pid(cid), Some(pid), "in the registry");
+        }
+        // The same cast again: already started, as ProcessHub answers.
+        node.send(&coord, d().build(&reply_to(start, probe.pid())).unwrap());
+        let HubMessage::CollectStartResults { results: again, .. } = results(&mut probe).await else { panic!() };
+        assert!(again.iter().all(|(_, r)| matches!(r, StartOutcome::Error(e) if e.as_tuple().is_some_and(|t| t[0].is_atom("already_started")))));
+
+        // Registration from another member (02): kept in the registry.
+        let reg = d().parse(&recorded("hotswap-02", "children_registration_event")).unwrap();
+        let HubMessage::ChildrenRegistration { children, .. } = &reg else { panic!() };
+        node.send(&coord, d().build(&reg).unwrap());
+        let (cid, pid) = (children[0].cid.clone(), children[0].pid.clone().unwrap());
+        let deadline = tokio::time::Instant::now() + T;
+        while hub.get_pid(&cid) != Some(pid.clone()) {
+            assert!(tokio::time::Instant::now() < deadline, "registration not applied");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        // exec_cast storage update (08), then the child starts: it gets its state.
+        let store = recorded("hotswap-08", "cast_exec_cast");
+        let HubMessage::ExecCast(ExecCast::HotSwapStorageUpdate { states }) = d().parse(&store).unwrap() else { panic!() };
+        node.send(&coord, store);
+        let cid = states[0].child_id.clone();
+        let Term::Binary(b) = &cid else { panic!() };
+        let id = std::str::from_utf8(b).unwrap().to_string();
+        let spec = Term::Map(vec![
+            (Term::atom("id"), cid.clone()),
+            (Term::atom("start"), Term::tuple([Term::atom("Elixir.PhTrace.Counter"), Term::atom("start_link"), Term::list([Term::Map(vec![(Term::atom("id"), cid.clone())])])])),
+        ]);
+        let start = HubMessage::StartChildren {
+            children: vec![ChildStart { child_id: cid.clone(), child_spec: spec, hub_id: Atom::new("my_hub"), metadata: Term::Map(vec![]), nodes: vec![node.name().clone()], migration_add: None, reply_to: None, extra: vec![] }],
+            opts: Keyword::new(),
+        };
+        node.send(&coord, d().build(&reply_to(start, probe.pid())).unwrap());
+        let p = ok_pid(&results(&mut probe).await, &id);
+        let want = match &states[0].state { Term::Map(e) => e.iter().find(|(k, _)| k.is_atom("count")).map(|(_, v)| v.clone()), _ => None };
+        assert_eq!(Some(probe.call(&p, Term::atom("get"), T).await.unwrap()), want, "stored state delivered at start");
+
+        // Malformed and foreign input: logged and dropped; the member still serves.
+        for junk in [
+            Term::tuple([Term::atom("migration_add_event"), Term::atom("garbage")]),
+            Term::tuple([Term::atom("children_registration_event"), Term::tuple([Term::list([Term::Map(vec![])]), Term::atom("x"), Term::nil()])]),
+            Term::tuple([Term::atom("$gen_cast"), Term::tuple([Term::atom("start_children"), Term::atom("x"), Term::atom("y")])]),
+            Term::tuple([Term::atom("$gen_cast"), Term::tuple([Term::atom("exec_cast"), Term::tuple([Term::atom("os"), Term::atom("cmd"), Term::list([Term::from("true")])])])]),
+            Term::tuple([Term::atom("sync_remote_children_event"), Term::Int(1)]),
+            Term::atom("hello"),
+        ] {
+            node.send(&coord, junk);
+        }
+        // stop_children (04, rewritten to a child that runs here).
+        let HubMessage::StopChildren { opts, .. } = d().parse(&recorded("hotswap-04", "cast_stop_children")).unwrap() else { panic!() };
+        let stop = HubMessage::StopChildren {
+            children: vec![erlnode::processhub::ChildStop { child_id: Term::from("c1"), nodes: vec![node.name().clone()], extra: vec![] }],
+            opts,
+        };
+        node.send(&coord, d().build(&reply_to(stop, probe.pid())).unwrap());
+        match results(&mut probe).await {
+            HubMessage::CollectStopResults { results, .. } => assert_eq!(results, vec![(Term::from("c1"), Term::atom("ok"))]),
+            other => panic!("{other:?}"),
+        }
+        assert!(!node.is_alive(&c1), "stopped");
+        assert!(node.is_alive(&coord), "the coordinator survived the junk");
+        let mut seen = vec![];
+        while let Ok(n) = notices.try_recv() {
+            seen.push(n);
+        }
+        use erlnode::processhub::HubNotice;
+        assert!(seen.iter().any(|n| matches!(n, HubNotice::ChildrenStarted(c) if c.contains(&Term::from("c1")))), "{seen:?}");
+        assert!(seen.contains(&HubNotice::ChildrenStopped(vec![Term::from("c1")])), "{seen:?}");
+        node.shutdown().await;
+    }
+}

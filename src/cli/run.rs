@@ -81,6 +81,21 @@ pub struct RunArgs {
     /// daemon that outlives the node, as `erl` starts `epmd -daemon`.
     #[arg(long)]
     pub epmd_in_process: bool,
+    /// Join the ProcessHub (0.4.1-beta) hub HUB_ID as a full member: its
+    /// children whose module is given with --processhub-child run here as
+    /// Rust state machines; on SIGTERM/SIGINT they go back, with their
+    /// state, to the other members (docs/processhub.md).
+    #[arg(long, value_name = "HUB_ID")]
+    pub processhub: Option<String>,
+    /// MODULE=TYPE: children started with `{MODULE, :start_link, [args]}`
+    /// run as the example Rust type TYPE (`counter` or `account`)
+    /// (repeatable; default `Erlnode.Examples.Counter=counter`).
+    #[arg(long = "processhub-child", value_name = "MODULE=TYPE", requires = "processhub", value_parser = parse_hub_child)]
+    pub processhub_child: Vec<(String, String)>,
+    /// The hub migrates without state handover (ColdSwap, or HotSwap with
+    /// handover: false): children leave this node without their state.
+    #[arg(long, requires = "processhub")]
+    pub processhub_no_handover: bool,
     #[command(flatten)]
     pub opts: NodeOpts,
 }
@@ -96,6 +111,27 @@ fn parse_ring_encoding(s: &str) -> Result<RingEncodingArg, String> {
             .map(|e| RingEncodingArg(Some(e)))
             .ok_or_else(|| format!("`{other}`: expected auto, otp25 or otp26")),
     }
+}
+
+fn parse_hub_child(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((m, t)) if !m.is_empty() && (t == "counter" || t == "account") => Ok((m.to_string(), t.to_string())),
+        _ => Err(format!("expected MODULE=counter or MODULE=account, got {s:?}")),
+    }
+}
+
+/// `--processhub`: joins the hub with the example types.
+async fn join_hub(node: &crate::Node, hub_id: &str, children: &[(String, String)], ring: Option<crate::migration::RingEncoding>, handover: bool) -> Result<crate::processhub::Hub, crate::processhub::HubError> {
+    use crate::examples::{account::Account, counter::Counter};
+    let mut b = node.processhub(hub_id).config(crate::processhub::HubConfig { ring_encoding: ring, handover, ..Default::default() });
+    let default = [("Erlnode.Examples.Counter".to_string(), "counter".to_string())];
+    for (module, ty) in if children.is_empty() { &default[..] } else { children } {
+        b = match ty.as_str() {
+            "account" => b.child::<Account>(module),
+            _ => b.child::<Counter>(module),
+        };
+    }
+    b.join().await
 }
 
 fn parse_pg_join(s: &str) -> Result<(String, String), String> {
@@ -233,8 +269,26 @@ pub async fn run(a: RunArgs) -> ExitCode {
             }
         }
     }
+    let hub = match &a.processhub {
+        None => None,
+        Some(id) => match join_hub(&node, id, &a.processhub_child, a.ring_encoding.0, !a.processhub_no_handover).await {
+            Ok(h) => {
+                tracing::info!(hub = %id, "joined the ProcessHub hub");
+                Some(h)
+            }
+            Err(e) => {
+                tracing::error!(hub = %id, error = %e, "cannot join the ProcessHub hub");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     tracing::info!(node = %node.name(), port = node.listen_port(), epmd_port = node.epmd_port(), embedded_epmd = node.serves_epmd(), "ready");
     super::wait_for_signal().await;
+    if let Some(h) = &hub {
+        tracing::info!(hub = %h.hub_id(), children = h.local_children().len(), "leaving the ProcessHub hub: handing children to the other members");
+        let r = h.leave().await;
+        tracing::info!(handed_over = r.handed_over, forwarded = r.forwarded, stopped = r.stopped, "left the ProcessHub hub");
+    }
     if let Some(m) = &migration {
         let hosted = m.hosted().len();
         if hosted > 0 {

@@ -173,6 +173,17 @@ impl Node {
         self.inner.erpc_allow.insert(Atom::new(module), Atom::new(function), arity, Arc::new(handler));
     }
 
+    /// Spawn requests of funs (`Node.spawn(node, fn -> ... end)`, which
+    /// erlnode cannot run) get a process that exits `normal` at once,
+    /// without running the fun, instead of a refusal, which makes the
+    /// BEAM caller log a warning ("Can not start erlang:apply") each time.
+    /// For libraries that spawn funs on every member periodically and do
+    /// not depend on them (ProcessHub's PubSub sync every 15 s); the
+    /// ProcessHub member turns it on. erpc calls of funs stay refused.
+    pub fn accept_spawned_funs(&self, on: bool) {
+        self.inner.erpc_allow.set_funs_noop(on);
+    }
+
     /// Allow-lists the liveness checks peers make of erlnode pids
     /// (`Process.alive?/1`, `erlang:is_process_alive/1`; Horde's registry
     /// uses the former). Every node does this at start unless built with

@@ -10,6 +10,14 @@
 //! pids and `{:process_hub, ...}` handover messages between the old and
 //! the new process of a migrating child.
 //!
+//! Membership: [`crate::Node::processhub`] makes this node a hub member
+//! ([`HubBuilder`], [`Hub`]) whose children are Rust state machines
+//! (docs/processhub.md). Layout: `member` (the coordinator process),
+//! `requests` (start/stop), `outgoing` (moves away on join), `leave`
+//! (graceful leave), `child` (a Rust child's runtime and handover),
+//! `types` (module -> Rust type), `registry` (the hub's registry),
+//! `release` (a peer's OTP release, for the ring), `hub` (the API).
+//!
 //! This module holds those messages as Rust values ([`HubMessage`]) and
 //! converts them from and to [`Term`]s. The shapes are the ones recorded
 //! from real ProcessHub nodes (tests/traces/processhub-0.4.1/, described
@@ -33,10 +41,24 @@
 //! assert!(Dialect::V0_4_1.parse(&Term::atom("hello")).is_err());
 //! ```
 
+mod child;
+mod hub;
+mod leave;
+mod member;
 mod messages;
+mod notices;
+mod outgoing;
+mod registry;
+mod release;
+mod requests;
+mod types;
 mod v0_4_1;
 
+pub use hub::{Hub, HubBuilder, HubConfig, HubError, LeaveReport};
 pub use messages::*;
+pub use notices::HubNotice;
+pub use registry::HubChild;
+pub use types::module_atom;
 pub use v0_4_1::{HOT_SWAP, POST_START_DATA};
 
 use crate::term::Term;

@@ -21,6 +21,9 @@ pub type ErpcHandler = Arc<dyn Fn(&crate::Node, &[Term]) -> Result<Term, Term> +
 #[derive(Default)]
 pub(crate) struct AllowList {
     map: std::sync::RwLock<HashMap<(Atom, Atom, usize), ErpcHandler>>,
+    /// `Node::accept_spawned_funs`: spawn requests of funs get a process
+    /// that exits `normal` at once instead of `notsup`.
+    funs_noop: std::sync::atomic::AtomicBool,
 }
 
 impl AllowList {
@@ -30,6 +33,14 @@ impl AllowList {
     fn get(&self, m: &Atom, f: &Atom, arity: usize) -> Option<ErpcHandler> {
         self.map.read().unwrap().get(&(m.clone(), f.clone(), arity)).cloned()
     }
+    pub fn set_funs_noop(&self, on: bool) {
+        self.funs_noop.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// `spawn(Node, Fun)` arrives as `erlang:apply(Fun, [])`.
+fn is_fun_spawn(module: &Atom, function: &Atom, arity: i64, args: &Term) -> bool {
+    module.as_str() == "erlang" && function.as_str() == "apply" && arity == 2 && matches!(args, Term::List(a) if matches!(a.first(), Some(Term::Fun(_))))
 }
 
 const SPAWN_FLAG_LINK: i64 = 1;
@@ -51,11 +62,12 @@ impl NodeInner {
             },
             _ => None,
         };
-        let Some((erpc_ref, handler, call_args)) = call else {
+        let noop = call.is_none() && self.erpc_allow.funs_noop.load(std::sync::atomic::Ordering::Relaxed) && is_fun_spawn(&module, &function, arity, &args);
+        if call.is_none() && !noop {
             tracing::info!(%peer, mfa = %format!("{module}:{function}/{arity}"), "refusing spawn request: erlnode runs no BEAM code");
             self.send_control(peer, &Control::SpawnReply { req_id, to: from, flags: 0, result: Term::atom("notsup") });
             return;
-        };
+        }
         let has = |o: &str| matches!(&opts, Term::List(l) if l.iter().any(|x| x.is_atom(o)));
         let mut flags = 0;
         let mb = crate::process::Mailbox::standalone(self.clone());
@@ -73,10 +85,20 @@ impl NodeInner {
             }
         }
         self.send_control(peer, &Control::SpawnReply { req_id, to: from, flags, result: Term::Pid(pid.clone()) });
-        let node = crate::Node::from_inner(self.clone());
-        let reason = match handler(&node, &call_args) {
-            Ok(v) => Term::tuple([erpc_ref, Term::atom("return"), v]),
-            Err(e) => Term::tuple([erpc_ref, Term::atom("exit"), e]),
+        let reason = match call {
+            Some((erpc_ref, handler, call_args)) => match handler(&crate::Node::from_inner(self.clone()), &call_args) {
+                Ok(v) => Term::tuple([erpc_ref, Term::atom("return"), v]),
+                Err(e) => Term::tuple([erpc_ref, Term::atom("exit"), e]),
+            },
+            None => {
+                static FIRST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+                if FIRST.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::info!(%peer, "spawned fun not run (accept_spawned_funs): its process exits normal; further ones are logged at debug");
+                } else {
+                    tracing::debug!(%peer, "spawned fun not run (accept_spawned_funs): its process exits normal");
+                }
+                Term::atom("normal")
+            }
         };
         self.exit_process(&pid, reason);
         drop(mb);
