@@ -29,6 +29,18 @@ pub trait Migratable: GenServer + Serialize + DeserializeOwned {
     /// twin declares it with `use Erlnode.Migratable, version: 2`.
     const VERSION: u32 = 1;
 
+    /// How many other nodes hosting the type keep a copy of each
+    /// process's state (docs/replicas.md). 0 (the default): none; the
+    /// state dies with its node. The Elixir twin says `use
+    /// Erlnode.Migratable, replicas: N`. A node can override it per type
+    /// ([`crate::migration::Migration::set_replicas`]) and per process
+    /// ([`crate::migration::Migration::start_process_with`]).
+    const REPLICAS: usize = 0;
+
+    /// Whether a reply waits for the replicas (`Sync`, the default) or
+    /// not (`Async`, bounded lag); Elixir: `replica_mode: :sync | :async`.
+    const REPLICA_MODE: super::ReplicaMode = super::ReplicaMode::Sync;
+
     /// Turns a handed-over state of another version (`from`, older or
     /// newer) into one this version decodes, before
     /// [`Migratable::alter_handover_state`]. Same name and meaning as the
