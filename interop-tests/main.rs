@@ -29,3 +29,4 @@ mod cli_client;
 mod phash2;
 mod horde;
 mod tls;
+mod replicas;

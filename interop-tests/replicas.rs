@@ -1,0 +1,209 @@
+//! Issue 14, crash-safe state machines: accounts with `replicas: 1`
+//! under synchronous call traffic; the node hosting them is SIGKILLed
+//! (no graceful leave) and every deposit whose call returned `{ok, _}`
+//! must be in the state the replica node restarts, exactly one copy of
+//! each account must run, and its global name must be registered once.
+//! Rust -> Rust, Rust -> Elixir and Elixir -> Rust.
+
+use crate::support::{self, BeamNode, Epmd};
+use erlnode::examples::account::{Account, AnomalyKind};
+use erlnode::migration::replica::{messages::Msg, STORE_NAME};
+use erlnode::process::Dest;
+use erlnode::term::serde::from_term;
+use erlnode::{Node, Term};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(60);
+const CALL: Duration = Duration::from_secs(5);
+
+/// Which deposits were acknowledged: (account, sender) -> seqs.
+#[derive(Default)]
+struct Tally {
+    acked: Mutex<BTreeMap<(String, String), Vec<i64>>>,
+    acks: AtomicUsize,
+    failed: AtomicUsize,
+}
+
+async fn driver(cookie: &str, epmd: u16) -> Node {
+    Node::builder(format!("{}@127.0.0.1", support::unique("drv")))
+        .cookie(cookie)
+        .epmd_port(epmd)
+        .embedded_epmd(false)
+        .start()
+        .await
+        .expect("driver node starts")
+}
+
+/// `senders` tasks, each depositing 1 into every account in turn with
+/// synchronous calls by global name, numbering per account; a failed
+/// call (nodedown, noproc during failover, timeout) is counted and the
+/// next one gets the next number.
+fn start_senders(node: &Node, accounts: &[String], senders: usize, tally: Arc<Tally>, stop: Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..senders)
+        .map(|s| {
+            let (node, accounts, tally, stop) = (node.clone(), accounts.to_vec(), tally.clone(), stop.clone());
+            tokio::spawn(async move {
+                let id = format!("s{s}");
+                let mut mb = node.spawn_mailbox();
+                let mut seq: HashMap<String, i64> = HashMap::new();
+                while !stop.load(Ordering::Relaxed) {
+                    for a in &accounts {
+                        let n = seq.entry(a.clone()).or_insert(0);
+                        *n += 1;
+                        let msg = Term::tuple([Term::atom("deposit"), Term::from(id.as_str()), Term::Int(*n), Term::Int(1)]);
+                        match mb.call(Dest::Global(Term::atom(a)), msg, CALL).await {
+                            Ok(r) if matches!(r.as_tuple(), Some([ok, _]) if ok.is_atom("ok")) => {
+                                tally.acked.lock().unwrap().entry((a.clone(), id.clone())).or_default().push(*n);
+                                tally.acks.fetch_add(1, Ordering::Relaxed);
+                            }
+                            _ => {
+                                tally.failed.fetch_add(1, Ordering::Relaxed);
+                                // Backoff, not synchronisation: the name is being failed over.
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Violations of "no acknowledged deposit lost" in `st` for `account`:
+/// an acked seq above the sender's last applied one, or inside a gap the
+/// account recorded (sequential senders: a gap is a deposit never applied).
+fn lost_acked(account: &str, st: &Account, tally: &Tally) -> Vec<String> {
+    let acked = tally.acked.lock().unwrap();
+    let mut out = vec![];
+    for ((a, sender), seqs) in acked.iter().filter(|((a, _), _)| a == account) {
+        let last = st.last_seq.get(sender).copied().unwrap_or(0);
+        let gaps: Vec<(i64, i64)> = st.anomalies.iter().filter(|x| &x.sender == sender && x.kind == AnomalyKind::Gap).map(|x| (x.expected, x.got)).collect();
+        for s in seqs {
+            if *s > last || gaps.iter().any(|(e, g)| s >= e && s < g) {
+                out.push(format!("{a}: {sender} #{s} acknowledged but lost (last {last}, gaps {gaps:?})"));
+            }
+        }
+    }
+    out
+}
+
+async fn get_state(node: &Node, account: &str) -> Result<Account, String> {
+    let mut mb = node.spawn_mailbox();
+    let r = mb.call(Dest::Global(Term::atom(account)), Term::atom("get"), CALL).await.map_err(|e| e.to_string())?;
+    from_term(r).map_err(|e| e.to_string())
+}
+
+/// What a node's replica store holds: names.
+async fn replicas_on(node: &Node, on: &str) -> Vec<String> {
+    let mut mb = node.spawn_mailbox();
+    match mb.call((STORE_NAME, on), Msg::List.to_term(), CALL).await {
+        Ok(Term::List(items)) => items.iter().filter_map(|i| i.as_tuple().and_then(|t| t[0].as_atom().map(|a| a.to_string()))).collect(),
+        _ => vec![],
+    }
+}
+
+/// The migratable processes a node's manager hosts.
+async fn hosted_on(node: &Node, on: &str) -> Vec<String> {
+    let mut mb = node.spawn_mailbox();
+    let req = Term::tuple([Term::atom("$erlnode_migrate"), Term::atom("hosted")]);
+    match mb.call(("erlnode_migration", on), req, CALL).await {
+        Ok(Term::List(items)) => items.iter().filter_map(|i| i.as_tuple().and_then(|t| t[0].as_atom().map(|a| a.to_string()))).collect(),
+        r => panic!("hosted on {on}: {r:?}"),
+    }
+}
+
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !f().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await; // bounded poll
+    }
+}
+
+/// After the kill: every account answers again, exactly one copy runs
+/// on the live nodes, every node's global agrees on it, and no acked
+/// deposit is missing.
+async fn verify(drv: &Node, live: &[String], accounts: &[String], tally: &Tally) {
+    for a in accounts {
+        wait_until(&format!("{a} answers again"), T, || async { get_state(drv, a).await.is_ok() }).await;
+    }
+    let mut copies: HashMap<String, usize> = HashMap::new();
+    for n in live {
+        for h in hosted_on(drv, n).await {
+            *copies.entry(h).or_default() += 1;
+        }
+    }
+    let mut problems = vec![];
+    for a in accounts {
+        let c = copies.get(a).copied().unwrap_or(0);
+        if c != 1 {
+            problems.push(format!("{a}: {c} copies hosted"));
+        }
+        let st = get_state(drv, a).await.expect("answers");
+        problems.extend(lost_acked(a, &st, tally));
+    }
+    assert!(problems.is_empty(), "{} problems, first: {:?}", problems.len(), &problems[..problems.len().min(10)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replica_kill9_rust_owner_loses_no_acked_deposit() {
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("rep");
+    let names: Vec<String> = (1..=3).map(|i| format!("{}@127.0.0.1", support::unique(&format!("rr{i}")))).collect();
+    let accounts: Vec<String> = (0..12).map(|i| support::unique(&format!("racc{i}"))).collect();
+    let mut r1_args = vec!["--no-embedded-epmd", "--no-rebalance-on-join", "--replicas", "1"];
+    for a in &accounts {
+        r1_args.extend(["--start-account", a.as_str()]);
+    }
+    let mut r1 = support::Erlnode::run(&names[0], &cookie, epmd.port(), &r1_args).await;
+    let mut rest = vec![];
+    for n in &names[1..] {
+        rest.push(support::Erlnode::run(n, &cookie, epmd.port(), &["--no-embedded-epmd", "--no-rebalance-on-join", "--replicas", "1", "--connect", &names[0]]).await);
+    }
+    let drv = driver(&cookie, epmd.port()).await;
+    for n in &names {
+        drv.connect(n).await.expect("driver connects");
+    }
+    drv.global().sync(T).await.unwrap();
+    for a in &accounts {
+        wait_until(&format!("{a} registered"), T, || async { drv.global().whereis_name(&Term::atom(a)).is_some() }).await;
+    }
+    // Each account's replica is on r2 or r3 (r1 owns them all).
+    wait_until("every account has a replica", T, || async {
+        let mut held = HashSet::new();
+        for n in &names[1..] {
+            held.extend(replicas_on(&drv, n).await);
+        }
+        accounts.iter().all(|a| held.contains(a))
+    })
+    .await;
+
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders = start_senders(&drv, &accounts, 4, tally.clone(), stop.clone());
+    wait_until("traffic", T, || async { tally.acks.load(Ordering::Relaxed) >= 300 }).await;
+    r1.kill().await;
+    let at_kill = tally.acks.load(Ordering::Relaxed);
+    wait_until("traffic after the kill", T, || async { tally.acks.load(Ordering::Relaxed) >= at_kill + 300 }).await;
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.await.unwrap();
+    }
+    verify(&drv, &names[1..], &accounts, &tally).await;
+    eprintln!(
+        "rust->rust: {} deposits acknowledged ({} before the kill), {} calls failed during failover, 0 lost",
+        tally.acks.load(Ordering::Relaxed),
+        at_kill,
+        tally.failed.load(Ordering::Relaxed)
+    );
+    for mut r in rest {
+        r.kill().await;
+    }
+}
