@@ -44,6 +44,12 @@ defmodule Erlnode.ProcessSupervisor do
     start_child(module, name, init_arg, fn -> GenServer.start(module, init_arg) end)
   end
 
+  @doc "Starts `module` from a replica's state (failover), registered as `{:global, name}`."
+  def start_restored(module, args, name, replica, seq, cfg) do
+    first = {:"$erlnode_restore", args, name, replica, seq, cfg}
+    start_child(module, name, first, fn -> GenServer.start(module, first, name: {:global, name}) end)
+  end
+
   defp start_child(module, name, first, unsupervised) do
     if Process.whereis(__MODULE__) do
       restart = module.child_spec(nil) |> Map.get(:restart, :permanent)
@@ -64,6 +70,9 @@ defmodule Erlnode.ProcessSupervisor do
       {0, {:"$erlnode_handover", _, _, _, _}} ->
         GenServer.start_link(module, first)
 
+      {0, {:"$erlnode_restore", _, name, _, _, _}} ->
+        GenServer.start_link(module, first, name: {:global, name})
+
       {0, {:"$erlnode_start", _, name, _}} ->
         GenServer.start_link(module, first, name: {:global, name})
 
@@ -79,4 +88,5 @@ defmodule Erlnode.ProcessSupervisor do
 
   defp args_and_name({:"$erlnode_handover", _ref, _src, args, name}), do: {args, name}
   defp args_and_name({:"$erlnode_start", args, name, _opts}), do: {args, name}
+  defp args_and_name({:"$erlnode_restore", args, name, _, _, _}), do: {args, name}
 end
