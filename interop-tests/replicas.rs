@@ -6,6 +6,7 @@
 //! Rust -> Rust, Rust -> Elixir and Elixir -> Rust.
 
 use crate::support::{self, BeamNode, Epmd};
+use erlnode::Atom;
 use erlnode::examples::account::{Account, AnomalyKind};
 use erlnode::migration::replica::{messages::Msg, STORE_NAME};
 use erlnode::process::Dest;
@@ -206,4 +207,107 @@ async fn replica_kill9_rust_owner_loses_no_acked_deposit() {
     for mut r in rest {
         r.kill().await;
     }
+}
+
+/// An Elixir node hosting accounts with `replicas: 1, :sync` (set in
+/// the application environment before `erlnode_ex` starts).
+async fn elixir_node(prefix: &str, cookie: &str, epmd: u16) -> BeamNode {
+    let b = BeamNode::builder().prefix(prefix).cookie(cookie).epmd_port(epmd).erlnode_ex(true).start().await;
+    let r = b
+        .eval(
+            "application:load(erlnode_ex), \
+             application:set_env(erlnode_ex, replicas, #{<<\"account\">> => {1, sync}}), \
+             application:set_env(erlnode_ex, rebalance_on_join, false), \
+             application:ensure_all_started(erlnode_ex)",
+        )
+        .await;
+    assert_eq!(r.as_tuple().map(|t| t[0].clone()), Some(Term::atom("ok")), "erlnode_ex starts: {r:?}");
+    b
+}
+
+/// Traffic, SIGKILL of the owner's node (`kill`), traffic again, then
+/// [`verify`] on the survivors.
+async fn crash_under_traffic<F, Fut>(drv: &Node, survivor: &str, accounts: &[String], kill: F) -> Arc<Tally>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    wait_until("every account has a replica on the survivor", T, || async {
+        let held: HashSet<String> = replicas_on(drv, survivor).await.into_iter().collect();
+        accounts.iter().all(|a| held.contains(a))
+    })
+    .await;
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders = start_senders(drv, accounts, 4, tally.clone(), stop.clone());
+    wait_until("traffic", T, || async { tally.acks.load(Ordering::Relaxed) >= 200 }).await;
+    kill().await;
+    let at_kill = tally.acks.load(Ordering::Relaxed);
+    wait_until("traffic after the kill", T, || async { tally.acks.load(Ordering::Relaxed) >= at_kill + 200 }).await;
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.await.unwrap();
+    }
+    verify(drv, &[survivor.to_string()], accounts, &tally).await;
+    eprintln!(
+        "{} deposits acknowledged ({at_kill} before the kill), {} calls failed during failover, 0 lost",
+        tally.acks.load(Ordering::Relaxed),
+        tally.failed.load(Ordering::Relaxed)
+    );
+    tally
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replica_kill9_rust_owner_elixir_replica_takes_over() {
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("rep");
+    let e1 = elixir_node("re1", &cookie, epmd.port()).await;
+    let r1_name = format!("{}@127.0.0.1", support::unique("rr1"));
+    let accounts: Vec<String> = (0..8).map(|i| support::unique(&format!("rxacc{i}"))).collect();
+    let mut args = vec!["--no-embedded-epmd", "--no-rebalance-on-join", "--replicas", "1", "--connect", e1.name()];
+    for a in &accounts {
+        args.extend(["--start-account", a.as_str()]);
+    }
+    let mut r1 = support::Erlnode::run(&r1_name, &cookie, epmd.port(), &args).await;
+    let drv = driver(&cookie, epmd.port()).await;
+    drv.connect(&r1_name).await.unwrap();
+    drv.connect(e1.name()).await.unwrap();
+    drv.global().sync(T).await.unwrap();
+    for a in &accounts {
+        wait_until(&format!("{a} registered on r1"), T, || async {
+            drv.global().whereis_name(&Term::atom(a)).is_some_and(|p| p.node == Atom::new(&r1_name))
+        })
+        .await;
+    }
+    eprint!("rust->elixir: ");
+    crash_under_traffic(&drv, e1.name(), &accounts, || r1.kill()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replica_kill9_elixir_owner_rust_replica_takes_over() {
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("rep");
+    let mut e1 = elixir_node("re1", &cookie, epmd.port()).await;
+    let r2_name = format!("{}@127.0.0.1", support::unique("rr2"));
+    let r2 = support::Erlnode::run(&r2_name, &cookie, epmd.port(), &["--no-embedded-epmd", "--no-rebalance-on-join", "--replicas", "1", "--connect", e1.name()]).await;
+    let drv = driver(&cookie, epmd.port()).await;
+    drv.connect(&r2_name).await.unwrap();
+    drv.connect(e1.name()).await.unwrap();
+    drv.global().sync(T).await.unwrap();
+    // r2 must be a member before the Elixir owners look for replica nodes.
+    let r2_atom = format!("'{r2_name}'");
+    wait_until("e1 sees r2 host accounts", T, || async {
+        let members = e1.eval(&format!("lists:member({r2_atom}, 'Elixir.Erlnode.Migration':members(<<\"account\">>))")).await;
+        members.is_atom("true")
+    })
+    .await;
+    let accounts: Vec<String> = (0..8).map(|i| support::unique(&format!("exacc{i}"))).collect();
+    for a in &accounts {
+        let r = e1.eval(&format!("'Elixir.Erlnode.Migration':start_process(<<\"account\">>, #{{}}, '{a}')")).await;
+        assert!(matches!(r.as_tuple(), Some([ok, _]) if ok.is_atom("ok")), "{a}: {r:?}");
+    }
+    wait_until("names visible to the driver", T, || async { accounts.iter().all(|a| drv.global().whereis_name(&Term::atom(a)).is_some()) }).await;
+    eprint!("elixir->rust: ");
+    crash_under_traffic(&drv, &r2_name, &accounts, || e1.kill()).await;
+    drop(r2);
 }
