@@ -144,3 +144,17 @@ fn sweep_stale(node: &Node, shared: &Arc<Shared>, entries: &mut HashMap<Atom, En
         super::failover::run(node.clone(), shared.clone(), dead, list);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The store's per-process overhead besides the state itself
+    /// (docs/replicas.md, "Cost").
+    #[test]
+    fn entry_overhead_is_bounded() {
+        let size = std::mem::size_of::<Entry>();
+        eprintln!("size_of::<Entry>() = {size}");
+        assert!(size <= 256, "{size}");
+    }
+}
