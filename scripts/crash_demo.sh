@@ -61,17 +61,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-wait_ready() {  # wait_ready PID LOG WHAT: up to 30 s for the `ready` line
-  local pid=$1 log=$2 what=$3
-  for _ in $(seq 300); do
-    grep -qs " ready " "$log" && return 0
-    kill -0 "$pid" 2>/dev/null || { echo "demo-crash: $what exited before it was ready" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "demo-crash: $what did not log 'ready' within 30 s" >&2
-  return 1
-}
-
 "$BIN" epmd --port "$PORT" >"$LOGDIR/epmd.log" 2>&1 </dev/null &
 EPMD_PID=$!
 for _ in $(seq 100); do  # up to 10 s for the EPMD to listen

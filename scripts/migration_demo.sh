@@ -72,17 +72,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-wait_ready() {  # wait_ready PID LOG WHAT: up to 30 s for the `ready` line
-  local pid=$1 log=$2 what=$3
-  for _ in $(seq 300); do
-    grep -q " ready " "$log" && return 0
-    kill -0 "$pid" 2>/dev/null || { echo "demo: $what exited before it was ready" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "demo: $what did not log 'ready' within 30 s" >&2
-  return 1
-}
-
 echo "Starting $RUST1 (embedded EPMD on 127.0.0.1:$PORT) with the account $ACCOUNT"
 NO_COLOR=1 "$BIN" run --name "$RUST1" --cookie "$COOKIE" --epmd-port "$PORT" --epmd-in-process \
   --start-account "$ACCOUNT" --no-rebalance-on-join >"$LOGDIR/rust1.log" 2>&1 </dev/null &

@@ -1,6 +1,7 @@
 defmodule Erlnode.ReplicaTest do
   # Replicas between this VM and a :peer node: the peer owns accounts
-  # with `replicas: 1, replica_mode: :sync`, this VM holds their
+  # with `replicas: 1, replica_mode: :sync` (its node setting for the
+  # example type), this VM holds their
   # replicas; the peer's OS process is SIGKILLed and every acknowledged
   # deposit must be in the account this VM restarts, registered once.
   use ExUnit.Case, async: false
@@ -32,8 +33,8 @@ defmodule Erlnode.ReplicaTest do
   end
 
   test "SIGKILL of the owner's node loses no acknowledged call; the replica takes over once" do
-    peer = MS.start_peer()
-    assert MS.await_member(peer.node, "raccount")
+    peer = MS.start_peer(app_env: [rebalance_on_join: false, replicas: %{"account" => {1, :sync}}])
+    assert MS.await_member(peer.node, "account")
     base = TS.unique("racc")
     names = for i <- 1..8, do: String.to_atom("#{base}_#{i}")
 
@@ -42,7 +43,7 @@ defmodule Erlnode.ReplicaTest do
     end)
 
     for n <- names do
-      assert {:ok, pid} = :erpc.call(peer.node, Erlnode.Migration, :start_process, ["raccount", %{}, n])
+      assert {:ok, pid} = :erpc.call(peer.node, Erlnode.Migration, :start_process, ["account", %{}, n])
       assert node(pid) == peer.node
     end
 
@@ -78,7 +79,7 @@ defmodule Erlnode.ReplicaTest do
     end
 
     # Exactly one copy of each: hosted here once, nowhere else left.
-    hosted = for {n, "raccount"} <- Erlnode.Migration.hosted(), n in names, do: n
+    hosted = for {n, "account"} <- Erlnode.Migration.hosted(), n in names, do: n
     assert Enum.sort(hosted) == Enum.sort(names)
   end
 
@@ -99,12 +100,12 @@ defmodule Erlnode.ReplicaTest do
   end
 
   test "configuration: module options, per-process options, node override" do
-    assert Replica.config("raccount", replicas: 1) == {1, :sync}
-    assert Replica.config("raccount", replicas: 2, replica_mode: :async) == {2, :async}
-    assert Replica.config("raccount", []) == {0, :sync}
-    Application.put_env(:erlnode_ex, :replicas, %{"raccount" => {3, :async}})
+    assert Replica.config("account", replicas: 1) == {1, :sync}
+    assert Replica.config("account", replicas: 2, replica_mode: :async) == {2, :async}
+    assert Replica.config("account", []) == {0, :sync}
+    Application.put_env(:erlnode_ex, :replicas, %{"account" => {3, :async}})
     on_exit(fn -> Application.delete_env(:erlnode_ex, :replicas) end)
-    assert Replica.config("raccount", replicas: 1) == {3, :async}
+    assert Replica.config("account", replicas: 1) == {3, :async}
     assert_raise ArgumentError, fn -> Replica.config("x", replicas: -1) end
   end
 end

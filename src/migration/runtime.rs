@@ -46,8 +46,14 @@ enum Outcome {
 }
 
 /// A process started fresh: `init_state(args)`, then serve.
-pub(crate) async fn run_fresh<M: Migratable>(mut mb: Mailbox, meta: Meta, args: M::Args) -> Term {
-    let mut st = match M::init_state(args) {
+pub(crate) async fn run_fresh<M: Migratable>(mb: Mailbox, meta: Meta, args: M::Args) -> Term {
+    init_and_serve(mb, meta, M::init_state(args)).await
+}
+
+/// `init` on a built state, then serve; a process that never gets to
+/// serve leaves the hosted table.
+async fn init_and_serve<M: Migratable>(mut mb: Mailbox, meta: Meta, st: Result<M, Term>) -> Term {
+    let mut st = match st {
         Ok(s) => s,
         Err(reason) => {
             meta.hosted.remove(&meta.name, mb.pid());
@@ -77,19 +83,10 @@ pub(crate) async fn run_restored<M: Migratable>(mut mb: Mailbox, meta: Meta, arg
         return shutdown("not_restored");
     }
     let restored = M::init_state(args).and_then(|fresh| fresh.alter_handover_state(accept_state::<M>(state)?));
-    let mut st = match restored {
-        Ok(s) => s,
-        Err(reason) => {
-            tracing::error!(name = %meta.name, ?reason, "replica state refused; the process stays down");
-            meta.hosted.remove(&meta.name, mb.pid());
-            return reason;
-        }
-    };
-    if let Err(reason) = st.init(&mut mb).await {
-        meta.hosted.remove(&meta.name, mb.pid());
-        return reason;
+    if let Err(reason) = &restored {
+        tracing::error!(name = %meta.name, ?reason, "replica state refused; the process stays down");
     }
-    serve(st, &mut mb, meta).await
+    init_and_serve(mb, meta, restored).await
 }
 
 /// A target: initialise, wait for the handover, apply it and the queued
