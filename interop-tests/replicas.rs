@@ -311,3 +311,74 @@ async fn replica_kill9_elixir_owner_rust_replica_takes_over() {
     crash_under_traffic(&drv, &r2_name, &accounts, || e1.kill()).await;
     drop(r2);
 }
+
+/// Replica upkeep and bad input: when a replica node dies, the owner
+/// re-creates its replicas on the remaining node; malformed,
+/// unknown-version and misdirected replica messages from a BEAM node are
+/// logged and dropped by the Rust store and by a Rust owner, which keep
+/// working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replica_upkeep_after_replica_node_death_and_bad_input_dropped() {
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("rep");
+    let names: Vec<String> = (1..=3).map(|i| format!("{}@127.0.0.1", support::unique(&format!("ru{i}")))).collect();
+    let accounts: Vec<String> = (0..12).map(|i| support::unique(&format!("uacc{i}"))).collect();
+    let mut r1_args = vec!["--no-embedded-epmd", "--no-rebalance-on-join", "--replicas", "1"];
+    for a in &accounts {
+        r1_args.extend(["--start-account", a.as_str()]);
+    }
+    let r1 = support::Erlnode::run(&names[0], &cookie, epmd.port(), &r1_args).await;
+    let mut r2 = support::Erlnode::run(&names[1], &cookie, epmd.port(), &["--no-embedded-epmd", "--no-rebalance-on-join", "--replicas", "1", "--connect", &names[0]]).await;
+    let r3 = support::Erlnode::run(&names[2], &cookie, epmd.port(), &["--no-embedded-epmd", "--no-rebalance-on-join", "--replicas", "1", "--connect", &names[0]]).await;
+    let drv = driver(&cookie, epmd.port()).await;
+    for n in &names {
+        drv.connect(n).await.unwrap();
+    }
+    drv.global().sync(T).await.unwrap();
+    let on = |node: &str| {
+        let (drv, node) = (drv.clone(), node.to_string());
+        async move { replicas_on(&drv, &node).await.into_iter().collect::<HashSet<String>>() }
+    };
+    wait_until("every account has a replica on r2 or r3", T, || async {
+        let held: HashSet<String> = on(&names[1]).await.union(&on(&names[2]).await).cloned().collect();
+        accounts.iter().all(|a| held.contains(a))
+    })
+    .await;
+    let on_r2 = on(&names[1]).await.len();
+    assert!(on_r2 > 0 && on_r2 < accounts.len(), "the ring splits the replicas between r2 and r3: {on_r2} on r2");
+
+    // Bad input from a BEAM node, to the Rust store and to a Rust owner.
+    let beam = BeamNode::builder().prefix("rbad").cookie(&cookie).epmd_port(epmd.port()).start().await;
+    let store = format!("{{erlnode_replica, '{}'}}", names[0]);
+    let bad = [
+        "{'$erlnode_replica', 1, put, <<\"not a name\">>}",
+        "{'$erlnode_replica', 99, put, x, <<\"account\">>, [], 1, #{}, self(), {1, sync}, self()}",
+        "{'$erlnode_replica', 1, put, x, <<\"account\">>, [], -5, #{}, self(), {1, sync}, self()}",
+        "{'$erlnode_replica', 1, go}",
+        "{'$erlnode_replica'}",
+    ];
+    for b in bad {
+        let r = beam.eval(&format!("net_kernel:connect_node('{}'), {store} ! {b}, ok", names[0])).await;
+        assert!(r.is_atom("ok"), "{r:?}");
+    }
+    let r = beam.eval(&format!("global:sync(), global:send('{}', {{'$erlnode_replica', 1, ack, nobody, -1}}), ok", accounts[0])).await;
+    assert!(r.is_atom("ok"), "{r:?}");
+    r1.wait_for_line("malformed or unknown-version replica message dropped", T).await.expect("the store logs the bad input");
+    r1.wait_for_line("replica message an owner does not take; dropped", T).await.expect("the owner logs the bad input");
+    assert!(replicas_on(&drv, &names[0]).await.is_empty(), "nothing bad was stored on r1 (it owns, holds no replicas)");
+    assert!(get_state(&drv, &accounts[0]).await.is_ok(), "the owner still answers");
+    assert!(beam.eval("erlang:is_process_alive(whereis(global_name_server))").await.is_atom("true"));
+
+    // A replica node dies: every account gets its replica back, on r3.
+    r2.kill().await;
+    wait_until("replicas re-created on r3", T, || async {
+        let held = on(&names[2]).await;
+        accounts.iter().all(|a| held.contains(a))
+    })
+    .await;
+    for a in &accounts {
+        let p = drv.global().whereis_name(&Term::atom(a)).expect("still registered");
+        assert_eq!(p.node.as_str(), names[0], "{a} never moved");
+    }
+    drop((r1, r3));
+}
