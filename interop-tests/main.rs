@@ -30,3 +30,4 @@ mod phash2;
 mod horde;
 mod tls;
 mod replicas;
+mod merge;

@@ -45,12 +45,25 @@ pub(crate) struct Shared {
     pub members: Arc<Members>,
     /// Replica placement and per-type replica settings.
     pub replica: Arc<ReplicaCtx>,
+    /// Types whose names are registered with the merge resolve method
+    /// (`Migratable::MERGES`).
+    merging: RwLock<std::collections::HashSet<String>>,
     /// Names and types placement never moves (join, rebalance); see
     /// [`Migration::pin`].
     pinned: RwLock<(std::collections::HashSet<Atom>, std::collections::HashSet<String>)>,
 }
 
 impl Shared {
+    /// Registers `name` as its type asks: with the merge method for a
+    /// type that merges on netsplit heal, OTP's default otherwise.
+    pub(crate) async fn register_name(&self, type_name: &str, name: &str, pid: &Pid) -> Result<(), String> {
+        if self.merging.read().unwrap().contains(type_name) {
+            self.registry.register_merging(name, pid).await
+        } else {
+            self.registry.register(name, pid).await
+        }
+    }
+
     /// Starts `name` from a replica's state (failover); it waits for
     /// `go` before serving.
     pub(crate) fn restore(&self, node: &Node, name: &Atom, e: &super::replica::store::Entry) -> Result<Pid, Term> {
@@ -95,6 +108,7 @@ impl Migration {
             hosted: Default::default(),
             replica: Arc::new(ReplicaCtx::new(members.clone())),
             members,
+            merging: Default::default(),
             pinned: Default::default(),
         });
         let s2 = shared.clone();
@@ -164,6 +178,9 @@ impl Migration {
             node.on_exit(&pid, move || hosted.remove(&name, &gone));
             Ok(pid)
         });
+        if M::MERGES {
+            self.shared.merging.write().unwrap().insert(M::TYPE.to_string());
+        }
         let new = self.shared.types.write().unwrap().insert(M::TYPE.to_string(), f).is_none();
         self.shared.members.add(self.node.name(), &[M::TYPE.to_string()]);
         if new {
@@ -197,7 +214,7 @@ impl Migration {
         let args_term = crate::term::serde::to_term(&args).map_err(|e| MigrationError::Failed(Term::from(e.to_string().as_str())))?;
         let factory = self.shared.types.read().unwrap().get(M::TYPE).cloned().expect("registered above");
         let pid = factory(&self.node, &self.shared, args_term, Atom::new(name), StartAs::Fresh(replicas)).map_err(MigrationError::Failed)?;
-        if let Err(e) = self.shared.registry.register(name, &pid).await {
+        if let Err(e) = self.shared.register_name(M::TYPE, name, &pid).await {
             self.node.exit(&pid, Term::atom("kill"));
             return Err(MigrationError::Name(e));
         }

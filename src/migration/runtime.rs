@@ -310,6 +310,9 @@ async fn serve_replicated<M: Migratable>(st: &mut M, mb: &mut Mailbox, meta: &Me
 
 /// One message of a serving process; `Some(reason)`: it stops.
 async fn handle_one<M: Migratable>(st: &mut M, mb: &mut Mailbox, meta: &Meta, msg: Term) -> Option<Term> {
+    if let Some(step) = super::replica::merge::step(&msg) {
+        return super::replica::merge::run(st, mb, meta, step).await;
+    }
     {
         match Op::parse(&msg) {
             None => {
@@ -599,7 +602,7 @@ impl<M: Migratable> crate::sys::SysState for SerdeSys<'_, M> {
 
 /// A received state as this version decodes it: unwrapped, and upgraded
 /// when it comes from another version of the type.
-fn accept_state<M: Migratable>(t: Term) -> Result<Term, Term> {
+pub(crate) fn accept_state<M: Migratable>(t: Term) -> Result<Term, Term> {
     let (version, state) = super::versioned::unwrap(t);
     if version == M::VERSION {
         return Ok(state);
@@ -617,7 +620,7 @@ fn unknown_fields<M: Migratable>(st: &M, received: &Term) -> Vec<(Term, Term)> {
 
 /// What the source hands over: the type's handover state with the
 /// carried fields put back, tagged with the type's version.
-fn handover_state<M: Migratable>(st: &M, meta: &Meta) -> Result<Term, Term> {
+pub(crate) fn handover_state<M: Migratable>(st: &M, meta: &Meta) -> Result<Term, Term> {
     let hs = st.prepare_handover_state()?;
     Ok(super::versioned::wrap(M::VERSION, super::versioned::with_carried(hs, &meta.carried)))
 }

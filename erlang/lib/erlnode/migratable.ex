@@ -152,6 +152,18 @@ defmodule Erlnode.Migratable do
   """
   @callback upgrade_state(from_vsn :: pos_integer(), handover_state()) :: handover_state()
 
+  @doc """
+  Optional. Defining it makes the type merge on netsplit heal: when a
+  healed partition finds the process's global name registered on both
+  sides, the process OTP's rule keeps (on the node whose name sorts
+  lower) continues with `merge_conflict(mine, theirs)`, `theirs` being
+  the other process's state (it then stops), instead of the other
+  process just being killed. Same name and meaning as the Rust
+  `Migratable::merge_conflict`. See `Erlnode.Replica.Merge`.
+  """
+  @callback merge_conflict(mine :: state(), theirs :: state()) :: state()
+  @optional_callbacks merge_conflict: 2
+
   @migration_keys [
     :type,
     :host,
@@ -291,6 +303,11 @@ defmodule Erlnode.Migratable do
             {:"$erlnode_replica", 1, :cast, msg} ->
               erlnode_acked_cast(msg, state)
 
+            # Lost a netsplit merge: hand the state to the winner, stop.
+            {:"$erlnode_replica", 1, :merge_state} ->
+              hs = Erlnode.Migratable.Runtime.replica_state(__MODULE__, state)
+              {:stop, {:shutdown, :merged}, hs, state}
+
             _ ->
               try do
                 super(request, from, state) |> Erlnode.Replica.Owner.after_callback(state)
@@ -330,6 +347,9 @@ defmodule Erlnode.Migratable do
       def handle_info(msg, state)
           when is_tuple(msg) and tuple_size(msg) > 0 and elem(msg, 0) == :"$erlnode_migrate",
           do: Erlnode.Migratable.Runtime.control(__MODULE__, msg, state)
+
+      def handle_info({:"$erlnode_replica", 1, :merge_from, loser}, state) when is_pid(loser),
+        do: {:noreply, Erlnode.Replica.Merge.absorb(__MODULE__, loser, state)} |> Erlnode.Replica.Owner.after_callback(state)
 
       def handle_info(msg, state) do
         cond do

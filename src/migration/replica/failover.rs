@@ -80,7 +80,7 @@ async fn take_over(node: &Node, shared: &Arc<Shared>, dead: &Atom, name: &Atom, 
             Some(p) if &p.node != dead => return Outcome::TakenElsewhere,
             Some(_) => {} // the dead owner's name has not left global yet
             None => match shared.restore(node, name, &e) {
-                Ok(pid) => match shared.registry.register(name.as_str(), &pid).await {
+                Ok(pid) => match shared.register_name(&e.type_name, name.as_str(), &pid).await {
                     Ok(()) => {
                         go(node, &pid, name, &e.owner);
                         tracing::info!(%name, %pid, seq = e.seq, rank, "took over from the replica");

@@ -24,6 +24,12 @@ pub enum Msg {
     Drop { name: Atom, owner: Pid },
     /// Failover -> restored process: you hold the global name now; serve.
     Go,
+    /// `global`'s conflict resolution -> the winner of a name held on
+    /// both sides of a healed partition: merge `loser`'s state.
+    MergeFrom { loser: Pid },
+    /// Call from a merge winner to the loser: reply with your state
+    /// (versioned handover state) and stop.
+    MergeState,
     /// Call to a store: what it holds, `[{Name, Seq, Owner, Bytes}]`
     /// (tests, `erlnode` tooling, the demo's memory line).
     List,
@@ -45,6 +51,8 @@ impl Msg {
             Msg::Drop { .. } => head("drop"),
             Msg::List => head("list"),
             Msg::Go => head("go"),
+            Msg::MergeFrom { .. } => head("merge_from"),
+            Msg::MergeState => head("merge_state"),
         };
         match self {
             Msg::Put { name, type_name, args, seq, state, owner, cfg, ack_to } => t.extend([
@@ -59,7 +67,8 @@ impl Msg {
             ]),
             Msg::Ack { node, seq } => t.extend([Term::Atom(node.clone()), Term::Int(*seq as i64)]),
             Msg::Drop { name, owner } => t.extend([Term::Atom(name.clone()), Term::Pid(owner.clone())]),
-            Msg::List | Msg::Go => {}
+            Msg::MergeFrom { loser } => t.push(Term::Pid(loser.clone())),
+            Msg::List | Msg::Go | Msg::MergeState => {}
         }
         Term::Tuple(t)
     }
@@ -109,6 +118,8 @@ fn parse_tagged(t: &[Term]) -> Option<Msg> {
         ("drop", [Term::Atom(name), Term::Pid(owner)]) => Msg::Drop { name: name.clone(), owner: owner.clone() },
         ("list", []) => Msg::List,
         ("go", []) => Msg::Go,
+        ("merge_from", [Term::Pid(loser)]) => Msg::MergeFrom { loser: loser.clone() },
+        ("merge_state", []) => Msg::MergeState,
         _ => return None,
     })
 }
@@ -163,6 +174,8 @@ mod tests {
             Msg::Drop { name: Atom::new("acc"), owner: pid() },
             Msg::List,
             Msg::Go,
+            Msg::MergeFrom { loser: pid() },
+            Msg::MergeState,
         ];
         for m in msgs {
             assert_eq!(Msg::parse(&m.to_term()), Some(Ok(m.clone())));

@@ -15,6 +15,7 @@ pub mod config;
 mod failover;
 pub mod messages;
 pub(crate) mod owner;
+pub(crate) mod merge;
 pub(crate) mod placement;
 pub(crate) mod store;
 

@@ -75,6 +75,7 @@ impl Replicator {
                 }
                 return Intercepted::Consumed;
             }
+            Some(Ok(Msg::MergeFrom { .. })) => return Intercepted::Pass(msg),
             Some(other) => {
                 tracing::warn!(name = %self.name, msg = ?other, "replica message an owner does not take; dropped");
                 return Intercepted::Consumed;
@@ -88,6 +89,8 @@ impl Replicator {
             return Intercepted::Consumed;
         }
         match msg.as_tuple() {
+            // The loser of a merge answers and stops: nothing to hold.
+            Some([g, _, req]) if g.is_atom("$gen_call") && matches!(Msg::parse(req), Some(Ok(Msg::MergeState))) => Intercepted::Pass(msg),
             Some([g, from, req]) if g.is_atom("$gen_call") => {
                 let from = self.hold_from(from, me);
                 match acked_cast(req) {

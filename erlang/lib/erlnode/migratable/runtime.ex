@@ -79,6 +79,10 @@ defmodule Erlnode.Migratable.Runtime do
 
   def meta, do: Process.get(@meta)
 
+  # The :global resolve method of this process's name (merging types
+  # keep theirs across moves).
+  defp reg_method, do: Erlnode.Replica.Merge.method((meta() || %{module: nil}).module)
+
   # init/1's result, with replication started when the type or process
   # has replicas (docs/replicas.md).
   def replicate_from({:ok, _state, _} = ok, seq), do: replicate_started(ok, seq)
@@ -319,7 +323,7 @@ defmodule Erlnode.Migratable.Runtime do
     %{ref: ref, t: t, mon: mon, meta: %{name: name}} = ctx
     # Returns once every node's name server has replaced S by T: every
     # message sent to S through the name before that is now in our mailbox.
-    :yes = :global.re_register_name(name, t)
+    :yes = :global.re_register_name(name, t, reg_method())
     hook(ctx, :registered)
 
     # Settle: a sender that looked the name up just before the switch may
@@ -332,13 +336,13 @@ defmodule Erlnode.Migratable.Runtime do
     receive do
       {:DOWN, ^mon, :process, _, reason} ->
         # T died after accepting, before switched: take the name back.
-        :yes = :global.re_register_name(name, self())
+        :yes = :global.re_register_name(name, self(), reg_method())
         fail(ctx, {:target_down, reason}, q, deferred, state)
     after
       settle ->
         case drain(mon) do
           {:down, reason, q2, deferred2} ->
-            :yes = :global.re_register_name(name, self())
+            :yes = :global.re_register_name(name, self(), reg_method())
             fail(ctx, {:target_down, reason}, q ++ q2, deferred ++ deferred2, state)
 
           {:ok, q2, deferred2} ->
@@ -680,7 +684,7 @@ defmodule Erlnode.Migratable.Runtime do
   defp take_over_loop(name, src, deadline) do
     me = self()
 
-    case :global.register_name(name, me) do
+    case :global.register_name(name, me, reg_method()) do
       :yes ->
         :ok
 
