@@ -10,7 +10,8 @@ defmodule Erlnode.Replica do
   nodes hosting the type on the placement ring (Rust or Elixir). With
   `:sync` (the default) a call's reply leaves only once those nodes hold
   a state that includes it; with `:async` updates go out at once and an
-  owner never runs more than #{32} updates ahead of a replica. When the
+  owner never runs more than 32 state versions (callback results) ahead
+  of a replica. When the
   owner's node goes down without a graceful leave, the best-ranked node
   holding a replica starts the process from it and takes the global name,
   exactly once cluster-wide (`:global` serialises the registrations).

@@ -6,7 +6,8 @@ use std::time::Duration;
 /// `Sync`: a reply (and the ack of an acknowledged cast) leaves only
 /// once every replica holds a state that includes the update. `Async`:
 /// updates are sent at once without waiting, but an owner never runs
-/// more than [`ASYNC_MAX_LAG`] updates ahead of its slowest replica.
+/// more than [`ASYNC_MAX_LAG`] state versions (flushed batches) ahead of
+/// its slowest replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ReplicaMode {
     #[default]
@@ -14,8 +15,9 @@ pub enum ReplicaMode {
     Async,
 }
 
-/// The most updates an `Async` owner runs ahead of a replica before it
-/// waits for acks: the bound on what a crash can lose per process.
+/// The most state versions (one per flushed batch) an `Async` owner runs
+/// ahead of a replica before it waits for acks: the bound on what a
+/// crash can lose per process.
 pub const ASYNC_MAX_LAG: u64 = 32;
 
 /// How long an owner waits for a replica's ack before it counts that
