@@ -382,3 +382,41 @@ async fn replica_upkeep_after_replica_node_death_and_bad_input_dropped() {
     }
     drop((r1, r3));
 }
+
+/// Replicas follow placement: when a third node joins, each account's
+/// replica moves to the node the new ring names (the owner sends it the
+/// state and tells the old holder to drop it), and no store keeps one it
+/// should not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_move_to_a_joining_node() {
+    use erlnode::migration::ring::{Ring, RingEncoding};
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("rep");
+    let names: Vec<String> = (1..=3).map(|i| format!("{}@127.0.0.1", support::unique(&format!("rj{i}")))).collect();
+    let accounts: Vec<String> = (0..16).map(|i| support::unique(&format!("jacc{i}"))).collect();
+    let mut r1_args = vec!["--no-embedded-epmd", "--no-rebalance-on-join", "--replicas", "1"];
+    for a in &accounts {
+        r1_args.extend(["--start-account", a.as_str()]);
+    }
+    let _r1 = support::Erlnode::run(&names[0], &cookie, epmd.port(), &r1_args).await;
+    let _r2 = support::Erlnode::run(&names[1], &cookie, epmd.port(), &["--no-embedded-epmd", "--no-rebalance-on-join", "--connect", &names[0]]).await;
+    let drv = driver(&cookie, epmd.port()).await;
+    drv.connect(&names[0]).await.unwrap();
+    drv.connect(&names[1]).await.unwrap();
+    let held = |n: &str| {
+        let (drv, n) = (drv.clone(), n.to_string());
+        async move { replicas_on(&drv, &n).await.into_iter().collect::<HashSet<String>>() }
+    };
+    let all: HashSet<String> = accounts.iter().cloned().collect();
+    wait_until("all replicas on r2", T, || async { held(&names[1]).await == all }).await;
+
+    let _r3 = support::Erlnode::run(&names[2], &cookie, epmd.port(), &["--no-embedded-epmd", "--no-rebalance-on-join", "--connect", &names[0]]).await;
+    drv.connect(&names[2]).await.unwrap();
+    // No Elixir member: the ring hashes as OTP 26 does.
+    let ring = Ring::new(names.iter().map(|n| Atom::new(n)), RingEncoding::Otp26);
+    let target = |a: &String| ring.owners(&Term::atom(a), 2).into_iter().find(|n| n.as_str() != names[0]).unwrap();
+    let want_r3: HashSet<String> = accounts.iter().filter(|a| target(a).as_str() == names[2]).cloned().collect();
+    assert!(!want_r3.is_empty() && want_r3.len() < accounts.len(), "the new ring splits the replicas: {} to r3", want_r3.len());
+    let want_r2: HashSet<String> = all.difference(&want_r3).cloned().collect();
+    wait_until("replicas where the new ring puts them", T, || async { held(&names[2]).await == want_r3 && held(&names[1]).await == want_r2 }).await;
+}
