@@ -99,6 +99,28 @@ defmodule Erlnode.ReplicaTest do
     refute_received {:"$erlnode_replica", 1, :ack, _, _}
   end
 
+  test "merge: the resolve method keeps OTP's winner, which takes the loser's state through merge_conflict/2" do
+    alias Erlnode.MergeSupport.GCounter
+    {:ok, p1} = GenServer.start(GCounter, %{})
+    {:ok, p2} = GenServer.start(GCounter, %{})
+    {:ok, 2} = GenServer.call(p1, {:incr, "a", 2})
+    {:ok, 7} = GenServer.call(p2, {:incr, "b", 7})
+    ref = Process.monitor(p1)
+    # Same node: OTP's minmax keeps the second pid.
+    assert Erlnode.Replica.Merge.resolve(:some_name, p1, p2) == p2
+    assert_receive {:DOWN, ^ref, :process, ^p1, _}, 5_000
+    assert GenServer.call(p2, :get).counts == %{"a" => 2, "b" => 7}
+    GenServer.stop(p2)
+  end
+
+  test "merge: only types defining merge_conflict/2 change the registration method" do
+    assert Erlnode.Replica.Merge.merges?(Erlnode.MergeSupport.GCounter)
+    refute Erlnode.Replica.Merge.merges?(Erlnode.Examples.Account)
+    assert Erlnode.Replica.Merge.method(Erlnode.Examples.Account) == (&:global.random_exit_name/3)
+    assert Erlnode.Replica.Merge.name(Erlnode.Examples.Account, :x) == {:global, :x}
+    assert Erlnode.Replica.Merge.name(Erlnode.MergeSupport.GCounter, :x) == {:via, Erlnode.Replica.Merge, :x}
+  end
+
   test "configuration: module options, per-process options, node override" do
     assert Replica.config("account", replicas: 1) == {1, :sync}
     assert Replica.config("account", replicas: 2, replica_mode: :async) == {2, :async}

@@ -37,11 +37,9 @@ defmodule Erlnode.Replica.Store do
   end
 
   @impl true
-  def handle_info({:"$erlnode_replica", 1, :put, name, type, args, seq, state, owner, {n, mode}, ack_to} = msg, st)
+  def handle_info({:"$erlnode_replica", 1, :put, name, type, args, seq, state, owner, {n, mode}, ack_to}, st)
       when is_atom(name) and is_binary(type) and is_integer(seq) and seq >= 0 and is_pid(owner) and
              is_integer(n) and n >= 0 and mode in [:sync, :async] and (is_pid(ack_to) or ack_to == :undefined) do
-    _ = msg
-
     fresh =
       case st.entries do
         %{^name => e} -> e.owner != owner or seq > e.seq
