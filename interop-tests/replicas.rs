@@ -28,6 +28,19 @@ struct Tally {
     failed: AtomicUsize,
 }
 
+/// `erlnode run --replicas 1` (no placement on join), connected to
+/// `connect` if given, starting `accounts`.
+async fn rust_member(name: &str, cookie: &str, epmd: u16, connect: Option<&str>, accounts: &[String]) -> support::Erlnode {
+    let mut args = vec!["--no-embedded-epmd", "--no-rebalance-on-join", "--replicas", "1"];
+    if let Some(c) = connect {
+        args.extend(["--connect", c]);
+    }
+    for a in accounts {
+        args.extend(["--start-account", a.as_str()]);
+    }
+    support::Erlnode::run(name, cookie, epmd, &args).await
+}
+
 async fn driver(cookie: &str, epmd: u16) -> Node {
     Node::builder(format!("{}@127.0.0.1", support::unique("drv")))
         .cookie(cookie)
@@ -159,14 +172,10 @@ async fn replica_kill9_rust_owner_loses_no_acked_deposit() {
     let cookie = support::unique("rep");
     let names: Vec<String> = (1..=3).map(|i| format!("{}@127.0.0.1", support::unique(&format!("rr{i}")))).collect();
     let accounts: Vec<String> = (0..12).map(|i| support::unique(&format!("racc{i}"))).collect();
-    let mut r1_args = vec!["--no-embedded-epmd", "--no-rebalance-on-join", "--replicas", "1"];
-    for a in &accounts {
-        r1_args.extend(["--start-account", a.as_str()]);
-    }
-    let mut r1 = support::Erlnode::run(&names[0], &cookie, epmd.port(), &r1_args).await;
+    let mut r1 = rust_member(&names[0], &cookie, epmd.port(), None, &accounts).await;
     let mut rest = vec![];
     for n in &names[1..] {
-        rest.push(support::Erlnode::run(n, &cookie, epmd.port(), &["--no-embedded-epmd", "--no-rebalance-on-join", "--replicas", "1", "--connect", &names[0]]).await);
+        rest.push(rust_member(n, &cookie, epmd.port(), Some(&names[0]), &[]).await);
     }
     let drv = driver(&cookie, epmd.port()).await;
     for n in &names {
@@ -264,11 +273,7 @@ async fn replica_kill9_rust_owner_elixir_replica_takes_over() {
     let e1 = elixir_node("re1", &cookie, epmd.port()).await;
     let r1_name = format!("{}@127.0.0.1", support::unique("rr1"));
     let accounts: Vec<String> = (0..8).map(|i| support::unique(&format!("rxacc{i}"))).collect();
-    let mut args = vec!["--no-embedded-epmd", "--no-rebalance-on-join", "--replicas", "1", "--connect", e1.name()];
-    for a in &accounts {
-        args.extend(["--start-account", a.as_str()]);
-    }
-    let mut r1 = support::Erlnode::run(&r1_name, &cookie, epmd.port(), &args).await;
+    let mut r1 = rust_member(&r1_name, &cookie, epmd.port(), Some(e1.name()), &accounts).await;
     let drv = driver(&cookie, epmd.port()).await;
     drv.connect(&r1_name).await.unwrap();
     drv.connect(e1.name()).await.unwrap();
@@ -289,7 +294,7 @@ async fn replica_kill9_elixir_owner_rust_replica_takes_over() {
     let cookie = support::unique("rep");
     let mut e1 = elixir_node("re1", &cookie, epmd.port()).await;
     let r2_name = format!("{}@127.0.0.1", support::unique("rr2"));
-    let r2 = support::Erlnode::run(&r2_name, &cookie, epmd.port(), &["--no-embedded-epmd", "--no-rebalance-on-join", "--replicas", "1", "--connect", e1.name()]).await;
+    let r2 = rust_member(&r2_name, &cookie, epmd.port(), Some(e1.name()), &[]).await;
     let drv = driver(&cookie, epmd.port()).await;
     drv.connect(&r2_name).await.unwrap();
     drv.connect(e1.name()).await.unwrap();
@@ -323,13 +328,9 @@ async fn replica_upkeep_after_replica_node_death_and_bad_input_dropped() {
     let cookie = support::unique("rep");
     let names: Vec<String> = (1..=3).map(|i| format!("{}@127.0.0.1", support::unique(&format!("ru{i}")))).collect();
     let accounts: Vec<String> = (0..12).map(|i| support::unique(&format!("uacc{i}"))).collect();
-    let mut r1_args = vec!["--no-embedded-epmd", "--no-rebalance-on-join", "--replicas", "1"];
-    for a in &accounts {
-        r1_args.extend(["--start-account", a.as_str()]);
-    }
-    let r1 = support::Erlnode::run(&names[0], &cookie, epmd.port(), &r1_args).await;
-    let mut r2 = support::Erlnode::run(&names[1], &cookie, epmd.port(), &["--no-embedded-epmd", "--no-rebalance-on-join", "--replicas", "1", "--connect", &names[0]]).await;
-    let r3 = support::Erlnode::run(&names[2], &cookie, epmd.port(), &["--no-embedded-epmd", "--no-rebalance-on-join", "--replicas", "1", "--connect", &names[0]]).await;
+    let r1 = rust_member(&names[0], &cookie, epmd.port(), None, &accounts).await;
+    let mut r2 = rust_member(&names[1], &cookie, epmd.port(), Some(&names[0]), &[]).await;
+    let r3 = rust_member(&names[2], &cookie, epmd.port(), Some(&names[0]), &[]).await;
     let drv = driver(&cookie, epmd.port()).await;
     for n in &names {
         drv.connect(n).await.unwrap();
@@ -394,12 +395,8 @@ async fn replicas_move_to_a_joining_node() {
     let cookie = support::unique("rep");
     let names: Vec<String> = (1..=3).map(|i| format!("{}@127.0.0.1", support::unique(&format!("rj{i}")))).collect();
     let accounts: Vec<String> = (0..16).map(|i| support::unique(&format!("jacc{i}"))).collect();
-    let mut r1_args = vec!["--no-embedded-epmd", "--no-rebalance-on-join", "--replicas", "1"];
-    for a in &accounts {
-        r1_args.extend(["--start-account", a.as_str()]);
-    }
-    let _r1 = support::Erlnode::run(&names[0], &cookie, epmd.port(), &r1_args).await;
-    let _r2 = support::Erlnode::run(&names[1], &cookie, epmd.port(), &["--no-embedded-epmd", "--no-rebalance-on-join", "--connect", &names[0]]).await;
+    let _r1 = rust_member(&names[0], &cookie, epmd.port(), None, &accounts).await;
+    let _r2 = rust_member(&names[1], &cookie, epmd.port(), Some(&names[0]), &[]).await;
     let drv = driver(&cookie, epmd.port()).await;
     drv.connect(&names[0]).await.unwrap();
     drv.connect(&names[1]).await.unwrap();
@@ -410,7 +407,7 @@ async fn replicas_move_to_a_joining_node() {
     let all: HashSet<String> = accounts.iter().cloned().collect();
     wait_until("all replicas on r2", T, || async { held(&names[1]).await == all }).await;
 
-    let _r3 = support::Erlnode::run(&names[2], &cookie, epmd.port(), &["--no-embedded-epmd", "--no-rebalance-on-join", "--connect", &names[0]]).await;
+    let _r3 = rust_member(&names[2], &cookie, epmd.port(), Some(&names[0]), &[]).await;
     drv.connect(&names[2]).await.unwrap();
     // No Elixir member: the ring hashes as OTP 26 does.
     let ring = Ring::new(names.iter().map(|n| Atom::new(n)), RingEncoding::Otp26);

@@ -19,3 +19,12 @@ wait_ready() {  # wait_ready PID LOG WHAT: up to 30 s for an erlnode's `ready` l
   echo "$what did not log 'ready' within 30 s" >&2
   return 1
 }
+
+check_demo_tools() {  # check_demo_tools WHAT BIN EBIN: erl, elixir, the erlnode binary, the compiled library
+  local what=$1 bin=$2 ebin=$3 tool
+  for tool in erl elixir; do
+    command -v "$tool" >/dev/null || { echo "$what: $tool not found: run \`make deps\`" >&2; return 1; }
+  done
+  [ -x "$bin" ] || { echo "$what: $bin not found: run \`make build\`" >&2; return 1; }
+  [ -f "$ebin/erlnode_ex.app" ] || { echo "$what: $ebin/erlnode_ex.app not found: run \`make demo-lib\`" >&2; return 1; }
+}

@@ -33,15 +33,11 @@ RUST1_PID=
 RUST2_PID=
 ELIXIR_PID=
 
-for tool in erl elixir; do
-  command -v "$tool" >/dev/null || { echo "demo: $tool not found: run \`make deps\`" >&2; exit 1; }
-done
-[ -x "$BIN" ] || { echo "demo: $BIN not found: run \`make build\`" >&2; exit 1; }
-[ -f "$EBIN/erlnode_ex.app" ] || { echo "demo: $EBIN/erlnode_ex.app not found: run \`make demo-lib\`" >&2; exit 1; }
 PORT=${DEMO_EPMD_PORT:-$("$ROOT/scripts/free-port")}
 
 # shellcheck source=scripts/lib.sh
 . "$ROOT/scripts/lib.sh"
+check_demo_tools demo "$BIN" "$EBIN" || exit 1
 
 show_logs() {
   local f
