@@ -79,11 +79,21 @@ defmodule Erlnode.Replica do
 
   @doc false
   def ring(type, without) do
-    nodes = Erlnode.Migration.members(type) -- List.wrap(without)
-    enc = Erlnode.Migration.Ring.encoding()
     key = {__MODULE__, :ring, type, without}
+    cached = :persistent_term.get(key, nil)
+    enc = Erlnode.Migration.Ring.encoding()
 
-    case :persistent_term.get(key, nil) do
+    # The manager may be busy (a graceful leave drains inside it): an
+    # owner then keeps the last ring it knew rather than crash on a
+    # call timeout.
+    nodes =
+      try do
+        GenServer.call(Erlnode.Migration.name(), {:members, type}, 1_000) -- List.wrap(without)
+      catch
+        :exit, _ -> if cached, do: elem(cached, 0), else: []
+      end
+
+    case cached do
       {^nodes, ^enc, ring} ->
         ring
 
