@@ -23,6 +23,8 @@ const RANK_DELAY: Duration = Duration::from_millis(300);
 /// How long a holder keeps trying (the dead node's name may linger in
 /// some `global` tables for a moment after nodedown).
 const TRY_FOR: Duration = Duration::from_secs(10);
+/// How long the owner's node gets to answer before it counts as dead.
+const ALIVE_CHECK: Duration = Duration::from_secs(2);
 /// Failovers run at once on one node.
 const CONCURRENCY: usize = 16;
 
@@ -35,9 +37,16 @@ enum Outcome {
 }
 
 /// Fails over `orphans` (entries whose owner lived on `dead`), in the
-/// background.
+/// background, unless `dead` still answers: a lost connection is not a
+/// crash (OTP's `prevent_overlapping_partitions` drops live links when
+/// another node dies), and restarting processes that still run would
+/// make a second copy that `global` later resolves by killing one.
 pub(crate) fn run(node: Node, shared: Arc<Shared>, dead: Atom, orphans: Vec<(Atom, Entry)>) {
     tokio::spawn(async move {
+        if node.try_ping(dead.as_str(), ALIVE_CHECK).await.is_ok() {
+            tracing::warn!(%dead, count = orphans.len(), "owner node lost its connection but answers: no failover");
+            return;
+        }
         let started = std::time::Instant::now();
         let sem = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
         let mut tasks = tokio::task::JoinSet::new();

@@ -134,16 +134,18 @@ impl Replicator {
         };
         let me = mb.pid().clone();
         let targets = self.ctx.replica_nodes(self.type_name, &self.name, &me.node, self.cfg.replicas);
-        self.forget_except(mb, &targets, &me);
+        let ready: Vec<Atom> = targets.iter().filter(|n| !self.missing.get(*n).is_some_and(|t| t.elapsed() < RETRY_MISSING)).cloned().collect();
         if self.last.as_ref() != Some(&state) {
             self.seq += 1;
             self.last = Some(state);
         }
         let state = self.last.clone().expect("set above");
-        for n in targets {
-            if self.missing.get(&n).is_some_and(|t| t.elapsed() < RETRY_MISSING) {
-                continue;
-            }
+        // Make before break: current holders keep getting the state until
+        // the ring's targets hold it, so a move of the replica (a join, a
+        // restarted node) never leaves the process without one.
+        let mut write = ready.clone();
+        write.extend(self.holders.keys().filter(|h| !ready.contains(h)).cloned());
+        for n in write {
             let h = self.holders.entry(n.clone()).or_insert_with(|| Holder { mon: mb.monitor_name(STORE_NAME, n.as_str()), sent: 0, acked: 0 });
             if h.sent < self.seq {
                 h.sent = self.seq;
@@ -161,6 +163,10 @@ impl Replicator {
             }
         }
         let r = self.await_acks(mb).await;
+        let placed = !ready.is_empty() && ready.iter().all(|n| self.holders.get(n).is_some_and(|h| h.acked >= self.seq));
+        if placed || targets.is_empty() {
+            self.forget_except(mb, &ready, &me);
+        }
         self.release(mb);
         r
     }

@@ -15,36 +15,51 @@ defmodule Erlnode.Replica.Failover do
   @rank_delay 300
   @try_for 10_000
 
+  # No failover while the owner's node answers: a lost connection is not
+  # a crash (OTP's prevent_overlapping_partitions drops live links when
+  # another node dies), and a second copy would later be resolved by
+  # :global killing one of them.
   def run(dead, orphans) do
     spawn(fn ->
-      t0 = System.monotonic_time(:millisecond)
-
-      results =
-        orphans
-        |> Task.async_stream(fn {name, e} -> take_over(dead, name, e) end,
-          max_concurrency: 16,
-          timeout: @try_for * 3,
-          on_timeout: :kill_task
+      if Node.ping(dead) == :pong do
+        Logger.warning(
+          "owner node #{dead} lost its connection but answers: no failover of #{length(orphans)}"
         )
-        |> Enum.map(fn
-          {:ok, r} -> r
-          {:exit, reason} -> {:failed, reason}
-        end)
-
-      restored = Enum.count(results, &(&1 == :restored))
-      failed = Enum.count(results, &match?({:failed, _}, &1))
-
-      Logger.info(
-        "failover of #{dead} done restored=#{restored} failed=#{failed} " <>
-          "elapsed_ms=#{System.monotonic_time(:millisecond) - t0}"
-      )
+      else
+        fail_over(dead, orphans)
+      end
     end)
+  end
+
+  defp fail_over(dead, orphans) do
+    t0 = System.monotonic_time(:millisecond)
+
+    results =
+      orphans
+      |> Task.async_stream(fn {name, e} -> take_over(dead, name, e) end,
+        max_concurrency: 16,
+        timeout: @try_for * 3,
+        on_timeout: :kill_task
+      )
+      |> Enum.map(fn
+        {:ok, r} -> r
+        {:exit, reason} -> {:failed, reason}
+      end)
+
+    restored = Enum.count(results, &(&1 == :restored))
+    failed = Enum.count(results, &match?({:failed, _}, &1))
+
+    Logger.info(
+      "failover of #{dead} done restored=#{restored} failed=#{failed} " <>
+        "elapsed_ms=#{System.monotonic_time(:millisecond) - t0}"
+    )
   end
 
   defp take_over(dead, name, e) do
     owners =
       case Replica.ring(e.type, dead) do
-        ring -> Erlnode.Migration.Ring.owners(ring, name, length(Erlnode.Migration.Ring.nodes(ring)))
+        ring ->
+          Erlnode.Migration.Ring.owners(ring, name, length(Erlnode.Migration.Ring.nodes(ring)))
       end
 
     case Enum.find_index(owners, &(&1 == node())) do
@@ -67,9 +82,21 @@ defmodule Erlnode.Replica.Failover do
 
       :undefined ->
         with {:ok, module} <- GenServer.call(Erlnode.Migration.name(), {:resolve, e.type}),
-             {:ok, pid} <- Erlnode.ProcessSupervisor.start_restored(module, e.args, name, e.state, e.seq, e.cfg) do
+             {:ok, pid} <-
+               Erlnode.ProcessSupervisor.start_restored(
+                 module,
+                 e.args,
+                 name,
+                 e.state,
+                 e.seq,
+                 e.cfg
+               ) do
           send(Replica.store_name(), {Replica.tag(), Replica.vsn(), :drop, name, e.owner})
-          Logger.info("took over #{inspect(name)} from its replica seq=#{e.seq} pid=#{inspect(pid)}")
+
+          Logger.info(
+            "took over #{inspect(name)} from its replica seq=#{e.seq} pid=#{inspect(pid)}"
+          )
+
           :restored
         else
           {:error, {:already_started, _}} -> :elsewhere

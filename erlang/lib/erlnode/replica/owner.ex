@@ -126,31 +126,38 @@ defmodule Erlnode.Replica.Owner do
   # Sends `state` where it is missing, waits as the mode says.
   defp flush(r, state) do
     targets = Replica.targets(r.type, r.name, r.n, node())
-    r = forget_except(r, targets)
+    ready = Enum.reject(targets, &recently_missing?(r, &1))
     r = if state === r.last, do: r, else: %{r | seq: r.seq + 1, last: state}
     hs = Erlnode.Migratable.Runtime.replica_state(r.module, state)
+    # Make before break: current holders keep getting the state until the
+    # ring's targets hold it (a join or a restarted node never leaves the
+    # process without a replica).
+    write = ready ++ (Map.keys(r.holders) -- ready)
 
     r =
-      Enum.reduce(targets, r, fn n, r ->
-        if recently_missing?(r, n) do
-          r
-        else
-          h = Map.get_lazy(r.holders, n, fn -> %{mon: Process.monitor({Replica.store_name(), n}), sent: 0, acked: 0} end)
+      Enum.reduce(write, r, fn n, r ->
+        h = Map.get_lazy(r.holders, n, fn -> %{mon: Process.monitor({Replica.store_name(), n}), sent: 0, acked: 0} end)
 
-          h =
-            if h.sent < r.seq do
-              send({Replica.store_name(), n}, put(r, hs))
-              %{h | sent: r.seq}
-            else
-              h
-            end
+        h =
+          if h.sent < r.seq do
+            send({Replica.store_name(), n}, put(r, hs))
+            %{h | sent: r.seq}
+          else
+            h
+          end
 
-          put_in(r.holders[n], h)
-        end
+        put_in(r.holders[n], h)
       end)
 
     lag = if r.mode == :sync, do: 0, else: @async_max_lag
-    Process.put(@key, await_acks(r, lag, now() + @ack_timeout))
+    r = await_acks(r, lag, now() + @ack_timeout)
+
+    placed =
+      ready != [] and
+        Enum.all?(ready, fn n -> match?(%{^n => %{acked: a}} when a >= r.seq, r.holders) end)
+
+    r = if placed or targets == [], do: forget_except(r, ready), else: r
+    Process.put(@key, r)
   end
 
   defp put(r, hs) do
