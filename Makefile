@@ -25,7 +25,7 @@ DEMO_EBIN   := $(ROOT)/erlang/_build/dev/lib/erlnode_ex/ebin
 MATRIX_OTP  ?= 27
 OTP         ?= 27
 
-.PHONY: all deps build test test-rust test-elixir test-otp test-pubsub test-processhub otp-stage elixir-lib demo demo-lib demo-connect examples bench clean
+.PHONY: all deps build test test-rust test-elixir test-otp test-pubsub test-processhub otp-stage elixir-lib demo demo-crash demo-lib demo-connect examples bench clean
 
 all: build
 
@@ -134,6 +134,13 @@ otp-stage: deps
 ## duplicated, order per sender kept
 demo: deps build demo-lib
 	ERLNODE_BIN=$(RELEASE_BIN) ERLNODE_EX_EBIN=$(DEMO_EBIN) $(ROOT)/scripts/migration_demo.sh
+
+## demo-crash: three erlnode nodes and one Elixir node, accounts with one
+## synchronous replica under call traffic; two nodes SIGKILLed mid-run;
+## prints a verdict comparing every acknowledged deposit with the final
+## states (DEMO_REPLICA_MODE=async reports the loss async allows)
+demo-crash: deps build demo-lib
+	ERLNODE_BIN=$(RELEASE_BIN) ERLNODE_EX_EBIN=$(DEMO_EBIN) $(ROOT)/scripts/crash_demo.sh
 
 demo-lib: deps
 	cd erlang && env MIX_ENV=dev $(MIX_OFFLINE) mix compile

@@ -29,3 +29,5 @@ mod cli_client;
 mod phash2;
 mod horde;
 mod tls;
+mod replicas;
+mod merge;

@@ -33,15 +33,11 @@ RUST1_PID=
 RUST2_PID=
 ELIXIR_PID=
 
-for tool in erl elixir; do
-  command -v "$tool" >/dev/null || { echo "demo: $tool not found: run \`make deps\`" >&2; exit 1; }
-done
-[ -x "$BIN" ] || { echo "demo: $BIN not found: run \`make build\`" >&2; exit 1; }
-[ -f "$EBIN/erlnode_ex.app" ] || { echo "demo: $EBIN/erlnode_ex.app not found: run \`make demo-lib\`" >&2; exit 1; }
 PORT=${DEMO_EPMD_PORT:-$("$ROOT/scripts/free-port")}
 
 # shellcheck source=scripts/lib.sh
 . "$ROOT/scripts/lib.sh"
+check_demo_tools demo "$BIN" "$EBIN" || exit 1
 
 show_logs() {
   local f
@@ -71,17 +67,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-wait_ready() {  # wait_ready PID LOG WHAT: up to 30 s for the `ready` line
-  local pid=$1 log=$2 what=$3
-  for _ in $(seq 300); do
-    grep -q " ready " "$log" && return 0
-    kill -0 "$pid" 2>/dev/null || { echo "demo: $what exited before it was ready" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "demo: $what did not log 'ready' within 30 s" >&2
-  return 1
-}
 
 echo "Starting $RUST1 (embedded EPMD on 127.0.0.1:$PORT) with the account $ACCOUNT"
 NO_COLOR=1 "$BIN" run --name "$RUST1" --cookie "$COOKIE" --epmd-port "$PORT" --epmd-in-process \

@@ -57,6 +57,16 @@ pub struct RunArgs {
     /// which are answered by default (docs/horde.md).
     #[arg(long)]
     pub no_liveness_checks: bool,
+    /// Keep the state of each hosted account on N other nodes hosting
+    /// accounts (the next owners on the ring): a node killed without a
+    /// graceful leave loses no acknowledged deposit, and its accounts
+    /// restart from their replicas (docs/replicas.md).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub replicas: usize,
+    /// With --replicas: `sync` (a reply waits for the replicas) or
+    /// `async` (bounded lag, see docs/replicas.md).
+    #[arg(long, value_name = "MODE", default_value = "sync")]
+    pub replica_mode: crate::migration::ReplicaMode,
     /// Start an account (the example migratable process) registered in
     /// global under NAME (repeatable).
     #[arg(long = "start-account", value_name = "NAME")]
@@ -247,6 +257,9 @@ pub async fn run(a: RunArgs) -> ExitCode {
         };
         match crate::migration::Migration::start(&node, std::sync::Arc::new(node.global()), cfg) {
             Ok(m) => {
+                if a.replicas > 0 {
+                    m.set_replicas("account", crate::migration::ReplicaConfig { replicas: a.replicas, mode: a.replica_mode });
+                }
                 m.register_type::<crate::examples::account::Account>();
                 Some(m)
             }

@@ -210,8 +210,11 @@ impl Global {
     /// `global:re_register_name/2`: registers `pid` as `name` whether or
     /// not the name is taken. Every node replaces the entry in one step
     /// under the lock, so no node ever sees the name missing.
+    /// The name keeps its resolve method (a migrating process that merges
+    /// on conflicts still does after the move).
     pub async fn re_register_name(&self, name: Term, pid: &Pid) -> Result<(), GlobalError> {
-        let info = messages::NameInfo { name, pid: pid.clone(), method: Resolve::RandomExit.method() };
+        let method = self.core()?.shared.names.read().unwrap().get(&name).map(|e| e.info.method.clone());
+        let info = messages::NameInfo { name, pid: pid.clone(), method: method.unwrap_or_else(|| Resolve::RandomExit.method()) };
         self.registrar(|reply| registrar::Request::Register { info, check_free: false, reply }).await.map(|_| ())
     }
 

@@ -34,7 +34,16 @@ pub enum Resolve {
     /// Unregister the name; send both `{global_name_conflict, Name,
     /// OtherPid}`.
     NotifyAll,
+    /// erlnode's merge (docs/replicas.md, "Netsplit merges"): the pid
+    /// `RandomExit` would keep wins and is sent `{'$erlnode_replica', 1,
+    /// merge_from, Loser}`; it takes the loser's state into its type's
+    /// `merge_conflict` and then ends the loser. The method is
+    /// `fun 'Elixir.Erlnode.Replica.Merge':resolve/3`, which the
+    /// `erlnode_ex` library runs the same way on a BEAM node.
+    Merge,
 }
+
+const MERGE_MODULE: &str = "Elixir.Erlnode.Replica.Merge";
 
 impl Resolve {
     fn function(self) -> &'static str {
@@ -42,23 +51,30 @@ impl Resolve {
             Resolve::RandomExit => "random_exit_name",
             Resolve::RandomNotify => "random_notify_name",
             Resolve::NotifyAll => "notify_all_name",
+            Resolve::Merge => "resolve",
+        }
+    }
+
+    fn module(self) -> &'static str {
+        match self {
+            Resolve::Merge => MERGE_MODULE,
+            _ => "global",
         }
     }
 
     /// `fun global:F/3` as an export fun: valid on every node, BEAM or
     /// erlnode.
     pub fn method(self) -> Term {
-        Term::Fun(OpaqueFun::export(&Atom::new("global"), &Atom::new(self.function()), 3))
+        Term::Fun(OpaqueFun::export(&Atom::new(self.module()), &Atom::new(self.function()), 3))
     }
 
     /// Which standard method a received method term is, if any.
     fn recognise(method: &Term) -> Option<Resolve> {
         let Term::Fun(f) = method else { return None };
         if let Some((m, fname, 3)) = f.as_export() {
-            if m.as_str() != "global" {
-                return None;
-            }
-            return [Resolve::RandomExit, Resolve::RandomNotify, Resolve::NotifyAll].into_iter().find(|r| r.function() == fname.as_str());
+            return [Resolve::RandomExit, Resolve::RandomNotify, Resolve::NotifyAll, Resolve::Merge]
+                .into_iter()
+                .find(|r| r.module() == m.as_str() && r.function() == fname.as_str());
         }
         // `register_name/2` on a BEAM node passes the local fun
         // `fun random_exit_name/3` of module global (NEW_FUN_EXT).
@@ -99,6 +115,11 @@ pub(crate) fn resolve_it(node: &Node, method: &Term, name: &Term, p1: &Pid, p2: 
         }
         Resolve::RandomNotify => {
             node.send(max, Term::tuple([Term::atom("global_name_conflict"), name.clone()]));
+            Term::Pid(min.clone())
+        }
+        Resolve::Merge => {
+            tracing::info!(?name, winner = %min, loser = %max, "global: name conflict, the winner merges the loser's state");
+            node.send(min, crate::migration::replica::messages::Msg::MergeFrom { loser: max.clone() }.to_term());
             Term::Pid(min.clone())
         }
         Resolve::NotifyAll => {
@@ -184,6 +205,7 @@ mod tests {
     fn recognises_standard_methods() {
         assert_eq!(Resolve::recognise(&Resolve::RandomExit.method()), Some(Resolve::RandomExit));
         assert_eq!(Resolve::recognise(&Resolve::NotifyAll.method()), Some(Resolve::NotifyAll));
+        assert_eq!(Resolve::recognise(&Resolve::Merge.method()), Some(Resolve::Merge));
         let other = Term::Fun(OpaqueFun::export(&Atom::new("mymod"), &Atom::new("random_exit_name"), 3));
         assert_eq!(Resolve::recognise(&other), None);
         assert_eq!(Resolve::recognise(&Term::atom("x")), None);

@@ -29,6 +29,34 @@ pub trait Migratable: GenServer + Serialize + DeserializeOwned {
     /// twin declares it with `use Erlnode.Migratable, version: 2`.
     const VERSION: u32 = 1;
 
+    /// How many other nodes hosting the type keep a copy of each
+    /// process's state (docs/replicas.md). 0 (the default): none; the
+    /// state dies with its node. The Elixir twin says `use
+    /// Erlnode.Migratable, replicas: N`. A node can override it per type
+    /// ([`crate::migration::Migration::set_replicas`]) and per process
+    /// ([`crate::migration::Migration::start_process_with`]).
+    const REPLICAS: usize = 0;
+
+    /// Whether a reply waits for the replicas (`Sync`, the default) or
+    /// not (`Async`, bounded lag); Elixir: `replica_mode: :sync | :async`.
+    const REPLICA_MODE: super::ReplicaMode = super::ReplicaMode::Sync;
+
+    /// Whether this type merges when a healed partition finds its name
+    /// registered on both sides (docs/replicas.md, "Netsplit merges").
+    /// `false` (the default): OTP's rule, the registration on the node
+    /// whose name sorts lower survives and the other process is killed.
+    /// `true`: the same one survives, but first takes the other's state
+    /// through [`Migratable::merge_conflict`]. An Elixir twin merges when
+    /// it defines `merge_conflict/2`.
+    const MERGES: bool = false;
+
+    /// The surviving process's state (`self`, "mine") merged with the
+    /// state of the process that held the same name on the other side
+    /// (`theirs`). Same name and meaning as the Elixir callback
+    /// `merge_conflict(mine, theirs)`. Used only when
+    /// [`Migratable::MERGES`] is `true`; default: keep mine.
+    fn merge_conflict(&mut self, _theirs: Self) {}
+
     /// Turns a handed-over state of another version (`from`, older or
     /// newer) into one this version decodes, before
     /// [`Migratable::alter_handover_state`]. Same name and meaning as the

@@ -8,7 +8,9 @@
 
 use super::hosted::{Hosted, Members};
 use super::messages::{result_term, Op, Request};
-use super::runtime::{run_fresh, run_target, Meta};
+use super::runtime::{run_fresh, run_restored, run_target, Meta};
+use super::replica::placement::ReplicaCtx;
+use super::replica::ReplicaConfig;
 use super::{HandoffConfig, Migratable, MigrationError, Mode, NameRegistry};
 use crate::node::gen_call_parts;
 use crate::term::serde::from_term;
@@ -23,20 +25,55 @@ pub const MANAGER_NAME: &str = "erlnode_migration";
 /// Migrations run at once by placement (join, drain, rebalance).
 const PLACEMENT_CONCURRENCY: usize = 16;
 
-type Factory = Arc<dyn Fn(&Node, &Shared, Term, Atom, Option<(Reference, Pid)>) -> Result<Pid, Term> + Send + Sync>;
+type Factory = Arc<dyn Fn(&Node, &Shared, Term, Atom, StartAs) -> Result<Pid, Term> + Send + Sync>;
+
+/// How a factory starts a process.
+pub(crate) enum StartAs {
+    /// `init_state(args)`, optionally with its own replica configuration.
+    Fresh(Option<ReplicaConfig>),
+    /// The target of a handoff from `source`.
+    Target(Reference, Pid),
+    /// A failover: from a replica's latest state, waiting for `go`.
+    Restore(super::replica::store::Entry),
+}
 
 pub(crate) struct Shared {
     types: RwLock<HashMap<String, Factory>>,
     pub registry: Arc<dyn NameRegistry>,
     pub cfg: HandoffConfig,
     pub hosted: Arc<Hosted>,
-    pub members: Members,
+    pub members: Arc<Members>,
+    /// Replica placement and per-type replica settings.
+    pub replica: Arc<ReplicaCtx>,
+    /// Types whose names are registered with the merge resolve method
+    /// (`Migratable::MERGES`).
+    merging: RwLock<std::collections::HashSet<String>>,
     /// Names and types placement never moves (join, rebalance); see
     /// [`Migration::pin`].
     pinned: RwLock<(std::collections::HashSet<Atom>, std::collections::HashSet<String>)>,
 }
 
 impl Shared {
+    /// Registers `name` as its type asks: with the merge method for a
+    /// type that merges on netsplit heal, OTP's default otherwise.
+    pub(crate) async fn register_name(&self, type_name: &str, name: &str, pid: &Pid) -> Result<(), String> {
+        if self.merging.read().unwrap().contains(type_name) {
+            self.registry.register_merging(name, pid).await
+        } else {
+            self.registry.register(name, pid).await
+        }
+    }
+
+    /// Starts `name` from a replica's state (failover); it waits for
+    /// `go` before serving.
+    pub(crate) fn restore(&self, node: &Node, name: &Atom, e: &super::replica::store::Entry) -> Result<Pid, Term> {
+        let factory = self.types.read().unwrap().get(&e.type_name).cloned();
+        match factory {
+            Some(f) => f(node, self, e.args.clone(), name.clone(), StartAs::Restore(e.clone())),
+            None => Err(Term::tuple([Term::atom("unknown_type"), Term::from(e.type_name.as_str())])),
+        }
+    }
+
     /// What placement may move: hosted here, not pinned by name or type.
     fn movable(&self) -> Vec<(Atom, String, Pid)> {
         let pins = self.pinned.read().unwrap();
@@ -63,12 +100,15 @@ impl Migration {
     /// registry that holds the processes' names.
     pub fn start(node: &Node, registry: Arc<dyn NameRegistry>, cfg: HandoffConfig) -> Result<Migration, crate::NodeError> {
         let cfg_encoding = cfg.ring_encoding;
+        let members = Arc::new(Members::with_pinned(cfg_encoding));
         let shared = Arc::new(Shared {
             types: RwLock::new(HashMap::new()),
             registry,
             cfg,
             hosted: Default::default(),
-            members: Members::with_pinned(cfg_encoding),
+            replica: Arc::new(ReplicaCtx::new(members.clone())),
+            members,
+            merging: Default::default(),
             pinned: Default::default(),
         });
         let s2 = shared.clone();
@@ -76,6 +116,7 @@ impl Migration {
         let events = node.subscribe();
         let pid = node.spawn(move |mb| manager_loop(n2, s2, mb, events));
         node.register(MANAGER_NAME, &pid)?;
+        super::replica::store::start(node, shared.clone())?;
         let erased: Arc<dyn std::any::Any + Send + Sync> = shared.clone();
         let _ = node.inner().migration.set(Arc::downgrade(&erased));
         let m = Migration { node: node.clone(), shared };
@@ -93,11 +134,18 @@ impl Migration {
     /// Makes `M` startable here by its type name, as a target of
     /// migrations from any node, and tells the other managers.
     pub fn register_type<M: Migratable>(&self) {
-        let f: Factory = Arc::new(|node, shared, args_term, name, handover| {
+        let f: Factory = Arc::new(|node, shared, args_term, name, start_as| {
             let args: M::Args = from_term(args_term.clone()).map_err(|e| {
                 Term::tuple([Term::atom("bad_args"), Term::from(e.to_string().as_str())])
             })?;
+            let default_cfg = shared.replica.config_for(M::TYPE, ReplicaConfig { replicas: M::REPLICAS, mode: M::REPLICA_MODE });
+            let (cfg, seq) = match &start_as {
+                StartAs::Fresh(Some(c)) => (*c, 0),
+                StartAs::Restore(e) => (e.cfg, e.seq),
+                _ => (default_cfg, 0),
+            };
             let meta = Meta {
+                replication: cfg.enabled().then(|| (cfg, shared.replica.clone(), seq)),
                 type_name: M::TYPE,
                 args: args_term,
                 name,
@@ -107,8 +155,13 @@ impl Migration {
                 carried: vec![],
             };
             let (hosted, name) = (meta.hosted.clone(), meta.name.clone());
-            let pid = match handover {
-                None => {
+            let pid = match start_as {
+                StartAs::Restore(e) => {
+                    let pid = node.spawn(move |mb| run_restored::<M>(mb, meta, args, e.state));
+                    hosted.insert(name.clone(), M::TYPE, pid.clone());
+                    pid
+                }
+                StartAs::Fresh(_) => {
                     // Counted as hosted from the moment it exists, not from
                     // when its task first runs: a placement plan made right
                     // after start must see it.
@@ -116,7 +169,7 @@ impl Migration {
                     hosted.insert(name.clone(), M::TYPE, pid.clone());
                     pid
                 }
-                Some((r, s)) => node.spawn(move |mb| run_target::<M>(mb, meta, args, r, s)),
+                StartAs::Target(r, s) => node.spawn(move |mb| run_target::<M>(mb, meta, args, r, s)),
             };
             // However the process ends (a `kill` from global's conflict
             // resolution drops its task wherever it waits), it leaves the
@@ -125,6 +178,9 @@ impl Migration {
             node.on_exit(&pid, move || hosted.remove(&name, &gone));
             Ok(pid)
         });
+        if M::MERGES {
+            self.shared.merging.write().unwrap().insert(M::TYPE.to_string());
+        }
         let new = self.shared.types.write().unwrap().insert(M::TYPE.to_string(), f).is_none();
         self.shared.members.add(self.node.name(), &[M::TYPE.to_string()]);
         if new {
@@ -139,17 +195,48 @@ impl Migration {
     /// keeps working after the process moves). Registers the type first
     /// if needed.
     pub async fn start_process<M: Migratable>(&self, args: M::Args, name: &str) -> Result<crate::gen_server::ServerRef<M>, MigrationError> {
+        self.start_process_with::<M>(args, name, None).await
+    }
+
+    /// As [`Migration::start_process`], with this process's own replica
+    /// configuration instead of its type's (it applies to this instance
+    /// here, and to it after a failover; after a migration the target
+    /// node's type configuration applies).
+    pub async fn start_process_with<M: Migratable>(
+        &self,
+        args: M::Args,
+        name: &str,
+        replicas: Option<ReplicaConfig>,
+    ) -> Result<crate::gen_server::ServerRef<M>, MigrationError> {
         if !self.shared.types.read().unwrap().contains_key(M::TYPE) {
             self.register_type::<M>();
         }
         let args_term = crate::term::serde::to_term(&args).map_err(|e| MigrationError::Failed(Term::from(e.to_string().as_str())))?;
         let factory = self.shared.types.read().unwrap().get(M::TYPE).cloned().expect("registered above");
-        let pid = factory(&self.node, &self.shared, args_term, Atom::new(name), None).map_err(MigrationError::Failed)?;
-        if let Err(e) = self.shared.registry.register(name, &pid).await {
+        let pid = factory(&self.node, &self.shared, args_term, Atom::new(name), StartAs::Fresh(replicas)).map_err(MigrationError::Failed)?;
+        if let Err(e) = self.shared.register_name(M::TYPE, name, &pid).await {
             self.node.exit(&pid, Term::atom("kill"));
             return Err(MigrationError::Name(e));
         }
         Ok(crate::gen_server::ServerRef::for_global(self.node.clone(), name, pid, self.clone()))
+    }
+
+    /// Replicas for the processes of type `type_name` started or arriving
+    /// here from now on (wins over the type's `REPLICAS` and
+    /// `REPLICA_MODE`; `erlnode run --replicas N` sets it for accounts).
+    pub fn set_replicas(&self, type_name: &str, cfg: ReplicaConfig) {
+        self.shared.replica.set_override(type_name, cfg);
+    }
+
+    /// What this node's replica store holds: `(name, seq, owner, state
+    /// bytes)`.
+    pub async fn replicas_held(&self) -> Result<Vec<(Atom, u64, Pid, usize)>, MigrationError> {
+        let reply = self
+            .node
+            .spawn_mailbox()
+            .call((super::replica::STORE_NAME, self.node.name().as_str()), super::replica::messages::Msg::List.to_term(), Duration::from_secs(10))
+            .await?;
+        Ok(super::replica::parse_list(&reply))
     }
 
     /// Pins the process named `name` to this node: placement (a node
@@ -454,7 +541,7 @@ fn handle_call(node: &Node, shared: &Arc<Shared>, mb: &mut crate::process::Mailb
         Some(Request::Start { type_name, args, name, reference, source }) => {
             let factory = shared.types.read().unwrap().get(&type_name).cloned();
             let reply = match factory {
-                Some(f) => result_term(&f(node, shared, args, name, Some((reference, source)))),
+                Some(f) => result_term(&f(node, shared, args, name, StartAs::Target(reference, source))),
                 None => Term::tuple([Term::atom("error"), Term::tuple([Term::atom("unknown_type"), Term::from(type_name.as_str())])]),
             };
             mb.reply(from, reply);

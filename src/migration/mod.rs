@@ -8,6 +8,7 @@ mod manager;
 pub mod messages;
 pub mod ring;
 mod registry;
+pub mod replica;
 mod runtime;
 mod start;
 mod versioned;
@@ -19,6 +20,7 @@ pub use manager::{Migration, MoveReport, MANAGER_NAME};
 pub use messages::Mode;
 pub use ring::RingEncoding;
 pub use registry::NameRegistry;
+pub use replica::{ReplicaConfig, ReplicaMode};
 pub use start::MigrationBuilder;
 pub use versioned::UnknownFields;
 

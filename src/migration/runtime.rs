@@ -11,7 +11,14 @@ use crate::term::{Atom, Pid, Reference, Term};
 use std::sync::Arc;
 
 
+use super::replica::owner::{Intercepted, Replicator};
+use super::replica::placement::ReplicaCtx;
+use super::replica::ReplicaConfig;
 use super::Migratable;
+
+/// Messages a replicated process handles before it flushes to its
+/// replicas (group commit: one round trip for a burst of calls).
+const REPLICA_BATCH: usize = 64;
 
 /// What a process needs to hand itself over.
 #[derive(Clone)]
@@ -26,6 +33,10 @@ pub(crate) struct Meta {
     /// Fields of the handed-over state this type does not know, handed
     /// on with the state at the next move.
     pub carried: Vec<(Term, Term)>,
+    /// Replicas of this process: the configuration, the node's replica
+    /// context, and the sequence number to continue from (a restored
+    /// process continues its replica's).
+    pub replication: Option<(ReplicaConfig, Arc<ReplicaCtx>, u64)>,
 }
 
 enum Outcome {
@@ -35,8 +46,14 @@ enum Outcome {
 }
 
 /// A process started fresh: `init_state(args)`, then serve.
-pub(crate) async fn run_fresh<M: Migratable>(mut mb: Mailbox, meta: Meta, args: M::Args) -> Term {
-    let mut st = match M::init_state(args) {
+pub(crate) async fn run_fresh<M: Migratable>(mb: Mailbox, meta: Meta, args: M::Args) -> Term {
+    init_and_serve(mb, meta, M::init_state(args)).await
+}
+
+/// `init` on a built state, then serve; a process that never gets to
+/// serve leaves the hosted table.
+async fn init_and_serve<M: Migratable>(mut mb: Mailbox, meta: Meta, st: Result<M, Term>) -> Term {
+    let mut st = match st {
         Ok(s) => s,
         Err(reason) => {
             meta.hosted.remove(&meta.name, mb.pid());
@@ -48,6 +65,28 @@ pub(crate) async fn run_fresh<M: Migratable>(mut mb: Mailbox, meta: Meta, args: 
         return reason;
     }
     serve(st, &mut mb, meta).await
+}
+
+/// A failover: wait until the failover holds the global name for us
+/// (an unregistered copy that lost the race is killed before it serves),
+/// then start from the replica's state as a target starts from a
+/// handover, and serve.
+pub(crate) async fn run_restored<M: Migratable>(mut mb: Mailbox, meta: Meta, args: M::Args, state: Term) -> Term {
+    let go = mb
+        .recv_match(std::time::Duration::from_secs(30), |m| {
+            matches!(super::replica::messages::Msg::parse(m), Some(Ok(super::replica::messages::Msg::Go))).then_some(())
+        })
+        .await;
+    if let Err(e) = go {
+        meta.hosted.remove(&meta.name, mb.pid());
+        tracing::warn!(name = %meta.name, error = %e, "restored process never got the name; stopping");
+        return shutdown("not_restored");
+    }
+    let restored = M::init_state(args).and_then(|fresh| fresh.alter_handover_state(accept_state::<M>(state)?));
+    if let Err(reason) = &restored {
+        tracing::error!(name = %meta.name, ?reason, "replica state refused; the process stays down");
+    }
+    init_and_serve(mb, meta, restored).await
 }
 
 /// A target: initialise, wait for the handover, apply it and the queued
@@ -191,7 +230,15 @@ fn shutdown(why: &str) -> Term {
 /// (the manager's factory), a target from its accept.
 async fn serve<M: Migratable>(mut st: M, mb: &mut Mailbox, meta: Meta) -> Term {
     let me = mb.pid().clone();
-    let reason = serve_loop(&mut st, mb, &meta).await;
+    let reason = match &meta.replication {
+        None => serve_loop(&mut st, mb, &meta).await,
+        Some((cfg, ctx, seq)) => {
+            let mut rep = Replicator::new(ctx.clone(), *cfg, meta.type_name, meta.name.clone(), meta.args.clone(), *seq);
+            let reason = serve_replicated(&mut st, mb, &meta, &mut rep).await;
+            rep.finish(mb, is_migrated(&reason));
+            reason
+        }
+    };
     meta.hosted.remove(&meta.name, &me);
     st.terminate(&reason, mb).await;
     reason
@@ -200,6 +247,73 @@ async fn serve<M: Migratable>(mut st: M, mb: &mut Mailbox, meta: Meta) -> Term {
 async fn serve_loop<M: Migratable>(st: &mut M, mb: &mut Mailbox, meta: &Meta) -> Term {
     loop {
         let Some(msg) = mb.recv().await else { break Term::atom("killed") };
+        if let Some(reason) = handle_one(st, mb, meta, msg).await {
+            break reason;
+        }
+    }
+}
+
+fn is_migrated(reason: &Term) -> bool {
+    matches!(reason.as_tuple(), Some([s, m]) if s.is_atom("shutdown") && matches!(m.as_tuple(), Some([t, _]) if t.is_atom("migrated")))
+}
+
+/// The serving loop of a process with replicas: a batch of messages,
+/// then a flush to the replicas (which releases the batch's held
+/// replies); an idle process flushes on each upkeep tick, which is how
+/// its replicas follow joins, leaves and dead replica nodes.
+async fn serve_replicated<M: Migratable>(st: &mut M, mb: &mut Mailbox, meta: &Meta, rep: &mut Replicator) -> Term {
+    let me = mb.pid().clone();
+    if let Err(r) = rep.flush(mb, handover_state(st, meta)).await {
+        return r;
+    }
+    loop {
+        let mut next = match mb.recv_timeout(rep.tick()).await {
+            Ok(m) => Some(m),
+            Err(RecvError::Timeout) => None,
+            Err(RecvError::Exited(r)) => return r,
+        };
+        let mut handled = 0;
+        while let Some(msg) = next.take() {
+            let stop = match rep.intercept(msg, &me) {
+                Intercepted::Consumed => None,
+                Intercepted::AckedCast { from, cast } => match dispatch(st, cast, mb).await {
+                    Flow::Stop(r) => Some(r),
+                    Flow::Continue => {
+                        mb.reply(&from, Term::atom("ok"));
+                        None
+                    }
+                },
+                Intercepted::Pass(msg) => {
+                    if matches!(Op::parse(&msg), Some(Ok(Op::Begin { .. }))) {
+                        // A handoff: replicas current and replies out first.
+                        if let Err(r) = rep.flush(mb, handover_state(st, meta)).await {
+                            return r;
+                        }
+                        rep.before_handoff(mb);
+                    }
+                    handle_one(st, mb, meta, msg).await
+                }
+            };
+            if let Some(r) = stop {
+                return r;
+            }
+            handled += 1;
+            if handled < REPLICA_BATCH {
+                next = mb.recv_timeout(std::time::Duration::ZERO).await.ok();
+            }
+        }
+        if let Err(r) = rep.flush(mb, handover_state(st, meta)).await {
+            return r;
+        }
+    }
+}
+
+/// One message of a serving process; `Some(reason)`: it stops.
+async fn handle_one<M: Migratable>(st: &mut M, mb: &mut Mailbox, meta: &Meta, msg: Term) -> Option<Term> {
+    if let Some(step) = super::replica::merge::step(&msg) {
+        return super::replica::merge::run(st, mb, meta, step).await;
+    }
+    {
         match Op::parse(&msg) {
             None => {
                 // `:sys` sees the state's serde form, the same map that
@@ -209,25 +323,26 @@ async fn serve_loop<M: Migratable>(st: &mut M, mb: &mut Mailbox, meta: &Meta) ->
                     None => dispatch(st, msg, mb).await,
                 };
                 if let Flow::Stop(r) = flow {
-                    break r;
+                    return Some(r);
                 }
             }
             Some(Ok(Op::Begin { reference, target, mode, reply_to })) => {
                 match hand_over(st, mb, meta, reference, target, mode, reply_to).await {
                     Outcome::Migrated(t) => {
-                        break Term::tuple([
+                        return Some(Term::tuple([
                             Term::atom("shutdown"),
                             Term::tuple([Term::atom("migrated"), Term::Atom(t.node.clone())]),
-                        ])
+                        ]))
                     }
                     Outcome::Resumed => {}
-                    Outcome::Stopped(r) => break r,
+                    Outcome::Stopped(r) => return Some(r),
                 }
             }
             Some(Ok(other)) => tracing::debug!(name = %meta.name, op = ?other, "stale migration message dropped"),
             Some(Err(text)) => tracing::warn!(name = %meta.name, msg = %text, "malformed migration message dropped"),
         }
     }
+    None
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -413,6 +528,9 @@ fn split_protocol(msgs: Vec<Term>) -> (Vec<Term>, Vec<Term>) {
     let mut user = Vec::with_capacity(msgs.len());
     let mut protocol = vec![];
     for m in msgs {
+        if super::replica::owner::is_replica_business(&m) {
+            continue;
+        }
         match Op::parse(&m) {
             None => user.push(m),
             Some(Ok(Op::Begin { .. })) => protocol.push(m),
@@ -484,7 +602,7 @@ impl<M: Migratable> crate::sys::SysState for SerdeSys<'_, M> {
 
 /// A received state as this version decodes it: unwrapped, and upgraded
 /// when it comes from another version of the type.
-fn accept_state<M: Migratable>(t: Term) -> Result<Term, Term> {
+pub(crate) fn accept_state<M: Migratable>(t: Term) -> Result<Term, Term> {
     let (version, state) = super::versioned::unwrap(t);
     if version == M::VERSION {
         return Ok(state);
@@ -502,7 +620,7 @@ fn unknown_fields<M: Migratable>(st: &M, received: &Term) -> Vec<(Term, Term)> {
 
 /// What the source hands over: the type's handover state with the
 /// carried fields put back, tagged with the type's version.
-fn handover_state<M: Migratable>(st: &M, meta: &Meta) -> Result<Term, Term> {
+pub(crate) fn handover_state<M: Migratable>(st: &M, meta: &Meta) -> Result<Term, Term> {
     let hs = st.prepare_handover_state()?;
     Ok(super::versioned::wrap(M::VERSION, super::versioned::with_carried(hs, &meta.carried)))
 }

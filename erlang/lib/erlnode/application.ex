@@ -16,7 +16,7 @@ defmodule Erlnode.Application do
     # drains) before the processes it would move are stopped.
     children =
       if Application.get_env(:erlnode_ex, :migration_manager, true),
-        do: [Erlnode.ProcessSupervisor, Erlnode.Migration],
+        do: [Erlnode.ProcessSupervisor, Erlnode.Replica.Store, Erlnode.Migration],
         else: [Erlnode.ProcessSupervisor]
 
     Supervisor.start_link(children, strategy: :one_for_one, name: Erlnode.Supervisor)

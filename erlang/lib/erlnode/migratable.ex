@@ -74,7 +74,13 @@ defmodule Erlnode.Migratable do
       order strict (see "The one exception" in `docs/handoff.md`);
     * `:accept_timeout` - ms the source waits for `accepted` (10_000);
     * `:handover_timeout` - ms a target waits for `handover` (15_000);
-    * `:start_timeout` - ms for the target manager's `start` reply (10_000).
+    * `:start_timeout` - ms for the target manager's `start` reply (10_000);
+    * `:replicas` - how many other nodes hosting the type keep a copy of
+      each process's state (default 0), so a node killed without a
+      graceful leave loses nothing acknowledged: see `Erlnode.Replica`
+      and `docs/replicas.md`;
+    * `:replica_mode` - `:sync` (default: a call's reply waits until the
+      replicas hold the state that includes it) or `:async` (bounded lag).
 
   The same keys can be given per instance to
   `Erlnode.Migration.start_process/4` (plus `:hook`, a test hook called at
@@ -146,7 +152,31 @@ defmodule Erlnode.Migratable do
   """
   @callback upgrade_state(from_vsn :: pos_integer(), handover_state()) :: handover_state()
 
-  @migration_keys [:type, :host, :version, :pinned, :retention, :settle, :accept_timeout, :handover_timeout, :start_timeout]
+  @doc """
+  Optional. Defining it makes the type merge on netsplit heal: when a
+  healed partition finds the process's global name registered on both
+  sides, the process OTP's rule keeps (on the node whose name sorts
+  lower) continues with `merge_conflict(mine, theirs)`, `theirs` being
+  the other process's state (it then stops), instead of the other
+  process just being killed. Same name and meaning as the Rust
+  `Migratable::merge_conflict`. See `Erlnode.Replica.Merge`.
+  """
+  @callback merge_conflict(mine :: state(), theirs :: state()) :: state()
+  @optional_callbacks merge_conflict: 2
+
+  @migration_keys [
+    :type,
+    :host,
+    :version,
+    :pinned,
+    :retention,
+    :settle,
+    :accept_timeout,
+    :handover_timeout,
+    :start_timeout,
+    :replicas,
+    :replica_mode
+  ]
 
   @doc false
   defmacro __using__(opts) do
@@ -244,9 +274,24 @@ defmodule Erlnode.Migratable do
         case Erlnode.Migratable.Runtime.init_arg(__MODULE__, arg) do
           {:target, args, handover} ->
             Erlnode.Migratable.Runtime.target_init(handover, super(args))
+            |> Erlnode.Migratable.Runtime.replicate_from(0)
 
           {:source, args} ->
-            super(args)
+            super(args) |> Erlnode.Migratable.Runtime.replicate_from(0)
+
+          {:restore, args, replica, seq} ->
+            Erlnode.Migratable.Runtime.restore_init(__MODULE__, super(args), replica)
+            |> Erlnode.Migratable.Runtime.replicate_from(seq)
+        end
+      end
+
+      # An acknowledged cast (Erlnode.Replica.cast_acked/3): the cast,
+      # then :ok, which (sync) leaves once the replicas hold its effect.
+      defp erlnode_acked_cast(msg, state) do
+        case handle_cast(msg, state) do
+          {:noreply, state} -> {:reply, :ok, state}
+          {:noreply, state, extra} -> {:reply, :ok, state, extra}
+          {:stop, reason, state} -> {:stop, reason, :ok, state}
         end
       end
 
@@ -254,17 +299,28 @@ defmodule Erlnode.Migratable do
         if Erlnode.Migratable.Runtime.forwarding?() do
           Erlnode.Migratable.Runtime.forward({:"$gen_call", from, request}, state)
         else
-          try do
-            super(request, from, state)
-          rescue
-            e in FunctionClauseError ->
-              Erlnode.Migratable.Runtime.unmatched(
-                e,
-                __STACKTRACE__,
-                __MODULE__,
-                :call,
-                [request, from, state]
-              )
+          case request do
+            {:"$erlnode_replica", 1, :cast, msg} ->
+              erlnode_acked_cast(msg, state)
+
+            # Lost a netsplit merge: hand the state to the winner, stop.
+            {:"$erlnode_replica", 1, :merge_state} ->
+              hs = Erlnode.Migratable.Runtime.replica_state(__MODULE__, state)
+              {:stop, {:shutdown, :merged}, hs, state}
+
+            _ ->
+              try do
+                super(request, from, state) |> Erlnode.Replica.Owner.after_callback(state)
+              rescue
+                e in FunctionClauseError ->
+                  Erlnode.Migratable.Runtime.unmatched(
+                    e,
+                    __STACKTRACE__,
+                    __MODULE__,
+                    :call,
+                    [request, from, state]
+                  )
+              end
           end
         end
       end
@@ -274,7 +330,7 @@ defmodule Erlnode.Migratable do
           Erlnode.Migratable.Runtime.forward({:"$gen_cast", msg}, state)
         else
           try do
-            super(msg, state)
+            super(msg, state) |> Erlnode.Replica.Owner.after_callback(state)
           rescue
             e in FunctionClauseError ->
               Erlnode.Migratable.Runtime.unmatched(
@@ -292,22 +348,32 @@ defmodule Erlnode.Migratable do
           when is_tuple(msg) and tuple_size(msg) > 0 and elem(msg, 0) == :"$erlnode_migrate",
           do: Erlnode.Migratable.Runtime.control(__MODULE__, msg, state)
 
+      def handle_info({:"$erlnode_replica", 1, :merge_from, loser}, state) when is_pid(loser),
+        do: {:noreply, Erlnode.Replica.Merge.absorb(__MODULE__, loser, state)} |> Erlnode.Replica.Owner.after_callback(state)
+
       def handle_info(msg, state) do
-        if Erlnode.Migratable.Runtime.forwarding?() do
-          Erlnode.Migratable.Runtime.forward(msg, state)
-        else
-          try do
-            super(msg, state)
-          rescue
-            e in FunctionClauseError ->
-              Erlnode.Migratable.Runtime.unmatched(
-                e,
-                __STACKTRACE__,
-                __MODULE__,
-                :info,
-                [msg, state]
-              )
-          end
+        cond do
+          Erlnode.Replica.Owner.mine?(msg) ->
+            if Erlnode.Migratable.Runtime.forwarding?(),
+              do: {:noreply, state},
+              else: Erlnode.Replica.Owner.info(msg, state)
+
+          Erlnode.Migratable.Runtime.forwarding?() ->
+            Erlnode.Migratable.Runtime.forward(msg, state)
+
+          true ->
+            try do
+              super(msg, state) |> Erlnode.Replica.Owner.after_callback(state)
+            rescue
+              e in FunctionClauseError ->
+                Erlnode.Migratable.Runtime.unmatched(
+                  e,
+                  __STACKTRACE__,
+                  __MODULE__,
+                  :info,
+                  [msg, state]
+                )
+            end
         end
       end
 

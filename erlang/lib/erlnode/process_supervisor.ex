@@ -36,12 +36,18 @@ defmodule Erlnode.ProcessSupervisor do
   @doc "Starts `module` fresh with `args`, registered as `{:global, name}`."
   def start_fresh(module, args, name, opts) do
     first = {:"$erlnode_start", args, name, opts}
-    start_child(module, name, first, fn -> GenServer.start(module, first, name: {:global, name}) end)
+    start_child(module, name, first, fn -> GenServer.start(module, first, name: Erlnode.Replica.Merge.name(module, name)) end)
   end
 
   @doc "Starts `module` as the target of a handover (`init_arg` from the manager)."
   def start_target(module, {:"$erlnode_handover", _ref, _src, _args, name} = init_arg) do
     start_child(module, name, init_arg, fn -> GenServer.start(module, init_arg) end)
+  end
+
+  @doc "Starts `module` from a replica's state (failover), registered as `{:global, name}`."
+  def start_restored(module, args, name, replica, seq, cfg) do
+    first = {:"$erlnode_restore", args, name, replica, seq, cfg}
+    start_child(module, name, first, fn -> GenServer.start(module, first, name: Erlnode.Replica.Merge.name(module, name)) end)
   end
 
   defp start_child(module, name, first, unsupervised) do
@@ -64,13 +70,16 @@ defmodule Erlnode.ProcessSupervisor do
       {0, {:"$erlnode_handover", _, _, _, _}} ->
         GenServer.start_link(module, first)
 
+      {0, {:"$erlnode_restore", _, name, _, _, _}} ->
+        GenServer.start_link(module, first, name: Erlnode.Replica.Merge.name(module, name))
+
       {0, {:"$erlnode_start", _, name, _}} ->
-        GenServer.start_link(module, first, name: {:global, name})
+        GenServer.start_link(module, first, name: Erlnode.Replica.Merge.name(module, name))
 
       {_restart, first} ->
         {args, name} = args_and_name(first)
 
-        case GenServer.start_link(module, {:"$erlnode_start", args, name, []}, name: {:global, name}) do
+        case GenServer.start_link(module, {:"$erlnode_start", args, name, []}, name: Erlnode.Replica.Merge.name(module, name)) do
           {:error, {:already_started, _}} -> :ignore
           other -> other
         end
@@ -79,4 +88,5 @@ defmodule Erlnode.ProcessSupervisor do
 
   defp args_and_name({:"$erlnode_handover", _ref, _src, args, name}), do: {args, name}
   defp args_and_name({:"$erlnode_start", args, name, _opts}), do: {args, name}
+  defp args_and_name({:"$erlnode_restore", args, name, _, _, _}), do: {args, name}
 end

@@ -43,6 +43,13 @@ defmodule Erlnode.Migratable.Runtime do
     {:target, args, {ref, src}}
   end
 
+  # A failover (Erlnode.Replica.Failover): start from a replica's state.
+  def init_arg(module, {:"$erlnode_restore", args, name, replica, seq, {n, mode}})
+      when is_integer(seq) do
+    put_meta(module, args, name, replicas: n, replica_mode: mode)
+    {:restore, args, replica, seq}
+  end
+
   def init_arg(module, {:"$erlnode_start", args, name, opts}) when is_list(opts) do
     put_meta(module, args, name, opts)
     {:source, args}
@@ -71,6 +78,40 @@ defmodule Erlnode.Migratable.Runtime do
   end
 
   def meta, do: Process.get(@meta)
+
+  # The :global resolve method of this process's name (merging types
+  # keep theirs across moves).
+  defp reg_method, do: Erlnode.Replica.Merge.method((meta() || %{module: nil}).module)
+
+  # init/1's result, with replication started when the type or process
+  # has replicas (docs/replicas.md).
+  def replicate_from({:ok, _state, _} = ok, seq), do: replicate_started(ok, seq)
+  def replicate_from({:ok, _state} = ok, seq), do: replicate_started(ok, seq)
+  def replicate_from(other, _seq), do: other
+
+  defp replicate_started(ok, seq) do
+    Erlnode.Replica.Owner.start(Process.get(@meta), seq)
+    ok
+  end
+
+  # A restored process: its init/1 result, then the replica's state as a
+  # target takes a handover (version upgrade, alter_handover_state/2).
+  def restore_init(module, {:ok, fresh}, replica), do: restore_init(module, {:ok, fresh, nil}, replica)
+
+  def restore_init(module, {:ok, fresh, _}, replica) do
+    case alter(module, fresh, replica) do
+      {:ok, state} -> {:ok, state}
+      {:error, reason} -> {:stop, {:replica_refused, reason}}
+    end
+  end
+
+  def restore_init(_module, other, _replica), do: other
+
+  # The term a replica keeps: what a handover would carry.
+  def replica_state(module, state) do
+    {:ok, hs} = prepare(%{module: module}, state)
+    hs
+  end
 
   # the process-dictionary key of the metadata (the manager reads it to
   # list hosted processes)
@@ -282,7 +323,7 @@ defmodule Erlnode.Migratable.Runtime do
     %{ref: ref, t: t, mon: mon, meta: %{name: name}} = ctx
     # Returns once every node's name server has replaced S by T: every
     # message sent to S through the name before that is now in our mailbox.
-    :yes = :global.re_register_name(name, t)
+    :yes = :global.re_register_name(name, t, reg_method())
     hook(ctx, :registered)
 
     # Settle: a sender that looked the name up just before the switch may
@@ -295,13 +336,13 @@ defmodule Erlnode.Migratable.Runtime do
     receive do
       {:DOWN, ^mon, :process, _, reason} ->
         # T died after accepting, before switched: take the name back.
-        :yes = :global.re_register_name(name, self())
+        :yes = :global.re_register_name(name, self(), reg_method())
         fail(ctx, {:target_down, reason}, q, deferred, state)
     after
       settle ->
         case drain(mon) do
           {:down, reason, q2, deferred2} ->
-            :yes = :global.re_register_name(name, self())
+            :yes = :global.re_register_name(name, self(), reg_method())
             fail(ctx, {:target_down, reason}, q ++ q2, deferred ++ deferred2, state)
 
           {:ok, q2, deferred2} ->
@@ -461,6 +502,8 @@ defmodule Erlnode.Migratable.Runtime do
   ## retention (old process, after a successful move)
 
   defp start_retention(ctx) do
+    # The target's owner replicates from now on (to its own replica nodes).
+    Erlnode.Replica.Owner.stop_without_forgetting()
     now = now()
     retention = ctx.opts[:retention]
 
@@ -641,7 +684,7 @@ defmodule Erlnode.Migratable.Runtime do
   defp take_over_loop(name, src, deadline) do
     me = self()
 
-    case :global.register_name(name, me) do
+    case :global.register_name(name, me, reg_method()) do
       :yes ->
         :ok
 

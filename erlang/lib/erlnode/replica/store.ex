@@ -1,0 +1,120 @@
+defmodule Erlnode.Replica.Store do
+  @moduledoc """
+  The replica store, `:erlnode_replica`: one per node, started by the
+  `:erlnode_ex` application. It keeps the latest state each owner sent
+  it (`docs/replicas.md`), never runs a process, and on `nodedown` of an
+  owner's node hands the affected entries to `Erlnode.Replica.Failover`.
+  Malformed or unknown-version replica messages are logged and dropped.
+  """
+  use GenServer
+  require Logger
+  alias Erlnode.Replica
+
+  @sweep 2_000
+  @stale_after 4_000
+
+  def start_link(opts \\ []), do: GenServer.start_link(__MODULE__, opts, name: Replica.store_name())
+
+  @impl true
+  def init(_opts) do
+    :ok = :net_kernel.monitor_nodes(true)
+    Process.send_after(self(), :sweep, @sweep)
+    {:ok, %{entries: %{}}}
+  end
+
+  @impl true
+  def handle_call({tag, 1, :list}, _from, st) when tag == :"$erlnode_replica" do
+    list =
+      for {name, e} <- Enum.sort(st.entries),
+          do: {name, e.seq, e.owner, byte_size(:erlang.term_to_binary(e.state))}
+
+    {:reply, list, st}
+  end
+
+  def handle_call(request, _from, st) do
+    Logger.warning("replica store: unknown call #{inspect(request, limit: 8)}")
+    {:reply, {:error, :unknown_request}, st}
+  end
+
+  @impl true
+  def handle_info({:"$erlnode_replica", 1, :put, name, type, args, seq, state, owner, {n, mode}, ack_to}, st)
+      when is_atom(name) and is_binary(type) and is_integer(seq) and seq >= 0 and is_pid(owner) and
+             is_integer(n) and n >= 0 and mode in [:sync, :async] and (is_pid(ack_to) or ack_to == :undefined) do
+    fresh =
+      case st.entries do
+        %{^name => e} -> e.owner != owner or seq > e.seq
+        _ -> true
+      end
+
+    st =
+      if fresh do
+        e = %{type: type, args: args, seq: seq, state: state, owner: owner, cfg: {n, mode}, updated: now()}
+        %{st | entries: Map.put(st.entries, name, e)}
+      else
+        st
+      end
+
+    if is_pid(ack_to), do: send(ack_to, {:"$erlnode_replica", 1, :ack, node(), seq})
+    {:noreply, st}
+  end
+
+  def handle_info({:"$erlnode_replica", 1, :drop, name, owner}, st) when is_atom(name) and is_pid(owner) do
+    case st.entries do
+      %{^name => %{owner: ^owner}} -> {:noreply, %{st | entries: Map.delete(st.entries, name)}}
+      _ -> {:noreply, st}
+    end
+  end
+
+  def handle_info({:nodedown, dead}, st) do
+    orphans = for {name, e} <- st.entries, node(e.owner) == dead, do: {name, e}
+
+    if orphans != [] do
+      Logger.warning("owner node #{dead} down: failing over #{length(orphans)} replicated processes")
+      Replica.Failover.run(dead, orphans)
+    end
+
+    {:noreply, st}
+  end
+
+  def handle_info({:nodeup, _}, st), do: {:noreply, st}
+
+  def handle_info(:sweep, st) do
+    Process.send_after(self(), :sweep, @sweep)
+    connected = Node.list()
+    t = now()
+
+    {keep, orphans} =
+      Enum.reduce(st.entries, {%{}, []}, fn {name, e}, {keep, orphans} ->
+        cond do
+          t - e.updated < @stale_after ->
+            {Map.put(keep, name, e), orphans}
+
+          true ->
+            case :global.whereis_name(name) do
+              pid when is_pid(pid) and pid != e.owner ->
+                {keep, orphans}
+
+              :undefined when node(e.owner) != node() ->
+                if node(e.owner) in connected,
+                  do: {Map.put(keep, name, e), orphans},
+                  else: {Map.put(keep, name, e), [{name, e} | orphans]}
+
+              _ ->
+                {Map.put(keep, name, e), orphans}
+            end
+        end
+      end)
+
+    for {dead, list} <- Enum.group_by(orphans, fn {_, e} -> node(e.owner) end),
+        do: Replica.Failover.run(dead, list)
+
+    {:noreply, %{st | entries: keep}}
+  end
+
+  def handle_info(msg, st) do
+    Logger.warning("replica store: malformed, unknown-version or foreign message dropped: #{inspect(msg, limit: 8)}")
+    {:noreply, st}
+  end
+
+  defp now, do: System.monotonic_time(:millisecond)
+end

@@ -1,0 +1,535 @@
+//! Issue 14, crash-safe state machines: accounts with `replicas: 1`
+//! under synchronous call traffic; the node hosting them is SIGKILLed
+//! (no graceful leave) and every deposit whose call returned `{ok, _}`
+//! must be in the state the replica node restarts, exactly one copy of
+//! each account must run, and its global name must be registered once.
+//! Rust -> Rust, Rust -> Elixir and Elixir -> Rust.
+
+use crate::support::{self, BeamNode, Epmd};
+use erlnode::Atom;
+use erlnode::examples::account::{Account, AnomalyKind};
+use erlnode::migration::replica::{messages::Msg, STORE_NAME};
+use erlnode::process::Dest;
+use erlnode::term::serde::from_term;
+use erlnode::{Node, Term};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(60);
+const CALL: Duration = Duration::from_secs(5);
+
+/// Which deposits were acknowledged: (account, sender) -> seqs.
+#[derive(Default)]
+struct Tally {
+    acked: Mutex<BTreeMap<(String, String), Vec<i64>>>,
+    acks: AtomicUsize,
+    failed: AtomicUsize,
+}
+
+/// `erlnode run --replicas 1` (no placement on join), connected to
+/// `connect` if given, starting `accounts`.
+async fn rust_member(name: &str, cookie: &str, epmd: u16, connect: Option<&str>, accounts: &[String]) -> support::Erlnode {
+    let mut args = vec!["--no-embedded-epmd", "--no-rebalance-on-join", "--replicas", "1"];
+    if let Some(c) = connect {
+        args.extend(["--connect", c]);
+    }
+    for a in accounts {
+        args.extend(["--start-account", a.as_str()]);
+    }
+    support::Erlnode::run(name, cookie, epmd, &args).await
+}
+
+async fn driver(cookie: &str, epmd: u16) -> Node {
+    Node::builder(format!("{}@127.0.0.1", support::unique("drv")))
+        .cookie(cookie)
+        .epmd_port(epmd)
+        .embedded_epmd(false)
+        .start()
+        .await
+        .expect("driver node starts")
+}
+
+/// `senders` tasks, each depositing 1 into every account in turn with
+/// synchronous calls by global name, numbering per account; a failed
+/// call (nodedown, noproc during failover, timeout) is counted and the
+/// next one gets the next number.
+fn start_senders(node: &Node, accounts: &[String], senders: usize, tally: Arc<Tally>, stop: Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..senders)
+        .map(|s| {
+            let (node, accounts, tally, stop) = (node.clone(), accounts.to_vec(), tally.clone(), stop.clone());
+            tokio::spawn(async move {
+                let id = format!("s{s}");
+                let mut mb = node.spawn_mailbox();
+                let mut seq: HashMap<String, i64> = HashMap::new();
+                while !stop.load(Ordering::Relaxed) {
+                    for a in &accounts {
+                        let n = seq.entry(a.clone()).or_insert(0);
+                        *n += 1;
+                        let msg = Term::tuple([Term::atom("deposit"), Term::from(id.as_str()), Term::Int(*n), Term::Int(1)]);
+                        match mb.call(Dest::Global(Term::atom(a)), msg, CALL).await {
+                            Ok(r) if matches!(r.as_tuple(), Some([ok, _]) if ok.is_atom("ok")) => {
+                                tally.acked.lock().unwrap().entry((a.clone(), id.clone())).or_default().push(*n);
+                                tally.acks.fetch_add(1, Ordering::Relaxed);
+                            }
+                            _ => {
+                                tally.failed.fetch_add(1, Ordering::Relaxed);
+                                // Backoff, not synchronisation: the name is being failed over.
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Violations of "no acknowledged deposit lost" in `st` for `account`:
+/// an acked seq above the sender's last applied one, or inside a gap the
+/// account recorded (sequential senders: a gap is a deposit never applied).
+/// `acked` is a snapshot taken before `st` was read (senders may still
+/// be running: a later ack is not in `st`, and not lost).
+fn lost_acked(account: &str, st: &Account, acked: &BTreeMap<(String, String), Vec<i64>>) -> Vec<String> {
+    let mut out = vec![];
+    for ((a, sender), seqs) in acked.iter().filter(|((a, _), _)| a == account) {
+        let last = st.last_seq.get(sender).copied().unwrap_or(0);
+        let gaps: Vec<(i64, i64)> = st.anomalies.iter().filter(|x| &x.sender == sender && x.kind == AnomalyKind::Gap).map(|x| (x.expected, x.got)).collect();
+        for s in seqs {
+            if *s > last || gaps.iter().any(|(e, g)| s >= e && s < g) {
+                out.push(format!("{a}: {sender} #{s} acknowledged but lost (last {last}, gaps {gaps:?})"));
+            }
+        }
+    }
+    out
+}
+
+async fn get_state(node: &Node, account: &str) -> Result<Account, String> {
+    let mut mb = node.spawn_mailbox();
+    let r = mb.call(Dest::Global(Term::atom(account)), Term::atom("get"), CALL).await.map_err(|e| e.to_string())?;
+    from_term(r).map_err(|e| e.to_string())
+}
+
+/// What a node's replica store holds: names.
+async fn replicas_on(node: &Node, on: &str) -> Vec<String> {
+    replicas_with_owner(node, on).await.into_iter().map(|(n, _)| n).collect()
+}
+
+/// What a node's replica store holds: (name, owner pid).
+async fn replicas_with_owner(node: &Node, on: &str) -> Vec<(String, erlnode::Pid)> {
+    let mut mb = node.spawn_mailbox();
+    match mb.call((STORE_NAME, on), Msg::List.to_term(), CALL).await {
+        Ok(Term::List(items)) => items
+            .iter()
+            .filter_map(|i| match i.as_tuple()? {
+                [Term::Atom(n), _, Term::Pid(p), _] => Some((n.to_string(), p.clone())),
+                _ => None,
+            })
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// The migratable processes a node's manager hosts.
+async fn hosted_on(node: &Node, on: &str) -> Vec<String> {
+    let mut mb = node.spawn_mailbox();
+    let req = Term::tuple([Term::atom("$erlnode_migrate"), Term::atom("hosted")]);
+    match mb.call(("erlnode_migration", on), req, CALL).await {
+        Ok(Term::List(items)) => items.iter().filter_map(|i| i.as_tuple().and_then(|t| t[0].as_atom().map(|a| a.to_string()))).collect(),
+        r => panic!("hosted on {on}: {r:?}"),
+    }
+}
+
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !f().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await; // bounded poll
+    }
+}
+
+/// After the kill: every account answers again, exactly one copy runs
+/// on the live nodes, every node's global agrees on it, and no acked
+/// deposit is missing.
+async fn verify(drv: &Node, live: &[String], accounts: &[String], tally: &Tally) {
+    for a in accounts {
+        wait_until(&format!("{a} answers again"), T, || async { get_state(drv, a).await.is_ok() }).await;
+    }
+    let mut copies: HashMap<String, usize> = HashMap::new();
+    for n in live {
+        for h in hosted_on(drv, n).await {
+            *copies.entry(h).or_default() += 1;
+        }
+    }
+    let mut problems = vec![];
+    let acked = tally.acked.lock().unwrap().clone();
+    for a in accounts {
+        let c = copies.get(a).copied().unwrap_or(0);
+        if c != 1 {
+            problems.push(format!("{a}: {c} copies hosted"));
+        }
+        let st = get_state(drv, a).await.expect("answers");
+        problems.extend(lost_acked(a, &st, &acked));
+    }
+    assert!(problems.is_empty(), "{} problems, first: {:?}", problems.len(), &problems[..problems.len().min(10)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replica_kill9_rust_owner_loses_no_acked_deposit() {
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("rep");
+    let names: Vec<String> = (1..=3).map(|i| format!("{}@127.0.0.1", support::unique(&format!("rr{i}")))).collect();
+    let accounts: Vec<String> = (0..12).map(|i| support::unique(&format!("racc{i}"))).collect();
+    let mut r1 = rust_member(&names[0], &cookie, epmd.port(), None, &accounts).await;
+    let mut rest = vec![];
+    for n in &names[1..] {
+        rest.push(rust_member(n, &cookie, epmd.port(), Some(&names[0]), &[]).await);
+    }
+    let drv = driver(&cookie, epmd.port()).await;
+    for n in &names {
+        drv.connect(n).await.expect("driver connects");
+    }
+    drv.global().sync(T).await.unwrap();
+    for a in &accounts {
+        wait_until(&format!("{a} registered"), T, || async { drv.global().whereis_name(&Term::atom(a)).is_some() }).await;
+    }
+    // Each account's replica is on r2 or r3 (r1 owns them all).
+    wait_until("every account has a replica", T, || async {
+        let mut held = HashSet::new();
+        for n in &names[1..] {
+            held.extend(replicas_on(&drv, n).await);
+        }
+        accounts.iter().all(|a| held.contains(a))
+    })
+    .await;
+
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders = start_senders(&drv, &accounts, 4, tally.clone(), stop.clone());
+    wait_until("traffic", T, || async { tally.acks.load(Ordering::Relaxed) >= 300 }).await;
+    r1.kill().await;
+    let at_kill = tally.acks.load(Ordering::Relaxed);
+    wait_until("traffic after the kill", T, || async { tally.acks.load(Ordering::Relaxed) >= at_kill + 300 }).await;
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.await.unwrap();
+    }
+    verify(&drv, &names[1..], &accounts, &tally).await;
+    eprintln!(
+        "rust->rust: {} deposits acknowledged ({} before the kill), {} calls failed during failover, 0 lost",
+        tally.acks.load(Ordering::Relaxed),
+        at_kill,
+        tally.failed.load(Ordering::Relaxed)
+    );
+    for mut r in rest {
+        r.kill().await;
+    }
+}
+
+/// An Elixir node hosting accounts with `replicas: 1, :sync` (set in
+/// the application environment before `erlnode_ex` starts).
+async fn elixir_node(prefix: &str, cookie: &str, epmd: u16) -> BeamNode {
+    elixir_named(BeamNode::builder().prefix(prefix), cookie, epmd).await
+}
+
+async fn elixir_named(builder: support::BeamNodeBuilder, cookie: &str, epmd: u16) -> BeamNode {
+    let b = builder.cookie(cookie).epmd_port(epmd).erlnode_ex(true).start().await;
+    let r = b
+        .eval(
+            "application:load(erlnode_ex), \
+             application:set_env(erlnode_ex, replicas, #{<<\"account\">> => {1, sync}}), \
+             application:set_env(erlnode_ex, rebalance_on_join, false), \
+             application:ensure_all_started(erlnode_ex)",
+        )
+        .await;
+    assert_eq!(r.as_tuple().map(|t| t[0].clone()), Some(Term::atom("ok")), "erlnode_ex starts: {r:?}");
+    b
+}
+
+/// Traffic, SIGKILL of the owner's node (`kill`), traffic again, then
+/// [`verify`] on the survivors.
+async fn crash_under_traffic<F, Fut>(drv: &Node, survivor: &str, accounts: &[String], kill: F) -> Arc<Tally>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    wait_until("every account has a replica on the survivor", T, || async {
+        let held: HashSet<String> = replicas_on(drv, survivor).await.into_iter().collect();
+        accounts.iter().all(|a| held.contains(a))
+    })
+    .await;
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders = start_senders(drv, accounts, 4, tally.clone(), stop.clone());
+    wait_until("traffic", T, || async { tally.acks.load(Ordering::Relaxed) >= 200 }).await;
+    kill().await;
+    let at_kill = tally.acks.load(Ordering::Relaxed);
+    wait_until("traffic after the kill", T, || async { tally.acks.load(Ordering::Relaxed) >= at_kill + 200 }).await;
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.await.unwrap();
+    }
+    verify(drv, &[survivor.to_string()], accounts, &tally).await;
+    eprintln!(
+        "{} deposits acknowledged ({at_kill} before the kill), {} calls failed during failover, 0 lost",
+        tally.acks.load(Ordering::Relaxed),
+        tally.failed.load(Ordering::Relaxed)
+    );
+    tally
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replica_kill9_rust_owner_elixir_replica_takes_over() {
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("rep");
+    let e1 = elixir_node("re1", &cookie, epmd.port()).await;
+    let r1_name = format!("{}@127.0.0.1", support::unique("rr1"));
+    let accounts: Vec<String> = (0..8).map(|i| support::unique(&format!("rxacc{i}"))).collect();
+    let mut r1 = rust_member(&r1_name, &cookie, epmd.port(), Some(e1.name()), &accounts).await;
+    let drv = driver(&cookie, epmd.port()).await;
+    drv.connect(&r1_name).await.unwrap();
+    drv.connect(e1.name()).await.unwrap();
+    drv.global().sync(T).await.unwrap();
+    for a in &accounts {
+        wait_until(&format!("{a} registered on r1"), T, || async {
+            drv.global().whereis_name(&Term::atom(a)).is_some_and(|p| p.node == Atom::new(&r1_name))
+        })
+        .await;
+    }
+    eprint!("rust->elixir: ");
+    crash_under_traffic(&drv, e1.name(), &accounts, || r1.kill()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replica_kill9_elixir_owner_rust_replica_takes_over() {
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("rep");
+    let mut e1 = elixir_node("re1", &cookie, epmd.port()).await;
+    let r2_name = format!("{}@127.0.0.1", support::unique("rr2"));
+    let r2 = rust_member(&r2_name, &cookie, epmd.port(), Some(e1.name()), &[]).await;
+    let drv = driver(&cookie, epmd.port()).await;
+    drv.connect(&r2_name).await.unwrap();
+    drv.connect(e1.name()).await.unwrap();
+    drv.global().sync(T).await.unwrap();
+    // r2 must be a member before the Elixir owners look for replica nodes.
+    let r2_atom = format!("'{r2_name}'");
+    wait_until("e1 sees r2 host accounts", T, || async {
+        let members = e1.eval(&format!("lists:member({r2_atom}, 'Elixir.Erlnode.Migration':members(<<\"account\">>))")).await;
+        members.is_atom("true")
+    })
+    .await;
+    let accounts: Vec<String> = (0..8).map(|i| support::unique(&format!("exacc{i}"))).collect();
+    for a in &accounts {
+        let r = e1.eval(&format!("'Elixir.Erlnode.Migration':start_process(<<\"account\">>, #{{}}, '{a}')")).await;
+        assert!(matches!(r.as_tuple(), Some([ok, _]) if ok.is_atom("ok")), "{a}: {r:?}");
+    }
+    wait_until("names visible to the driver", T, || async { accounts.iter().all(|a| drv.global().whereis_name(&Term::atom(a)).is_some()) }).await;
+    eprint!("elixir->rust: ");
+    crash_under_traffic(&drv, &r2_name, &accounts, || e1.kill()).await;
+    drop(r2);
+}
+
+/// Replica upkeep and bad input: when a replica node dies, the owner
+/// re-creates its replicas on the remaining node; malformed,
+/// unknown-version and misdirected replica messages from a BEAM node are
+/// logged and dropped by the Rust store and by a Rust owner, which keep
+/// working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replica_upkeep_after_replica_node_death_and_bad_input_dropped() {
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("rep");
+    let names: Vec<String> = (1..=3).map(|i| format!("{}@127.0.0.1", support::unique(&format!("ru{i}")))).collect();
+    let accounts: Vec<String> = (0..12).map(|i| support::unique(&format!("uacc{i}"))).collect();
+    let r1 = rust_member(&names[0], &cookie, epmd.port(), None, &accounts).await;
+    let mut r2 = rust_member(&names[1], &cookie, epmd.port(), Some(&names[0]), &[]).await;
+    let r3 = rust_member(&names[2], &cookie, epmd.port(), Some(&names[0]), &[]).await;
+    let drv = driver(&cookie, epmd.port()).await;
+    for n in &names {
+        drv.connect(n).await.unwrap();
+    }
+    drv.global().sync(T).await.unwrap();
+    let on = |node: &str| {
+        let (drv, node) = (drv.clone(), node.to_string());
+        async move { replicas_on(&drv, &node).await.into_iter().collect::<HashSet<String>>() }
+    };
+    wait_until("every account has a replica on r2 or r3", T, || async {
+        let held: HashSet<String> = on(&names[1]).await.union(&on(&names[2]).await).cloned().collect();
+        accounts.iter().all(|a| held.contains(a))
+    })
+    .await;
+    let on_r2 = on(&names[1]).await.len();
+    assert!(on_r2 > 0 && on_r2 < accounts.len(), "the ring splits the replicas between r2 and r3: {on_r2} on r2");
+
+    // Bad input from a BEAM node, to the Rust store and to a Rust owner.
+    let beam = BeamNode::builder().prefix("rbad").cookie(&cookie).epmd_port(epmd.port()).start().await;
+    let store = format!("{{erlnode_replica, '{}'}}", names[0]);
+    let bad = [
+        "{'$erlnode_replica', 1, put, <<\"not a name\">>}",
+        "{'$erlnode_replica', 99, put, x, <<\"account\">>, [], 1, #{}, self(), {1, sync}, self()}",
+        "{'$erlnode_replica', 1, put, x, <<\"account\">>, [], -5, #{}, self(), {1, sync}, self()}",
+        "{'$erlnode_replica', 1, go}",
+        "{'$erlnode_replica'}",
+    ];
+    for b in bad {
+        let r = beam.eval(&format!("net_kernel:connect_node('{}'), {store} ! {b}, ok", names[0])).await;
+        assert!(r.is_atom("ok"), "{r:?}");
+    }
+    let r = beam.eval(&format!("global:sync(), global:send('{}', {{'$erlnode_replica', 1, ack, nobody, -1}}), ok", accounts[0])).await;
+    assert!(r.is_atom("ok"), "{r:?}");
+    r1.wait_for_line("malformed or unknown-version replica message dropped", T).await.expect("the store logs the bad input");
+    r1.wait_for_line("replica message an owner does not take; dropped", T).await.expect("the owner logs the bad input");
+    assert!(replicas_on(&drv, &names[0]).await.is_empty(), "nothing bad was stored on r1 (it owns, holds no replicas)");
+    assert!(get_state(&drv, &accounts[0]).await.is_ok(), "the owner still answers");
+    assert!(beam.eval("erlang:is_process_alive(whereis(global_name_server))").await.is_atom("true"));
+
+    // A replica node dies: every account gets its replica back, on r3.
+    r2.kill().await;
+    wait_until("replicas re-created on r3", T, || async {
+        let held = on(&names[2]).await;
+        accounts.iter().all(|a| held.contains(a))
+    })
+    .await;
+    for a in &accounts {
+        let p = drv.global().whereis_name(&Term::atom(a)).expect("still registered");
+        assert_eq!(p.node.as_str(), names[0], "{a} never moved");
+    }
+    drop((r1, r3));
+}
+
+/// Replicas follow placement: when a third node joins, each account's
+/// replica moves to the node the new ring names (the owner sends it the
+/// state and tells the old holder to drop it), and no store keeps one it
+/// should not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_move_to_a_joining_node() {
+    use erlnode::migration::ring::{Ring, RingEncoding};
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("rep");
+    let names: Vec<String> = (1..=3).map(|i| format!("{}@127.0.0.1", support::unique(&format!("rj{i}")))).collect();
+    let accounts: Vec<String> = (0..16).map(|i| support::unique(&format!("jacc{i}"))).collect();
+    let _r1 = rust_member(&names[0], &cookie, epmd.port(), None, &accounts).await;
+    let _r2 = rust_member(&names[1], &cookie, epmd.port(), Some(&names[0]), &[]).await;
+    let drv = driver(&cookie, epmd.port()).await;
+    drv.connect(&names[0]).await.unwrap();
+    drv.connect(&names[1]).await.unwrap();
+    let held = |n: &str| {
+        let (drv, n) = (drv.clone(), n.to_string());
+        async move { replicas_on(&drv, &n).await.into_iter().collect::<HashSet<String>>() }
+    };
+    let all: HashSet<String> = accounts.iter().cloned().collect();
+    wait_until("all replicas on r2", T, || async { held(&names[1]).await == all }).await;
+
+    let _r3 = rust_member(&names[2], &cookie, epmd.port(), Some(&names[0]), &[]).await;
+    drv.connect(&names[2]).await.unwrap();
+    // No Elixir member: the ring hashes as OTP 26 does.
+    let ring = Ring::new(names.iter().map(|n| Atom::new(n)), RingEncoding::Otp26);
+    let target = |a: &String| ring.owners(&Term::atom(a), 2).into_iter().find(|n| n.as_str() != names[0]).unwrap();
+    let want_r3: HashSet<String> = accounts.iter().filter(|a| target(a).as_str() == names[2]).cloned().collect();
+    assert!(!want_r3.is_empty() && want_r3.len() < accounts.len(), "the new ring splits the replicas: {} to r3", want_r3.len());
+    let want_r2: HashSet<String> = all.difference(&want_r3).cloned().collect();
+    wait_until("replicas where the new ring puts them", T, || async { held(&names[2]).await == want_r3 && held(&names[1]).await == want_r2 }).await;
+}
+
+/// A killed node of the cluster, Rust or Elixir, to restart later.
+enum Member {
+    Rust(support::Erlnode),
+    Elixir(BeamNode),
+}
+
+impl Member {
+    async fn kill(&mut self) {
+        match self {
+            Member::Rust(r) => r.kill().await,
+            Member::Elixir(e) => e.kill().await,
+        }
+    }
+}
+
+/// Four rounds under sync call traffic over 2 Rust and 2 Elixir nodes:
+/// SIGKILL the node hosting the most accounts (Rust and Elixir in turn),
+/// check every account answers again exactly once with no acknowledged
+/// deposit lost, restart the node under its old name, wait until every
+/// account has a replica again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replica_kill_and_restart_rounds_rust_and_elixir() {
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("rep");
+    let rust_names: Vec<String> = (1..=2).map(|i| format!("{}@127.0.0.1", support::unique(&format!("rk{i}")))).collect();
+    let ex_names: Vec<String> = (1..=2).map(|i| format!("{}@127.0.0.1", support::unique(&format!("ek{i}")))).collect();
+    let accounts: Vec<String> = (0..24).map(|i| support::unique(&format!("kacc{i}"))).collect();
+    let mut members: Vec<(String, Member)> = vec![];
+    for n in &ex_names {
+        members.push((n.clone(), Member::Elixir(elixir_named(BeamNode::builder().name(n), &cookie, epmd.port()).await)));
+    }
+    members.push((rust_names[0].clone(), Member::Rust(rust_member(&rust_names[0], &cookie, epmd.port(), Some(&ex_names[0]), &accounts).await)));
+    members.push((rust_names[1].clone(), Member::Rust(rust_member(&rust_names[1], &cookie, epmd.port(), Some(&ex_names[0]), &[]).await)));
+    let all: Vec<String> = members.iter().map(|(n, _)| n.clone()).collect();
+    let drv = driver(&cookie, epmd.port()).await;
+    for n in &all {
+        drv.connect(n).await.unwrap();
+    }
+    drv.global().sync(T).await.unwrap();
+    let replicated = |live: Vec<String>| {
+        let drv = drv.clone();
+        let accounts = accounts.clone();
+        async move {
+            // A current replica: held for the pid that owns the name now
+            // (an entry of an earlier owner may linger until the sweep).
+            let mut holders: HashMap<String, Vec<erlnode::Pid>> = HashMap::new();
+            for n in &live {
+                for (a, owner) in replicas_with_owner(&drv, n).await {
+                    holders.entry(a).or_default().push(owner);
+                }
+            }
+            accounts.iter().all(|a| {
+                let owner = drv.global().whereis_name(&Term::atom(a));
+                holders.get(a).is_some_and(|h| owner.as_ref().is_some_and(|o| h.contains(o)))
+            })
+        }
+    };
+    wait_until("every account replicated", T, || replicated(all.clone())).await;
+
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders = start_senders(&drv, &accounts, 8, tally.clone(), stop.clone());
+    for round in 0..4 {
+        // Alternate Elixir and Rust victims: the one hosting most accounts of its kind.
+        let want_elixir = round % 2 == 0;
+        let mut load: Vec<(usize, usize)> = vec![];
+        for (i, (n, m)) in members.iter().enumerate() {
+            if matches!(m, Member::Elixir(_)) == want_elixir {
+                load.push((hosted_on(&drv, n).await.len(), i));
+            }
+        }
+        load.sort();
+        let victim = load.last().unwrap().1;
+        let name = members[victim].0.clone();
+        let acks = tally.acks.load(Ordering::Relaxed);
+        wait_until("traffic", T, || async { tally.acks.load(Ordering::Relaxed) >= acks + 100 }).await;
+        members[victim].1.kill().await;
+        let live: Vec<String> = all.iter().filter(|n| **n != name).cloned().collect();
+        verify(&drv, &live, &accounts, &tally).await;
+        eprintln!("round {round}: killed {name} ({} accounts); all answer once, nothing acknowledged lost", load.last().unwrap().0);
+        // Restart under the same name once the cluster has forgotten it.
+        wait_until("the name left epmd", T, || async { !drv.ping(&name).await }).await;
+        members[victim].1 = if want_elixir {
+            Member::Elixir(elixir_named(BeamNode::builder().name(&name), &cookie, epmd.port()).await)
+        } else {
+            let other = live.iter().find(|n| ex_names.contains(n)).unwrap();
+            Member::Rust(rust_member(&name, &cookie, epmd.port(), Some(other), &[]).await)
+        };
+        drv.connect(&name).await.unwrap();
+        wait_until("every account replicated again", T, || replicated(all.clone())).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.await.unwrap();
+    }
+    verify(&drv, &all, &accounts, &tally).await;
+    eprintln!("4 kill/restart rounds: {} deposits acknowledged, {} calls failed, 0 lost", tally.acks.load(Ordering::Relaxed), tally.failed.load(Ordering::Relaxed));
+}
