@@ -19,3 +19,6 @@
 pub mod awlww;
 pub mod libring;
 pub mod merkle;
+pub mod merkle_diff;
+pub mod store;
+pub mod term_key;
