@@ -22,3 +22,5 @@ pub mod merkle;
 pub mod merkle_diff;
 pub mod store;
 pub mod term_key;
+pub mod crdt;
+pub mod messages;

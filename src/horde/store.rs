@@ -156,9 +156,12 @@ impl Store {
     /// What a diff's data message carries: `%AWLWWMap{dots: ctx, value:
     /// Map.take(value, keys)}`, `ctx` being the diff's (the originator's).
     pub fn take_term(&self, keys: &[Term], ctx: &Term) -> Term {
+        // A diff's keys may repeat (MerkleMap appends each round's finds).
+        let mut seen = std::collections::HashSet::new();
         let value = keys
             .iter()
             .filter_map(|k| self.value.get_key_value(&TermKey(k.clone())))
+            .filter(|(k, _)| seen.insert(*k))
             .map(|(k, e)| (k.0.clone(), entries_term(e)))
             .collect();
         Term::Map(vec![
