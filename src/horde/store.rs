@@ -110,8 +110,14 @@ impl Store {
         let mut changes = Vec::new();
         let empty = Entries::new();
         let before = self.dots.clone();
+        let theirs_by_key: HashMap<TermKey, &Entries> = delta.value.iter().map(|(k, e)| (TermKey(k.clone()), e)).collect();
+        let mut done = std::collections::HashSet::new();
         for key in keys {
-            let theirs = delta.value.iter().find(|(k, _)| term_eq(k, key)).map_or(&empty, |(_, e)| e);
+            // A diff's keys may repeat; join each once.
+            if !done.insert(TermKey(key.clone())) {
+                continue;
+            }
+            let theirs = theirs_by_key.get(&TermKey(key.clone())).copied().unwrap_or(&empty);
             let old = self.value.remove(&TermKey(key.clone()));
             let joined = join_entries(old.as_ref().unwrap_or(&empty), &before, theirs, &delta.dots);
             self.store_key(key, joined, old.as_ref());
