@@ -21,8 +21,11 @@
 //! Unlike DeltaCrdt (whose outstanding-sync filter keeps nothing, so it
 //! sends a diff every tick however slow the peer), this peer starts a new
 //! sync with a neighbour only when the last one was acked, ended by a
-//! DOWN or is older than [`STALE_SYNC`]: the BEAM side sees the same
-//! messages, fewer of them when it is slow.
+//! DOWN or is older than [`STALE_SYNC`]; and at rest (its tree unchanged
+//! since the neighbour acked a sync of it) only every [`RESYNC_AT_REST`].
+//! The BEAM side sees the same messages, fewer of them: a sync only
+//! pushes the originator's keys, so one of an unchanged tree to a
+//! neighbour that already took it carries nothing.
 
 use super::merkle_diff::{continue_partial_diff, prepare_partial_diff, Step};
 use super::messages::{self, ack_message, data_message, diff_message, get_diff_message, CrdtMessage, CrdtParseError, SyncDiff};
@@ -34,6 +37,9 @@ use std::time::{Duration, Instant};
 
 /// A sync not acked after this long no longer holds back the next one.
 pub const STALE_SYNC: Duration = Duration::from_secs(5);
+/// An unchanged tree is offered again this often (a neighbour that lost
+/// state without a DOWN, e.g. restarted between two ticks, gets it back).
+pub const RESYNC_AT_REST: Duration = Duration::from_secs(3);
 /// Keys plus trees one message may carry before it is dropped unread.
 pub const DEFAULT_MAX_ITEMS: usize = 1 << 21;
 
@@ -51,13 +57,16 @@ pub struct Crdt {
     /// This process's pid, as `originator`/`from` of its syncs.
     me: Term,
     neighbours: Vec<Term>,
-    outstanding: HashMap<TermKey, Instant>,
+    /// Syncs in flight: when started, and the root hash they offered.
+    outstanding: HashMap<TermKey, (Instant, Option<u32>)>,
+    /// The root hash each neighbour last acked a sync of, and when.
+    acked: HashMap<TermKey, (Option<u32>, Instant)>,
     max_items: usize,
 }
 
 impl Crdt {
     pub fn new(store: Store, me: Term) -> Crdt {
-        Crdt { store, me, neighbours: vec![], outstanding: HashMap::new(), max_items: DEFAULT_MAX_ITEMS }
+        Crdt { store, me, neighbours: vec![], outstanding: HashMap::new(), acked: HashMap::new(), max_items: DEFAULT_MAX_ITEMS }
     }
 
     pub fn with_max_items(mut self, n: usize) -> Crdt {
@@ -83,7 +92,10 @@ impl Crdt {
                 fx
             }
             CrdtMessage::Ack(to) => {
-                self.outstanding.remove(&TermKey(to));
+                let k = TermKey(to);
+                if let Some((_, root)) = self.outstanding.remove(&k) {
+                    self.acked.insert(k, (root, Instant::now()));
+                }
                 Effects::default()
             }
             CrdtMessage::SetNeighbours(n) => self.set_neighbours(n),
@@ -137,6 +149,7 @@ impl Crdt {
     /// `set_neighbours`: the new list, then a sync round with all of them.
     pub fn set_neighbours(&mut self, n: Vec<Term>) -> Effects {
         self.outstanding.retain(|k, _| n.iter().any(|x| term_eq(x, &k.0)));
+        self.acked.retain(|k, _| n.iter().any(|x| term_eq(x, &k.0)));
         self.neighbours = n;
         self.sync()
     }
@@ -144,12 +157,14 @@ impl Crdt {
     /// A neighbour's monitor fired: its sync is over.
     pub fn down(&mut self, neighbour: &Term) {
         self.outstanding.remove(&TermKey(neighbour.clone()));
+        self.acked.remove(&TermKey(neighbour.clone()));
     }
 
     /// One tick: a diff to every neighbour without a sync in flight.
     pub fn sync(&mut self) -> Effects {
         let mut fx = Effects::default();
         let now = Instant::now();
+        let root = self.store.tree().root_hash();
         let first = SyncDiff {
             continuation: prepare_partial_diff(self.store.tree()),
             dots: self.store.dots_term(),
@@ -162,10 +177,13 @@ impl Crdt {
                 continue;
             }
             let key = TermKey(n.clone());
-            if self.outstanding.get(&key).is_some_and(|t| now.duration_since(*t) < STALE_SYNC) {
+            if self.outstanding.get(&key).is_some_and(|(t, _)| now.duration_since(*t) < STALE_SYNC) {
                 continue;
             }
-            self.outstanding.insert(key, now);
+            if self.acked.get(&key).is_some_and(|(r, t)| *r == root && now.duration_since(*t) < RESYNC_AT_REST) {
+                continue;
+            }
+            self.outstanding.insert(key, (now, root));
             let d = SyncDiff { to: n.clone(), ..first.clone() };
             fx.sends.push((n.clone(), diff_message(&d)));
         }
@@ -221,10 +239,19 @@ mod tests {
         assert_eq!(a.store.len(), 2500);
         assert_eq!(b.store.len(), 2500);
         assert_eq!(a.store.tree().root_hash(), b.store.tree().root_hash());
-        // At rest one round: diff, then ack.
-        a.outstanding.clear();
+        // a's tree changed when b's keys arrived: offered once more...
         let fx = a.sync();
         assert_eq!(run(&mut a, &mut b, fx), 2);
+        // ...then, at rest, nothing to offer until the tree changes...
+        assert_eq!(a.sync(), Effects::default());
+        // ...or RESYNC_AT_REST passes: then one round, diff and ack.
+        a.acked.clear();
+        let fx = a.sync();
+        assert_eq!(run(&mut a, &mut b, fx), 2);
+        a.put(Term::Int(-1), Term::atom("new"));
+        let fx = a.sync();
+        run(&mut a, &mut b, fx);
+        assert_eq!(b.store.read(&Term::Int(-1)), Some(&Term::atom("new")));
     }
 
     #[test]
