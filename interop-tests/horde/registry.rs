@@ -251,3 +251,137 @@ async fn two_elixir_and_two_rust_members_share_one_registry() {
     r1.shutdown().await;
     r2.shutdown().await;
 }
+
+/// A name registered on both sides of a netsplit (the link cut with
+/// `:erlang.disconnect_node/1`, a wrong cookie keeping it down): after
+/// the reconnect both nodes settle on the same owner, and the other gets
+/// Horde's `{:name_conflict, {key, value}, Reg, winner}` exit.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs HORDE_LIBS: make test-horde HORDE_LIBS=DIR"]
+async fn name_conflict_after_a_netsplit_is_settled_alike_on_both_sides() {
+    let ebins = horde_libs();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let ex = horde_node("hca", &cookie, epmd.port(), &ebins).await;
+    let r1 = support::rust_node("hc1", &cookie, epmd.port()).await;
+    r1.connect(ex.name()).await.expect("connect");
+    let reg = HordeRegistry::builder(REG).start(&r1).expect("registry");
+    let rust = r1.name().to_string();
+    poll("both members", T, || async { if member_nodes(&ex).await.len() == 2 && reg.members().len() == 2 { Ok(()) } else { Err("members".into()) } }).await;
+
+    // Split, and keep it split.
+    ex.eval_elixir(&format!(r#":erlang.set_cookie(:"{rust}", :wrong_cookie); :erlang.disconnect_node(:"{rust}")"#)).await;
+    poll("split seen on both sides", T, || async {
+        let m = member_nodes(&ex).await;
+        if m.len() == 1 && reg.members().len() == 1 { Ok(()) } else { Err(format!("{m:?} / {:?}", reg.members())) }
+    })
+    .await;
+
+    // "conf" on both sides of the split; both owners trap exits.
+    let owner = ex
+        .eval_elixir(&format!(
+            r#"parent = self()
+               pid = spawn(fn ->
+                 Process.flag(:trap_exit, true)
+                 {{:ok, _}} = Horde.Registry.register({REG}, "conf", :elixir_value)
+                 send(parent, :registered)
+                 receive do {{:EXIT, _, reason}} -> :persistent_term.put(:conf_exit, reason) end
+               end)
+               receive do :registered -> pid after 5000 -> :timeout end"#
+        ))
+        .await;
+    let Term::Pid(ex_owner) = owner else { panic!("{owner:?}") };
+    let mut rust_owner = r1.spawn_mailbox();
+    rust_owner.trap_exit(true);
+    reg.register(Term::binary(&b"conf"[..]), Term::atom("rust_value"), rust_owner.pid()).await.expect("register on the Rust side");
+
+    // Heal.
+    ex.eval_elixir(&format!(r#":erlang.set_cookie(:"{rust}", :"{cookie}"); Node.connect(:"{rust}")"#)).await;
+    let conf = || Term::binary(&b"conf"[..]);
+    poll("one owner for \"conf\" on both sides", T, || async {
+        let l = ex.eval_elixir(&format!(r#"Horde.Registry.lookup({REG}, "conf")"#)).await;
+        let rust_side = reg.lookup(&conf()).map(|(p, v)| Term::List(vec![Term::tuple([Term::Pid(p), v])]));
+        if matches!(&l, Term::List(v) if v.len() == 1) && Some(&l) == rust_side.as_ref() { Ok(()) } else { Err(format!("elixir {l:?}, rust {rust_side:?}")) }
+    })
+    .await;
+    let winner = reg.whereis(&conf()).expect("an owner");
+    let conflict = |key: &str, value: Term, winner: &Pid| {
+        Term::tuple([
+            Term::atom("name_conflict"),
+            Term::tuple([Term::binary(key.as_bytes().to_vec()), value]),
+            Term::atom(&format!("Elixir.{REG}")),
+            Term::Pid(winner.clone()),
+        ])
+    };
+    if winner == ex_owner {
+        let got = rust_owner
+            .recv_match(T, |m| match m.as_tuple() {
+                Some([t, _, reason]) if t.is_atom("EXIT") => Some(reason.clone()),
+                _ => None,
+            })
+            .await
+            .expect("the Rust owner gets the exit");
+        assert_eq!(got, conflict("conf", Term::atom("rust_value"), &ex_owner));
+        println!("netsplit conflict: the Elixir registration won; the Rust owner got {got:?}");
+    } else {
+        assert_eq!(&winner, rust_owner.pid());
+        poll("the Elixir owner gets the exit", T, || async {
+            let got = ex.eval_elixir(":persistent_term.get(:conf_exit, :none)").await;
+            if got.is_atom("none") { Err("no exit yet".into()) } else { Ok(()) }
+        })
+        .await;
+        let got = ex.eval_elixir(":persistent_term.get(:conf_exit, :none)").await;
+        assert_eq!(got, conflict("conf", Term::atom("elixir_value"), rust_owner.pid()));
+        println!("netsplit conflict: the Rust registration won; the Elixir owner got {got:?}");
+    }
+    r1.shutdown().await;
+}
+
+/// A new member joining a registry of 100,000 keys: the time until it
+/// holds them all, an Elixir node and then an erlnode node.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs HORDE_LIBS: make test-horde HORDE_LIBS=DIR"]
+async fn joining_a_registry_of_100k_keys_elixir_then_rust() {
+    const N: i64 = 100_000;
+    let ebins = horde_libs();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let ex = horde_node("hja", &cookie, epmd.port(), &ebins).await;
+    let r = ex
+        .eval_elixir(&format!(
+            r#"parent = self()
+               spawn(fn ->
+                 for i <- 1..{N}, do: {{:ok, _}} = Horde.Registry.register({REG}, i, nil)
+                 send(parent, :done)
+                 Process.sleep(:infinity)
+               end)
+               receive do :done -> Horde.Registry.count({REG}) after 120_000 -> :timeout end"#
+        ))
+        .await;
+    assert_eq!(r, Term::Int(N));
+
+    let mut ex2 = horde_node("hjb", &cookie, epmd.port(), &ebins).await;
+    let start = Instant::now();
+    assert_eq!(ex2.eval_elixir(&format!(r#"Node.connect(:"{}")"#, ex.name())).await, Term::atom("true"));
+    let elixir_join = poll("the Elixir node holds 100,000 keys", Duration::from_secs(300), || async {
+        let c = int(&ex2.eval_elixir(&format!("Horde.Registry.count({REG})")).await);
+        if c == N { Ok(()) } else { Err(c.to_string()) }
+    })
+    .await;
+    let _ = start;
+    ex2.kill().await;
+
+    let r1 = support::rust_node("hj1", &cookie, epmd.port()).await;
+    let reg = HordeRegistry::builder(REG).start(&r1).expect("registry");
+    let start = Instant::now();
+    r1.connect(ex.name()).await.expect("connect");
+    let rust_join = poll("the Rust node holds 100,000 keys", Duration::from_secs(300), || async {
+        let c = reg.count() as i64;
+        if c == N { Ok(()) } else { Err(c.to_string()) }
+    })
+    .await;
+    let _ = start;
+    println!("joining a registry of {N} keys: Elixir node {elixir_join:?}, erlnode node {rust_join:?} (debug build)");
+    assert_eq!(reg.lookup(&Term::Int(77_777)).map(|(_, v)| v), Some(Term::atom("nil")));
+    r1.shutdown().await;
+}
