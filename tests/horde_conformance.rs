@@ -120,3 +120,16 @@ fn deltas_after_a_first_sync_like_delta_crdt() {
     let n = replay("deltas", include_str!("traces/horde-0.10.0/deltas.trace"));
     assert!(n >= 8, "{n} messages checked");
 }
+
+/// The same three syncs recorded on OTP 27.3 / Elixir (the trixie root),
+/// whose small maps keep atom keys in another order.
+#[test]
+fn the_same_syncs_recorded_on_otp27() {
+    for (name, text) in [
+        ("otp27/disjoint", include_str!("traces/horde-0.10.0/otp27/disjoint.trace")),
+        ("otp27/overlap", include_str!("traces/horde-0.10.0/otp27/overlap.trace")),
+        ("otp27/deltas", include_str!("traces/horde-0.10.0/otp27/deltas.trace")),
+    ] {
+        assert!(replay(name, text) >= 8, "{name}");
+    }
+}

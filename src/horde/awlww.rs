@@ -85,9 +85,15 @@ impl AwLwwMap {
     /// The state as the BEAM holds it:
     /// `%DeltaCrdt.AWLWWMap{dots: %{N => C}, value: %{K => %{{V, Ts} => %MapSet{}}}}`.
     pub fn to_term(&self) -> Term {
+        self.to_term_shaped(MapSetShape::default())
+    }
+
+    /// [`to_term`](Self::to_term) with the `MapSet` shape of a given
+    /// Elixir release.
+    pub fn to_term_shaped(&self, shape: MapSetShape) -> Term {
         let int = |x: u64| Term::Int(x as i64);
         let dots = Term::Map(self.dots.iter().map(|(&n, &c)| (int(n), int(c))).collect());
-        let value = Term::Map(self.value.iter().map(|(k, entries)| (k.clone(), entries_term(entries))).collect());
+        let value = Term::Map(self.value.iter().map(|(k, entries)| (k.clone(), entries_term_shaped(entries, shape))).collect());
         strukt("Elixir.DeltaCrdt.AWLWWMap", vec![("dots", dots), ("value", value)])
     }
 
@@ -179,15 +185,42 @@ pub fn read_entries(entries: &Entries) -> Option<&Term> {
     best.map(|(v, _)| v)
 }
 
+/// How the writer's Elixir spells a `MapSet`: `%MapSet{map: M, version:
+/// 2}` up to Elixir 1.14 (OTP 25 hosts), `%MapSet{map: M}` in later
+/// releases (1.18 on OTP 27 measured). It matters: a Merkle leaf hashes
+/// the whole entry, `MapSet` included, so a peer spelling it differently
+/// would see every key as different on every sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MapSetShape {
+    #[default]
+    WithVersion,
+    WithoutVersion,
+}
+
+/// The `MapSet` shape used in an `%AWLWWMap{}` term (the first entry
+/// that has one decides); `None` when it holds no entry.
+pub fn mapset_shape_of(t: &Term) -> Option<MapSetShape> {
+    let Term::Map(fields) = t else { return None };
+    let Term::Map(value) = fields.iter().find(|(k, _)| k.is_atom("value"))?.1.clone() else { return None };
+    let (_, Term::Map(entries)) = value.first()? else { return None };
+    let (_, Term::Map(set)) = entries.first()? else { return None };
+    is_map_set(set).then(|| if set.iter().any(|(k, _)| k.is_atom("version")) { MapSetShape::WithVersion } else { MapSetShape::WithoutVersion })
+}
+
 /// A key's entries as the BEAM holds them: `%{{V, Ts} => %MapSet{}}`.
 pub fn entries_term(entries: &Entries) -> Term {
+    entries_term_shaped(entries, MapSetShape::default())
+}
+
+/// [`entries_term`] with a given `MapSet` shape.
+pub fn entries_term_shaped(entries: &Entries, shape: MapSetShape) -> Term {
     let int = |x: u64| Term::Int(x as i64);
     Term::Map(
         entries
             .iter()
             .map(|((v, ts), d)| {
                 let set = d.iter().map(|&(n, c)| (Term::tuple([int(n), int(c)]), Term::nil()));
-                (Term::tuple([v.clone(), Term::Int(*ts)]), map_set(set.collect()))
+                (Term::tuple([v.clone(), Term::Int(*ts)]), map_set(set.collect(), shape))
             })
             .collect(),
     )
@@ -213,8 +246,11 @@ fn strukt(name: &str, fields: Vec<(&str, Term)>) -> Term {
 }
 
 /// `%MapSet{map: %{El => []}, version: 2}`.
-fn map_set(members: Vec<(Term, Term)>) -> Term {
-    strukt("Elixir.MapSet", vec![("map", Term::Map(members)), ("version", Term::Int(2))])
+fn map_set(members: Vec<(Term, Term)>, shape: MapSetShape) -> Term {
+    match shape {
+        MapSetShape::WithVersion => strukt("Elixir.MapSet", vec![("map", Term::Map(members)), ("version", Term::Int(2))]),
+        MapSetShape::WithoutVersion => strukt("Elixir.MapSet", vec![("map", Term::Map(members))]),
+    }
 }
 
 fn is_map_set(m: &[(Term, Term)]) -> bool {

@@ -83,7 +83,12 @@ impl Crdt {
     pub fn handle(&mut self, msg: &Term) -> Result<Effects, CrdtParseError> {
         Ok(match messages::parse(msg, self.max_items)? {
             CrdtMessage::Diff(d) => self.on_diff(d.reversed()),
-            CrdtMessage::Data { delta, keys } => Effects { sends: vec![], changes: self.store.join(&delta, &keys) },
+            CrdtMessage::Data { delta, keys, shape } => {
+                if let Some(shape) = shape {
+                    self.store.set_shape(shape);
+                }
+                Effects { sends: vec![], changes: self.store.join(&delta, &keys) }
+            }
             CrdtMessage::GetDiff { diff, keys } => {
                 let d = diff.reversed();
                 let mut fx = Effects::default();

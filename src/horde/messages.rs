@@ -8,7 +8,7 @@
 //! them strictly: anything else is a [`CrdtParseError`] that the peer
 //! logs and drops.
 
-use super::awlww::AwLwwMap;
+use super::awlww::{mapset_shape_of, AwLwwMap, MapSetShape};
 use super::merkle_diff::{field, Continuation};
 use super::store::Store;
 use crate::term::{Atom, Reference, Term};
@@ -79,8 +79,9 @@ pub fn is_address(t: &Term) -> bool {
 pub enum CrdtMessage {
     /// `{diff, Diff}`: one round of the Merkle comparison.
     Diff(SyncDiff),
-    /// `{diff, Delta, Keys}`: the originator's entries for `keys`.
-    Data { delta: AwLwwMap, keys: Vec<Term> },
+    /// `{diff, Delta, Keys}`: the originator's entries for `keys`, and
+    /// how its Elixir spells `MapSet`, if the delta shows it.
+    Data { delta: AwLwwMap, keys: Vec<Term>, shape: Option<MapSetShape> },
     /// `{get_diff, Diff, Keys}`: the comparison ended at the other side;
     /// send it the data.
     GetDiff { diff: SyncDiff, keys: Vec<Term> },
@@ -126,7 +127,7 @@ pub fn parse(t: &Term, max_items: usize) -> Result<CrdtMessage, CrdtParseError> 
             if delta.value.len() > max_items {
                 return Err(malformed("diff data")(format!("{} values", delta.value.len())));
             }
-            Ok(CrdtMessage::Data { delta, keys })
+            Ok(CrdtMessage::Data { delta, keys, shape: mapset_shape_of(&items[1]) })
         }
         [tag, d, keys] if tag.is_atom("get_diff") => {
             let keys = keys_list(keys, max_items, "get_diff")?;

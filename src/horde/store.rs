@@ -7,7 +7,7 @@
 //! report the keys whose *read* value changed ([`Change`], what
 //! DeltaCrdt's `on_diffs` callback gets and Horde's registry acts on).
 
-use super::awlww::{entries_eq, entries_term, join_entries, read_entries, AwLwwMap, Entries};
+use super::awlww::{entries_eq, entries_term_shaped, join_entries, mapset_shape_of, read_entries, AwLwwMap, Entries, MapSetShape};
 use super::merkle::MerkleTree;
 use super::term_key::{term_eq, TermKey};
 use crate::term::{Atom, Term};
@@ -42,6 +42,8 @@ pub struct Store {
     pub dots: BTreeMap<u64, u64>,
     value: HashMap<TermKey, Entries>,
     tree: MerkleTree,
+    /// How the cluster's Elixir spells `MapSet` (leaf hashes depend on it).
+    shape: MapSetShape,
 }
 
 impl Store {
@@ -54,12 +56,31 @@ impl Store {
     pub fn from_term(node_id: u64, state: &Term) -> Option<Store> {
         let m = AwLwwMap::from_term(state)?;
         let mut s = Store::new(node_id);
+        s.shape = mapset_shape_of(state).unwrap_or_default();
         s.dots = m.dots;
         for (k, e) in m.value {
-            s.tree.put(k.clone(), entries_term(&e));
+            s.tree.put(k.clone(), entries_term_shaped(&e, s.shape));
             s.value.insert(TermKey(k), e);
         }
         Some(s)
+    }
+
+    pub fn shape(&self) -> MapSetShape {
+        self.shape
+    }
+
+    /// Adopts the `MapSet` shape the peers use (seen in their data),
+    /// refiling every key under the hashes they compute.
+    pub fn set_shape(&mut self, shape: MapSetShape) {
+        if shape == self.shape {
+            return;
+        }
+        tracing::info!(?shape, keys = self.value.len(), "horde crdt: peers spell MapSet differently; refiling the Merkle tree");
+        self.shape = shape;
+        self.tree = MerkleTree::new();
+        for (k, e) in &self.value {
+            self.tree.put(k.0.clone(), entries_term_shaped(e, shape));
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -137,7 +158,7 @@ impl Store {
             if joined.is_empty() {
                 self.tree.delete(key);
             } else {
-                self.tree.put(key.clone(), entries_term(&joined));
+                self.tree.put(key.clone(), entries_term_shaped(&joined, self.shape));
             }
         }
         if !joined.is_empty() {
@@ -168,7 +189,7 @@ impl Store {
             .iter()
             .filter_map(|k| self.value.get_key_value(&TermKey(k.clone())))
             .filter(|(k, _)| seen.insert(*k))
-            .map(|(k, e)| (k.0.clone(), entries_term(e)))
+            .map(|(k, e)| (k.0.clone(), entries_term_shaped(e, self.shape)))
             .collect();
         Term::Map(vec![
             (Term::atom("__struct__"), Term::Atom(Atom::new("Elixir.DeltaCrdt.AWLWWMap"))),
@@ -190,7 +211,7 @@ impl Store {
 
     /// The whole state as an `%AWLWWMap{}` term.
     pub fn to_term(&self) -> Term {
-        AwLwwMap { dots: self.dots.clone(), value: self.value.iter().map(|(k, e)| (k.0.clone(), e.clone())).collect() }.to_term()
+        AwLwwMap { dots: self.dots.clone(), value: self.value.iter().map(|(k, e)| (k.0.clone(), e.clone())).collect() }.to_term_shaped(self.shape)
     }
 }
 
