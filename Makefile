@@ -25,7 +25,7 @@ DEMO_EBIN   := $(ROOT)/erlang/_build/dev/lib/erlnode_ex/ebin
 MATRIX_OTP  ?= 27
 OTP         ?= 27
 
-.PHONY: all deps build test test-rust test-elixir test-otp test-pubsub test-processhub otp-stage elixir-lib demo demo-crash demo-lib demo-connect examples bench clean
+.PHONY: all deps build test test-rust test-elixir test-otp test-pubsub test-processhub test-horde otp-stage elixir-lib demo demo-crash demo-lib demo-connect examples bench clean
 
 all: build
 
@@ -59,6 +59,7 @@ test: deps
 	for r in $(MATRIX_OTP); do $(MAKE) --no-print-directory otp-stage OTP=$$r || status=1; done; \
 	$(MAKE) --no-print-directory test-rust || status=1; \
 	$(MAKE) --no-print-directory test-processhub || status=1; \
+	$(MAKE) --no-print-directory test-horde || status=1; \
 	$(MAKE) --no-print-directory test-elixir || status=1; \
 	$(MAKE) --no-print-directory examples || status=1; \
 	for r in $(MATRIX_OTP); do $(MAKE) --no-print-directory test-otp OTP=$$r || status=1; done; \
@@ -105,6 +106,23 @@ test-processhub:
 	echo "== ProcessHub tests with PROCESSHUB_LIBS=$$libs"; \
 	PROCESSHUB_LIBS="$$libs" PROCESSHUB_LIBS_OTP27="$(if $(PROCESSHUB_LIBS_OTP27),$(abspath $(PROCESSHUB_LIBS_OTP27)))" \
 	  $(CARGO) test --test interop processhub:: -- --include-ignored --nocapture --test-threads=1
+
+## test-horde: the interop tests against the real Horde 0.10.0
+## (DeltaCrdt 0.6.4, merkle_map 0.2.2, libring 1.7.0, telemetry,
+## telemetry_poller): HORDE_LIBS=DIR names their compiled applications,
+## DIR/<app>/ebin, built for the host's OTP; they are not built here (on no
+## registry these machines reach). Unset: says so and runs nothing. The
+## recorded-trace conformance test (tests/horde_conformance.rs) runs in
+## `make test` always.
+test-horde:
+	@if [ -z "$(HORDE_LIBS)" ]; then \
+	  echo "Horde tests not run: HORDE_LIBS is unset"; exit 0; \
+	fi; \
+	libs="$(abspath $(HORDE_LIBS))"; \
+	[ -f "$$libs/horde/ebin/horde.app" ] || \
+	  { echo "test-horde: $$libs/horde/ebin/horde.app not found (HORDE_LIBS=DIR with DIR/<app>/ebin)" >&2; exit 1; }; \
+	echo "== Horde tests with HORDE_LIBS=$$libs"; \
+	HORDE_LIBS="$$libs" $(CARGO) test --test interop horde:: -- --include-ignored --nocapture
 
 ## test-otp: the interop suites (Rust interop tests, ExUnit) against OTP
 ## $(OTP) alone, its nodes in a Debian root (made when missing)

@@ -75,3 +75,5 @@ async fn erlnode_run_answers_liveness_checks_and_refuses_other_calls() {
     let echo = ex.eval_elixir("GenServer.call({:global, :live_echo}, :still_here)").await;
     assert_eq!(echo, Term::tuple([atom("echo"), atom("still_here")]));
 }
+
+mod registry;

@@ -1,6 +1,7 @@
 //! Command-line interface. Each subcommand lives in its own file.
 
 mod epmd;
+mod horde;
 mod client;
 mod migrate;
 mod names;

@@ -77,6 +77,17 @@ pub struct RunArgs {
     /// replies {:echo, x}.
     #[arg(long = "pg-join", value_name = "SCOPE/GROUP", value_parser = parse_pg_join)]
     pub pg_join: Vec<(String, String)>,
+    /// Be a member of the Horde.Registry NAME (as Elixir names it, e.g.
+    /// MyApp.Registry; members: :auto) with a DeltaCrdt peer of its own
+    /// (repeatable; docs/horde.md).
+    #[arg(long = "horde-registry", value_name = "NAME")]
+    pub horde_registry: Vec<String>,
+    /// Register an echo process under KEY (an Elixir string) in the
+    /// Horde.Registry NAME (repeatable; NAME joins as with
+    /// --horde-registry): {:via, Horde.Registry, {NAME, KEY}} calls reply
+    /// {:echo, msg}.
+    #[arg(long = "register-echo-horde", value_name = "NAME/KEY", value_parser = parse_pg_join)]
+    pub register_echo_horde: Vec<(String, String)>,
     /// Join the Phoenix.PubSub server SERVER (as Elixir names it, e.g.
     /// MyApp.PubSub) of the cluster; with --subscribe, tail a topic from
     /// the terminal.
@@ -144,10 +155,11 @@ async fn join_hub(node: &crate::Node, hub_id: &str, children: &[(String, String)
     b.join().await
 }
 
+/// `A/B` (`--pg-join SCOPE/GROUP`, `--register-echo-horde NAME/KEY`).
 fn parse_pg_join(s: &str) -> Result<(String, String), String> {
     match s.split_once('/') {
         Some((scope, group)) if !scope.is_empty() && !group.is_empty() => Ok((scope.to_string(), group.to_string())),
-        _ => Err(format!("expected SCOPE/GROUP, got {s:?}")),
+        _ => Err(format!("expected A/B (SCOPE/GROUP or NAME/KEY), got {s:?}")),
     }
 }
 
@@ -247,6 +259,13 @@ pub async fn run(a: RunArgs) -> ExitCode {
             }
         }
     }
+    let _horde = match super::horde::start(&node, &a.horde_registry, &a.register_echo_horde).await {
+        Ok(regs) => regs,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the Horde registry");
+            return ExitCode::FAILURE;
+        }
+    };
     let migration = if a.no_migration {
         None
     } else {

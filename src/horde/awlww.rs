@@ -17,6 +17,7 @@
 //! produce, resolve to the first in this model's order, not necessarily
 //! the BEAM's).
 
+use super::term_key::term_eq;
 use crate::term::{Atom, Term};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -68,22 +69,7 @@ impl AwLwwMap {
         for key in keys {
             let ea = entries_of(&a.value, key).unwrap_or(&empty);
             let eb = entries_of(&b.value, key).unwrap_or(&empty);
-            let mut joined: Entries = Vec::new();
-            let els = ea.iter().map(|(el, _)| el).chain(eb.iter().map(|(el, _)| el));
-            for el in els {
-                if joined.iter().any(|(e, _)| e == el) {
-                    continue;
-                }
-                let none = BTreeSet::new();
-                let da = ea.iter().find(|(e, _)| e == el).map_or(&none, |(_, d)| d);
-                let db = eb.iter().find(|(e, _)| e == el).map_or(&none, |(_, d)| d);
-                let mut d: BTreeSet<Dot> = da.intersection(db).copied().collect();
-                d.extend(da.iter().filter(|dot| !covered(&b.dots, dot)));
-                d.extend(db.iter().filter(|dot| !covered(&a.dots, dot)));
-                if !d.is_empty() {
-                    joined.push((el.clone(), d));
-                }
-            }
+            let joined = join_entries(ea, &a.dots, eb, &b.dots);
             if !joined.is_empty() {
                 value.push((key.clone(), joined));
             }
@@ -93,40 +79,21 @@ impl AwLwwMap {
 
     /// `read/1`: each key's value of largest timestamp.
     pub fn read(&self) -> Vec<(Term, Term)> {
-        self.value
-            .iter()
-            .filter_map(|(k, entries)| {
-                let mut best: Option<&(Term, i64)> = None;
-                for (el, _) in entries {
-                    if best.is_none_or(|b| el.1 > b.1) {
-                        best = Some(el);
-                    }
-                }
-                best.map(|(v, _)| (k.clone(), v.clone()))
-            })
-            .collect()
+        self.value.iter().filter_map(|(k, entries)| read_entries(entries).map(|v| (k.clone(), v.clone()))).collect()
     }
 
     /// The state as the BEAM holds it:
     /// `%DeltaCrdt.AWLWWMap{dots: %{N => C}, value: %{K => %{{V, Ts} => %MapSet{}}}}`.
     pub fn to_term(&self) -> Term {
+        self.to_term_shaped(MapSetShape::default())
+    }
+
+    /// [`to_term`](Self::to_term) with the `MapSet` shape of a given
+    /// Elixir release.
+    pub fn to_term_shaped(&self, shape: MapSetShape) -> Term {
         let int = |x: u64| Term::Int(x as i64);
         let dots = Term::Map(self.dots.iter().map(|(&n, &c)| (int(n), int(c))).collect());
-        let value = Term::Map(
-            self.value
-                .iter()
-                .map(|(k, entries)| {
-                    let m = entries
-                        .iter()
-                        .map(|((v, ts), d)| {
-                            let set = d.iter().map(|&(n, c)| (Term::tuple([int(n), int(c)]), Term::nil()));
-                            (Term::tuple([v.clone(), Term::Int(*ts)]), map_set(set.collect()))
-                        })
-                        .collect();
-                    (k.clone(), Term::Map(m))
-                })
-                .collect(),
-        );
+        let value = Term::Map(self.value.iter().map(|(k, entries)| (k.clone(), entries_term_shaped(entries, shape))).collect());
         strukt("Elixir.DeltaCrdt.AWLWWMap", vec![("dots", dots), ("value", value)])
     }
 
@@ -135,14 +102,6 @@ impl AwLwwMap {
     pub fn from_term(t: &Term) -> Option<AwLwwMap> {
         let Term::Map(fields) = t else { return None };
         let field = |name: &str| fields.iter().find(|(k, _)| k.is_atom(name)).map(|(_, v)| v);
-        let uint = |t: &Term| match t {
-            Term::Int(i) => u64::try_from(*i).ok(),
-            _ => None,
-        };
-        let dot = |t: &Term| match t.as_tuple()? {
-            [n, c] => Some((uint(n)?, uint(c)?)),
-            _ => None,
-        };
         let mut dots = BTreeMap::new();
         match field("dots")? {
             Term::Map(m) if !is_map_set(m) => {
@@ -162,18 +121,122 @@ impl AwLwwMap {
         let Term::Map(value) = field("value")? else { return None };
         let mut out = Vec::new();
         for (k, v) in value {
-            let Term::Map(v) = v else { return None };
-            let mut entries = Entries::new();
-            for (el, set) in v {
-                let [val, Term::Int(ts)] = el.as_tuple()? else { return None };
-                let Term::Map(set) = set else { return None };
-                let d = map_set_members(set)?.into_iter().map(dot).collect::<Option<BTreeSet<_>>>()?;
-                entries.push(((val.clone(), *ts), d));
-            }
+            let entries = entries_from_term(v)?;
             out.push((k.clone(), entries));
         }
         Some(AwLwwMap { dots, value: out })
     }
+}
+
+fn uint(t: &Term) -> Option<u64> {
+    match t {
+        Term::Int(i) => u64::try_from(*i).ok(),
+        _ => None,
+    }
+}
+
+/// `{NodeId, Counter}` as a term.
+fn dot(t: &Term) -> Option<Dot> {
+    match t.as_tuple()? {
+        [n, c] => Some((uint(n)?, uint(c)?)),
+        _ => None,
+    }
+}
+
+/// One key's join: the dots both sides hold, plus `a`'s dots `b_ctx`
+/// does not cover, plus `b`'s dots `a_ctx` does not cover; entries left
+/// without dots go.
+pub fn join_entries(ea: &Entries, a_ctx: &BTreeMap<u64, u64>, eb: &Entries, b_ctx: &BTreeMap<u64, u64>) -> Entries {
+    let mut joined: Entries = Vec::new();
+    let els = ea.iter().map(|(el, _)| el).chain(eb.iter().map(|(el, _)| el));
+    // Elements compare as the BEAM's map keys do (map order ignored): a
+    // value that went through a BEAM peer comes back with its maps sorted.
+    let same = |x: &(Term, i64), y: &(Term, i64)| x.1 == y.1 && term_eq(&x.0, &y.0);
+    for el in els {
+        if joined.iter().any(|(e, _)| same(e, el)) {
+            continue;
+        }
+        let none = BTreeSet::new();
+        let da = ea.iter().find(|(e, _)| same(e, el)).map_or(&none, |(_, d)| d);
+        let db = eb.iter().find(|(e, _)| same(e, el)).map_or(&none, |(_, d)| d);
+        let mut d: BTreeSet<Dot> = da.intersection(db).copied().collect();
+        d.extend(da.iter().filter(|dot| !covered(b_ctx, dot)));
+        d.extend(db.iter().filter(|dot| !covered(a_ctx, dot)));
+        if !d.is_empty() {
+            joined.push((el.clone(), d));
+        }
+    }
+    joined
+}
+
+/// Same entries, in any order.
+pub fn entries_eq(a: &Entries, b: &Entries) -> bool {
+    a.len() == b.len() && a.iter().all(|(el, d)| b.iter().any(|(e2, d2)| el.1 == e2.1 && d == d2 && term_eq(&el.0, &e2.0)))
+}
+
+/// The value of largest timestamp among a key's entries.
+pub fn read_entries(entries: &Entries) -> Option<&Term> {
+    let mut best: Option<&(Term, i64)> = None;
+    for (el, _) in entries {
+        if best.is_none_or(|b| el.1 > b.1) {
+            best = Some(el);
+        }
+    }
+    best.map(|(v, _)| v)
+}
+
+/// How the writer's Elixir spells a `MapSet`: `%MapSet{map: M, version:
+/// 2}` up to Elixir 1.14 (OTP 25 hosts), `%MapSet{map: M}` in later
+/// releases (1.18 on OTP 27 measured). It matters: a Merkle leaf hashes
+/// the whole entry, `MapSet` included, so a peer spelling it differently
+/// would see every key as different on every sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MapSetShape {
+    #[default]
+    WithVersion,
+    WithoutVersion,
+}
+
+/// The `MapSet` shape used in an `%AWLWWMap{}` term (the first entry
+/// that has one decides); `None` when it holds no entry.
+pub fn mapset_shape_of(t: &Term) -> Option<MapSetShape> {
+    let Term::Map(fields) = t else { return None };
+    let Term::Map(value) = fields.iter().find(|(k, _)| k.is_atom("value"))?.1.clone() else { return None };
+    let (_, Term::Map(entries)) = value.first()? else { return None };
+    let (_, Term::Map(set)) = entries.first()? else { return None };
+    is_map_set(set).then(|| if set.iter().any(|(k, _)| k.is_atom("version")) { MapSetShape::WithVersion } else { MapSetShape::WithoutVersion })
+}
+
+/// A key's entries as the BEAM holds them: `%{{V, Ts} => %MapSet{}}`.
+pub fn entries_term(entries: &Entries) -> Term {
+    entries_term_shaped(entries, MapSetShape::default())
+}
+
+/// [`entries_term`] with a given `MapSet` shape.
+pub fn entries_term_shaped(entries: &Entries, shape: MapSetShape) -> Term {
+    let int = |x: u64| Term::Int(x as i64);
+    Term::Map(
+        entries
+            .iter()
+            .map(|((v, ts), d)| {
+                let set = d.iter().map(|&(n, c)| (Term::tuple([int(n), int(c)]), Term::nil()));
+                (Term::tuple([v.clone(), Term::Int(*ts)]), map_set(set.collect(), shape))
+            })
+            .collect(),
+    )
+}
+
+/// Reads [`entries_term`]'s shape.
+pub fn entries_from_term(v: &Term) -> Option<Entries> {
+    let Term::Map(v) = v else { return None };
+    let mut entries = Entries::new();
+    for (el, set) in v {
+        let [val, Term::Int(ts)] = el.as_tuple()? else { return None };
+        let Term::Map(set) = set else { return None };
+        let d = map_set_members(set)?.into_iter().map(dot).collect::<Option<BTreeSet<_>>>()?;
+        entries.push(((val.clone(), *ts), d));
+    }
+    Some(entries)
 }
 
 fn strukt(name: &str, fields: Vec<(&str, Term)>) -> Term {
@@ -183,8 +246,11 @@ fn strukt(name: &str, fields: Vec<(&str, Term)>) -> Term {
 }
 
 /// `%MapSet{map: %{El => []}, version: 2}`.
-fn map_set(members: Vec<(Term, Term)>) -> Term {
-    strukt("Elixir.MapSet", vec![("map", Term::Map(members)), ("version", Term::Int(2))])
+fn map_set(members: Vec<(Term, Term)>, shape: MapSetShape) -> Term {
+    match shape {
+        MapSetShape::WithVersion => strukt("Elixir.MapSet", vec![("map", Term::Map(members)), ("version", Term::Int(2))]),
+        MapSetShape::WithoutVersion => strukt("Elixir.MapSet", vec![("map", Term::Map(members))]),
+    }
 }
 
 fn is_map_set(m: &[(Term, Term)]) -> bool {

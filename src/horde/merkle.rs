@@ -51,11 +51,11 @@ pub fn key_hash(key: &Term) -> u32 {
 }
 
 /// Bit `depth` (0: most significant) of a key hash.
-fn bit(h: u32, depth: u32) -> bool {
+pub(crate) fn bit(h: u32, depth: u32) -> bool {
     (h >> (LEVELS - 1 - depth)) & 1 == 1
 }
 
-fn hash_term(h: Option<u32>) -> Term {
+pub(crate) fn hash_term(h: Option<u32>) -> Term {
     match h {
         Some(h) => Term::Binary(Bytes::copy_from_slice(&h.to_be_bytes())),
         None => Term::nil(),
@@ -100,6 +100,19 @@ impl MerkleTree {
                 }
             }
         }
+    }
+
+    /// MerkleMap's `find_subtree/2`: the branch at `location`, or the leaf
+    /// or empty branch met on the way there.
+    pub fn find(&self, location: &[bool]) -> &Node {
+        let mut n = &self.root;
+        for &right in location {
+            match n {
+                Node::Inner { left, right: r, .. } => n = if right { r } else { left },
+                _ => break,
+            }
+        }
+        n
     }
 
     /// MerkleMap's `update_hashes/1`: fills in every missing hash.
@@ -213,7 +226,7 @@ fn update(n: &mut Node) -> Option<u32> {
     }
 }
 
-fn loc_term(loc: &[bool]) -> Term {
+pub(crate) fn loc_term(loc: &[bool]) -> Term {
     let mut bytes = vec![0u8; loc.len().div_ceil(8)];
     for (i, &b) in loc.iter().enumerate() {
         if b {

@@ -13,9 +13,26 @@
 //!   sync compares level by level;
 //! - [`awlww`]: DeltaCrdt's `AWLWWMap` join and read, and its BEAM shape.
 //!
-//! No networking lives here: the processes that speak Horde's messages
-//! build on these functions.
+//! On these, the DeltaCrdt peer and the registry:
+//!
+//! - [`merkle_diff`]: MerkleMap's partial diff, round by round;
+//! - [`store`]: one replica's AWLWWMap and Merkle tree, indexed;
+//! - [`messages`], [`crdt`]: DeltaCrdt's sync protocol as a pure state
+//!   machine (what the recorded traces check);
+//! - [`tables`], `registry`: Horde's `RegistryImpl` and the process that
+//!   runs it and the CRDT (`Reg`, `Reg.Crdt`);
+//! - [`HordeRegistry`]: the Rust API.
 
 pub mod awlww;
 pub mod libring;
 pub mod merkle;
+pub mod merkle_diff;
+pub mod store;
+pub mod term_key;
+pub mod crdt;
+pub mod messages;
+pub mod tables;
+mod api;
+mod registry;
+
+pub use api::{elixir_name, HordeError, HordeRegistry, HordeRegistryBuilder};

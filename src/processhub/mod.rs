@@ -153,7 +153,7 @@ pub enum BuildError {
 
 /// A short description of a term's outer shape, for error messages (never
 /// the whole term: payloads can be large).
-fn shape(t: &Term) -> String {
+pub(crate) fn shape(t: &Term) -> String {
     fn head(t: &Term) -> String {
         match t {
             Term::Atom(a) => format!(":{}", a.as_str()),

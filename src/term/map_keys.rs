@@ -37,7 +37,7 @@ pub(crate) fn has_duplicates(entries: &[(Term, Term)]) -> bool {
 /// and `-0.0` are different keys, as they are on OTP 27 (where
 /// `#{0.0 => a, -0.0 => b}` has two keys; OTP 25 never sends both).
 /// Iterative, like the decoder.
-fn same_key(a: &Term, b: &Term) -> bool {
+pub(crate) fn same_key(a: &Term, b: &Term) -> bool {
     let mut todo: Vec<(&Term, &Term)> = vec![(a, b)];
     while let Some(pair) = todo.pop() {
         match pair {

@@ -15,7 +15,7 @@ mod compressed;
 pub mod decode;
 pub mod encode;
 mod fun;
-mod map_keys;
+pub(crate) mod map_keys;
 pub mod phash2;
 mod reader;
 mod record;

@@ -1,0 +1,445 @@
+//! erlnode as a member of a real Horde 0.10.0 registry (DeltaCrdt 0.6.4):
+//! Elixir and Rust nodes in one `members: :auto` registry. The libraries
+//! are neither vendored nor built here: `HORDE_LIBS` names a folder of
+//! compiled applications (`DIR/<app>/ebin`), and `make test-horde
+//! HORDE_LIBS=DIR` runs these `#[ignore]`d tests.
+
+use crate::support::{self, BeamNode, Epmd};
+use erlnode::horde::HordeRegistry;
+use erlnode::{Node, Pid, Term};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const REG: &str = "HIReg";
+const T: Duration = Duration::from_secs(60);
+
+/// The `ebin` folders under `HORDE_LIBS`; a set but unusable folder fails.
+fn horde_libs() -> Vec<PathBuf> {
+    let Some(dir) = std::env::var_os("HORDE_LIBS").filter(|v| !v.is_empty()) else {
+        panic!("HORDE_LIBS is unset: run `make test-horde HORDE_LIBS=DIR` (DIR/<app>/ebin)");
+    };
+    let dir = PathBuf::from(dir);
+    for app in ["horde", "delta_crdt", "merkle_map", "libring", "telemetry", "telemetry_poller"] {
+        let f = dir.join(app).join("ebin").join(format!("{app}.app"));
+        assert!(f.exists(), "HORDE_LIBS={}: no {} (expected <dir>/<app>/ebin)", dir.display(), f.display());
+    }
+    let mut ebins: Vec<PathBuf> =
+        std::fs::read_dir(&dir).unwrap().filter_map(|e| Some(e.ok()?.path().join("ebin"))).filter(|p| p.is_dir()).collect();
+    ebins.sort();
+    ebins
+}
+
+/// An Elixir node with Horde started and the registry `REG` (members
+/// :auto) owned by a process that outlives the eval.
+async fn horde_node(prefix: &str, cookie: &str, epmd: u16, ebins: &[PathBuf]) -> BeamNode {
+    let mut b = BeamNode::builder().prefix(prefix).cookie(cookie).epmd_port(epmd).elixir(true).otp(25);
+    for p in ebins {
+        b = b.code_path(p);
+    }
+    let node = b.start().await;
+    let r = node
+        .eval_elixir(&format!(
+            r#"{{:ok, _}} = Application.ensure_all_started(:horde)
+               parent = self()
+               spawn(fn ->
+                 send(parent, {{:reg, Horde.Registry.start_link(name: {REG}, keys: :unique, members: :auto)}})
+                 Process.sleep(:infinity)
+               end)
+               receive do {{:reg, {{:ok, _}}}} -> :ok; {{:reg, e}} -> e after 10_000 -> :timeout end"#
+        ))
+        .await;
+    assert_eq!(r, Term::atom("ok"), "{}: the registry does not start", node.name());
+    node
+}
+
+fn int(t: &Term) -> i64 {
+    t.as_int().unwrap_or_else(|| panic!("not an integer: {t:?}"))
+}
+
+async fn poll<F, Fut>(what: &str, within: Duration, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let start = Instant::now();
+    loop {
+        match f().await {
+            Ok(()) => return start.elapsed(),
+            Err(e) if start.elapsed() > within => panic!("{what}: not within {within:?}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// `Horde.Cluster.members(REG)` as sorted node names.
+async fn member_nodes(ex: &BeamNode) -> Vec<String> {
+    let t = ex.eval_elixir(&format!("Horde.Cluster.members({REG}) |> Enum.map(fn {{_, n}} -> Atom.to_string(n) end) |> Enum.sort()")).await;
+    support::binaries_to_strings(&t)
+}
+
+/// The registry's entries on an Elixir node, sorted: `[{key, pid, value}]`.
+async fn elixir_entries(ex: &BeamNode) -> Term {
+    ex.eval_elixir(&format!(r#"Horde.Registry.select({REG}, [{{{{:"$1", :"$2", :"$3"}}, [], [{{{{:"$1", :"$2", :"$3"}}}}]}}]) |> Enum.sort()"#)).await
+}
+
+/// The same from a Rust member, sorted like the BEAM sorts binaries.
+fn rust_entries(reg: &HordeRegistry) -> Term {
+    let mut v = reg.select(|_, _, _| true);
+    v.sort_by(|a, b| match (&a.0, &b.0) {
+        (Term::Binary(x), Term::Binary(y)) => x.cmp(y),
+        _ => std::cmp::Ordering::Equal,
+    });
+    Term::List(v.into_iter().map(|(k, p, val)| Term::tuple([k, Term::Pid(p), val])).collect())
+}
+
+/// Messages (dist packets) `ex` sent to `to` in `secs` seconds at rest.
+async fn packets_per_second(ex: &BeamNode, to: &str, secs: u64) -> f64 {
+    let t = ex
+        .eval_elixir(&format!(
+            r#"{{_, port}} = List.keyfind(:erlang.system_info(:dist_ctrl), :"{to}", 0)
+               {{:ok, [send_cnt: a]}} = :inet.getstat(port, [:send_cnt])
+               Process.sleep({})
+               {{:ok, [send_cnt: b]}} = :inet.getstat(port, [:send_cnt])
+               b - a"#,
+            secs * 1000
+        ))
+        .await;
+    int(&t) as f64 / secs as f64
+}
+
+/// Spawns `n` Elixir processes registered as `"{prefix}{i}" => i`; each
+/// answers GenServer calls with `{:echo, msg}`.
+async fn register_elixir(ex: &BeamNode, prefix: &str, n: usize) {
+    let r = ex
+        .eval_elixir(&format!(
+            r#"for i <- 1..{n} do
+                 parent = self()
+                 spawn(fn ->
+                   {{:ok, _}} = Horde.Registry.register({REG}, "{prefix}#{{i}}", i)
+                   send(parent, :registered)
+                   loop = fn loop ->
+                     receive do
+                       {{:"$gen_call", from, msg}} -> GenServer.reply(from, {{:echo, msg}}); loop.(loop)
+                     end
+                   end
+                   loop.(loop)
+                 end)
+                 receive do :registered -> :ok after 5000 -> exit(:register_timeout) end
+               end
+               :ok"#
+        ))
+        .await;
+    assert_eq!(r, Term::atom("ok"));
+}
+
+/// Spawns `n` Rust echo processes registered as `"{prefix}{i}" => i`.
+async fn register_rust(node: &Node, reg: &HordeRegistry, prefix: &str, n: usize) -> Vec<Pid> {
+    let mut pids = vec![];
+    for i in 1..=n {
+        let pid = erlnode::services::echo::spawn_unregistered(node);
+        reg.register(Term::binary(format!("{prefix}{i}").into_bytes()), Term::Int(i as i64), &pid).await.expect("register");
+        pids.push(pid);
+    }
+    pids
+}
+
+/// Two Elixir and two erlnode members of one `members: :auto` registry:
+/// the diff/monitor loop toward a Rust node is replaced by a real sync
+/// (packet rate at rest measured before and after), 10,000 registrations
+/// from all four converge to the same contents everywhere, Rust-owned
+/// names answer via-calls from Elixir and Elixir-owned ones calls from
+/// Rust, and a killed node's entries vanish everywhere.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs HORDE_LIBS: make test-horde HORDE_LIBS=DIR"]
+async fn two_elixir_and_two_rust_members_share_one_registry() {
+    let ebins = horde_libs();
+    let _ = tracing_subscriber::fmt().with_env_filter(std::env::var("HLOG").unwrap_or("warn".into())).try_init();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let mut ex_a = horde_node("hra", &cookie, epmd.port(), &ebins).await;
+    let mut ex_b = horde_node("hrb", &cookie, epmd.port(), &ebins).await;
+    let r1 = support::rust_node("hr1", &cookie, epmd.port()).await;
+    let r2 = support::rust_node("hr2", &cookie, epmd.port()).await;
+    for (r, ex) in [(&r1, &ex_a), (&r1, &ex_b), (&r2, &ex_a), (&r2, &ex_b)] {
+        r.connect(ex.name()).await.expect("connect");
+    }
+    r1.connect(r2.name().as_str()).await.expect("connect r1-r2");
+    let all: Vec<String> = {
+        let mut v = vec![ex_a.name().to_string(), ex_b.name().to_string(), r1.name().to_string(), r2.name().to_string()];
+        v.sort();
+        v
+    };
+    poll("every node a member (auto)", T, || async { if member_nodes(&ex_a).await == all { Ok(()) } else { Err("members".into()) } }).await;
+
+    // Before: r1 is a member without a CRDT.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let before = packets_per_second(&ex_a, r1.name().as_str(), 3).await;
+
+    let reg1 = HordeRegistry::builder(REG).start(&r1).expect("registry on r1");
+    let reg2 = HordeRegistry::builder(REG).start(&r2).expect("registry on r2");
+    poll("the Rust members know all four", T, || async {
+        let mut m: Vec<String> = reg1.members().iter().map(|t| format!("{t:?}")).collect();
+        m.sort();
+        if m.len() == 4 && reg2.members().len() == 4 { Ok(()) } else { Err(format!("{m:?}")) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let after = packets_per_second(&ex_a, r1.name().as_str(), 3).await;
+    println!("packets/s from an Elixir member to a Rust member at rest: before {before:.1}, after {after:.1}");
+
+    // 10,000 registrations, 2,500 from each node.
+    let started = Instant::now();
+    let (_, _, p1, p2) = tokio::join!(
+        register_elixir(&ex_a, "a", 2500),
+        register_elixir(&ex_b, "b", 2500),
+        register_rust(&r1, &reg1, "r", 2500),
+        register_rust(&r2, &reg2, "s", 2500),
+    );
+    let registered = started.elapsed();
+    let converge = poll("10,000 entries everywhere, equal", T, || async {
+        let ea = elixir_entries(&ex_a).await;
+        let eb = elixir_entries(&ex_b).await;
+        let (x1, x2) = (rust_entries(&reg1), rust_entries(&reg2));
+        let n = |t: &Term| match t {
+            Term::List(l) => l.len(),
+            _ => 0,
+        };
+        if n(&ea) == 10_000 && ea == eb && ea == x1 && ea == x2 {
+            Ok(())
+        } else {
+            Err(format!("counts {} {} {} {}", n(&ea), n(&eb), n(&x1), n(&x2)))
+        }
+    })
+    .await;
+    println!("10,000 registrations took {registered:?}; all four equal {converge:?} later");
+
+    // Via-calls: Rust-owned names from Elixir, Elixir-owned from Rust.
+    let via = ex_b
+        .eval_elixir(&format!(r#"for k <- ["r7", "s2500", "a1"], do: GenServer.call({{:via, Horde.Registry, {{{REG}, k}}}}, {{:hi, k}})"#))
+        .await;
+    let echo = |k: &str| Term::tuple([Term::atom("echo"), Term::tuple([Term::atom("hi"), Term::binary(k.as_bytes().to_vec())])]);
+    assert_eq!(via, Term::List(vec![echo("r7"), echo("s2500"), echo("a1")]));
+    let lookup = ex_a.eval_elixir(&format!(r#"Horde.Registry.lookup({REG}, "r9")"#)).await;
+    assert_eq!(lookup, Term::List(vec![Term::tuple([Term::Pid(p1[8].clone()), Term::Int(9)])]));
+    let mut mb = r2.spawn_mailbox();
+    for k in ["a5", "b2500", "r3"] {
+        let got = reg2.call(&mut mb, &Term::binary(k.as_bytes().to_vec()), Term::atom("ping"), T).await.expect("via call from Rust");
+        assert_eq!(got, Term::tuple([Term::atom("echo"), Term::atom("ping")]), "{k}");
+    }
+    assert_eq!(reg1.whereis(&Term::binary(&b"s17"[..])), Some(p2[16].clone()));
+
+    // A Rust owner exits: its key vanishes everywhere.
+    r1.exit(&p1[0], Term::atom("kill"));
+    poll("r1's exited owner gone", T, || async {
+        let l = ex_b.eval_elixir(&format!(r#"Horde.Registry.lookup({REG}, "r1")"#)).await;
+        if l == Term::nil() && reg2.lookup(&Term::binary(&b"r1"[..])).is_none() { Ok(()) } else { Err(format!("{l:?}")) }
+    })
+    .await;
+
+    // An Elixir node is killed: its 2,500 entries vanish everywhere.
+    ex_b.kill().await;
+    let gone = poll("ex_b's entries gone everywhere", T, || async {
+        let c = int(&ex_a.eval_elixir(&format!("Horde.Registry.count({REG})")).await);
+        let (c1, c2) = (reg1.count(), reg2.count());
+        if c == 7499 && c1 == 7499 && c2 == 7499 { Ok(()) } else { Err(format!("{c} {c1} {c2}")) }
+    })
+    .await;
+    println!("ex_b killed: its entries gone from the three others {gone:?} later");
+    assert_eq!(elixir_entries(&ex_a).await, rust_entries(&reg1));
+    assert_eq!(rust_entries(&reg1), rust_entries(&reg2));
+    ex_a.kill().await;
+    r1.shutdown().await;
+    r2.shutdown().await;
+}
+
+/// A name registered on both sides of a netsplit (the link cut with
+/// `:erlang.disconnect_node/1`, a wrong cookie keeping it down): after
+/// the reconnect both nodes settle on the same owner, and the other gets
+/// Horde's `{:name_conflict, {key, value}, Reg, winner}` exit.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs HORDE_LIBS: make test-horde HORDE_LIBS=DIR"]
+async fn name_conflict_after_a_netsplit_is_settled_alike_on_both_sides() {
+    let ebins = horde_libs();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let ex = horde_node("hca", &cookie, epmd.port(), &ebins).await;
+    let r1 = support::rust_node("hc1", &cookie, epmd.port()).await;
+    r1.connect(ex.name()).await.expect("connect");
+    let reg = HordeRegistry::builder(REG).start(&r1).expect("registry");
+    let rust = r1.name().to_string();
+    poll("both members", T, || async { if member_nodes(&ex).await.len() == 2 && reg.members().len() == 2 { Ok(()) } else { Err("members".into()) } }).await;
+
+    // Split, and keep it split.
+    ex.eval_elixir(&format!(r#":erlang.set_cookie(:"{rust}", :wrong_cookie); :erlang.disconnect_node(:"{rust}")"#)).await;
+    poll("split seen on both sides", T, || async {
+        let m = member_nodes(&ex).await;
+        if m.len() == 1 && reg.members().len() == 1 { Ok(()) } else { Err(format!("{m:?} / {:?}", reg.members())) }
+    })
+    .await;
+
+    // "conf" on both sides of the split; both owners trap exits.
+    let owner = ex
+        .eval_elixir(&format!(
+            r#"parent = self()
+               pid = spawn(fn ->
+                 Process.flag(:trap_exit, true)
+                 {{:ok, _}} = Horde.Registry.register({REG}, "conf", :elixir_value)
+                 send(parent, :registered)
+                 receive do {{:EXIT, _, reason}} -> :persistent_term.put(:conf_exit, reason) end
+               end)
+               receive do :registered -> pid after 5000 -> :timeout end"#
+        ))
+        .await;
+    let Term::Pid(ex_owner) = owner else { panic!("{owner:?}") };
+    let mut rust_owner = r1.spawn_mailbox();
+    rust_owner.trap_exit(true);
+    reg.register(Term::binary(&b"conf"[..]), Term::atom("rust_value"), rust_owner.pid()).await.expect("register on the Rust side");
+
+    // Heal.
+    ex.eval_elixir(&format!(r#":erlang.set_cookie(:"{rust}", :"{cookie}"); Node.connect(:"{rust}")"#)).await;
+    let conf = || Term::binary(&b"conf"[..]);
+    poll("one owner for \"conf\" on both sides", T, || async {
+        let l = ex.eval_elixir(&format!(r#"Horde.Registry.lookup({REG}, "conf")"#)).await;
+        let rust_side = reg.lookup(&conf()).map(|(p, v)| Term::List(vec![Term::tuple([Term::Pid(p), v])]));
+        if matches!(&l, Term::List(v) if v.len() == 1) && Some(&l) == rust_side.as_ref() { Ok(()) } else { Err(format!("elixir {l:?}, rust {rust_side:?}")) }
+    })
+    .await;
+    let winner = reg.whereis(&conf()).expect("an owner");
+    let conflict = |key: &str, value: Term, winner: &Pid| {
+        Term::tuple([
+            Term::atom("name_conflict"),
+            Term::tuple([Term::binary(key.as_bytes().to_vec()), value]),
+            Term::atom(&format!("Elixir.{REG}")),
+            Term::Pid(winner.clone()),
+        ])
+    };
+    if winner == ex_owner {
+        let got = rust_owner
+            .recv_match(T, |m| match m.as_tuple() {
+                Some([t, _, reason]) if t.is_atom("EXIT") => Some(reason.clone()),
+                _ => None,
+            })
+            .await
+            .expect("the Rust owner gets the exit");
+        assert_eq!(got, conflict("conf", Term::atom("rust_value"), &ex_owner));
+        println!("netsplit conflict: the Elixir registration won; the Rust owner got {got:?}");
+    } else {
+        assert_eq!(&winner, rust_owner.pid());
+        poll("the Elixir owner gets the exit", T, || async {
+            let got = ex.eval_elixir(":persistent_term.get(:conf_exit, :none)").await;
+            if got.is_atom("none") { Err("no exit yet".into()) } else { Ok(()) }
+        })
+        .await;
+        let got = ex.eval_elixir(":persistent_term.get(:conf_exit, :none)").await;
+        assert_eq!(got, conflict("conf", Term::atom("elixir_value"), rust_owner.pid()));
+        println!("netsplit conflict: the Rust registration won; the Elixir owner got {got:?}");
+    }
+    r1.shutdown().await;
+}
+
+/// A new member joining a large registry: the time until it holds every
+/// key, an Elixir node and then an erlnode node. `HORDE_JOIN_KEYS` keys
+/// (default 20,000: on the 2-core test machine Horde itself absorbed
+/// 100,000 bulk writes at ~200 keys/s, beyond any test timeout).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs HORDE_LIBS: make test-horde HORDE_LIBS=DIR"]
+async fn joining_a_large_registry_elixir_then_rust() {
+    let n: i64 = std::env::var("HORDE_JOIN_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let ebins = horde_libs();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let ex = horde_node("hja", &cookie, epmd.port(), &ebins).await;
+    // Filled in bulk through the CRDT (what 100,000 `register/3` calls
+    // would write, `{:key, i} => {{Reg, node}, owner, nil}`), in chunks.
+    ex.eval_elixir(&format!(
+        r#"owner = spawn(fn -> Process.sleep(:infinity) end)
+           for c <- Enum.chunk_every(1..{n}, 2_000) do
+             DeltaCrdt.merge(:"Elixir.{REG}.Crdt", Map.new(c, fn i -> {{{{:key, i}}, {{{{{REG}, node()}}, owner, nil}}}} end), :infinity)
+           end
+           :ok"#
+    ))
+    .await;
+    let fill = poll("every key on the first node", Duration::from_secs(600), || async {
+        let c = int(&ex.eval_elixir(&format!("Horde.Registry.count({REG})")).await);
+        if c == n { Ok(()) } else { Err(c.to_string()) }
+    })
+    .await;
+    println!("{n} keys written on the first Elixir node; its registry held them all {fill:?} later");
+
+    let mut ex2 = horde_node("hjb", &cookie, epmd.port(), &ebins).await;
+    let start = Instant::now();
+    assert_eq!(ex2.eval_elixir(&format!(r#"Node.connect(:"{}")"#, ex.name())).await, Term::atom("true"));
+    let elixir_join = poll("the Elixir node holds every key", Duration::from_secs(600), || async {
+        let c = int(&ex2.eval_elixir(&format!("Horde.Registry.count({REG})")).await);
+        if c == n { Ok(()) } else { Err(c.to_string()) }
+    })
+    .await;
+    let _ = start;
+    ex2.kill().await;
+
+    let r1 = support::rust_node("hj1", &cookie, epmd.port()).await;
+    let reg = HordeRegistry::builder(REG).start(&r1).expect("registry");
+    let start = Instant::now();
+    r1.connect(ex.name()).await.expect("connect");
+    let rust_join = poll("the Rust node holds every key", Duration::from_secs(600), || async {
+        let c = reg.count() as i64;
+        if c == n { Ok(()) } else { Err(c.to_string()) }
+    })
+    .await;
+    let _ = start;
+    println!("joining a registry of {n} keys: Elixir node {elixir_join:?}, erlnode node {rust_join:?} (debug build)");
+    assert_eq!(reg.lookup(&Term::Int(n / 2 + 1)).map(|(_, v)| v), Some(Term::atom("nil")));
+    r1.shutdown().await;
+}
+
+/// Bad input to the Rust CRDT from a BEAM node (an unknown message, a
+/// diff with a malformed tree, a diff over the size limit, data that is
+/// not an AWLWWMap): each is dropped with a warning and the peer keeps
+/// syncing; and `erlnode run --register-echo-horde` serves via-calls.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs HORDE_LIBS: make test-horde HORDE_LIBS=DIR"]
+async fn bad_input_is_dropped_and_the_cli_member_keeps_serving() {
+    let ebins = horde_libs();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let ex = horde_node("hba", &cookie, epmd.port(), &ebins).await;
+    let rust = format!("{}@127.0.0.1", support::unique("hbr"));
+    let mut cli = crate::support::Erlnode::run(&rust, &cookie, epmd.port(), &["--no-embedded-epmd", "--register-echo-horde", &format!("{REG}/cli-echo")]).await;
+    cli.wait_for_line("echo registered in the Horde registry", T).await.expect("the echo is registered");
+    assert_eq!(ex.eval_elixir(&format!(r#"Node.connect(:"{rust}")"#)).await, Term::atom("true"));
+    let call = format!(r#"GenServer.call({{:via, Horde.Registry, {{{REG}, "cli-echo"}}}}, :hello)"#);
+    poll("the CLI's echo reachable by a via-call", T, || async {
+        match ex.try_eval_elixir(&call).await {
+            Ok(t) if t == Term::tuple([Term::atom("echo"), Term::atom("hello")]) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let crdt = format!("{{:\"Elixir.{REG}.Crdt\", :\"{rust}\"}}");
+    ex.eval_elixir(&format!(
+        r#"to = {crdt}
+           send(to, :hello)
+           send(to, {{:diff, %DeltaCrdt.CausalCrdt.Diff{{continuation: %MerkleMap.MerkleTree.Diff{{trees: [{{"", %MerkleMap.MerkleTree{{tree: {{1, 2, 3, 4}}}}}}]}}, dots: %{{}}, originator: self(), from: self(), to: to}}}})
+           send(to, {{:diff, %DeltaCrdt.CausalCrdt.Diff{{continuation: %MerkleMap.MerkleTree.Diff{{keys: Enum.to_list(1..2_200_000)}}, dots: %{{}}, originator: self(), from: self(), to: to}}}})
+           send(to, {{:diff, %{{not: :a_crdt}}, [1]}})
+           :ok"#
+    ))
+    .await;
+    for what in ["not a DeltaCrdt message", "4-tuple in a tree", "over the limit", "not an %AWLWWMap{}"] {
+        cli.wait_for_line(what, T).await.unwrap_or_else(|e| panic!("no warning for {what}: {e}"));
+    }
+    // Still serving: the same CRDT process (monitored, no DOWN), its
+    // registry answers Horde's `:members` call, the echo answers.
+    let alive = ex
+        .eval_elixir(&format!(
+            r#"ref = Process.monitor({crdt})
+               members = GenServer.call({{:"Elixir.{REG}", :"{rust}"}}, :members)
+               echo = {call}
+               down = receive do {{:DOWN, ^ref, _, _, r}} -> r after 1000 -> :none end
+               {{length(members), echo, down}}"#
+        ))
+        .await;
+    assert_eq!(alive, Term::tuple([Term::Int(2), Term::tuple([Term::atom("echo"), Term::atom("hello")]), Term::atom("none")]));
+    assert!(!cli.output().iter().any(|l| l.contains("panicked")), "the CLI node panicked");
+    cli.kill().await;
+}

@@ -1,0 +1,250 @@
+//! One CRDT replica's state: DeltaCrdt's `crdt_state` (an AWLWWMap) and
+//! its `merkle_map`, indexed for hundreds of thousands of keys.
+//!
+//! Every mutation, local (`put`, `delete`) or a peer's delta (`join`),
+//! goes through DeltaCrdt's `update_state_with_delta`: join per touched
+//! key, refile the keys whose raw entries changed in the Merkle tree, and
+//! report the keys whose *read* value changed ([`Change`], what
+//! DeltaCrdt's `on_diffs` callback gets and Horde's registry acts on).
+
+use super::awlww::{entries_eq, entries_term_shaped, join_entries, mapset_shape_of, read_entries, AwLwwMap, Entries, MapSetShape};
+use super::merkle::MerkleTree;
+use super::term_key::{term_eq, TermKey};
+use crate::term::{Atom, Term};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// A read value that changed (DeltaCrdt's `{:add, k, v}` / `{:remove, k}`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Add(Term, Term),
+    Remove(Term),
+}
+
+/// Where ERTS's monotonic clock starts (`erlang:system_info(start_time)`
+/// on OTP 25/27 is -2^59 ns rounded): DeltaCrdt timestamps are
+/// `System.monotonic_time(:nanosecond)`, so a foreign writer must count
+/// from there, or its writes would win or lose every conflict.
+const ERTS_MONOTONIC_START: i64 = -576_460_752_000_000_000;
+
+/// This process's `System.monotonic_time(:nanosecond)`, on ERTS's scale.
+pub fn monotonic_ns() -> i64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    ERTS_MONOTONIC_START + start.elapsed().as_nanos() as i64
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Store {
+    pub node_id: u64,
+    /// The causal context, compressed: max counter per node id.
+    pub dots: BTreeMap<u64, u64>,
+    value: HashMap<TermKey, Entries>,
+    tree: MerkleTree,
+    /// How the cluster's Elixir spells `MapSet` (leaf hashes depend on it).
+    shape: MapSetShape,
+}
+
+impl Store {
+    pub fn new(node_id: u64) -> Store {
+        Store { node_id, ..Store::default() }
+    }
+
+    /// A replica holding `state` (an `%AWLWWMap{}` term), as a DeltaCrdt
+    /// would after reading it from storage.
+    pub fn from_term(node_id: u64, state: &Term) -> Option<Store> {
+        let m = AwLwwMap::from_term(state)?;
+        let mut s = Store::new(node_id);
+        s.shape = mapset_shape_of(state).unwrap_or_default();
+        s.dots = m.dots;
+        for (k, e) in m.value {
+            s.tree.put(k.clone(), entries_term_shaped(&e, s.shape));
+            s.value.insert(TermKey(k), e);
+        }
+        Some(s)
+    }
+
+    pub fn shape(&self) -> MapSetShape {
+        self.shape
+    }
+
+    /// Adopts the `MapSet` shape the peers use (seen in their data),
+    /// refiling every key under the hashes they compute.
+    pub fn set_shape(&mut self, shape: MapSetShape) {
+        if shape == self.shape {
+            return;
+        }
+        tracing::info!(?shape, keys = self.value.len(), "horde crdt: peers spell MapSet differently; refiling the Merkle tree");
+        self.shape = shape;
+        self.tree = MerkleTree::new();
+        for (k, e) in &self.value {
+            self.tree.put(k.0.clone(), entries_term_shaped(e, shape));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.value.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.value.is_empty()
+    }
+
+    /// `read(crdt, [key])`.
+    pub fn read(&self, key: &Term) -> Option<&Term> {
+        self.value.get(&TermKey(key.clone())).and_then(read_entries)
+    }
+
+    /// Every key and its read value.
+    pub fn read_all(&self) -> impl Iterator<Item = (&Term, &Term)> {
+        self.value.iter().filter_map(|(k, e)| read_entries(e).map(|v| (&k.0, v)))
+    }
+
+    /// The Merkle tree, hashes up to date (`MerkleMap.update_hashes/1`).
+    pub fn tree(&mut self) -> &MerkleTree {
+        self.tree.update_hashes();
+        &self.tree
+    }
+
+    /// `AWLWWMap.add/4` then the join: the key's old dots are replaced by
+    /// one new dot of this replica, stamped now.
+    pub fn put(&mut self, key: Term, value: Term) -> Vec<Change> {
+        let ctr = self.dots.get(&self.node_id).copied().unwrap_or(0) + 1;
+        let dot = (self.node_id, ctr);
+        let old = self.value.remove(&TermKey(key.clone()));
+        let entries = vec![((value, monotonic_ns()), BTreeSet::from([dot]))];
+        self.store_key(&key, entries, old.as_ref());
+        self.dots.insert(self.node_id, ctr);
+        self.report(&key, old.as_ref())
+    }
+
+    /// `AWLWWMap.remove/3` then the join: all the key's dots go.
+    pub fn delete(&mut self, key: &Term) -> Vec<Change> {
+        let Some(old) = self.value.remove(&TermKey(key.clone())) else { return vec![] };
+        self.tree.delete(key);
+        self.report(key, Some(&old))
+    }
+
+    /// `update_state_with_delta(state, delta, keys)` for a peer's delta.
+    pub fn join(&mut self, delta: &AwLwwMap, keys: &[Term]) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let empty = Entries::new();
+        let before = self.dots.clone();
+        let theirs_by_key: HashMap<TermKey, &Entries> = delta.value.iter().map(|(k, e)| (TermKey(k.clone()), e)).collect();
+        let mut done = std::collections::HashSet::new();
+        for key in keys {
+            // A diff's keys may repeat; join each once.
+            if !done.insert(TermKey(key.clone())) {
+                continue;
+            }
+            let theirs = theirs_by_key.get(&TermKey(key.clone())).copied().unwrap_or(&empty);
+            let old = self.value.remove(&TermKey(key.clone()));
+            let joined = join_entries(old.as_ref().unwrap_or(&empty), &before, theirs, &delta.dots);
+            self.store_key(key, joined, old.as_ref());
+            changes.extend(self.report(key, old.as_ref()));
+        }
+        for (&n, &c) in &delta.dots {
+            let e = self.dots.entry(n).or_insert(c);
+            *e = (*e).max(c);
+        }
+        changes
+    }
+
+    /// Files the key's new entries, refiling the tree if they changed.
+    fn store_key(&mut self, key: &Term, joined: Entries, old: Option<&Entries>) {
+        let changed = !old.is_some_and(|o| entries_eq(o, &joined)) && !(old.is_none() && joined.is_empty());
+        if changed {
+            if joined.is_empty() {
+                self.tree.delete(key);
+            } else {
+                self.tree.put(key.clone(), entries_term_shaped(&joined, self.shape));
+            }
+        }
+        if !joined.is_empty() {
+            self.value.insert(TermKey(key.clone()), joined);
+        }
+    }
+
+    /// The read change of `key` against its entries before the mutation.
+    fn report(&self, key: &Term, old: Option<&Entries>) -> Vec<Change> {
+        let mut out = Vec::new();
+        let before = old.and_then(read_entries);
+        let after = self.read(key);
+        match (before, after) {
+            (Some(b), Some(a)) if term_eq(a, b) => {}
+            (None, None) => {}
+            (_, None) => out.push(Change::Remove(key.clone())),
+            (_, Some(a)) => out.push(Change::Add(key.clone(), a.clone())),
+        }
+        out
+    }
+
+    /// What a diff's data message carries: `%AWLWWMap{dots: ctx, value:
+    /// Map.take(value, keys)}`, `ctx` being the diff's (the originator's).
+    pub fn take_term(&self, keys: &[Term], ctx: &Term) -> Term {
+        // A diff's keys may repeat (MerkleMap appends each round's finds).
+        let mut seen = std::collections::HashSet::new();
+        let value = keys
+            .iter()
+            .filter_map(|k| self.value.get_key_value(&TermKey(k.clone())))
+            .filter(|(k, _)| seen.insert(*k))
+            .map(|(k, e)| (k.0.clone(), entries_term_shaped(e, self.shape)))
+            .collect();
+        Term::Map(vec![
+            (Term::atom("__struct__"), Term::Atom(Atom::new("Elixir.DeltaCrdt.AWLWWMap"))),
+            (Term::atom("dots"), ctx.clone()),
+            (Term::atom("value"), Term::Map(value)),
+        ])
+    }
+
+    /// The context as the BEAM holds it: `%{NodeId => MaxCounter}`.
+    pub fn dots_term(&self) -> Term {
+        Term::Map(self.dots.iter().map(|(&n, &c)| (Term::Int(n as i64), Term::Int(c as i64))).collect())
+    }
+
+    /// Reads a context a peer sent (a compressed `%{N => C}` map).
+    pub fn dots_from_term(t: &Term) -> Option<BTreeMap<u64, u64>> {
+        let Term::Map(m) = t else { return None };
+        m.iter().map(|(n, c)| Some((u64::try_from(n.as_int()?).ok()?, u64::try_from(c.as_int()?).ok()?))).collect()
+    }
+
+    /// The whole state as an `%AWLWWMap{}` term.
+    pub fn to_term(&self) -> Term {
+        AwLwwMap { dots: self.dots.clone(), value: self.value.iter().map(|(k, e)| (k.0.clone(), e.clone())).collect() }.to_term_shaped(self.shape)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_delete_and_join_report_read_changes() {
+        let mut a = Store::new(1);
+        let k = Term::atom("k");
+        assert_eq!(a.put(k.clone(), Term::Int(1)), vec![Change::Add(k.clone(), Term::Int(1))]);
+        assert_eq!(a.put(k.clone(), Term::Int(1)), vec![], "same value: read unchanged");
+        assert_eq!(a.dots.get(&1), Some(&2));
+        let mut b = Store::new(2);
+        let delta = AwLwwMap::from_term(&a.take_term(&[k.clone()], &a.dots_term())).unwrap();
+        assert_eq!(b.join(&delta, &[k.clone()]), vec![Change::Add(k.clone(), Term::Int(1))]);
+        assert_eq!(b.tree().root_hash(), a.tree().root_hash());
+        // A later write elsewhere wins.
+        assert_eq!(b.put(k.clone(), Term::Int(2)), vec![Change::Add(k.clone(), Term::Int(2))]);
+        let delta = AwLwwMap::from_term(&b.take_term(&[k.clone()], &b.dots_term())).unwrap();
+        assert_eq!(a.join(&delta, &[k.clone()]), vec![Change::Add(k.clone(), Term::Int(2))]);
+        // A delete seen by the other side removes the key there.
+        assert_eq!(a.delete(&k), vec![Change::Remove(k.clone())]);
+        let delta = AwLwwMap::from_term(&a.take_term(&[k.clone()], &a.dots_term())).unwrap();
+        assert_eq!(b.join(&delta, &[k.clone()]), vec![Change::Remove(k.clone())]);
+        assert!(b.is_empty() && a.is_empty());
+        assert_eq!(a.tree().root_hash(), None);
+    }
+
+    #[test]
+    fn timestamps_are_on_the_erts_scale() {
+        let t = monotonic_ns();
+        assert!(t > ERTS_MONOTONIC_START && t < ERTS_MONOTONIC_START + 10_i64.pow(15));
+    }
+}
