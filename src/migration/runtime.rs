@@ -82,6 +82,12 @@ pub(crate) async fn run_restored<M: Migratable>(mut mb: Mailbox, meta: Meta, arg
         tracing::warn!(name = %meta.name, error = %e, "restored process never got the name; stopping");
         return shutdown("not_restored");
     }
+    // The name is ours: be the hosted entry. A second restore of the same
+    // name on this node (a failover noticed twice) overwrote our entry
+    // with its pid, and its exit (killed, it lost) then removed it,
+    // leaving this live owner out of the table that placement, drains
+    // and replica upkeep read.
+    meta.hosted.insert(meta.name.clone(), meta.type_name, mb.pid().clone());
     let restored = M::init_state(args).and_then(|fresh| fresh.alter_handover_state(accept_state::<M>(state)?));
     if let Err(reason) = &restored {
         tracing::error!(name = %meta.name, ?reason, "replica state refused; the process stays down");
