@@ -131,7 +131,7 @@ impl Connection {
             peer,
             flags,
             peer_creation,
-            outbox: outbox::Outbox::new(fragments, cfg.busy_limit),
+            outbox: outbox::Outbox::new(fragments, cfg.busy_limit, flags & crate::handshake::flags::DIST_HDR_ATOM_CACHE != 0),
             reported: AtomicBool::new(false),
             reader_abort: std::sync::Mutex::new(None),
             writer_abort: std::sync::Mutex::new(None),
