@@ -76,6 +76,9 @@ async fn run() {
         ("1 MB", 1 << 20, pick(128, 32)),
         ("64 MB", 64 << 20, pick(4, 2)),
     ];
+    // For profiling: THROUGHPUT_ONLY=<payload label> (e.g. "64 MB").
+    let only = std::env::var("THROUGHPUT_ONLY").ok();
+    let sizes: Vec<_> = sizes.into_iter().filter(|(l, _, _)| only.as_deref().is_none_or(|o| *l == o)).collect();
     let loopback = summary::raw_loopback_bandwidth(pick(256, 64) << 20).await;
     println!("raw loopback TCP: {:.0} MB/s", loopback / 1e6);
     println!();
