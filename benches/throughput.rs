@@ -26,7 +26,7 @@ use summary::{pick, summary};
 use support::{BeamNode, Epmd};
 
 const ROUNDS: usize = 3;
-const DIRECTIONS: [&str; 4] = ["BEAM -> BEAM", "BEAM -> Rust", "Rust -> BEAM", "Rust -> Rust"];
+const DIRECTIONS: [&str; 5] = ["BEAM -> BEAM", "BEAM -> Rust", "Rust -> BEAM", "Rust -> Rust", "Rust -> BEAM, atoms as text"];
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -61,13 +61,16 @@ async fn run() {
     let cookie = support::unique("bench");
     let rust = support::rust_node_builder("rust", &cookie, epmd.port()).start().await.unwrap();
     let rust2 = support::rust_node_builder("rust2", &cookie, epmd.port()).start().await.unwrap();
+    // The same sender without the send-side atom cache (every atom as
+    // text, as before issue 16): an A/B of that change in the same run.
+    let rust_text = support::rust_node_builder("rust_text", &cookie, epmd.port()).send_atom_cache(false).start().await.unwrap();
     let a = BeamNode::builder().prefix("a").cookie(&cookie).epmd_port(epmd.port()).start().await;
     let b = BeamNode::builder().prefix("b").cookie(&cookie).epmd_port(epmd.port()).start().await;
     for n in [&a, &b] {
         n.eval(ERL_SINK).await;
     }
     assert_eq!(a.eval(&format!("net_adm:ping('{}')", b.name())).await, Term::atom("pong"));
-    assert!(rust.ping(a.name()).await && rust.ping(b.name()).await && rust.ping(rust2.name().as_str()).await);
+    assert!(rust.ping(a.name()).await && rust.ping(b.name()).await && rust.ping(rust2.name().as_str()).await && rust_text.ping(b.name()).await);
 
     // (label, payload bytes, messages per round)
     let sizes: Vec<(&str, usize, i64)> = vec![
@@ -105,6 +108,10 @@ async fn run() {
             let sink = rust2.whereis("bench_sink").expect("bench_sink on rust2");
             rates[3].push(rust_blast(&rust, &sink, n, size).await);
             drop(done);
+            // Rust -> BEAM, atoms as text
+            b.eval(&format!("StartSink({n})")).await;
+            let Term::Pid(sink) = b.eval("whereis(bench_sink)").await else { panic!("no bench_sink on b") };
+            rates[4].push(rust_blast(&rust_text, &sink, n, size).await);
             eprintln!(
                 "{label} round {round}: {}",
                 DIRECTIONS.iter().zip(&rates).map(|(d, r)| format!("{d} {:.0}/s", r[round])).collect::<Vec<_>>().join(", ")
@@ -125,6 +132,7 @@ async fn run() {
             summary("throughput", "one-way small, BEAM -> Rust", &fmt(1), &fmt(0), Some(ratio(1)), ">= 1.5x");
             summary("throughput", "one-way small, Rust -> BEAM", &fmt(2), &fmt(0), Some(ratio(2)), ">= 1.2x");
             summary("throughput", "one-way small, Rust -> Rust", &fmt(3), &fmt(0), Some(ratio(3)), ">= 3x");
+            summary("throughput", "one-way small, Rust -> BEAM, atoms as text (before)", &fmt(4), &fmt(0), Some(ratio(4)), "-");
         } else {
             summary("throughput", &format!("{label} messages, Rust -> Rust"), &fmt(3), &fmt(0), Some(ratio(3)), ">= 1x");
             let bytes = median(rates[3].clone()) * size as f64;
@@ -140,4 +148,5 @@ async fn run() {
     }
     rust.shutdown().await;
     rust2.shutdown().await;
+    rust_text.shutdown().await;
 }

@@ -6,7 +6,9 @@
 set -euo pipefail
 log=${1:?usage: bench-summary.sh LOG}
 echo
-echo "## make bench: summary ($(date -u +%Y-%m-%dT%H:%MZ), load average $(cut -d' ' -f1-3 /proc/loadavg), ${BENCH_QUICK:+BENCH_QUICK}${BENCH_QUICK:-full})"
+mode=full
+[ -n "${BENCH_QUICK:-}" ] && [ "$BENCH_QUICK" != 0 ] && mode="BENCH_QUICK=$BENCH_QUICK"
+echo "## make bench: summary ($(date -u +%Y-%m-%dT%H:%MZ), load average $(cut -d' ' -f1-3 /proc/loadavg), $mode)"
 echo
 echo "| bench | path | erlnode | baseline (same run) | ratio | target |"
 echo "|---|---|---|---|---|---|"

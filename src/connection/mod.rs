@@ -65,6 +65,9 @@ pub struct LinkConfig {
     /// senders with backpressure wait (like the BEAM's
     /// `dist_buf_busy_limit`, default 1 MiB).
     pub busy_limit: usize,
+    /// Send atoms as references to the peer's atom cache when it
+    /// negotiated DIST_HDR_ATOM_CACHE (default on; docs/design.md).
+    pub send_atom_cache: bool,
     /// Like `-kernel net_ticktime`: a peer silent this long is down; we
     /// send a tick after a quarter of it without traffic.
     pub net_ticktime: Duration,
@@ -78,6 +81,7 @@ impl Default for LinkConfig {
             max_message: 128 * 1024 * 1024,
             input_share: budget::DEFAULT_INPUT_SHARE,
             busy_limit: outbox::DEFAULT_BUSY_LIMIT,
+            send_atom_cache: true,
             max_fragment_sequences: 1024,
             net_ticktime: Duration::from_secs(60),
             decode: DecodeLimits::default(),
@@ -131,7 +135,7 @@ impl Connection {
             peer,
             flags,
             peer_creation,
-            outbox: outbox::Outbox::new(fragments, cfg.busy_limit, flags & crate::handshake::flags::DIST_HDR_ATOM_CACHE != 0),
+            outbox: outbox::Outbox::new(fragments, cfg.busy_limit, cfg.send_atom_cache && flags & crate::handshake::flags::DIST_HDR_ATOM_CACHE != 0),
             reported: AtomicBool::new(false),
             reader_abort: std::sync::Mutex::new(None),
             writer_abort: std::sync::Mutex::new(None),
