@@ -3,7 +3,9 @@
 //! (Rust -> Rust, Rust -> Elixir, Elixir -> Rust and the Elixir -> Elixir
 //! baseline) for each measurement, a ratio on every non-baseline row, and
 //! the bench leaves nothing behind (no bench process, no global name, no
-//! client node). A node that does not host the bench type is refused in
+//! client node). With one Elixir node left (the `make demo` layout)
+//! `bench handoff` prints the four directions and says there is no
+//! baseline. A node that does not host the bench type is refused in
 //! words. No timing is asserted.
 
 use crate::support::{self, BeamNode, Epmd};
@@ -46,7 +48,7 @@ async fn bench_prints_every_direction_and_cleans_up() {
     let epmd = Epmd::start().await;
     let cookie = support::unique("bench_cli");
     let start = || BeamNode::builder().prefix("bench_ex").cookie(&cookie).epmd_port(epmd.port()).erlnode_ex(true).start();
-    let (ex1, ex2) = (start().await, start().await);
+    let (ex1, mut ex2) = (start().await, start().await);
     for e in [&ex1, &ex2] {
         assert_eq!(e.eval("element(1, application:ensure_all_started(erlnode_ex))").await, Term::atom("ok"));
     }
@@ -90,6 +92,26 @@ async fn bench_prints_every_direction_and_cleans_up() {
     }
     assert!(out.iter().any(|l| l.starts_with("bench: handoff")), "a progress line on stderr: {out:?}");
     assert_clean(&ex1, &[r1.as_str(), r2.as_str(), ex1.name(), ex2.name()]).await;
+
+    // The `make demo` layout: two erlnode nodes and one Elixir node.
+    // `bench handoff` prints the four directions, without a baseline.
+    let gone = ex2.name().to_string();
+    ex2.stop().await;
+    until_empty(&ex1, &format!("[N || N <- nodes(), N == '{gone}']")).await;
+    let args = ["bench", "handoff", "--via", ex1.name(), "--rounds", "2"];
+    let mut demo = support::Erlnode::spawn([&args[..], &common[..]].concat());
+    let status = demo.wait_exit(T).await.expect("bench exits");
+    let out = demo.output();
+    assert!(status.success(), "{out:?}");
+    let header = out.iter().position(|l| l.starts_with("measurement")).unwrap_or_else(|| panic!("a table: {out:?}"));
+    let rows: Vec<Vec<String>> =
+        out[header + 2..].iter().take_while(|l| l.contains(" | ")).map(|l| l.split(" | ").map(|c| c.trim().to_string()).collect()).collect();
+    let mut kinds: Vec<&str> = rows.iter().map(|r| r[3].as_str()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["Elixir -> Rust", "Rust -> Elixir", "Rust -> Rust", "Rust -> Rust"], "{out:?}");
+    assert!(rows.iter().all(|r| r[0] == "handoff, state 1 KB, queue 0" && r[6] == "-"), "{out:?}");
+    assert!(out.iter().any(|l| l.starts_with("(no Elixir -> Elixir baseline")), "{out:?}");
+    assert_clean(&ex1, &[r1.as_str(), r2.as_str(), ex1.name()]).await;
 
     // A node without the bench type (a migration manager hosting only
     // counters) is refused in words, and nothing is left behind.
