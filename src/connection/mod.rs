@@ -21,7 +21,10 @@ use bytes::{Bytes, BytesMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// Frames at least this large are read past the BufReader.
+const DIRECT_READ: usize = 16 * 1024;
 
 pub use budget::{BudgetError, InputBudget};
 pub use outbox::{Busy, Closed};
@@ -251,11 +254,25 @@ async fn read_frames(
             return Err(e.to_string());
         }
         let mut buf = BytesMut::with_capacity(len);
+        // A large frame (a fragment) takes what the BufReader holds, then
+        // the rest straight from the socket: one copy fewer than through
+        // the BufReader's buffer (issue 16, large messages).
+        if len >= DIRECT_READ {
+            let held = rd.buffer();
+            let n = held.len().min(len);
+            buf.extend_from_slice(&held[..n]);
+            std::pin::Pin::new(&mut rd).consume(n);
+        }
         // SAFETY-free fill: read_buf appends; loop until the frame is whole.
         while buf.len() < len {
             let want = len - buf.len();
-            let mut limited = (&mut rd).take(want as u64);
-            match tokio::time::timeout(cfg.net_ticktime, limited.read_buf(&mut buf)).await {
+            let read = if len >= DIRECT_READ {
+                // The BufReader is empty here (taken above, never refilled).
+                tokio::time::timeout(cfg.net_ticktime, rd.get_mut().take(want as u64).read_buf(&mut buf)).await
+            } else {
+                tokio::time::timeout(cfg.net_ticktime, (&mut rd).take(want as u64).read_buf(&mut buf)).await
+            };
+            match read {
                 Err(_) => return Err("net_tick_timeout in the middle of a frame".into()),
                 Ok(Ok(0)) => return Err("peer closed the connection in the middle of a frame".into()),
                 Ok(Ok(_)) => {}
