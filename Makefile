@@ -179,9 +179,25 @@ examples: deps demo-lib
 demo-connect: deps build
 	ERLNODE_BIN=$(RELEASE_BIN) $(ROOT)/scripts/demo.sh
 
-## bench: criterion benchmarks
+## bench: every bench (end-to-end ones against BEAM baselines of the same
+## run, then criterion's codec and phash2), ending with one table of
+## ratios (scripts/bench-summary.sh); BENCH_QUICK=1: fewer rounds and
+## messages, under two minutes once built. Full output: $(BENCH_LOG).
+BENCH_LOG      ?= $(TARGET_DIR)/bench.log
+E2E_BENCHES    := throughput calls processes handoff global tls_throughput
+CRITERION_ARGS := $(if $(BENCH_QUICK),--warm-up-time 0.2 --measurement-time 0.5 --noplot,--noplot)
 bench: deps elixir-lib
-	$(CARGO) bench
+	$(CARGO) bench --no-run
+	: > $(BENCH_LOG)
+	for b in $(E2E_BENCHES); do \
+	  echo "== cargo bench --bench $$b" | tee -a $(BENCH_LOG); \
+	  $(CARGO) bench --bench $$b 2>&1 | tee -a $(BENCH_LOG); \
+	done
+	for b in codec phash2; do \
+	  echo "== cargo bench --bench $$b" | tee -a $(BENCH_LOG); \
+	  $(CARGO) bench --bench $$b -- $(CRITERION_ARGS) 2>&1 | tee -a $(BENCH_LOG); \
+	done
+	$(ROOT)/scripts/bench-summary.sh $(BENCH_LOG)
 
 clean:
 	$(CARGO) clean

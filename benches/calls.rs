@@ -28,6 +28,8 @@
 //! shared machine: calls/s moves with whatever else runs, CPU per call
 //! much less.
 
+#[path = "common/summary.rs"]
+mod summary;
 #[path = "../interop-tests/support/mod.rs"]
 mod support;
 
@@ -176,13 +178,15 @@ async fn run() {
     let diag = std::env::var_os("CALLS_DIAG").is_some();
     let rounds: usize = std::env::var("CALLS_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(DEFAULT_ROUNDS);
     let mut results: Vec<(Target, usize, Vec<Sample>)> = vec![];
-    for &(k, _) in &CONFIGS {
+    // BENCH_QUICK: a tenth of the calls per run.
+    let configs: Vec<(usize, usize)> = CONFIGS.iter().map(|&(k, m)| (k, summary::pick(m, m / 10))).collect();
+    for &(k, _) in &configs {
         for &t in &targets {
             results.push((t, k, vec![]));
         }
     }
     for round in 0..rounds {
-        for &(k, m) in &CONFIGS {
+        for &(k, m) in &configs {
             for &t in &targets {
                 let pids = [a.os_pid(), b.os_pid(), std::process::id()];
                 let (cpu0, segs0) = (pids.map(cpu_us), tcp_out_segs());
@@ -222,7 +226,7 @@ async fn run() {
 
     println!("| target | callers | calls/s | p50 us | p99 us | ratio to Elixir -> Elixir (calls/s) | caller CPU us/call | server CPU us/call |");
     println!("|---|---|---|---|---|---|---|---|");
-    for &(k, m) in &CONFIGS {
+    for &(k, m) in &configs {
         let base = results.iter().find(|(t, kk, _)| *t == Target::ExEx && *kk == k).map(|r| median(r.2.iter().map(|s| s.rate).collect()));
         for (t, kk, samples) in &results {
             if *kk != k {
@@ -239,11 +243,15 @@ async fn run() {
                 _ => (format!("{caller:.1}"), format!("{server:.1}")),
             };
             println!("| {} | {k} | {rate:.0} | {p50:.0} | {p99:.0} | {ratio} | {caller} | {server} |", t.label());
+            if let (Some(b), Target::ExRustEcho | Target::ExRustGs | Target::RustRust) = (base, t) {
+                let target = if *t == Target::RustRust { "-" } else { ">= 1.1x" };
+                summary::summary("calls", &format!("{}, {k} caller(s)", t.label()), &format!("{rate:.0} calls/s"), &format!("{b:.0} calls/s"), Some(rate / b), target);
+            }
         }
         let _ = m;
     }
     println!();
-    println!("({rounds} rounds, median per cell; calls per run: {})", CONFIGS.iter().map(|(k, m)| format!("{k} x {m}")).collect::<Vec<_>>().join(", "));
+    println!("({rounds} rounds, median per cell; calls per run: {})", configs.iter().map(|(k, m)| format!("{k} x {m}")).collect::<Vec<_>>().join(", "));
     rust.shutdown().await;
     rust2.shutdown().await;
 }

@@ -18,6 +18,8 @@
 //!
 //! The median of ROUNDS rounds is reported.
 
+#[path = "common/summary.rs"]
+mod summary;
 #[path = "../interop-tests/support/mod.rs"]
 #[allow(dead_code)]
 mod support;
@@ -244,7 +246,8 @@ async fn run() {
     let mut seq_r = vec![];
     let mut par_e = vec![];
     let mut par_r = vec![];
-    for round in 0..ROUNDS {
+    let rounds = summary::pick(ROUNDS, 1);
+    for round in 0..rounds {
         let e = ex_seq(&a, &format!("s{round}_e"), SEQ_N).await;
         let rr = rust_seq(&r, &format!("s{round}_r"), SEQ_N).await;
         eprintln!("round {round} sequential: erlang {e:?}\n                      rust   {rr:?}");
@@ -294,7 +297,12 @@ async fn run() {
     println!("| Erlang `global:whereis_name/1` (node A) | {ex_ns:.0} |");
     println!("| Rust `Global::whereis_name` (node R2) | {rust_ns:.0} |");
     println!();
-    println!("({ROUNDS} rounds, median per cell)");
+    println!("({rounds} rounds, median per cell)");
+    for (mode, e, r) in [("sequential", &seq_e, &seq_r), ("concurrent", &par_e, &par_r)] {
+        let (ee, rr) = (m(e, |x| x.reg_rate), m(r, |x| x.reg_rate));
+        summary::summary("global", &format!("register_name, {mode}, Rust vs Erlang caller"), &format!("{rr:.0} names/s"), &format!("{ee:.0} names/s"), Some(rr / ee), ">= 1x");
+    }
+    summary::summary("global", "whereis_name, Rust vs Erlang", &format!("{rust_ns:.0} ns"), &format!("{ex_ns:.0} ns"), Some(ex_ns / rust_ns), ">= 1x");
     r.shutdown().await;
     r2.shutdown().await;
 }

@@ -9,6 +9,8 @@
 //! queue, the target applying both, and the name switch. Retention (the
 //! old pid forwarding late arrivals afterwards) is not included.
 
+#[path = "common/summary.rs"]
+mod summary;
 #[path = "../interop-tests/support/mod.rs"]
 #[allow(dead_code)]
 mod support;
@@ -21,7 +23,10 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const HOPS: usize = 40;
+/// Handoffs per row (BENCH_QUICK: 10).
+fn hops() -> usize {
+    summary::pick(40, 10)
+}
 
 #[derive(Serialize, Deserialize)]
 struct Blob {
@@ -87,7 +92,7 @@ async fn run() {
     mb.register_type::<Blob>();
 
     let (node_bandwidth, rtt) = floor(&a, &b).await;
-    let bandwidth = raw_loopback_bandwidth().await;
+    let bandwidth = summary::raw_loopback_bandwidth(summary::pick(256, 64) << 20).await;
     println!(
         "loopback TCP: {:.0} MB/s; erlnode node-to-node (64 MB message): {:.0} MB/s; round trip {:.0} us",
         bandwidth / 1e6,
@@ -102,9 +107,9 @@ async fn run() {
         for queue in [0usize, 1000] {
             let name = format!("blob_{size}_{queue}");
             ma.start_process::<Blob>(size, &name).await.unwrap();
-            let mut lat = Vec::with_capacity(HOPS);
+            let mut lat = Vec::with_capacity(hops());
             let mut me = a.spawn_mailbox();
-            for hop in 0..HOPS {
+            for hop in 0..hops() {
                 let src = a.global().whereis_name(&Term::atom(&name)).unwrap();
                 let target = if src.node == *a.name() { b.name().clone() } else { a.name().clone() };
                 me.send(&src, cast("hold"));
@@ -140,32 +145,46 @@ async fn run() {
                 ms(floor),
                 p50.as_secs_f64() / floor.as_secs_f64()
             );
+            let path = format!("handoff {label}, queue {queue}, Rust -> Rust p50");
+            summary::summary("handoff", &format!("{path} vs Elixir -> Elixir"), &format!("{:.2} ms", ms(p50)), &format!("{:.2} ms", ms(bp50)), Some(bp50.as_secs_f64() / p50.as_secs_f64()), "-");
+            if queue == 0 && size == 1024 {
+                let r = p50.as_secs_f64() / rtt.as_secs_f64();
+                summary::summary("handoff", &format!("{path} / Rust -> Rust round trip"), &format!("{:.3} ms", ms(p50)), &format!("{:.3} ms", ms(rtt)), Some(r), "<= 3 (p50 / round trip)");
+            }
+            if queue == 0 && size > 1024 {
+                let r = p50.as_secs_f64() / floor.as_secs_f64();
+                summary::summary("handoff", &format!("{path} / floor"), &format!("{:.3} ms", ms(p50)), &format!("{:.3} ms", ms(floor)), Some(r), "<= 2 (p50 / floor)");
+            }
         }
     }
-    rebalance_on_join(epmd).await;
+    println!();
+    println!("| accounts on c | moved to d on its join | registered in global | rebalance on join | per process moved |");
+    println!("|---|---|---|---|---|");
+    for n in summary::pick(vec![1_000, 10_000, 30_000], vec![1_000, 5_000]) {
+        rebalance_on_join(epmd, n).await;
+    }
     a.shutdown().await;
     b.shutdown().await;
 }
 
-/// 10,000 accounts on a fresh node c; node d starts hosting the type:
-/// the time until every account whose ring owner is now d runs there.
-async fn rebalance_on_join(epmd: u16) {
+/// `n` accounts on a fresh node c; node d starts hosting the type: the
+/// time until every account whose ring owner is now d runs there.
+async fn rebalance_on_join(epmd: u16, n: usize) {
     use erlnode::examples::account::Account;
-    const N: usize = 10_000;
     let tag = std::process::id();
-    let c = Node::builder(format!("rj_c_{tag}@127.0.0.1")).cookie("bench").epmd_port(epmd).start().await.unwrap();
-    let d = Node::builder(format!("rj_d_{tag}@127.0.0.1")).cookie("bench").epmd_port(epmd).start().await.unwrap();
+    let c = Node::builder(format!("rj_c_{tag}_{n}@127.0.0.1")).cookie("bench").epmd_port(epmd).start().await.unwrap();
+    let d = Node::builder(format!("rj_d_{tag}_{n}@127.0.0.1")).cookie("bench").epmd_port(epmd).start().await.unwrap();
     c.connect(d.name().as_str()).await.unwrap();
     c.global().sync(Duration::from_secs(30)).await.unwrap();
     let mc = Migration::start(&c, Arc::new(c.global()), HandoffConfig::default()).unwrap();
     let md = Migration::start(&d, Arc::new(d.global()), HandoffConfig::default()).unwrap();
     let t0 = Instant::now();
-    for i in 0..N {
-        mc.start_process::<Account>(Term::nil(), &format!("rj_{i}")).await.unwrap();
+    for i in 0..n {
+        mc.start_process::<Account>(Term::nil(), &format!("rj_{n}_{i}")).await.unwrap();
     }
     let registered = t0.elapsed();
     let ring = erlnode::migration::ring::Ring::new([c.name().clone(), d.name().clone()], mc.ring_encoding());
-    let expect = (0..N).filter(|i| ring.owner(&Term::atom(&format!("rj_{i}"))).as_ref() == Some(d.name())).count();
+    let expect = (0..n).filter(|i| ring.owner(&Term::atom(&format!("rj_{n}_{i}"))).as_ref() == Some(d.name())).count();
     let t0 = Instant::now();
     md.register_type::<Account>();
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -174,41 +193,18 @@ async fn rebalance_on_join(epmd: u16) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let took = t0.elapsed();
-    println!();
-    println!("10,000 accounts registered in global (2 nodes) in {:.2} s", registered.as_secs_f64());
     println!(
-        "rebalance on join: {expect} of {N} accounts moved to the joining node in {:.2} s ({:.2} ms per process, 16 in flight)",
+        "| {n} | {expect} | {:.2} s | {:.2} s | {:.3} ms (16 in flight) |",
+        registered.as_secs_f64(),
         took.as_secs_f64(),
-        took.as_secs_f64() * 1e3 / expect as f64,
+        took.as_secs_f64() * 1e3 / expect as f64
     );
+    let target = if n == 10_000 { "<= 0.5 s, linear" } else { "linear" };
+    summary::summary("handoff", &format!("rebalance on join, {n} processes ({expect} moved)"), &format!("{:.2} s", took.as_secs_f64()), "-", None, target);
     c.shutdown().await;
     d.shutdown().await;
 }
 
-
-/// The physical floor: raw TCP over loopback, 256 MB in 1 MB writes.
-async fn raw_loopback_bandwidth() -> f64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    const TOTAL: usize = 256 * 1024 * 1024;
-    let reader = tokio::spawn(async move {
-        let (mut s, _) = l.accept().await.unwrap();
-        let mut buf = vec![0u8; 1024 * 1024];
-        let mut got = 0;
-        while got < TOTAL {
-            got += s.read(&mut buf).await.unwrap();
-        }
-    });
-    let mut w = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let chunk = vec![3u8; 1024 * 1024];
-    let t0 = Instant::now();
-    for _ in 0..TOTAL / chunk.len() {
-        w.write_all(&chunk).await.unwrap();
-    }
-    reader.await.unwrap();
-    TOTAL as f64 / t0.elapsed().as_secs_f64()
-}
 
 const ELIXIR_BLOB: &str = r#"
 defmodule BenchBlob do
@@ -251,7 +247,7 @@ async fn elixir_baseline(epmd: u16) -> Vec<(usize, usize, Duration, Duration)> {
                 name = :"bx_{size}_{queue}"
                 {{:ok, _}} = Erlnode.Migration.start_process(BenchBlob, {size}, name)
                 other = :"{other}"
-                lat = for _ <- 1..{HOPS} do
+                lat = for _ <- 1..{hops} do
                   pid = :global.whereis_name(name)
                   target = if node(pid) == node(), do: other, else: node()
                   GenServer.cast(pid, :hold)
@@ -268,6 +264,7 @@ async fn elixir_baseline(epmd: u16) -> Vec<(usize, usize, Duration, Duration)> {
                 Enum.sort(lat)
                 "#,
                 other = e2.name(),
+                hops = hops(),
             );
             let Term::List(lat) = e1.eval_elixir(&code).await else { panic!("latencies") };
             let us: Vec<i64> = lat.iter().map(|t| t.as_int().unwrap()).collect();

@@ -100,7 +100,11 @@ fn bench(c: &mut Criterion) {
         }
         let rust = t0.elapsed().as_nanos() as f64 / f64::from(n);
         match &beam {
-            Some(b) => eprintln!("  {name:<16} rust {rust:>9.1}  beam {:>9.1}  beam/rust {:>5.2}", b[i], b[i] / rust),
+            Some(b) => {
+                eprintln!("  {name:<16} rust {rust:>9.1}  beam {:>9.1}  beam/rust {:>5.2}", b[i], b[i] / rust);
+                // The summary line `make bench` gathers (benches/common/summary.rs).
+                println!("SUMMARY\tphash2\tphash2 {name}\t{rust:.1} ns\t{:.1} ns\t{:.2}x\t>= 1x", b[i], b[i] / rust);
+            }
             None => eprintln!("  {name:<16} rust {rust:>9.1}  (no erl on PATH: no baseline)"),
         }
     }

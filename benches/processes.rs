@@ -12,6 +12,8 @@
 //! compiled from forms), not an `erl_eval` fun, so the baseline is what
 //! a real BEAM process costs. Median of ROUNDS rounds.
 
+#[path = "common/summary.rs"]
+mod summary;
 #[path = "../interop-tests/support/mod.rs"]
 mod support;
 
@@ -61,6 +63,8 @@ static ALLOC: Counting = Counting;
 
 const N: usize = 100_000;
 const ROUNDS: usize = 3;
+/// Warm rounds in BENCH_QUICK mode.
+const QUICK_ROUNDS: usize = 1;
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -140,7 +144,8 @@ async fn run() {
     // erlang:memory) are compared across rounds.
     let mut rust = vec![];
     let mut erl = vec![];
-    for round in 0..=ROUNDS {
+    let rounds = summary::pick(ROUNDS, QUICK_ROUNDS);
+    for round in 0..=rounds {
         let r = rust_round(&node, round == 0 && std::env::var_os("PROCS_DIAG").is_some()).await;
         let b = beam_round(&beam).await;
         eprintln!(
@@ -159,7 +164,7 @@ async fn run() {
     let bi = median(erl.iter().map(|b| b.process_info).collect());
     println!("| {N} idle processes | bytes per process | ratio to BEAM (erlang:memory) |");
     println!("|---|---|---|");
-    println!("| BEAM: erlang:memory(processes) delta (median of {ROUNDS}) | {bm:.0} | 1.00 |");
+    println!("| BEAM: erlang:memory(processes) delta (median of {rounds}) | {bm:.0} | 1.00 |");
     println!("| BEAM: process_info(P, memory) of one idle process | {bi:.0} | {:.2} |", bi / bm);
     println!("| BEAM: beam.smp RSS delta, cold (first {N}) | {:.0} | {:.2} |", cold_beam.rss, cold_beam.rss / bm);
     println!(
@@ -168,13 +173,15 @@ async fn run() {
         cold_rust.heap,
         cold_rust.heap / bm
     );
-    println!("| erlnode: live heap delta, warm (table already sized; median of {ROUNDS}) | {heap:.0} | {:.2} |", heap / bm);
+    println!("| erlnode: live heap delta, warm (table already sized; median of {rounds}) | {heap:.0} | {:.2} |", heap / bm);
     println!("| erlnode: process RSS delta, cold (first {N}) | {:.0} | {:.2} |", cold_rust.rss, cold_rust.rss / bm);
     println!();
+    summary::summary("processes", "memory per idle process, cold (live heap)", &format!("{:.0} B", cold_rust.heap), &format!("{bm:.0} B"), Some(bm / cold_rust.heap), "<= 1 KB");
+    summary::summary("processes", "memory per idle process, warm (live heap)", &format!("{heap:.0} B"), &format!("{bm:.0} B"), Some(bm / heap), "-");
     let mut local = vec![];
     for senders in [1, 4] {
         let mut rates = vec![];
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds {
             rates.push(local_send_rate(&node, senders, 1_000_000 / senders).await);
         }
         local.push((senders, median(rates)));
@@ -186,7 +193,7 @@ async fn run() {
     );
     for (senders, rate) in local {
         println!(
-            "Local delivery (mailbox queue): {senders} sender task(s) -> 1 erlnode process, 1,000,000 messages: {rate:.0} msgs/s ({:.0} ns/msg, median of {ROUNDS})",
+            "Local delivery (mailbox queue): {senders} sender task(s) -> 1 erlnode process, 1,000,000 messages: {rate:.0} msgs/s ({:.0} ns/msg, median of {rounds})",
             1e9 / rate
         );
     }

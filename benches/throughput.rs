@@ -1,84 +1,152 @@
-//! End-to-end one-way throughput of small messages, measured in one run
-//! on one machine: BEAM -> BEAM (the baseline), BEAM -> Rust and
-//! Rust -> BEAM. Run with `make bench` or `cargo bench --bench throughput`.
+//! End-to-end one-way throughput, measured in one run on one machine:
+//! BEAM -> BEAM (the baseline), BEAM -> Rust, Rust -> BEAM and
+//! Rust -> Rust (two erlnode nodes in this process, over loopback TCP
+//! like the rest), for small messages and for large ones (64 KB, 1 MB,
+//! 64 MB binaries), next to raw loopback TCP. Run with `make bench` or
+//! `cargo bench --bench throughput` (`BENCH_QUICK=1`: fewer messages).
 //!
-//! Each direction sends N small tuples `{msg, I, <<"payload">>}` from one
+//! Each direction sends N tuples `{msg, I, <<Size bytes>>}` from one
 //! sender to a registered sink on another node; the sink counts them and
 //! answers `done`; the rate is N over the time from the first send to
-//! `done`. Three rounds per direction; the median is reported.
+//! `done`. The directions are interleaved within each round; three
+//! rounds; the median is reported, with the spread (min..max).
 
 #[path = "common/sink.rs"]
 mod sink;
+#[path = "common/summary.rs"]
+mod summary;
 #[path = "../interop-tests/support/mod.rs"]
 #[allow(dead_code)]
 mod support;
 
-use erlnode::Term;
+use erlnode::{Node, Pid, Term};
 use sink::{median, rate, rust_sink, ERL_SINK};
 use std::time::{Duration, Instant};
+use summary::{pick, summary};
 use support::{BeamNode, Epmd};
 
-const N: i64 = 200_000;
 const ROUNDS: usize = 3;
+const DIRECTIONS: [&str; 5] = ["BEAM -> BEAM", "BEAM -> Rust", "Rust -> BEAM", "Rust -> Rust", "Rust -> BEAM, atoms as text"];
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(run());
 }
 
+/// N messages of `size` bytes from `from` to `sink` (a `bench_sink`,
+/// already started), messages/s. Large messages wait on the link's busy
+/// limit (`send_async`), as a BEAM sender is suspended on a busy
+/// distribution port; small ones are sent without waiting.
+async fn rust_blast(from: &Node, sink: &Pid, n: i64, size: usize) -> f64 {
+    let mut mb = from.spawn_mailbox();
+    mb.send(sink, Term::tuple([Term::atom("start"), Term::Pid(mb.pid().clone())]));
+    let payload = Term::binary(vec![b'p'; size]);
+    let t0 = Instant::now();
+    for i in (1..=n).rev() {
+        let msg = Term::tuple([Term::atom("msg"), Term::Int(i), payload.clone()]);
+        if size >= 64 * 1024 {
+            mb.send_async(sink, msg).await.unwrap();
+        } else {
+            mb.send(sink, msg);
+        }
+    }
+    let done = mb.recv_timeout(Duration::from_secs(300)).await.unwrap();
+    assert!(done.is_atom("done"));
+    n as f64 / t0.elapsed().as_secs_f64()
+}
 
 async fn run() {
     support::require_erlang();
     let epmd = Epmd::start().await;
     let cookie = support::unique("bench");
-    let rust = support::rust_node_builder("rust", &cookie, epmd.port())
-        .start()
-        .await
-        .unwrap();
+    let rust = support::rust_node_builder("rust", &cookie, epmd.port()).start().await.unwrap();
+    let rust2 = support::rust_node_builder("rust2", &cookie, epmd.port()).start().await.unwrap();
+    // The same sender without the send-side atom cache (every atom as
+    // text, as before issue 16): an A/B of that change in the same run.
+    let rust_text = support::rust_node_builder("rust_text", &cookie, epmd.port()).send_atom_cache(false).start().await.unwrap();
     let a = BeamNode::builder().prefix("a").cookie(&cookie).epmd_port(epmd.port()).start().await;
     let b = BeamNode::builder().prefix("b").cookie(&cookie).epmd_port(epmd.port()).start().await;
     for n in [&a, &b] {
         n.eval(ERL_SINK).await;
     }
     assert_eq!(a.eval(&format!("net_adm:ping('{}')", b.name())).await, Term::atom("pong"));
-    assert!(rust.ping(a.name()).await && rust.ping(b.name()).await);
+    assert!(rust.ping(a.name()).await && rust.ping(b.name()).await && rust.ping(rust2.name().as_str()).await && rust_text.ping(b.name()).await);
 
-    let mut beam_beam = vec![];
-    let mut beam_rust = vec![];
-    let mut rust_beam = vec![];
-    for round in 0..ROUNDS {
-        // BEAM -> BEAM
-        b.eval(&format!("StartSink({N})")).await;
-        let us = a.eval(&format!("Blast({{bench_sink, '{}'}}, {N}, 7)", b.name())).await.as_int().unwrap();
-        beam_beam.push(rate(N, us));
-
-        // BEAM -> Rust
-        let sink = rust_sink(&rust, N);
-        let us = a.eval(&format!("Blast({{bench_sink, '{}'}}, {N}, 7)", rust.name())).await.as_int().unwrap();
-        beam_rust.push(rate(N, us));
-        drop(sink);
-
-        // Rust -> BEAM
-        b.eval(&format!("StartSink({N})")).await;
-        let mut mb = rust.spawn_mailbox();
-        let me = mb.pid().clone();
-        rust.send_named(&me, "bench_sink", b.name(), Term::tuple([Term::atom("start"), Term::Pid(me.clone())]));
-        let payload = Term::binary(&b"payload"[..]);
-        let t0 = Instant::now();
-        let sink_name = b.name().to_string();
-        for i in (1..=N).rev() {
-            rust.send_named(&me, "bench_sink", &sink_name, Term::tuple([Term::atom("msg"), Term::Int(i), payload.clone()]));
+    // (label, payload bytes, messages per round)
+    let sizes: Vec<(&str, usize, i64)> = vec![
+        ("small (7 B)", 7, pick(200_000, 50_000)),
+        ("64 KB", 64 << 10, pick(2_000, 400)),
+        ("1 MB", 1 << 20, pick(128, 32)),
+        ("64 MB", 64 << 20, pick(4, 2)),
+    ];
+    // For profiling: THROUGHPUT_ONLY=<payload label> (e.g. "64 MB").
+    let only = std::env::var("THROUGHPUT_ONLY").ok();
+    let sizes: Vec<_> = sizes.into_iter().filter(|(l, _, _)| only.as_deref().is_none_or(|o| *l == o)).collect();
+    let loopback = summary::raw_loopback_bandwidth(pick(256, 64) << 20).await;
+    println!("raw loopback TCP: {:.0} MB/s", loopback / 1e6);
+    println!();
+    println!("| payload | direction | msgs/s (median of {ROUNDS}) | MB/s | spread (msgs/s) | ratio to BEAM -> BEAM |");
+    println!("|---|---|---|---|---|---|");
+    for (label, size, n) in sizes {
+        let mut rates: Vec<Vec<f64>> = vec![vec![]; DIRECTIONS.len()];
+        for round in 0..ROUNDS {
+            // BEAM -> BEAM
+            b.eval(&format!("StartSink({n})")).await;
+            let us = a.eval(&format!("Blast({{bench_sink, '{}'}}, {n}, {size})", b.name())).await.as_int().unwrap();
+            rates[0].push(rate(n, us));
+            // BEAM -> Rust
+            let sink = rust_sink(&rust, n);
+            let us = a.eval(&format!("Blast({{bench_sink, '{}'}}, {n}, {size})", rust.name())).await.as_int().unwrap();
+            rates[1].push(rate(n, us));
+            drop(sink);
+            // Rust -> BEAM
+            b.eval(&format!("StartSink({n})")).await;
+            let Term::Pid(sink) = b.eval("whereis(bench_sink)").await else { panic!("no bench_sink on b") };
+            rates[2].push(rust_blast(&rust, &sink, n, size).await);
+            // Rust -> Rust
+            let done = rust_sink(&rust2, n);
+            let sink = rust2.whereis("bench_sink").expect("bench_sink on rust2");
+            rates[3].push(rust_blast(&rust, &sink, n, size).await);
+            drop(done);
+            // Rust -> BEAM, atoms as text
+            b.eval(&format!("StartSink({n})")).await;
+            let Term::Pid(sink) = b.eval("whereis(bench_sink)").await else { panic!("no bench_sink on b") };
+            rates[4].push(rust_blast(&rust_text, &sink, n, size).await);
+            eprintln!(
+                "{label} round {round}: {}",
+                DIRECTIONS.iter().zip(&rates).map(|(d, r)| format!("{d} {:.0}/s", r[round])).collect::<Vec<_>>().join(", ")
+            );
         }
-        let done = mb.recv_timeout(Duration::from_secs(120)).await.unwrap();
-        assert!(done.is_atom("done"));
-        rust_beam.push(N as f64 / t0.elapsed().as_secs_f64());
-        eprintln!("round {round}: beam->beam {:.0}/s beam->rust {:.0}/s rust->beam {:.0}/s", beam_beam[round], beam_rust[round], rust_beam[round]);
+        let base = median(rates[0].clone());
+        for (d, r) in DIRECTIONS.iter().zip(&rates) {
+            let m = median(r.clone());
+            let (lo, hi) = r.iter().fold((f64::MAX, 0f64), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+            println!("| {label} | {d} | {m:.0} | {:.1} | {lo:.0}..{hi:.0} | {:.2} |", m * size as f64 / 1e6, m / base);
+        }
+        let ratio = |i: usize| median(rates[i].clone()) / base;
+        let fmt = |i: usize| {
+            let m = median(rates[i].clone());
+            if size > 1024 { format!("{:.0} MB/s", m * size as f64 / 1e6) } else { format!("{m:.0} msgs/s") }
+        };
+        if size <= 1024 {
+            summary("throughput", "one-way small, BEAM -> Rust", &fmt(1), &fmt(0), Some(ratio(1)), ">= 1.5x");
+            summary("throughput", "one-way small, Rust -> BEAM", &fmt(2), &fmt(0), Some(ratio(2)), ">= 1.2x");
+            summary("throughput", "one-way small, Rust -> Rust", &fmt(3), &fmt(0), Some(ratio(3)), ">= 3x");
+            summary("throughput", "one-way small, Rust -> BEAM, atoms as text (before)", &fmt(4), &fmt(0), Some(ratio(4)), "-");
+        } else {
+            summary("throughput", &format!("{label} messages, Rust -> Rust"), &fmt(3), &fmt(0), Some(ratio(3)), ">= 1x");
+            let bytes = median(rates[3].clone()) * size as f64;
+            summary(
+                "throughput",
+                &format!("{label} messages, Rust -> Rust vs loopback TCP"),
+                &format!("{:.0} MB/s", bytes / 1e6),
+                &format!("{:.0} MB/s", loopback / 1e6),
+                Some(bytes / loopback),
+                ">= 0.5x",
+            );
+        }
     }
-    let (bb, br, rb) = (median(beam_beam), median(beam_rust), median(rust_beam));
-    println!("| direction | msgs/s (median of {ROUNDS}, N = {N}) | ratio to BEAM -> BEAM |");
-    println!("|---|---|---|");
-    println!("| BEAM -> BEAM | {bb:.0} | 1.00 |");
-    println!("| BEAM -> Rust | {br:.0} | {:.2} |", br / bb);
-    println!("| Rust -> BEAM | {rb:.0} | {:.2} |", rb / bb);
     rust.shutdown().await;
+    rust2.shutdown().await;
+    rust_text.shutdown().await;
 }

@@ -11,6 +11,8 @@
 
 #[path = "common/sink.rs"]
 mod sink;
+#[path = "common/summary.rs"]
+mod summary;
 #[path = "../interop-tests/support/mod.rs"]
 #[allow(dead_code)]
 mod support;
@@ -54,13 +56,14 @@ async fn run() {
     let tls = a.eval(&format!("is_pid(proplists:get_value('{}', erlang:system_info(dist_ctrl)))", b.name())).await;
     assert_eq!(tls, Term::atom("true"), "the BEAM -> BEAM link is inet_tls_dist's");
 
-    println!("| payload | direction | msgs/s (median of {ROUNDS}) | MB/s | ratio to BEAM -> BEAM |");
+    let rounds = summary::pick(ROUNDS, 1);
+    println!("| payload | direction | msgs/s (median of {rounds}) | MB/s | ratio to BEAM -> BEAM |");
     println!("|---|---|---|---|---|");
-    for (n, size) in [(100_000i64, 7usize), (2_000, 65_536)] {
+    for (n, size) in [(summary::pick(100_000i64, 20_000), 7usize), (summary::pick(2_000, 400), 65_536)] {
         let mut bb = vec![];
         let mut br = vec![];
         let mut rb = vec![];
-        for round in 0..ROUNDS {
+        for round in 0..rounds {
             b.eval(&format!("StartSink({n})")).await;
             let us = a.try_eval_timeout(&format!("Blast({{bench_sink, '{}'}}, {n}, {size})", b.name()), LONG).await;
             bb.push(rate(n, micros(us)));
@@ -93,6 +96,9 @@ async fn run() {
         println!("| {size} B | BEAM -> BEAM | {bb:.0} | {:.1} | 1.00 |", mbs(bb));
         println!("| {size} B | BEAM -> Rust | {br:.0} | {:.1} | {:.2} |", mbs(br), br / bb);
         println!("| {size} B | Rust -> BEAM | {rb:.0} | {:.1} | {:.2} |", mbs(rb), rb / bb);
+        for (dir, r) in [("BEAM -> Rust", br), ("Rust -> BEAM", rb)] {
+            summary::summary("tls_throughput", &format!("{size} B over TLS, {dir}"), &format!("{r:.0} msgs/s"), &format!("{bb:.0} msgs/s"), Some(r / bb), ">= 1x");
+        }
     }
     rust.shutdown().await;
 }

@@ -26,6 +26,7 @@ mod processhub;
 mod guide;
 mod state_versions;
 mod cli_client;
+mod bench_cli;
 mod phash2;
 mod horde;
 mod tls;

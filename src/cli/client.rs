@@ -92,3 +92,20 @@ pub async fn ask(node: &Node, on: &str, request: &Request, timeout: Duration) ->
         other => ClientError::Failed(other.to_string()),
     })
 }
+
+/// The cluster as `via` sees it: `via` and the nodes it is connected to
+/// (other client nodes left out), sorted.
+pub async fn cluster_nodes(node: &Node, via: &str, timeout: Duration) -> Vec<String> {
+    let mut nodes = vec![via.to_string()];
+    if let Ok(Term::Map(entries)) = ask(node, via, &Request::Status, timeout).await {
+        if let Some((_, Term::List(peers))) = entries.iter().find(|(k, _)| k.is_atom("nodes")) {
+            nodes.extend(peers.iter().filter_map(|p| match p {
+                Term::Atom(a) if !a.as_str().starts_with("erlnode_ctl_") => Some(a.to_string()),
+                _ => None,
+            }));
+        }
+    }
+    nodes.sort();
+    nodes.dedup();
+    nodes
+}

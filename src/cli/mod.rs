@@ -1,5 +1,6 @@
 //! Command-line interface. Each subcommand lives in its own file.
 
+mod bench;
 mod epmd;
 mod horde;
 mod client;
@@ -62,6 +63,10 @@ pub enum Command {
     /// processes each hosts by type, the global names, and the
     /// migrations in flight.
     Status(status::StatusArgs),
+    /// Measure the running cluster: handoff latency between two nodes
+    /// (every direction, Rust or Elixir; p50/p99), call round trips and
+    /// one-way throughput, next to the same between two Elixir nodes.
+    Bench(bench::BenchArgs),
 }
 
 /// Options of the command that runs a node (`run`).
@@ -215,7 +220,7 @@ fn colour(stream: impl std::io::IsTerminal) -> bool {
 impl Cli {
     /// True for the commands that only ask a running cluster something.
     pub fn is_client(&self) -> bool {
-        matches!(self.command, Command::Ping(_) | Command::Migrate(_) | Command::Rebalance(_) | Command::Status(_))
+        matches!(self.command, Command::Ping(_) | Command::Migrate(_) | Command::Rebalance(_) | Command::Status(_) | Command::Bench(_))
     }
 }
 
@@ -228,6 +233,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Migrate(a) => migrate::migrate(a).await,
         Command::Rebalance(a) => migrate::rebalance(a).await,
         Command::Status(a) => status::status(a).await,
+        Command::Bench(a) => bench::run(a).await,
     }
 }
 

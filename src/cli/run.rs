@@ -37,7 +37,8 @@ pub struct RunArgs {
     #[arg(long = "register-echo", value_name = "NAME")]
     pub register_echo: Option<String>,
     /// Don't run the migration manager (erlnode_migration). With it, this
-    /// node hosts the example type "account", takes processes moved to it,
+    /// node hosts the example type "account" and the bench type
+    /// "erlnode_bench" (`erlnode bench`), takes processes moved to it,
     /// and on SIGTERM/SIGINT first moves every process it hosts to the
     /// remaining nodes (graceful leave).
     #[arg(long)]
@@ -280,6 +281,10 @@ pub async fn run(a: RunArgs) -> ExitCode {
                     m.set_replicas("account", crate::migration::ReplicaConfig { replicas: a.replicas, mode: a.replica_mode });
                 }
                 m.register_type::<crate::examples::account::Account>();
+                // `erlnode bench` measures with throwaway processes of this
+                // type; placement never moves them.
+                m.register_type::<crate::examples::bench::Bench>();
+                m.pin_type::<crate::examples::bench::Bench>();
                 Some(m)
             }
             Err(e) => {

@@ -32,18 +32,7 @@ pub async fn status(a: StatusArgs) -> ExitCode {
         }
     };
     let timeout = Duration::from_secs(a.timeout);
-    // The cluster is the via node and the nodes it is connected to.
-    let mut nodes = vec![a.via.clone()];
-    if let Ok(Term::Map(entries)) = client::ask(&node, &a.via, &Request::Status, timeout).await {
-        if let Some((_, Term::List(peers))) = entries.iter().find(|(k, _)| k.is_atom("nodes")) {
-            nodes.extend(peers.iter().filter_map(|p| match p {
-                Term::Atom(a) if !a.as_str().starts_with("erlnode_ctl_") => Some(a.to_string()),
-                _ => None,
-            }));
-        }
-    }
-    nodes.sort();
-    nodes.dedup();
+    let nodes = client::cluster_nodes(&node, &a.via, timeout).await;
     println!("nodes ({}):", nodes.len());
     for n in &nodes {
         match client::ask(&node, n, &Request::Status, timeout).await {

@@ -28,3 +28,97 @@ impl AtomCache {
         self.entries.get(index).and_then(|a| a.as_ref())
     }
 }
+
+/// The send side: which atom the peer holds at each cache index (what
+/// this link told it, in frame order), and the references of the message
+/// being encoded. Encoding happens under the outbox's lock, so frames
+/// reach the peer in the order their headers updated this table, as the
+/// peer's reader applies them.
+///
+/// An atom's index is a hash of its text (as the BEAM picks it; any
+/// index is valid, the receiver stores what the header says). A message
+/// refers to at most 255 atoms through the cache; atoms beyond that, and
+/// atoms longer than 255 bytes (they would need the long-atoms header
+/// flag), go as text.
+pub struct SendCache {
+    held: Vec<Option<Atom>>,
+    /// This message's references: the atom, its cache index, and whether
+    /// the header must carry its text (a new entry).
+    refs: Vec<(Atom, u16, bool)>,
+}
+
+impl Default for SendCache {
+    fn default() -> Self {
+        SendCache { held: vec![None; CACHE_SIZE], refs: Vec::new() }
+    }
+}
+
+/// Most references one message's header can carry.
+const MAX_REFS: usize = 255;
+
+fn index_of(a: &Atom) -> u16 {
+    // FNV-1a over the text.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in a.as_str().bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    (h as usize % CACHE_SIZE) as u16
+}
+
+impl SendCache {
+    /// Starts a message.
+    pub fn begin(&mut self) {
+        self.refs.clear();
+    }
+
+    /// Appends the atom cache part of the distribution header (from
+    /// NumberOfAtomCacheRefs on) for the message just encoded.
+    pub fn write_header(&self, out: &mut Vec<u8>) {
+        let n = self.refs.len();
+        out.push(n as u8);
+        if n == 0 {
+            return;
+        }
+        // Four flag bits per reference (new entry, segment index), two to
+        // a byte, low half first; the half after the last holds the
+        // long-atoms flag (0: one-byte lengths).
+        let flags_at = out.len();
+        out.resize(flags_at + n / 2 + 1, 0);
+        for (i, (_, index, new)) in self.refs.iter().enumerate() {
+            let nibble = (if *new { 8 } else { 0 }) | ((index >> 8) as u8 & 7);
+            out[flags_at + i / 2] |= if i % 2 == 0 { nibble } else { nibble << 4 };
+        }
+        for (atom, index, new) in &self.refs {
+            out.push(*index as u8);
+            if *new {
+                let text = atom.as_str().as_bytes();
+                out.push(text.len() as u8);
+                out.extend_from_slice(text);
+            }
+        }
+    }
+}
+
+impl crate::term::AtomRefs for SendCache {
+    fn reference(&mut self, a: &Atom) -> Option<u8> {
+        if let Some(i) = self.refs.iter().position(|(x, _, _)| x == a) {
+            return Some(i as u8);
+        }
+        if self.refs.len() >= MAX_REFS || a.as_str().len() > 255 {
+            return None;
+        }
+        let index = index_of(a);
+        let slot = &mut self.held[index as usize];
+        let new = slot.as_ref() != Some(a);
+        if new {
+            *slot = Some(a.clone());
+        }
+        self.refs.push((a.clone(), index, new));
+        Some((self.refs.len() - 1) as u8)
+    }
+}
+
+#[cfg(test)]
+pub(super) fn tests_index_of(a: &Atom) -> u16 {
+    index_of(a)
+}

@@ -9,8 +9,9 @@
 //! [`Outbox::push`] never waits: system traffic (global, replies, link
 //! and monitor signals) and the fire-and-forget `send` use it.
 
+use super::atom_cache::SendCache;
 use super::header::{DIST_FRAG_CONT, DIST_FRAG_HEADER, DIST_HEADER, VERSION_MAGIC};
-use crate::term::{encode_into, Term};
+use crate::term::{encode_with_atom_refs, AtomRefs, NoCache, Term};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use tokio::sync::Notify;
@@ -22,7 +23,7 @@ pub const FRAGMENT_SIZE: usize = 64 * 1024;
 pub const DEFAULT_BUSY_LIMIT: usize = 1024 * 1024;
 
 pub struct Outbox {
-    buf: Mutex<Vec<u8>>,
+    buf: Mutex<Queue>,
     /// Wakes the writer.
     pub(super) notify: Notify,
     /// Wakes senders waiting for the queue to drop below `busy_limit`.
@@ -31,6 +32,23 @@ pub struct Outbox {
     next_seq: AtomicU64,
     fragments: bool,
     busy_limit: usize,
+}
+
+/// What the lock guards: the bytes for the writer and, when the peer
+/// takes atom cache references (DIST_HDR_ATOM_CACHE), what its cache
+/// holds, which must change in the order frames are queued.
+struct Queue {
+    bytes: Vec<u8>,
+    cache: Option<SendCache>,
+    /// Scratch for one message's atom cache header.
+    header: Vec<u8>,
+}
+
+fn encode_terms(buf: &mut Vec<u8>, control: &Term, payload: Option<&Term>, refs: &mut impl AtomRefs) {
+    encode_with_atom_refs(control, buf, refs);
+    if let Some(p) = payload {
+        encode_with_atom_refs(p, buf, refs);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,9 +65,11 @@ pub enum Busy {
 }
 
 impl Outbox {
-    pub fn new(fragments: bool, busy_limit: usize) -> Self {
+    /// `atom_cache`: the peer negotiated DIST_HDR_ATOM_CACHE, so atoms
+    /// go as references to its cache (text once per link and cache slot).
+    pub fn new(fragments: bool, busy_limit: usize, atom_cache: bool) -> Self {
         Outbox {
-            buf: Mutex::new(Vec::with_capacity(64 * 1024)),
+            buf: Mutex::new(Queue { bytes: Vec::with_capacity(64 * 1024), cache: atom_cache.then(SendCache::default), header: Vec::new() }),
             notify: Notify::new(),
             space: Notify::new(),
             closed: AtomicBool::new(false),
@@ -66,8 +86,8 @@ impl Outbox {
             return Err(Closed);
         }
         {
-            let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
-            self.encode(&mut buf, control, payload);
+            let mut q = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+            self.encode(&mut q, control, payload);
         }
         self.notify.notify_one();
         Ok(())
@@ -79,11 +99,11 @@ impl Outbox {
             return Err(Busy::Closed);
         }
         {
-            let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
-            if buf.len() >= self.busy_limit {
-                return Err(Busy::Busy { queued: buf.len(), limit: self.busy_limit });
+            let mut q = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+            if q.bytes.len() >= self.busy_limit {
+                return Err(Busy::Busy { queued: q.bytes.len(), limit: self.busy_limit });
             }
-            self.encode(&mut buf, control, payload);
+            self.encode(&mut q, control, payload);
         }
         self.notify.notify_one();
         Ok(())
@@ -108,24 +128,50 @@ impl Outbox {
 
     /// Bytes queued for the writer right now.
     pub fn queued(&self) -> usize {
-        self.buf.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.buf.lock().unwrap_or_else(|e| e.into_inner()).bytes.len()
     }
 
-    fn encode(&self, buf: &mut Vec<u8>, control: &Term, payload: Option<&Term>) {
-        {
-            let start = buf.len();
-            buf.extend_from_slice(&[0, 0, 0, 0, VERSION_MAGIC, DIST_HEADER, 0]);
-            encode_into(control, buf);
-            if let Some(p) = payload {
-                encode_into(p, buf);
+    fn encode(&self, q: &mut Queue, control: &Term, payload: Option<&Term>) {
+        let Queue { bytes: buf, cache, header } = q;
+        let start = buf.len();
+        buf.extend_from_slice(&[0, 0, 0, 0, VERSION_MAGIC, DIST_HEADER]);
+        header.clear();
+        match cache {
+            None => {
+                buf.push(0); // no atom cache references
+                encode_terms(buf, control, payload, &mut NoCache);
             }
-            let len = buf.len() - start - 4;
-            if self.fragments && len > FRAGMENT_SIZE {
-                let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-                fragment_in_place(buf, start, seq);
+            Some(c) => {
+                // Which atoms the header lists is known only once the
+                // terms are written: they go first, then move up to make
+                // room for the header (a memmove of the message, or part
+                // of the one fragmenting does anyway).
+                c.begin();
+                let body_start = buf.len();
+                encode_terms(buf, control, payload, c);
+                c.write_header(header);
+                if !(self.fragments && 2 + header.len() + buf.len() - body_start > FRAGMENT_SIZE) {
+                    let (h, end) = (header.len(), buf.len());
+                    buf.resize(end + h, 0);
+                    buf.copy_within(body_start..end, body_start + h);
+                    buf[body_start..body_start + h].copy_from_slice(header);
+                }
+            }
+        }
+        let len = buf.len() - start - 4;
+        if self.fragments && len > FRAGMENT_SIZE {
+            let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+            // The message bytes start after the atom cache header, which
+            // without the cache is the `0` already in place.
+            let body_start = if header.is_empty() {
+                header.push(0);
+                start + 7
             } else {
-                buf[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
-            }
+                start + 6
+            };
+            fragment_in_place(buf, start, body_start, seq, header);
+        } else {
+            buf[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
         }
     }
 
@@ -133,9 +179,9 @@ impl Outbox {
     /// its capacity is reused.
     pub(super) fn take(&self, spare: &mut Vec<u8>) {
         spare.clear();
-        let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::swap(&mut *buf, spare);
-        drop(buf);
+        let mut q = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::swap(&mut q.bytes, spare);
+        drop(q);
         // Senders wait only while the queue is at the limit, and the queue
         // only grows until taken: a smaller take has no one to wake.
         if spare.len() >= self.busy_limit {
@@ -154,28 +200,48 @@ impl Outbox {
     }
 }
 
+/// Bytes of a fragment's frame before its share of the message: length
+/// prefix, `131`, the tag, sequence id and fragment id, and for the first
+/// one the atom cache header (`cache_header` bytes).
+const fn fragment_header_len(first: bool, cache_header: usize) -> usize {
+    4 + 2 + 16 + if first { cache_header } else { 0 }
+}
+
 /// Rewrites the single frame at `buf[start..]` (length prefix not yet
-/// filled, then `131 68 0` and the message) as DIST_FRAG_HEADER and
-/// DIST_FRAG_CONT frames of at most FRAGMENT_SIZE message bytes each.
-fn fragment_in_place(buf: &mut Vec<u8>, start: usize, seq: u64) {
-    let body: Vec<u8> = buf[start + 7..].to_vec();
-    buf.truncate(start);
-    let chunks: Vec<&[u8]> = body.chunks(FRAGMENT_SIZE).collect();
-    let total = chunks.len() as u64;
-    buf.reserve(body.len() + chunks.len() * 24);
-    for (i, chunk) in chunks.iter().enumerate() {
-        let fragment_id = total - i as u64;
-        let header_len = if i == 0 { 2 + 16 + 1 } else { 2 + 16 };
-        let len = (header_len + chunk.len()) as u32;
-        buf.extend_from_slice(&len.to_be_bytes());
-        buf.push(VERSION_MAGIC);
-        buf.push(if i == 0 { DIST_FRAG_HEADER } else { DIST_FRAG_CONT });
-        buf.extend_from_slice(&seq.to_be_bytes());
-        buf.extend_from_slice(&fragment_id.to_be_bytes());
-        if i == 0 {
-            buf.push(0); // no atom cache references
+/// filled, `131 68`, then up to `body_start` what is not message bytes,
+/// then the message) as one DIST_FRAG_HEADER frame carrying
+/// `cache_header` and DIST_FRAG_CONT frames, each with at most
+/// FRAGMENT_SIZE message bytes, in place: the buffer grows by the
+/// headers' bytes and the chunks move towards its end, last chunk first,
+/// so that none is overwritten before it has moved (each chunk's new
+/// place starts after its old one, and its header ends before it). One
+/// `memmove` of the message, no second buffer: a 64 MB message used to
+/// cost a copy into a fresh vector, with its page faults, and a copy
+/// back.
+fn fragment_in_place(buf: &mut Vec<u8>, start: usize, body_start: usize, seq: u64, cache_header: &[u8]) {
+    let body_len = buf.len() - body_start;
+    let total = body_len.div_ceil(FRAGMENT_SIZE);
+    let (first_len, cont_len) = (fragment_header_len(true, cache_header.len()), fragment_header_len(false, 0));
+    debug_assert!(start + first_len >= body_start, "chunks only move up");
+    buf.resize(start + body_len + first_len + (total - 1) * cont_len, 0);
+    for i in (0..total).rev() {
+        let from = body_start + i * FRAGMENT_SIZE;
+        let len = FRAGMENT_SIZE.min(body_len - i * FRAGMENT_SIZE);
+        // Headers of chunks 0..=i precede chunk i's new place.
+        let to = start + i * FRAGMENT_SIZE + first_len + i * cont_len;
+        buf.copy_within(from..from + len, to);
+        let first = i == 0;
+        let header_len = if first { first_len } else { cont_len };
+        let fragment_id = (total - i) as u64;
+        let h = &mut buf[to - header_len..to];
+        h[..4].copy_from_slice(&((header_len - 4 + len) as u32).to_be_bytes());
+        h[4] = VERSION_MAGIC;
+        h[5] = if first { DIST_FRAG_HEADER } else { DIST_FRAG_CONT };
+        h[6..14].copy_from_slice(&seq.to_be_bytes());
+        h[14..22].copy_from_slice(&fragment_id.to_be_bytes());
+        if first {
+            h[22..].copy_from_slice(cache_header);
         }
-        buf.extend_from_slice(chunk);
     }
 }
 
@@ -185,6 +251,7 @@ mod tests {
     use super::super::fragments::Reassembler;
     use super::super::header::{parse_frame, FramePart};
     use super::*;
+    use crate::term::{encode_into, Atom};
     use bytes::Bytes;
 
     fn split_frames(mut b: &[u8]) -> Vec<Bytes> {
@@ -199,7 +266,7 @@ mod tests {
 
     #[test]
     fn large_message_fragments_and_reassembles() {
-        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT);
+        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT, false);
         let big = Term::Binary(Bytes::from(vec![7u8; FRAGMENT_SIZE * 3 + 5]));
         o.push(&Term::atom("ctl"), Some(&big)).unwrap();
         let mut out = Vec::new();
@@ -227,8 +294,105 @@ mod tests {
     }
 
     #[test]
+    fn fragments_after_other_frames_keep_every_byte() {
+        // Not at the start of the buffer, a last chunk of odd size, and a
+        // body whose bytes differ along its length (a misplaced chunk shows).
+        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT, false);
+        o.push(&Term::Int(1), None).unwrap();
+        let big = Term::Binary(Bytes::from((0..FRAGMENT_SIZE * 2 + 777).map(|i| (i % 251) as u8).collect::<Vec<u8>>()));
+        o.push(&Term::atom("ctl"), Some(&big)).unwrap();
+        o.push(&Term::Int(2), None).unwrap();
+        let mut out = Vec::new();
+        o.take(&mut out);
+        let frames = split_frames(&out);
+        assert_eq!(frames.len(), 5, "one small, three fragments, one small");
+        let mut cache = AtomCache::default();
+        let mut r = Reassembler::new(1 << 24, 4);
+        let mut whole = vec![];
+        let mut done = None;
+        for f in frames {
+            match parse_frame(f, &mut cache).unwrap() {
+                FramePart::Whole { .. } => whole.push(()),
+                FramePart::First { seq, fragment_id, atoms, body } => {
+                    assert_eq!(fragment_id, 3);
+                    done = done.or(r.first(seq, fragment_id, atoms, body).unwrap());
+                }
+                FramePart::Cont { seq, fragment_id, body } => done = done.or(r.cont(seq, fragment_id, body).unwrap()),
+            }
+        }
+        assert_eq!(whole.len(), 2);
+        let mut expect = Vec::new();
+        encode_into(&Term::atom("ctl"), &mut expect);
+        encode_into(&big, &mut expect);
+        assert_eq!(&done.expect("message completed").1[..], &expect[..]);
+    }
+
+    /// Every message `o` queued, decoded as the peer's reader does.
+    fn decode_all(o: &Outbox, cache: &mut AtomCache) -> Vec<(Term, Option<Term>)> {
+        let mut out = Vec::new();
+        o.take(&mut out);
+        let mut r = Reassembler::new(1 << 26, 4);
+        let mut msgs = vec![];
+        for f in split_frames(&out) {
+            let whole = match parse_frame(f, cache).unwrap() {
+                FramePart::Whole { atoms, body } => Some((atoms, body)),
+                FramePart::First { seq, fragment_id, atoms, body } => r.first(seq, fragment_id, atoms, body).unwrap(),
+                FramePart::Cont { seq, fragment_id, body } => r.cont(seq, fragment_id, body).unwrap(),
+            };
+            if let Some((atoms, body)) = whole {
+                msgs.push(super::super::decode_message(&body, &atoms, &crate::term::DecodeLimits::default()).unwrap());
+            }
+        }
+        msgs
+    }
+
+    fn occurrences(frames: &[u8], text: &str) -> usize {
+        frames.windows(text.len()).filter(|w| *w == text.as_bytes()).count()
+    }
+
+    #[test]
+    fn atoms_go_once_per_link_through_the_cache() {
+        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT, true);
+        let pid = crate::term::Pid { node: Atom::new("peer@host"), id: 1, serial: 0, creation: 7 };
+        let ctl = Term::tuple([Term::Int(6), Term::Pid(pid.clone()), Term::atom(""), Term::atom("bench_sink")]);
+        let msg = Term::tuple([Term::atom("msg"), Term::atom("msg"), Term::Pid(pid), Term::atom("caf\u{e9}")]);
+        let mut cache = AtomCache::default();
+        for round in 0..3 {
+            o.push(&ctl, Some(&msg)).unwrap();
+            // What goes on the wire: each atom's text in the first frame only.
+            let peek = o.buf.lock().unwrap().bytes.clone();
+            let expect = if round == 0 { 1 } else { 0 };
+            assert_eq!(occurrences(&peek, "bench_sink"), expect, "round {round}");
+            assert_eq!(occurrences(&peek, "peer@host"), expect, "round {round}");
+            assert_eq!(decode_all(&o, &mut cache), vec![(ctl.clone(), Some(msg.clone()))], "round {round}");
+        }
+    }
+
+    #[test]
+    fn cache_collisions_many_atoms_and_fragments_round_trip() {
+        use super::super::atom_cache::tests_index_of as index_of;
+        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT, true);
+        // Two atoms on one cache index, in one message and across messages.
+        let a = Atom::new("a0");
+        let b = (1..).map(|i| Atom::new(&format!("a{i}"))).find(|x| index_of(x) == index_of(&a)).unwrap();
+        let pair = Term::tuple([Term::Atom(a.clone()), Term::Atom(b.clone()), Term::Atom(a.clone())]);
+        // More distinct atoms than one header can list, and one of 400
+        // bytes (200 characters), which goes as text.
+        let many = Term::List((0..400).map(|i| Term::atom(&format!("atom_{i}"))).chain([Term::atom(&"\u{e9}".repeat(200))]).collect());
+        // A fragmented message whose atoms go through the cache.
+        let big = Term::tuple([Term::atom("big"), Term::Atom(b.clone()), Term::binary(vec![5u8; FRAGMENT_SIZE * 3 + 11])]);
+        let mut cache = AtomCache::default();
+        let msgs = [pair.clone(), many.clone(), big.clone(), pair.clone(), big.clone(), many.clone()];
+        for m in &msgs {
+            o.push(&Term::Int(2), Some(m)).unwrap();
+        }
+        let got = decode_all(&o, &mut cache);
+        assert_eq!(got, msgs.iter().map(|m| (Term::Int(2), Some(m.clone()))).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn small_messages_batch_into_one_buffer() {
-        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT);
+        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT, false);
         for i in 0..10 {
             o.push(&Term::Int(i), None).unwrap();
         }
@@ -241,7 +405,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_is_busy_until_the_writer_takes_it() {
-        let o = std::sync::Arc::new(Outbox::new(true, 100));
+        let o = std::sync::Arc::new(Outbox::new(true, 100, false));
         let msg = Term::binary(vec![1u8; 60]);
         o.try_push(&Term::Int(1), Some(&msg)).unwrap();
         o.try_push(&Term::Int(2), Some(&msg)).unwrap();
@@ -261,7 +425,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiting_senders_get_an_error_when_the_link_closes() {
-        let o = std::sync::Arc::new(Outbox::new(true, 10));
+        let o = std::sync::Arc::new(Outbox::new(true, 10, false));
         o.push(&Term::binary(vec![0u8; 20]), None).unwrap();
         let o2 = o.clone();
         let waiter = tokio::spawn(async move { o2.push_wait(&Term::Int(1), None).await });

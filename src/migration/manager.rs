@@ -459,6 +459,10 @@ async fn run_plan_once(node: &Node, shared: &Arc<Shared>, plan: Vec<(String, Ato
     report
 }
 
+fn unknown_type(type_name: &str) -> Term {
+    Term::tuple([Term::atom("error"), Term::tuple([Term::atom("unknown_type"), Term::from(type_name)])])
+}
+
 fn parse_result(reply: Term) -> Result<Pid, MigrationError> {
     match reply.as_tuple() {
         Some([ok, Term::Pid(p)]) if ok.is_atom("ok") => Ok(p.clone()),
@@ -539,12 +543,33 @@ async fn manager_loop(node: Node, shared: Arc<Shared>, mut mb: crate::process::M
 fn handle_call(node: &Node, shared: &Arc<Shared>, mb: &mut crate::process::Mailbox, pending: &mut HashMap<Reference, Term>, from: &Term, request: &Term) {
     match Request::parse(request) {
         Some(Request::Start { type_name, args, name, reference, source }) => {
-            let factory = shared.types.read().unwrap().get(&type_name).cloned();
-            let reply = match factory {
+            let reply = match shared.types.read().unwrap().get(&type_name).cloned() {
                 Some(f) => result_term(&f(node, shared, args, name, StartAs::Target(reference, source))),
-                None => Term::tuple([Term::atom("error"), Term::tuple([Term::atom("unknown_type"), Term::from(type_name.as_str())])]),
+                None => unknown_type(&type_name),
             };
             mb.reply(from, reply);
+        }
+        Some(Request::Spawn { type_name, args, name }) => {
+            let Some(f) = shared.types.read().unwrap().get(&type_name).cloned() else {
+                mb.reply(from, unknown_type(&type_name));
+                return;
+            };
+            let pid = match f(node, shared, args, name.clone(), StartAs::Fresh(None)) {
+                Ok(pid) => pid,
+                Err(e) => return mb.reply(from, result_term(&Err(e))),
+            };
+            // Registering waits on global's lock: not in the manager's loop.
+            let (node, shared, from) = (node.clone(), shared.clone(), from.clone());
+            tokio::spawn(async move {
+                let reply = match shared.register_name(&type_name, name.as_str(), &pid).await {
+                    Ok(()) => Ok(pid),
+                    Err(e) => {
+                        node.exit(&pid, Term::atom("kill"));
+                        Err(Term::from(e.to_string().as_str()))
+                    }
+                };
+                node.reply(&from, result_term(&reply));
+            });
         }
         Some(Request::Migrate { name, target, mode }) => match shared.registry.whereis(name.as_str()) {
             Some(pid) if node.is_alive(&pid) => {

@@ -179,6 +179,11 @@ pub enum Request {
     /// Even out the processes of a type across the nodes hosting it;
     /// replies `{ok, Moved}` or `{error, Reason}`.
     Rebalance { type_name: String },
+    /// Start a fresh process of `type_name` on the receiving node and
+    /// register it globally as `name` (`erlnode bench` starts its
+    /// throwaway processes so); replies `{ok, Pid}` or `{error, Reason}`,
+    /// `{error, {unknown_type, Type}}` when the node does not host it.
+    Spawn { type_name: String, args: Term, name: Atom },
 }
 
 impl Request {
@@ -199,6 +204,9 @@ impl Request {
             Request::Hosted => Term::tuple([tag(), Term::atom("hosted")]),
             Request::Status => Term::tuple([tag(), Term::atom("status")]),
             Request::Rebalance { type_name } => Term::tuple([tag(), Term::atom("rebalance"), Term::from(type_name.as_str())]),
+            Request::Spawn { type_name, args, name } => {
+                Term::tuple([tag(), Term::atom("spawn"), Term::from(type_name.as_str()), args.clone(), Term::Atom(name.clone())])
+            }
         }
     }
 
@@ -220,6 +228,9 @@ impl Request {
             [tg, op] if tg.is_atom(TAG) && op.is_atom("status") => Some(Request::Status),
             [tg, op, Term::Binary(ty)] if tg.is_atom(TAG) && op.is_atom("rebalance") => {
                 Some(Request::Rebalance { type_name: String::from_utf8(ty.to_vec()).ok()? })
+            }
+            [tg, op, Term::Binary(ty), args, Term::Atom(name)] if tg.is_atom(TAG) && op.is_atom("spawn") => {
+                Some(Request::Spawn { type_name: String::from_utf8(ty.to_vec()).ok()?, args: args.clone(), name: name.clone() })
             }
             _ => None,
         }
@@ -260,6 +271,7 @@ mod tests {
             Request::Hosted,
             Request::Status,
             Request::Rebalance { type_name: "account".into() },
+            Request::Spawn { type_name: "erlnode_bench".into(), args: Term::Int(1024), name: Atom::new("b1") },
         ];
         for r in reqs {
             assert_eq!(Request::parse(&r.to_term()), Some(r.clone()));

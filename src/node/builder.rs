@@ -162,6 +162,14 @@ impl NodeBuilder {
         self.cfg.link.busy_limit = bytes;
         self
     }
+    /// Whether atoms go to peers as references to their distribution
+    /// atom cache (default `true`: each atom's text crosses a link once).
+    /// `false` writes every atom as text, as erlnode did before; for
+    /// comparisons (`cargo bench --bench throughput` measures both).
+    pub fn send_atom_cache(mut self, on: bool) -> Self {
+        self.cfg.link.send_atom_cache = on;
+        self
+    }
     /// The most unfinished input all links together may hold (default
     /// 256 MiB): the bound on what peers, hostile ones included, can make
     /// the node buffer. A link that needs more than what is left is closed.

@@ -39,20 +39,20 @@ impl NodeInner {
     /// tell its links and monitors, local and remote. Idempotent.
     pub(crate) fn exit_process(self: &Arc<Self>, pid: &Pid, reason: Term) {
         let Some(mut e) = self.processes.remove(pid) else { return };
-        for f in e.on_exit.drain(..) {
+        for f in e.on_exit.take() {
             f();
         }
         if let Some(k) = e.kill.take() {
             let _ = k.send(reason.clone());
         }
-        for linked in e.links.drain() {
+        for linked in e.links.take() {
             if self.processes.is_local(&linked) {
                 self.signal_exit(&linked, pid, reason.clone(), true);
             } else {
                 self.send_teardown(&linked.node.clone(), &Control::Exit { from: pid.clone(), to: linked, reason: reason.clone() });
             }
         }
-        for (reference, (watcher, object)) in e.monitored_by.drain() {
+        for (reference, (watcher, object)) in e.monitored_by.take() {
             if self.processes.is_local(&watcher) {
                 self.fire_down(&watcher, &reference, object, reason.clone());
             } else {
@@ -62,7 +62,7 @@ impl NodeInner {
                 );
             }
         }
-        for (reference, target) in e.monitors.drain() {
+        for (reference, target) in e.monitors.take() {
             self.drop_monitor_at_target(pid, &reference, &target);
         }
     }
@@ -71,7 +71,7 @@ impl NodeInner {
     pub(crate) fn fire_down(&self, watcher: &Pid, reference: &Reference, object: Term, reason: Term) {
         let mut procs = self.processes.write();
         if let Some(w) = procs.get_mut(&watcher.id) {
-            if w.monitors.remove(reference).is_some() {
+            if w.monitors.as_mut().and_then(|m| m.remove(reference)).is_some() {
                 let _ = w.tx.send(down_message(reference, object, reason));
             }
         }
@@ -83,7 +83,7 @@ impl NodeInner {
         let action = {
             let mut procs = self.processes.write();
             let Some(e) = procs.get_mut(&target.id).filter(|_| self.processes.is_local(target)) else { return };
-            if via_link && !e.links.remove(from) {
+            if via_link && !e.links.as_mut().is_some_and(|l| l.remove(from)) {
                 // Not (or no longer) linked: a stale signal, as after unlink.
                 return;
             }
@@ -121,8 +121,8 @@ impl NodeInner {
             let ok = {
                 let mut procs = self.processes.write();
                 if procs.contains_key(&a.id) && procs.contains_key(&b.id) {
-                    procs.get_mut(&a.id).unwrap().links.insert(b.clone());
-                    procs.get_mut(&b.id).unwrap().links.insert(a.clone());
+                    procs.get_mut(&a.id).unwrap().links.get_mut().insert(b.clone());
+                    procs.get_mut(&b.id).unwrap().links.get_mut().insert(a.clone());
                     true
                 } else {
                     false
@@ -135,7 +135,7 @@ impl NodeInner {
             // A pid of an earlier incarnation of this node: dead.
             self.noproc_link(a, b);
         } else {
-            let added = self.processes.write().get_mut(&a.id).map(|e| e.links.insert(b.clone())).unwrap_or(false);
+            let added = self.processes.write().get_mut(&a.id).map(|e| e.links.get_mut().insert(b.clone())).unwrap_or(false);
             if added {
                 self.send_control(&b.node.clone(), &Control::Link { from: a.clone(), to: b.clone() });
             }
@@ -157,10 +157,10 @@ impl NodeInner {
     }
 
     pub(crate) fn unlink(self: &Arc<Self>, a: &Pid, b: &Pid) {
-        let was = self.processes.write().get_mut(&a.id).map(|e| e.links.remove(b)).unwrap_or(false);
+        let was = self.processes.write().get_mut(&a.id).map(|e| e.links.as_mut().is_some_and(|l| l.remove(b))).unwrap_or(false);
         if self.processes.is_local(b) {
             if let Some(e) = self.processes.write().get_mut(&b.id) {
-                e.links.remove(a);
+                let _ = e.links.as_mut().is_some_and(|l| l.remove(a));
             }
         } else if was {
             let id = self.next_ref.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -186,7 +186,7 @@ impl NodeInner {
         let local_pid = if node == &self.name { Some(self.processes.whereis(name.as_str())) } else { None };
         match local_pid {
             Some(None) => {
-                self.processes.write().get_mut(&watcher.id).map(|e| e.monitors.insert(reference.clone(), object.clone()));
+                self.processes.write().get_mut(&watcher.id).map(|e| e.monitors.get_mut().insert(reference.clone(), object.clone()));
                 self.fire_down(watcher, &reference, object, Term::atom("noproc"));
             }
             Some(Some(pid)) => self.monitor_object(watcher, reference.clone(), object, node.clone(), Some(pid), MonitorTarget::Name(name.clone())),
@@ -198,11 +198,11 @@ impl NodeInner {
     fn monitor_object(self: &Arc<Self>, watcher: &Pid, reference: Reference, object: Term, node: Atom, local: Option<Pid>, target: MonitorTarget) {
         let mut procs = self.processes.write();
         let Some(w) = procs.get_mut(&watcher.id) else { return };
-        w.monitors.insert(reference.clone(), object.clone());
+        w.monitors.get_mut().insert(reference.clone(), object.clone());
         if let Some(t) = local {
             match procs.get_mut(&t.id) {
                 Some(te) => {
-                    te.monitored_by.insert(reference, (watcher.clone(), object));
+                    te.monitored_by.get_mut().insert(reference, (watcher.clone(), object));
                 }
                 None => {
                     drop(procs);
@@ -220,7 +220,7 @@ impl NodeInner {
 
     /// Removes a monitor `watcher` holds; true if it was active.
     pub(crate) fn demonitor(self: &Arc<Self>, watcher: &Pid, reference: &Reference) -> bool {
-        let target = self.processes.write().get_mut(&watcher.id).and_then(|e| e.monitors.remove(reference));
+        let target = self.processes.write().get_mut(&watcher.id).and_then(|e| e.monitors.as_mut().and_then(|m| m.remove(reference)));
         match target {
             Some(t) => {
                 self.drop_monitor_at_target(watcher, reference, &t);
@@ -248,10 +248,10 @@ impl NodeInner {
                 MonitorTarget::Name(n) => self.processes.whereis(n.as_str()),
             };
             let mut procs = self.processes.write();
-            let found = direct.and_then(|p| procs.get_mut(&p.id)).is_some_and(|e| e.monitored_by.remove(reference).is_some());
+            let found = direct.and_then(|p| procs.get_mut(&p.id)).is_some_and(|e| e.monitored_by.as_mut().and_then(|m| m.remove(reference)).is_some());
             if !found {
                 for e in procs.values_mut() {
-                    if e.monitored_by.remove(reference).is_some() {
+                    if e.monitored_by.as_mut().and_then(|m| m.remove(reference)).is_some() {
                         break;
                     }
                 }
@@ -268,7 +268,7 @@ impl NodeInner {
             MonitorTarget::Name(n) => (self.processes.whereis(n.as_str()), Term::Atom(n.clone())),
         };
         let added = pid
-            .and_then(|p| self.processes.write().get_mut(&p.id).map(|e| e.monitored_by.insert(reference.clone(), (from.clone(), object.clone()))))
+            .and_then(|p| self.processes.write().get_mut(&p.id).map(|e| e.monitored_by.get_mut().insert(reference.clone(), (from.clone(), object.clone()))))
             .is_some();
         if !added {
             if let MonitorTarget::Name(n) = &target {
@@ -287,7 +287,7 @@ impl NodeInner {
         };
         if let Some(p) = pid.filter(|p| self.processes.is_local(p)) {
             if let Some(e) = self.processes.write().get_mut(&p.id) {
-                e.monitored_by.remove(reference);
+                e.monitored_by.as_mut().and_then(|m| m.remove(reference));
             }
         }
     }
@@ -295,7 +295,7 @@ impl NodeInner {
     /// A peer linked one of its processes to a local one.
     pub(crate) fn remote_link(self: &Arc<Self>, peer: &Atom, from: Pid, to: Pid) {
         let ok = self.processes.is_local(&to)
-            && self.processes.write().get_mut(&to.id).map(|e| e.links.insert(from.clone())).is_some();
+            && self.processes.write().get_mut(&to.id).map(|e| e.links.get_mut().insert(from.clone())).is_some();
         if !ok {
             self.send_teardown(peer, &Control::Exit { from: to, to: from, reason: Term::atom("noproc") });
         }
@@ -303,7 +303,7 @@ impl NodeInner {
 
     pub(crate) fn remote_unlink(&self, from: &Pid, to: &Pid) {
         if let Some(e) = self.processes.write().get_mut(&to.id).filter(|_| self.processes.is_local(to)) {
-            e.links.remove(from);
+            let _ = e.links.as_mut().is_some_and(|l| l.remove(from));
         }
     }
 
@@ -316,21 +316,25 @@ impl NodeInner {
             let mut procs = self.processes.write();
             for (id, e) in procs.iter_mut() {
                 let pid = Pid { node: self.name.clone(), id: *id, serial: 0, creation: self.creation };
-                let broken: Vec<Pid> = e.links.iter().filter(|p| &p.node == node).cloned().collect();
+                let broken: Vec<Pid> = e.links.get().into_iter().flatten().filter(|p| &p.node == node).cloned().collect();
                 for b in broken {
                     exits.push((pid.clone(), b));
                 }
                 let downs: Vec<(Reference, Term)> = e
                     .monitors
-                    .iter()
+                    .get()
+                    .into_iter()
+                    .flatten()
                     .filter(|(_, t)| monitor_node(t).as_ref() == Some(node))
                     .map(|(r, t)| (r.clone(), t.clone()))
                     .collect();
                 for (r, object) in downs {
-                    e.monitors.remove(&r);
+                    e.monitors.as_mut().and_then(|m| m.remove(&r));
                     let _ = e.tx.send(down_message(&r, object, Term::atom("noconnection")));
                 }
-                e.monitored_by.retain(|_, (w, _)| &w.node != node);
+                if let Some(m) = e.monitored_by.as_mut() {
+                    m.retain(|_, (w, _)| &w.node != node);
+                }
             }
         }
         for (local, remote) in exits {

@@ -77,11 +77,11 @@ impl NodeInner {
             let e = procs.get_mut(&pid.id).expect("just created");
             if has("monitor") {
                 flags |= SPAWN_FLAG_MONITOR;
-                e.monitored_by.insert(req_id.clone(), (from.clone(), Term::Pid(pid.clone())));
+                e.monitored_by.get_mut().insert(req_id.clone(), (from.clone(), Term::Pid(pid.clone())));
             }
             if has("link") {
                 flags |= SPAWN_FLAG_LINK;
-                e.links.insert(from.clone());
+                e.links.get_mut().insert(from.clone());
             }
         }
         self.send_control(peer, &Control::SpawnReply { req_id, to: from, flags, result: Term::Pid(pid.clone()) });

@@ -26,7 +26,7 @@ pub fn encode(term: &Term) -> Vec<u8> {
 
 /// Appends the encoding of `term` (no version byte) to `out`.
 pub fn encode_into(term: &Term, out: &mut Vec<u8>) {
-    run::<DIST>(term, out)
+    run::<DIST, _>(term, out, &mut NoCache)
 }
 
 /// Encodes exactly as OTP 25's `term_to_binary/1` does, atoms whose
@@ -41,7 +41,7 @@ pub fn encode_latin1_atoms(term: &Term) -> Vec<u8> {
 
 /// [`encode_latin1_atoms`] without the version byte.
 pub fn encode_latin1_atoms_into(term: &Term, out: &mut Vec<u8>) {
-    run::<OTP25>(term, out)
+    run::<OTP25, _>(term, out, &mut NoCache)
 }
 
 /// Encodes exactly as `term_to_binary/1` does on OTP 26 and later: atoms
@@ -51,8 +51,33 @@ pub fn encode_latin1_atoms_into(term: &Term, out: &mut Vec<u8>) {
 pub fn encode_otp26(term: &Term) -> Vec<u8> {
     let mut out = Vec::with_capacity(initial_capacity(term));
     out.push(VERSION);
-    run::<OTP26>(term, &mut out);
+    run::<OTP26, _>(term, &mut out, &mut NoCache);
     out
+}
+
+/// Where atoms may go as references to the distribution atom cache
+/// (ATOM_CACHE_REF): the link's sender side implements it
+/// (src/connection/send_cache.rs); everything else encodes atoms as text.
+pub trait AtomRefs {
+    /// The index of `a` among this message's atom cache references, or
+    /// `None` to write it as text.
+    fn reference(&mut self, a: &Atom) -> Option<u8>;
+}
+
+/// Atoms as text, always.
+pub struct NoCache;
+
+impl AtomRefs for NoCache {
+    #[inline(always)]
+    fn reference(&mut self, _: &Atom) -> Option<u8> {
+        None
+    }
+}
+
+/// Appends the encoding of `term` (no version byte) to `out`, atoms
+/// going through `refs` (the distribution atom cache).
+pub fn encode_with_atom_refs(term: &Term, out: &mut Vec<u8>, refs: &mut impl AtomRefs) {
+    run::<DIST, _>(term, out, refs)
 }
 
 /// Encoder modes (a const parameter, so the hot path has no branch on
@@ -85,11 +110,11 @@ enum Then<'a> {
     Tail(&'a Term),
 }
 
-fn run<const M: u8>(root: &Term, out: &mut Vec<u8>) {
+fn run<const M: u8, C: AtomRefs>(root: &Term, out: &mut Vec<u8>, c: &mut C) {
     let mut stack: SmallVec<[Frame<'_>; 16]> = SmallVec::new();
     let mut next = root;
     loop {
-        if let Some(frame) = one::<M>(next, out) {
+        if let Some(frame) = one::<M, C>(next, out, c) {
             stack.push(frame);
         }
         next = loop {
@@ -131,10 +156,10 @@ fn run<const M: u8>(root: &Term, out: &mut Vec<u8>) {
 /// Writes `t`, or the header of a container and returns the frame that
 /// writes its elements.
 #[inline]
-fn one<'a, const M: u8>(t: &'a Term, out: &mut Vec<u8>) -> Option<Frame<'a>> {
+fn one<'a, const M: u8, C: AtomRefs>(t: &'a Term, out: &mut Vec<u8>, c: &mut C) -> Option<Frame<'a>> {
     match t {
         Term::Int(i) => put_int(out, *i),
-        Term::Atom(a) => put_atom::<M>(out, a),
+        Term::Atom(a) => put_atom::<M, C>(out, a, c),
         Term::Tuple(items) => {
             if items.len() <= 255 {
                 out.extend_from_slice(&[SMALL_TUPLE, items.len() as u8]);
@@ -185,9 +210,9 @@ fn one<'a, const M: u8>(t: &'a Term, out: &mut Vec<u8>) -> Option<Frame<'a>> {
             out.extend_from_slice(&f.to_bits().to_be_bytes());
         }
         Term::Big(b) => put_big(out, b),
-        Term::Pid(p) => put_pid::<M>(out, p),
-        Term::Port(p) => put_port::<M>(out, p),
-        Term::Ref(r) => put_ref::<M>(out, r),
+        Term::Pid(p) => put_pid::<M, C>(out, p, c),
+        Term::Port(p) => put_port::<M, C>(out, p, c),
+        Term::Ref(r) => put_ref::<M, C>(out, r, c),
         Term::Fun(f) => out.extend_from_slice(&f.0),
         Term::Record(r) => {
             // As OTP 29 writes it: every atom (module, name, field names)
@@ -195,10 +220,10 @@ fn one<'a, const M: u8>(t: &'a Term, out: &mut Vec<u8>) -> Option<Frame<'a>> {
             // `{minor_version, 1}`, checked against the BEAM.
             put_tag_u32(out, RECORD, r.fields().len());
             out.push(r.flags());
-            put_atom::<M>(out, r.module());
-            put_atom::<M>(out, r.name());
+            put_atom::<M, C>(out, r.module(), c);
+            put_atom::<M, C>(out, r.name(), c);
             for name in r.field_names() {
-                put_atom::<M>(out, name);
+                put_atom::<M, C>(out, name, c);
             }
             if !r.fields().is_empty() {
                 return Some(Frame::Record { fields: r.fields().iter() });
@@ -272,8 +297,10 @@ fn put_bit_binary(out: &mut Vec<u8>, bytes: &[u8], bits: u8) {
 }
 
 #[inline]
-fn put_atom<const M: u8>(out: &mut Vec<u8>, a: &Atom) {
-    if M == OTP25 {
+fn put_atom<const M: u8, C: AtomRefs>(out: &mut Vec<u8>, a: &Atom, c: &mut C) {
+    if let Some(index) = c.reference(a) {
+        out.extend_from_slice(&[ATOM_CACHE_REF, index]);
+    } else if M == OTP25 {
         put_atom_latin1(out, a)
     } else {
         put_atom_utf8(out, a)
@@ -326,9 +353,9 @@ fn floor_char_boundary(s: &str, max: usize) -> usize {
     i
 }
 
-fn put_pid<const M: u8>(out: &mut Vec<u8>, p: &Pid) {
+fn put_pid<const M: u8, C: AtomRefs>(out: &mut Vec<u8>, p: &Pid, c: &mut C) {
     out.push(NEW_PID);
-    put_atom::<M>(out, &p.node);
+    put_atom::<M, C>(out, &p.node, c);
     out.extend_from_slice(&p.id.to_be_bytes());
     out.extend_from_slice(&p.serial.to_be_bytes());
     out.extend_from_slice(&p.creation.to_be_bytes());
@@ -338,23 +365,23 @@ fn put_pid<const M: u8>(out: &mut Vec<u8>, p: &Pid) {
 /// against `term_to_binary`), not at 32 bits.
 const MAX_V3_PORT_ID: u64 = 0x0fff_ffff;
 
-fn put_port<const M: u8>(out: &mut Vec<u8>, p: &Port) {
+fn put_port<const M: u8, C: AtomRefs>(out: &mut Vec<u8>, p: &Port, c: &mut C) {
     if p.id <= MAX_V3_PORT_ID && M != OTP26 {
         out.push(NEW_PORT);
-        put_atom::<M>(out, &p.node);
+        put_atom::<M, C>(out, &p.node, c);
         out.extend_from_slice(&(p.id as u32).to_be_bytes());
     } else {
         out.push(V4_PORT);
-        put_atom::<M>(out, &p.node);
+        put_atom::<M, C>(out, &p.node, c);
         out.extend_from_slice(&p.id.to_be_bytes());
     }
     out.extend_from_slice(&p.creation.to_be_bytes());
 }
 
-fn put_ref<const M: u8>(out: &mut Vec<u8>, r: &Reference) {
+fn put_ref<const M: u8, C: AtomRefs>(out: &mut Vec<u8>, r: &Reference, c: &mut C) {
     out.push(NEWER_REFERENCE);
     out.extend_from_slice(&(r.ids.len() as u16).to_be_bytes());
-    put_atom::<M>(out, &r.node);
+    put_atom::<M, C>(out, &r.node, c);
     out.extend_from_slice(&r.creation.to_be_bytes());
     for id in &r.ids {
         out.extend_from_slice(&id.to_be_bytes());

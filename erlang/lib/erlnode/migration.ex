@@ -35,6 +35,10 @@ defmodule Erlnode.Migration do
       `{:error, :no_such_name}` if nobody holds the name;
     * `{:"$erlnode_migrate", :hosted}`: replies `[{name, type}]`, the
       migratable processes registered globally and running here.
+    * `{:"$erlnode_migrate", :spawn, type, args, name}` (from `erlnode
+      bench`): starts a fresh process of `type` here, registered as
+      `{:global, name}`; replies `{:ok, pid}` or `{:error, reason}`
+      (`{:unknown_type, type}` when the type is not known here).
 
   None blocks the manager: targets are started from a short-lived process
   (a slow `init/1` delays only its own source), relays run in their own
@@ -381,26 +385,13 @@ defmodule Erlnode.Migration do
   @impl true
   def handle_call({@tag, :start, type, args, name, ref, src}, from, st)
       when is_reference(ref) and is_pid(src) and is_atom(name) do
-    case resolve_type(type, st.types) do
-      {:ok, module} ->
-        init_arg = {:"$erlnode_handover", ref, src, args, name}
+    init_arg = {:"$erlnode_handover", ref, src, args, name}
+    start_async(type, st, from, &Erlnode.ProcessSupervisor.start_target(&1, init_arg))
+  end
 
-        spawn(fn ->
-          reply =
-            case Erlnode.ProcessSupervisor.start_target(module, init_arg) do
-              {:ok, pid} -> {:ok, pid}
-              :ignore -> {:error, :ignore}
-              {:error, reason} -> {:error, reason}
-            end
-
-          GenServer.reply(from, reply)
-        end)
-
-        {:noreply, st}
-
-      :error ->
-        {:reply, {:error, {:unknown_type, type}}, st}
-    end
+  # `erlnode bench`: a fresh process of `type` here, registered globally.
+  def handle_call({@tag, :spawn, type, args, name}, from, st) when is_atom(name) do
+    start_async(type, st, from, &Erlnode.ProcessSupervisor.start_fresh(&1, args, name, []))
   end
 
   def handle_call({@tag, :migrate, name, target_node, mode} = request, from, st) do
@@ -474,6 +465,30 @@ defmodule Erlnode.Migration do
   def handle_call(request, _from, st) do
     Logger.warning("#{@name}: unknown or malformed request #{inspect(request, limit: 8)}")
     {:reply, {:error, :unknown_request}, st}
+  end
+
+  # Starts a process of `type` from a short-lived process (a slow
+  # `init/1` delays only its own caller), which replies `{:ok, pid}` or
+  # `{:error, reason}`.
+  defp start_async(type, st, from, start) do
+    case resolve_type(type, st.types) do
+      {:ok, module} ->
+        spawn(fn ->
+          reply =
+            case start.(module) do
+              {:ok, pid} -> {:ok, pid}
+              :ignore -> {:error, :ignore}
+              {:error, reason} -> {:error, reason}
+            end
+
+          GenServer.reply(from, reply)
+        end)
+
+        {:noreply, st}
+
+      :error ->
+        {:reply, {:error, {:unknown_type, type}}, st}
+    end
   end
 
   @impl true
