@@ -113,7 +113,8 @@ test-processhub:
 ## DIR/<app>/ebin, built for the host's OTP; they are not built here (on no
 ## registry these machines reach). Unset: says so and runs nothing. The
 ## recorded-trace conformance test (tests/horde_conformance.rs) runs in
-## `make test` always.
+## `make test` always. One test at a time: each runs two to four BEAM
+## nodes and up to two erlnode nodes.
 test-horde:
 	@if [ -z "$(HORDE_LIBS)" ]; then \
 	  echo "Horde tests not run: HORDE_LIBS is unset"; exit 0; \
@@ -122,7 +123,7 @@ test-horde:
 	[ -f "$$libs/horde/ebin/horde.app" ] || \
 	  { echo "test-horde: $$libs/horde/ebin/horde.app not found (HORDE_LIBS=DIR with DIR/<app>/ebin)" >&2; exit 1; }; \
 	echo "== Horde tests with HORDE_LIBS=$$libs"; \
-	HORDE_LIBS="$$libs" $(CARGO) test --test interop horde:: -- --include-ignored --nocapture
+	HORDE_LIBS="$$libs" $(CARGO) test --test interop horde:: -- --include-ignored --nocapture --test-threads=1
 
 ## test-otp: the interop suites (Rust interop tests, ExUnit) against OTP
 ## $(OTP) alone, its nodes in a Debian root (made when missing)

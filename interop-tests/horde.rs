@@ -77,3 +77,4 @@ async fn erlnode_run_answers_liveness_checks_and_refuses_other_calls() {
 }
 
 mod registry;
+mod supervisor;

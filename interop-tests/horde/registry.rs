@@ -14,7 +14,7 @@ const REG: &str = "HIReg";
 const T: Duration = Duration::from_secs(60);
 
 /// The `ebin` folders under `HORDE_LIBS`; a set but unusable folder fails.
-fn horde_libs() -> Vec<PathBuf> {
+pub(super) fn horde_libs() -> Vec<PathBuf> {
     let Some(dir) = std::env::var_os("HORDE_LIBS").filter(|v| !v.is_empty()) else {
         panic!("HORDE_LIBS is unset: run `make test-horde HORDE_LIBS=DIR` (DIR/<app>/ebin)");
     };
@@ -56,7 +56,7 @@ fn int(t: &Term) -> i64 {
     t.as_int().unwrap_or_else(|| panic!("not an integer: {t:?}"))
 }
 
-async fn poll<F, Fut>(what: &str, within: Duration, mut f: F) -> Duration
+pub(super) async fn poll<F, Fut>(what: &str, within: Duration, mut f: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,

@@ -1,6 +1,8 @@
-//! `erlnode run --horde-registry NAME --register-echo-horde NAME/KEY`.
+//! `erlnode run --horde-registry NAME --register-echo-horde NAME/KEY`
+//! and `--horde-supervisor NAME`.
 
-use crate::horde::{elixir_name, HordeError, HordeRegistry};
+use crate::horde::supervisor::Distribution;
+use crate::horde::{elixir_name, HordeError, HordeRegistry, HordeSupervisor, Redistribution};
 use crate::{Node, Term};
 
 /// Starts the registries named on the command line (each once) and
@@ -24,4 +26,37 @@ pub async fn start(node: &Node, names: &[String], echoes: &[(String, String)]) -
         tracing::info!(registry = %reg.name(), %key, %pid, "echo registered in the Horde registry");
     }
     Ok(regs)
+}
+
+/// `--horde-supervisor` and the flags that shape it.
+pub struct SupervisorOpts<'a> {
+    pub name: &'a str,
+    pub children: &'a [(String, String)],
+    pub distribution: Distribution,
+    pub redistribution: Redistribution,
+    pub register_in: Option<&'a str>,
+    pub handoff: bool,
+}
+
+/// Starts the supervisor member with the example types.
+pub fn start_supervisor(node: &Node, regs: &[HordeRegistry], o: SupervisorOpts<'_>) -> Result<HordeSupervisor, HordeError> {
+    use crate::examples::{account::Account, counter::Counter};
+    let mut b = HordeSupervisor::builder(o.name).distribution(o.distribution).redistribution(o.redistribution);
+    let default = [("Erlnode.Examples.Account".to_string(), "account".to_string())];
+    for (module, ty) in if o.children.is_empty() { &default[..] } else { o.children } {
+        b = match ty.as_str() {
+            "counter" => b.child::<Counter>(module),
+            _ => b.child::<Account>(module),
+        };
+    }
+    if let Some(reg) = o.register_in {
+        let r = regs.iter().find(|r| *r.name() == elixir_name(reg)).expect("started with the registries");
+        b = b.register_in(r, "name");
+    }
+    if o.handoff {
+        b = b.handoff("name");
+    }
+    let s = b.start(node)?;
+    tracing::info!(supervisor = %s.name(), "member of the Horde supervisor");
+    Ok(s)
 }

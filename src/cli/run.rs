@@ -89,6 +89,37 @@ pub struct RunArgs {
     /// {:echo, msg}.
     #[arg(long = "register-echo-horde", value_name = "NAME/KEY", value_parser = parse_pg_join)]
     pub register_echo_horde: Vec<(String, String)>,
+    /// Be a member of the Horde.DynamicSupervisor NAME (members: :auto):
+    /// the children Horde's ring gives this node run here as the Rust
+    /// types named with --horde-child; on SIGTERM/SIGINT they are handed
+    /// back to the other members (docs/horde.md).
+    #[arg(long = "horde-supervisor", value_name = "NAME")]
+    pub horde_supervisor: Option<String>,
+    /// MODULE=TYPE: supervisor children started with `{MODULE, :start_link,
+    /// [args]}` run as the example Rust type TYPE (`counter` or `account`)
+    /// (repeatable; default `Erlnode.Examples.Account=account`).
+    #[arg(long = "horde-child", value_name = "MODULE=TYPE", requires = "horde_supervisor", value_parser = parse_hub_child)]
+    pub horde_child: Vec<(String, String)>,
+    /// The supervisor's distribution strategy, as the Elixir members set
+    /// it: `uniform` (Horde.UniformDistribution) or `quorum`
+    /// (Horde.UniformQuorumDistribution).
+    #[arg(long = "horde-distribution", value_name = "STRATEGY", default_value = "uniform", requires = "horde_supervisor", value_parser = parse_distribution)]
+    pub horde_distribution: crate::horde::supervisor::Distribution,
+    /// The supervisor's process_redistribution, as the Elixir members set
+    /// it: `passive` or `active`.
+    #[arg(long = "horde-redistribution", value_name = "MODE", default_value = "passive", requires = "horde_supervisor", value_parser = parse_redistribution)]
+    pub horde_redistribution: crate::horde::Redistribution,
+    /// Register each supervisor child whose start argument is a map with a
+    /// `name` in the Horde.Registry REG under that name (REG joins as with
+    /// --horde-registry), as an Elixir child started with `name: {:via,
+    /// Horde.Registry, {REG, name}}`.
+    #[arg(long = "horde-register-in", value_name = "REG", requires = "horde_supervisor")]
+    pub horde_register_in: Option<String>,
+    /// State handoff for the supervisor's children whose start argument is
+    /// a map with a `name`: when Horde moves one, its state goes to the
+    /// process that replaces it, Elixir (`use Erlnode.Horde`) or Rust.
+    #[arg(long = "horde-handoff", requires = "horde_supervisor")]
+    pub horde_handoff: bool,
     /// Join the Phoenix.PubSub server SERVER (as Elixir names it, e.g.
     /// MyApp.PubSub) of the cluster; with --subscribe, tail a topic from
     /// the terminal.
@@ -154,6 +185,23 @@ async fn join_hub(node: &crate::Node, hub_id: &str, children: &[(String, String)
         };
     }
     b.join().await
+}
+
+fn parse_distribution(s: &str) -> Result<crate::horde::supervisor::Distribution, String> {
+    use crate::horde::supervisor::Distribution;
+    match s {
+        "uniform" => Ok(Distribution::Uniform),
+        "quorum" => Ok(Distribution::UniformQuorum),
+        other => Err(format!("`{other}`: expected uniform or quorum")),
+    }
+}
+
+fn parse_redistribution(s: &str) -> Result<crate::horde::Redistribution, String> {
+    match s {
+        "passive" => Ok(crate::horde::Redistribution::Passive),
+        "active" => Ok(crate::horde::Redistribution::Active),
+        other => Err(format!("`{other}`: expected passive or active")),
+    }
 }
 
 /// `A/B` (`--pg-join SCOPE/GROUP`, `--register-echo-horde NAME/KEY`).
@@ -260,11 +308,33 @@ pub async fn run(a: RunArgs) -> ExitCode {
             }
         }
     }
-    let _horde = match super::horde::start(&node, &a.horde_registry, &a.register_echo_horde).await {
+    let mut registries = a.horde_registry.clone();
+    registries.extend(a.horde_register_in.iter().cloned());
+    let horde = match super::horde::start(&node, &registries, &a.register_echo_horde).await {
         Ok(regs) => regs,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the Horde registry");
             return ExitCode::FAILURE;
+        }
+    };
+    let horde_sup = match &a.horde_supervisor {
+        None => None,
+        Some(name) => {
+            let opts = super::horde::SupervisorOpts {
+                name,
+                children: &a.horde_child,
+                distribution: a.horde_distribution,
+                redistribution: a.horde_redistribution,
+                register_in: a.horde_register_in.as_deref(),
+                handoff: a.horde_handoff,
+            };
+            match super::horde::start_supervisor(&node, &horde, opts) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(supervisor = %name, error = %e, "cannot start the Horde supervisor member");
+                    return ExitCode::FAILURE;
+                }
+            }
         }
     };
     let migration = if a.no_migration {
@@ -321,6 +391,13 @@ pub async fn run(a: RunArgs) -> ExitCode {
     };
     tracing::info!(node = %node.name(), port = node.listen_port(), epmd_port = node.epmd_port(), embedded_epmd = node.serves_epmd(), "ready");
     super::wait_for_signal().await;
+    if let Some(s) = &horde_sup {
+        tracing::info!(supervisor = %s.name(), "leaving the Horde supervisor: handing children back to the other members");
+        match s.leave(std::time::Duration::from_secs(30)).await {
+            Ok(r) => tracing::info!(relinquished = r.relinquished, synced = r.synced, still_running = r.still_running, "left the Horde supervisor"),
+            Err(e) => tracing::warn!(error = %e, "leaving the Horde supervisor failed"),
+        }
+    }
     if let Some(h) = &hub {
         tracing::info!(hub = %h.hub_id(), children = h.local_children().len(), "leaving the ProcessHub hub: handing children to the other members");
         let r = h.leave().await;

@@ -151,6 +151,15 @@ impl HordeRegistry {
         self.ask(|reply| Request::Register { key, value, pid: pid.clone(), reply }).await
     }
 
+    /// `Horde.Registry.register_name/2` (what `{:via, Horde.Registry,
+    /// ...}` names do): no check; the latest registration wins and the
+    /// previous owner gets the `name_conflict` exit. A supervisor's child
+    /// that replaces a process that moved away registers this way (the
+    /// old owner's exit may not have reached this node yet).
+    pub async fn register_name(&self, key: Term, value: Term, pid: &Pid) -> Result<(), HordeError> {
+        self.ask(|reply| Request::Register { key, value, pid: pid.clone(), reply }).await
+    }
+
     /// `Horde.Registry.unregister/2` for `pid`.
     pub async fn unregister(&self, key: Term, pid: &Pid) -> Result<(), HordeError> {
         self.ask(|reply| Request::Unregister { key, pid: pid.clone(), reply }).await

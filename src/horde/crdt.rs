@@ -159,6 +159,14 @@ impl Crdt {
         self.sync()
     }
 
+    /// Whether every neighbour acked a sync of the current tree: a
+    /// member that leaves waits for this, so its last writes are not lost
+    /// with it.
+    pub fn synced_with_all(&mut self) -> bool {
+        let root = self.store.tree().root_hash();
+        self.neighbours.iter().all(|n| self.acked.get(&TermKey(n.clone())).is_some_and(|(r, _)| *r == root))
+    }
+
     /// A neighbour's monitor fired: its sync is over.
     pub fn down(&mut self, neighbour: &Term) {
         self.outstanding.remove(&TermKey(neighbour.clone()));

@@ -18,10 +18,13 @@
 //! - [`merkle_diff`]: MerkleMap's partial diff, round by round;
 //! - [`store`]: one replica's AWLWWMap and Merkle tree, indexed;
 //! - [`messages`], [`crdt`]: DeltaCrdt's sync protocol as a pure state
-//!   machine (what the recorded traces check);
+//!   machine (what the recorded traces check), and `peer`, the process
+//!   around it;
 //! - [`tables`], `registry`: Horde's `RegistryImpl` and the process that
 //!   runs it and the CRDT (`Reg`, `Reg.Crdt`);
-//! - [`HordeRegistry`]: the Rust API.
+//! - [`HordeRegistry`]: the Rust API;
+//! - [`supervisor`]: a `Horde.DynamicSupervisor` member whose children
+//!   are Rust state machines ([`HordeSupervisor`]).
 
 pub mod awlww;
 pub mod libring;
@@ -30,9 +33,12 @@ pub mod merkle_diff;
 pub mod store;
 pub mod term_key;
 pub mod crdt;
+mod peer;
 pub mod messages;
 pub mod tables;
 mod api;
 mod registry;
+pub mod supervisor;
 
 pub use api::{elixir_name, HordeError, HordeRegistry, HordeRegistryBuilder};
+pub use supervisor::{HordeSupervisor, HordeSupervisorBuilder, Redistribution};

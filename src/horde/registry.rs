@@ -18,15 +18,15 @@
 //! Elixir process may, e.g. `GenServer.call({Reg, rust_node},
 //! {:register, key, value, pid})`.
 
-use super::crdt::{Crdt, Effects};
-use super::store::{Change, Store};
+use super::peer::{crdt_name, crdt_neighbours, short, CrdtPeer};
+use super::store::Change;
 use super::tables::{Entry, Tables};
 use super::term_key::term_eq;
 use crate::node::{gen_call_parts, NodeEvent};
-use crate::process::{Dest, Mailbox};
-use crate::term::{Atom, Pid, Reference, Term};
+use crate::process::Mailbox;
+use crate::term::{Atom, Pid, Term};
 use crate::Node;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -38,7 +38,7 @@ pub(crate) enum Request {
     UpdateValue { key: Term, pid: Pid, value: Term, reply: oneshot::Sender<()> },
     PutMeta { key: Term, value: Term, reply: oneshot::Sender<()> },
     /// Run `f` inside the process (tests, stats).
-    Inspect(Box<dyn FnOnce(&Crdt) + Send>),
+    Inspect(Box<dyn FnOnce(&super::crdt::Crdt) + Send>),
 }
 
 pub(crate) struct Config {
@@ -49,21 +49,36 @@ pub(crate) struct Config {
     pub max_items: usize,
 }
 
+/// A name a local owner lost to a process on another node, held while a
+/// monitor tells whether that winner is alive (see `add_key`).
+struct Contested {
+    key: Term,
+    value: Term,
+    loser: Pid,
+    reason: Term,
+    until: std::time::Instant,
+}
+
+/// Sleeps until the first contested name's deadline (forever when none).
+async fn contest_deadline(c: &std::collections::HashMap<crate::term::Reference, Contested>) {
+    match c.values().map(|x| x.until).min() {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long a contested name waits for the winner's monitor to fire.
+const CONTEST_WAIT: Duration = Duration::from_millis(200);
+
 pub(crate) struct Registry {
+    contested: std::collections::HashMap<crate::term::Reference, Contested>,
     cfg: Config,
     node: Node,
     reg: Mailbox,
-    crdt_mb: Mailbox,
-    crdt: Crdt,
+    peer: CrdtPeer,
     tables: Arc<RwLock<Tables>>,
     /// `state.members` of RegistryImpl: `{Reg, Node}` terms.
     members: Vec<Term>,
-    monitors: HashMap<Reference, Term>,
-    monitored: Vec<Term>,
-}
-
-fn crdt_name(name: &Atom) -> String {
-    format!("{}.Crdt", name.as_str())
 }
 
 fn tag(t: &Term) -> Option<(&str, &Term)> {
@@ -75,9 +90,8 @@ fn tag(t: &Term) -> Option<(&str, &Term)> {
 
 impl Registry {
     pub fn new(cfg: Config, reg: Mailbox, crdt_mb: Mailbox, tables: Arc<RwLock<Tables>>) -> Registry {
-        let node_id = rand::random::<u64>() % 1_000_000_000 + 1;
-        let crdt = Crdt::new(Store::new(node_id), Term::Pid(crdt_mb.pid().clone())).with_max_items(cfg.max_items);
-        Registry { node: reg.node(), cfg, reg, crdt_mb, crdt, tables, members: vec![], monitors: HashMap::new(), monitored: vec![] }
+        let peer = CrdtPeer::new(cfg.name.clone(), crdt_mb, cfg.max_items);
+        Registry { contested: Default::default(), node: reg.node(), cfg, reg, peer, tables, members: vec![] }
     }
 
     fn me(&self) -> Term {
@@ -90,30 +104,14 @@ impl Registry {
 
     /// `Node.list([:visible, :this])`, as NodeListener's `make_members`.
     fn visible_members(&self) -> Vec<Term> {
-        let mut nodes = vec![self.node.name().clone()];
-        for n in self.node.connected_nodes() {
-            let hidden = self.node.peer_flags(&n).is_some_and(|f| f & crate::handshake::flags::PUBLISHED == 0);
-            if !hidden && !nodes.contains(&n) {
-                nodes.push(n);
-            }
-        }
-        nodes.iter().map(|n| self.member_of(n)).collect()
+        super::peer::visible_nodes(&self.node).iter().map(|n| self.member_of(n)).collect()
     }
 
     pub async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>, mut events: broadcast::Receiver<NodeEvent>) -> Term {
         self.reg.trap_exit(true);
-        let initial = if self.cfg.auto {
-            self.visible_members()
-        } else {
-            let mut m: Vec<Term> = self.cfg.members.iter().map(|n| self.member_of(n)).collect();
-            if !m.iter().any(|x| term_eq(x, &self.me())) {
-                m.insert(0, self.me());
-            }
-            m
-        };
+        let initial = crate::horde::peer::initial_members(&self.node, &self.cfg.name, self.cfg.auto, &self.cfg.members);
         self.set_members(initial);
-        let mut tick = tokio::time::interval(self.cfg.sync_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = crate::horde::peer::sync_ticker(self.cfg.sync_interval);
         loop {
             // Requests and registry calls first: they are cheap, and a
             // burst of diffs (each a walk of the tree) must not starve them.
@@ -127,84 +125,28 @@ impl Registry {
                     Some(m) => self.reg_message(m),
                     None => return Term::atom("normal"),
                 },
-                e = events.recv(), if self.cfg.auto => match e {
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let m = self.visible_members();
-                        self.set_members(m);
+                e = events.recv(), if self.cfg.auto => {
+                    if matches!(e, Err(broadcast::error::RecvError::Closed)) {
+                        return Term::atom("normal");
                     }
-                    Err(broadcast::error::RecvError::Closed) => return Term::atom("normal"),
-                },
-                m = self.crdt_mb.recv() => match m {
+                    let m = super::peer::auto_members(&self.members, &e, self.visible_members(), |n| self.member_of(n));
+                    self.set_members(m);
+                }
+                m = self.peer.mb.recv() => match m {
                     Some(m) => {
-                        let mut batch = vec![m];
-                        batch.extend(self.crdt_mb.drain());
-                        for m in coalesce(batch) {
-                            self.crdt_message(m);
-                        }
+                        let changes = self.peer.on_messages(m);
+                        self.process_changes(changes);
                     }
                     None => return Term::atom("normal"),
                 },
                 _ = tick.tick() => {
-                    self.monitor_neighbours();
-                    let fx = self.crdt.sync();
-                    self.apply(fx);
+                    let changes = self.peer.tick();
+                    self.process_changes(changes);
                 }
+                _ = contest_deadline(&self.contested) => {}
             }
+            self.contests_expired();
         }
-    }
-
-    /// DeltaCrdt's `monitor_neighbours/1`: one monitor per neighbour,
-    /// renewed after its DOWN.
-    fn monitor_neighbours(&mut self) {
-        for n in self.crdt.neighbours().to_vec() {
-            if self.monitored.iter().any(|m| term_eq(m, &n)) {
-                continue;
-            }
-            let r = match n.as_tuple() {
-                Some([Term::Atom(name), Term::Atom(node)]) => self.crdt_mb.monitor_name(name.as_str(), node.as_str()),
-                _ => match &n {
-                    Term::Pid(p) => self.crdt_mb.monitor(p),
-                    _ => continue,
-                },
-            };
-            self.monitors.insert(r, n.clone());
-            self.monitored.push(n);
-        }
-    }
-
-    fn crdt_message(&mut self, m: Term) {
-        let t0 = std::time::Instant::now();
-        let kind = short(&m);
-        self.crdt_message_inner(m);
-        tracing::trace!(registry = %self.cfg.name, took = ?t0.elapsed(), %kind, "crdt message handled");
-    }
-
-    fn crdt_message_inner(&mut self, m: Term) {
-        if let Some([t, Term::Ref(r), _, _, _]) = m.as_tuple() {
-            if t.is_atom("DOWN") {
-                if let Some(n) = self.monitors.remove(r) {
-                    self.monitored.retain(|x| !term_eq(x, &n));
-                    self.crdt.down(&n);
-                }
-                return;
-            }
-        }
-        match self.crdt.handle(&m) {
-            Ok(fx) => self.apply(fx),
-            Err(e) => tracing::warn!(registry = %self.cfg.name, error = %e, shape = %short(&m), "horde crdt: message dropped"),
-        }
-    }
-
-    /// Sends what the CRDT produced and applies its read changes.
-    fn apply(&mut self, fx: Effects) {
-        for (to, msg) in fx.sends {
-            match (&to, to.as_tuple()) {
-                (Term::Pid(p), _) => self.crdt_mb.send(p, msg),
-                (_, Some([Term::Atom(name), Term::Atom(node)])) => self.crdt_mb.send_to(&Dest::local(name.as_str(), node.as_str()), msg),
-                _ => tracing::warn!(to = %short(&to), "horde crdt: no address to send to"),
-            }
-        }
-        self.process_changes(fx.changes);
     }
 
     /// `RegistryImpl.process_diffs/2`, with the CRDT writes it makes
@@ -232,7 +174,7 @@ impl Registry {
                         t.keys_of_member(inner)
                     };
                     for (k, pid) in removed {
-                        queue.extend(self.crdt.delete(&Term::tuple([Term::atom("key"), k.clone()])));
+                        queue.extend(self.peer.delete(&Term::tuple([Term::atom("key"), k.clone()])));
                         self.tables.write().unwrap().remove_key_of(&k, &pid);
                     }
                     self.members.retain(|m| !term_eq(m, inner));
@@ -279,34 +221,50 @@ impl Registry {
                 Term::Pid(pid.clone()),
             ]);
             tracing::info!(registry = %self.cfg.name, key = %short(key), loser = %o.pid, winner = %pid, "horde registry: name conflict");
-            self.reg.exit(&o.pid, reason);
+            let me = self.node.name();
+            if o.pid.node == *me && pid.node != *me {
+                // A local owner lost to a remote pid. DeltaCrdt can bring
+                // back a registration that was already replaced (a dot
+                // its sync context missed) and, by timestamp, it may win:
+                // if that winner is dead, killing the live owner would
+                // leave the name to nobody. A monitor tells: DOWN at once
+                // means the winner is gone and the owner takes the name
+                // back; no DOWN within CONTEST_WAIT (a monitor of a dead
+                // pid fires within a round trip), the owner exits as
+                // Horde's loser does.
+                let r = self.reg.monitor(pid);
+                self.contested.insert(r, Contested { key: key.clone(), value: o.value.clone(), loser: o.pid.clone(), reason, until: std::time::Instant::now() + CONTEST_WAIT });
+            } else {
+                self.reg.exit(&o.pid, reason);
+            }
+        }
+    }
+
+    /// The winner of a contested name is down: the local owner, if alive,
+    /// registers again.
+    fn contest_down(&mut self, r: &crate::term::Reference) {
+        let Some(c) = self.contested.remove(r) else { return };
+        if self.node.is_alive(&c.loser) {
+            tracing::info!(registry = %self.cfg.name, key = %short(&c.key), owner = %c.loser, "horde registry: the name's winner is not alive; the owner takes it back");
+            self.put_key(c.key, c.value, c.loser);
+        }
+    }
+
+    /// Contested names whose winner is alive: the loser exits.
+    fn contests_expired(&mut self) {
+        let now = std::time::Instant::now();
+        let done: Vec<crate::term::Reference> = self.contested.iter().filter(|(_, c)| c.until <= now).map(|(r, _)| r.clone()).collect();
+        for r in done {
+            let c = self.contested.remove(&r).expect("listed");
+            self.reg.demonitor(&r);
+            self.reg.exit(&c.loser, c.reason);
         }
     }
 
     fn update_neighbours(&mut self) {
-        let me = self.me();
-        let crdt = Atom::new(&crdt_name(&self.cfg.name));
-        let n: Vec<Term> = self
-            .members
-            .iter()
-            .filter(|m| !term_eq(m, &me))
-            .filter_map(|m| match m.as_tuple() {
-                Some([Term::Atom(_), node @ Term::Atom(_)]) => Some(Term::tuple([Term::Atom(crdt.clone()), node.clone()])),
-                _ => None,
-            })
-            .collect();
-        if n.len() == self.crdt.neighbours().len() && n.iter().all(|x| self.crdt.neighbours().iter().any(|y| term_eq(x, y))) {
-            return;
-        }
-        let gone: Vec<Reference> = self.monitors.iter().filter(|(_, m)| !n.iter().any(|x| term_eq(x, m))).map(|(r, _)| r.clone()).collect();
-        for r in gone {
-            self.monitors.remove(&r);
-            self.crdt_mb.demonitor(&r);
-        }
-        self.monitored.retain(|m| n.iter().any(|x| term_eq(x, m)));
-        let fx = self.crdt.set_neighbours(n);
-        self.monitor_neighbours();
-        self.apply(fx);
+        let n = crdt_neighbours(&self.cfg.name, &self.me(), &self.members);
+        let changes = self.peer.set_neighbours(n);
+        self.process_changes(changes);
     }
 
     /// `handle_call({:set_members, members})`.
@@ -315,10 +273,10 @@ impl Registry {
         let added: Vec<Term> = new.iter().filter(|n| !self.members.iter().any(|m| term_eq(n, m))).cloned().collect();
         let mut changes = vec![];
         for m in &removed {
-            changes.extend(self.crdt.delete(&Term::tuple([Term::atom("member"), m.clone()])));
+            changes.extend(self.peer.delete(&Term::tuple([Term::atom("member"), m.clone()])));
         }
         for m in &added {
-            changes.extend(self.crdt.put(Term::tuple([Term::atom("member"), m.clone()]), Term::Int(1)));
+            changes.extend(self.peer.put(Term::tuple([Term::atom("member"), m.clone()]), Term::Int(1)));
         }
         self.members = new;
         {
@@ -333,12 +291,12 @@ impl Registry {
 
     fn put_key(&mut self, key: Term, value: Term, pid: Pid) {
         let v = Term::tuple([self.me(), Term::Pid(pid), value]);
-        let changes = self.crdt.put(Term::tuple([Term::atom("key"), key]), v);
+        let changes = self.peer.put(Term::tuple([Term::atom("key"), key]), v);
         self.process_changes(changes);
     }
 
     fn unregister(&mut self, key: Term, pid: &Pid) {
-        let changes = self.crdt.delete(&Term::tuple([Term::atom("key"), key.clone()]));
+        let changes = self.peer.delete(&Term::tuple([Term::atom("key"), key.clone()]));
         self.process_changes(changes);
         self.tables.write().unwrap().remove_key_of(&key, pid);
     }
@@ -359,11 +317,11 @@ impl Registry {
                 let _ = reply.send(());
             }
             Request::PutMeta { key, value, reply } => {
-                let changes = self.crdt.put(Term::tuple([Term::atom("registry"), key]), value);
+                let changes = self.peer.put(Term::tuple([Term::atom("registry"), key]), value);
                 self.process_changes(changes);
                 let _ = reply.send(());
             }
-            Request::Inspect(f) => f(&self.crdt),
+            Request::Inspect(f) => f(&self.peer.crdt),
         }
     }
 
@@ -374,11 +332,15 @@ impl Registry {
             return;
         }
         match m.as_tuple() {
+            Some([t, Term::Ref(r), _, _, _]) if t.is_atom("DOWN") => {
+                let r = r.clone();
+                self.contest_down(&r);
+            }
             Some([t, Term::Pid(pid), _]) if t.is_atom("EXIT") => {
                 // handle_info({:EXIT, pid, _}): the owner's keys go.
                 let keys = self.tables.write().unwrap().pids.remove(pid).unwrap_or_default();
                 for k in keys {
-                    let changes = self.crdt.delete(&Term::tuple([Term::atom("key"), k.clone()]));
+                    let changes = self.peer.delete(&Term::tuple([Term::atom("key"), k.clone()]));
                     self.process_changes(changes);
                     self.tables.write().unwrap().remove_key_of(&k, pid);
                 }
@@ -405,12 +367,12 @@ impl Registry {
                 ok
             }
             Some([t, key, value]) if t.is_atom("put_meta") => {
-                let changes = self.crdt.put(Term::tuple([Term::atom("registry"), key.clone()]), value.clone());
+                let changes = self.peer.put(Term::tuple([Term::atom("registry"), key.clone()]), value.clone());
                 self.process_changes(changes);
                 ok
             }
             Some([t, key]) if t.is_atom("delete_meta") => {
-                let changes = self.crdt.delete(&Term::tuple([Term::atom("registry"), key.clone()]));
+                let changes = self.peer.delete(&Term::tuple([Term::atom("registry"), key.clone()]));
                 self.process_changes(changes);
                 ok
             }
@@ -432,47 +394,6 @@ impl Registry {
             }
         }
     }
-}
-
-/// Drops the fresh syncs (`{diff, Diff}` at the root, no keys yet) a
-/// peer started while older ones from the same originator wait in the
-/// queue: each restarts the whole comparison, and DeltaCrdt starts one
-/// per tick whether or not the last one finished, so a peer slower than
-/// the tick would fall further behind. The newest one per originator is
-/// kept; everything else keeps its order.
-fn coalesce(batch: Vec<Term>) -> Vec<Term> {
-    if batch.len() < 2 {
-        return batch;
-    }
-    let fresh_from = |m: &Term| -> Option<Term> {
-        let [t, d] = m.as_tuple()? else { return None };
-        if !t.is_atom("diff") {
-            return None;
-        }
-        let c = super::merkle_diff::field(d, "continuation")?;
-        let fresh = matches!(super::merkle_diff::field(c, "keys"), Some(Term::List(k)) if k.is_empty())
-            && matches!(super::merkle_diff::field(c, "trees"), Some(Term::List(t)) if t.len() == 1 && matches!(t[0].as_tuple(), Some([Term::Binary(l), _]) if l.is_empty()));
-        let from = super::merkle_diff::field(d, "from")?;
-        let originator = super::merkle_diff::field(d, "originator")?;
-        (fresh && term_eq(from, originator)).then(|| originator.clone())
-    };
-    let origins: Vec<Option<Term>> = batch.iter().map(fresh_from).collect();
-    let mut out = Vec::with_capacity(batch.len());
-    for (i, m) in batch.into_iter().enumerate() {
-        let superseded = origins[i].as_ref().is_some_and(|o| origins[i + 1..].iter().any(|x| x.as_ref().is_some_and(|x| term_eq(x, o))));
-        if superseded {
-            tracing::debug!("horde crdt: a fresh sync superseded by a newer one from the same peer skipped");
-        } else {
-            out.push(m);
-        }
-    }
-    out
-}
-
-/// A short description of a term's outer shape, for logs (never the
-/// whole term: diffs are big, and formatting one costs more than it).
-pub(crate) fn short(t: &Term) -> String {
-    crate::processhub::shape(t)
 }
 
 /// Starts the process and registers its two names.

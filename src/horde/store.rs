@@ -108,12 +108,27 @@ impl Store {
     }
 
     /// `AWLWWMap.add/4` then the join: the key's old dots are replaced by
-    /// one new dot of this replica, stamped now.
+    /// one new dot of this replica, stamped now, and never earlier than
+    /// the values it replaces.
+    ///
+    /// Why not just now: DeltaCrdt ships a key's current entries with the
+    /// context its sync *started* with, so a replica can hold an entry
+    /// whose dot its context does not cover; after it overwrites that
+    /// entry, the same dot arriving again from another peer is taken as
+    /// new and the key holds both values, read by the larger timestamp.
+    /// Timestamps are each node's monotonic clock, which counts from that
+    /// node's start, so the older value of a node up for longer would win
+    /// over this newer write (seen: a Horde child relinquished by an
+    /// Elixir member and started by a just-joined Rust member read back as
+    /// relinquished, and was started by nobody). Stamping past every value
+    /// it replaces keeps a write that saw a value after it, as it is.
     pub fn put(&mut self, key: Term, value: Term) -> Vec<Change> {
         let ctr = self.dots.get(&self.node_id).copied().unwrap_or(0) + 1;
         let dot = (self.node_id, ctr);
         let old = self.value.remove(&TermKey(key.clone()));
-        let entries = vec![((value, monotonic_ns()), BTreeSet::from([dot]))];
+        let seen = old.iter().flatten().map(|((_, ts), _)| *ts).max();
+        let ts = seen.map_or(monotonic_ns(), |s| monotonic_ns().max(s.saturating_add(1)));
+        let entries = vec![((value, ts), BTreeSet::from([dot]))];
         self.store_key(&key, entries, old.as_ref());
         self.dots.insert(self.node_id, ctr);
         self.report(&key, old.as_ref())

@@ -46,6 +46,10 @@ pub(crate) enum ChildCtl {
     Forward { to: Pid, retention: Duration },
     /// Stop (`stop_children`, or the node leaves with nowhere to go).
     Stop,
+    /// Adopt a state handed over outside ProcessHub's messages (a Horde
+    /// supervisor's handoff), written by a node running `from_version`
+    /// of the type; before any message is handled.
+    Adopt { from_version: u32, state: Term },
 }
 
 /// Everything a child needs besides its state.
@@ -101,6 +105,14 @@ pub(crate) async fn run<M: Migratable>(mut mb: Mailbox, mut st: M, mut env: Chil
                     }
                 }
                 Some(ChildCtl::Forward { .. }) => tracing::warn!(cid = ?env.cid, "forward without freeze ignored"),
+                Some(ChildCtl::Adopt { from_version, state }) => {
+                    let upgraded = if from_version == M::VERSION { Ok(state) } else { M::upgrade_state(from_version, state) };
+                    match upgraded {
+                        Ok(state) => adopt(&mut st, &mb, &env, state, &Keyword::new()),
+                        Err(reason) => tracing::error!(cid = ?env.cid, type_name = M::TYPE, from_version, reason = ?reason,
+                            "handed-over state of another version not upgraded: the child keeps its own state"),
+                    }
+                }
             },
             m = mb.recv() => {
                 let Some(msg) = m else { break Term::atom("killed") };
@@ -181,6 +193,7 @@ async fn frozen(mb: &mut Mailbox, env: &mut ChildEnv) -> Option<(Pid, Duration, 
                 Some(ChildCtl::Forward { to, retention }) => return Some((to, retention, kept)),
                 Some(ChildCtl::HandOver { reply, .. }) => { let _ = reply.send(Err(Term::atom("frozen"))); }
                 Some(ChildCtl::Freeze { reply }) => { let _ = reply.send(Err(Term::atom("frozen"))); }
+                Some(ChildCtl::Adopt { .. }) => tracing::warn!(cid = ?env.cid, "adopt while frozen ignored"),
                 None | Some(ChildCtl::Stop) => return None,
             },
             m = mb.recv() => match m {

@@ -41,7 +41,7 @@
 //! assert!(Dialect::V0_4_1.parse(&Term::atom("hello")).is_err());
 //! ```
 
-mod child;
+pub(crate) mod child;
 mod hub;
 mod leave;
 mod member;
@@ -51,7 +51,7 @@ mod outgoing;
 mod registry;
 mod release;
 mod requests;
-mod types;
+pub(crate) mod types;
 mod v0_4_1;
 
 pub use hub::{Hub, HubBuilder, HubConfig, HubError, LeaveReport};

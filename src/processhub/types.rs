@@ -28,7 +28,7 @@ type Factory = Arc<dyn Fn(Node, Term, Term, Dialect) -> BoxFuture<'static, Resul
 /// Module name (`Elixir.MyApp.Counter`) -> how to start the Rust twin.
 #[derive(Clone, Default)]
 pub(crate) struct ChildTypes {
-    by_module: HashMap<String, (&'static str, Factory)>,
+    by_module: HashMap<String, (&'static str, u32, Factory)>,
 }
 
 /// The atom Elixir writes for `MyApp.Counter`: `Elixir.MyApp.Counter`
@@ -45,21 +45,26 @@ pub fn module_atom(module: &str) -> String {
 impl ChildTypes {
     pub fn insert<M: Migratable>(&mut self, module: &str) {
         let f: Factory = Arc::new(|node, cid, args, dialect| Box::pin(start::<M>(node, cid, args, dialect)));
-        self.by_module.insert(module_atom(module), (M::TYPE, f));
+        self.by_module.insert(module_atom(module), (M::TYPE, M::VERSION, f));
     }
 
     /// `(module, Rust type)` pairs, for logs and docs.
     pub fn modules(&self) -> Vec<(String, &'static str)> {
-        let mut v: Vec<_> = self.by_module.iter().map(|(m, (t, _))| (m.clone(), *t)).collect();
+        let mut v: Vec<_> = self.by_module.iter().map(|(m, (t, _, _))| (m.clone(), *t)).collect();
         v.sort();
         v
+    }
+
+    /// The Rust type name and state version that run `module`.
+    pub fn type_of(&self, module: &str) -> Option<(&'static str, u32)> {
+        self.by_module.get(module).map(|(t, v, _)| (*t, *v))
     }
 
     /// Starts the child of `child_spec` as its module's Rust type; the
     /// error is the reason ProcessHub reports for the child.
     pub async fn start(&self, node: &Node, cid: &Term, child_spec: &Term, dialect: Dialect) -> Result<Started, Term> {
         let (module, args) = start_mfa(child_spec)?;
-        let Some((_, f)) = self.by_module.get(module.as_str()) else {
+        let Some((_, _, f)) = self.by_module.get(module.as_str()) else {
             return Err(Term::tuple([Term::atom("erlnode_no_rust_type"), Term::Atom(module)]));
         };
         f(node.clone(), cid.clone(), args, dialect).await

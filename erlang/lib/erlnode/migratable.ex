@@ -279,6 +279,10 @@ defmodule Erlnode.Migratable do
           {:source, args} ->
             super(args) |> Erlnode.Migratable.Runtime.replicate_from(0)
 
+          {:horde, args, handed} ->
+            Erlnode.Horde.Runtime.adopt(__MODULE__, handed, super(args))
+            |> Erlnode.Migratable.Runtime.replicate_from(0)
+
           {:restore, args, replica, seq} ->
             Erlnode.Migratable.Runtime.restore_init(__MODULE__, super(args), replica)
             |> Erlnode.Migratable.Runtime.replicate_from(seq)

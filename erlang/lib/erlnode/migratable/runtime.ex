@@ -50,6 +50,13 @@ defmodule Erlnode.Migratable.Runtime do
     {:restore, args, replica, seq}
   end
 
+  # Started by a Horde supervisor through `use Erlnode.Horde`: take the
+  # state the process this one replaces left in the supervisor's CRDT.
+  def init_arg(module, {:"$erlnode_horde", sup, key, args}) do
+    put_meta(module, args, nil, [])
+    {:horde, args, Erlnode.Horde.Runtime.take(module, sup, key)}
+  end
+
   def init_arg(module, {:"$erlnode_start", args, name, opts}) when is_list(opts) do
     put_meta(module, args, name, opts)
     {:source, args}
@@ -613,7 +620,13 @@ defmodule Erlnode.Migratable.Runtime do
 
   defp alter(module, state, hs) do
     {vsn, hs} = unversioned(hs)
+    alter(module, state, vsn, hs)
+  end
 
+  # A handed-over state `hs` of version `vsn`: upgraded when the version
+  # differs, then given to alter_handover_state/2. Also used by
+  # Erlnode.Horde's handoff.
+  def alter(module, state, vsn, hs) do
     hs =
       if vsn == module.__erlnode_migratable__(:version),
         do: hs,
