@@ -61,12 +61,14 @@ pub struct Crdt {
     outstanding: HashMap<TermKey, (Instant, Option<u32>)>,
     /// The root hash each neighbour last acked a sync of, and when.
     acked: HashMap<TermKey, (Option<u32>, Instant)>,
+    /// When the last sync each neighbour acked had started.
+    acked_started: HashMap<TermKey, Instant>,
     max_items: usize,
 }
 
 impl Crdt {
     pub fn new(store: Store, me: Term) -> Crdt {
-        Crdt { store, me, neighbours: vec![], outstanding: HashMap::new(), acked: HashMap::new(), max_items: DEFAULT_MAX_ITEMS }
+        Crdt { store, me, neighbours: vec![], outstanding: HashMap::new(), acked: HashMap::new(), acked_started: HashMap::new(), max_items: DEFAULT_MAX_ITEMS }
     }
 
     pub fn with_max_items(mut self, n: usize) -> Crdt {
@@ -98,7 +100,8 @@ impl Crdt {
             }
             CrdtMessage::Ack(to) => {
                 let k = TermKey(to);
-                if let Some((_, root)) = self.outstanding.remove(&k) {
+                if let Some((started, root)) = self.outstanding.remove(&k) {
+                    self.acked_started.insert(k.clone(), started);
                     self.acked.insert(k, (root, Instant::now()));
                 }
                 Effects::default()
@@ -155,6 +158,7 @@ impl Crdt {
     pub fn set_neighbours(&mut self, n: Vec<Term>) -> Effects {
         self.outstanding.retain(|k, _| n.iter().any(|x| term_eq(x, &k.0)));
         self.acked.retain(|k, _| n.iter().any(|x| term_eq(x, &k.0)));
+        self.acked_started.retain(|k, _| n.iter().any(|x| term_eq(x, &k.0)));
         self.neighbours = n;
         self.sync()
     }
@@ -165,6 +169,15 @@ impl Crdt {
     pub fn synced_with_all(&mut self) -> bool {
         let root = self.store.tree().root_hash();
         self.neighbours.iter().all(|n| self.acked.get(&TermKey(n.clone())).is_some_and(|(r, _)| *r == root))
+    }
+
+    /// Whether every neighbour acked a sync that started at or after `t`:
+    /// it has then been offered every key as it was at `t`. DeltaCrdt's
+    /// rounds walk the tree as it is at each round, so two writes made
+    /// while a sync is under way can reach a neighbour in either order; a
+    /// write that must arrive after another waits for this.
+    pub fn all_acked_since(&self, t: Instant) -> bool {
+        self.neighbours.iter().all(|n| self.acked_started.get(&TermKey(n.clone())).is_some_and(|s| *s >= t))
     }
 
     /// A neighbour's monitor fired: its sync is over.

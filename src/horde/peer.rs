@@ -154,29 +154,49 @@ pub(crate) fn crdt_neighbours(name: &Atom, me: &Term, members: &[Term]) -> Vec<T
         .collect()
 }
 
-/// The members after a node event, with `members: :auto`. Horde's
-/// NodeListener sets them to the visible nodes on every nodeup and
-/// nodedown; that also drops members learned from the CRDT whose node
-/// this one has not connected to yet (a joining node hears of every
-/// member before its links to them are up), and the drop deletes their
-/// entries for everyone. Here a member goes only when its own node goes
-/// down; a member that left while this node was not connected to it is
-/// removed by the members that saw it go, through the CRDT.
-pub(crate) fn auto_members(current: &[Term], event: &Result<NodeEvent, broadcast::error::RecvError>, visible: Vec<Term>, member_of: impl Fn(&Atom) -> Term) -> Vec<Term> {
-    match event {
-        Ok(NodeEvent::Down { node, .. }) => {
-            let gone = member_of(node);
-            current.iter().filter(|m| !term_eq(m, &gone)).cloned().collect()
-        }
-        _ => {
-            let mut m = current.to_vec();
-            for v in visible {
-                if !m.iter().any(|x| term_eq(x, &v)) {
-                    m.push(v);
-                }
+/// `members: :auto`. Horde's NodeListener sets the members to the
+/// visible nodes on every nodeup and nodedown; that also drops members
+/// learned from the CRDT whose node this one has not connected to yet (a
+/// joining node hears of every member before its links to them are up),
+/// and the drop deletes their entries for everyone. Here a member goes
+/// only when its own node went down; a member that left while this node
+/// was not connected to it is removed by the members that saw it go,
+/// through the CRDT. The nodes seen going down are remembered (until they
+/// come back) and pruned again on every tick: DeltaCrdt can bring a
+/// deleted `{:member, _}` back (see `Store::put`).
+#[derive(Default)]
+pub(crate) struct AutoMembers {
+    gone: std::collections::HashSet<Atom>,
+}
+
+impl AutoMembers {
+    /// The members after a node event.
+    pub fn on_event(&mut self, current: &[Term], event: &Result<NodeEvent, broadcast::error::RecvError>, visible: Vec<Term>, member_of: impl Fn(&Atom) -> Term) -> Vec<Term> {
+        match event {
+            Ok(NodeEvent::Down { node, .. }) => {
+                self.gone.insert(node.clone());
+                let gone = member_of(node);
+                current.iter().filter(|m| !term_eq(m, &gone)).cloned().collect()
             }
-            m
+            other => {
+                if let Ok(NodeEvent::Up(n)) = other {
+                    self.gone.remove(n);
+                }
+                let mut m = current.to_vec();
+                for v in visible {
+                    if !m.iter().any(|x| term_eq(x, &v)) {
+                        m.push(v);
+                    }
+                }
+                m
+            }
         }
+    }
+
+    /// The members without those whose node went down, if any came back.
+    pub fn prune(&self, current: &[Term]) -> Option<Vec<Term>> {
+        let down = |m: &Term| matches!(m.as_tuple(), Some([_, Term::Atom(n)]) if self.gone.contains(n));
+        current.iter().any(down).then(|| current.iter().filter(|m| !down(m)).cloned().collect())
     }
 }
 

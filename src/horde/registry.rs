@@ -31,6 +31,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+/// `{Reg, node}`.
+fn member_of(name: &Atom, node: &Atom) -> Term {
+    Term::tuple([Term::Atom(name.clone()), Term::Atom(node.clone())])
+}
+
 /// Requests from the Rust API.
 pub(crate) enum Request {
     Register { key: Term, value: Term, pid: Pid, reply: oneshot::Sender<()> },
@@ -72,6 +77,7 @@ const CONTEST_WAIT: Duration = Duration::from_millis(200);
 
 pub(crate) struct Registry {
     contested: std::collections::HashMap<crate::term::Reference, Contested>,
+    auto: super::peer::AutoMembers,
     cfg: Config,
     node: Node,
     reg: Mailbox,
@@ -91,7 +97,7 @@ fn tag(t: &Term) -> Option<(&str, &Term)> {
 impl Registry {
     pub fn new(cfg: Config, reg: Mailbox, crdt_mb: Mailbox, tables: Arc<RwLock<Tables>>) -> Registry {
         let peer = CrdtPeer::new(cfg.name.clone(), crdt_mb, cfg.max_items);
-        Registry { contested: Default::default(), node: reg.node(), cfg, reg, peer, tables, members: vec![] }
+        Registry { contested: Default::default(), auto: Default::default(), node: reg.node(), cfg, reg, peer, tables, members: vec![] }
     }
 
     fn me(&self) -> Term {
@@ -99,7 +105,7 @@ impl Registry {
     }
 
     fn member_of(&self, node: &Atom) -> Term {
-        Term::tuple([Term::Atom(self.cfg.name.clone()), Term::Atom(node.clone())])
+        member_of(&self.cfg.name, node)
     }
 
     /// `Node.list([:visible, :this])`, as NodeListener's `make_members`.
@@ -129,7 +135,8 @@ impl Registry {
                     if matches!(e, Err(broadcast::error::RecvError::Closed)) {
                         return Term::atom("normal");
                     }
-                    let m = super::peer::auto_members(&self.members, &e, self.visible_members(), |n| self.member_of(n));
+                    let visible = self.visible_members();
+                    let m = self.auto.on_event(&self.members, &e, visible, |n| member_of(&self.cfg.name, n));
                     self.set_members(m);
                 }
                 m = self.peer.mb.recv() => match m {
@@ -140,6 +147,9 @@ impl Registry {
                     None => return Term::atom("normal"),
                 },
                 _ = tick.tick() => {
+                    if let Some(m) = self.auto.prune(&self.members) {
+                        self.set_members(m);
+                    }
                     let changes = self.peer.tick();
                     self.process_changes(changes);
                 }

@@ -23,7 +23,7 @@
 
 use super::members::{Distribution, Member, Status};
 use super::{ChildInfo, LeaveReport, Redistribution};
-use crate::horde::peer::{auto_members, crdt_name, crdt_neighbours, short, visible_nodes, CrdtPeer};
+use crate::horde::peer::{crdt_name, crdt_neighbours, short, visible_nodes, AutoMembers, CrdtPeer};
 use crate::horde::store::Change;
 use crate::horde::term_key::{term_eq, TermKey};
 use crate::horde::HordeRegistry;
@@ -123,6 +123,20 @@ struct Forwarding {
     until: Instant,
 }
 
+struct HeldRelinquish {
+    id: Term,
+    spec: Term,
+    written: Instant,
+    until: Instant,
+}
+
+/// How long a relinquish waits for every neighbour to be offered the
+/// state first (a neighbour that never acks does not hold it longer).
+const RELINQUISH_WAIT: Duration = Duration::from_secs(2);
+/// How long a relinquished child with a handoff key waits for its state
+/// before it starts fresh.
+const STATE_WAIT: Duration = Duration::from_secs(1);
+
 struct Leaving {
     deadline: Instant,
     relinquished: usize,
@@ -147,6 +161,13 @@ pub(crate) struct Supervisor {
     shutting_down: bool,
     leaving: Option<Leaving>,
     quorum_lost: bool,
+    auto: AutoMembers,
+    /// Relinquishes held until every neighbour has been offered the
+    /// handed-over state written before them (see `release_relinquishes`).
+    relinquish_after: Vec<HeldRelinquish>,
+    /// Relinquished children this member starts once their handed-over
+    /// state has arrived, or after `STATE_WAIT`.
+    awaiting_state: HashMap<TermKey, (Term, Instant)>,
     pending: VecDeque<Change>,
 }
 
@@ -276,7 +297,8 @@ impl Supervisor {
                         return Term::atom("normal");
                     }
                     let visible = visible_nodes(&self.node).iter().map(|n| self.member_of(n)).collect();
-                    let m = auto_members(&self.members, &e, visible, |n| self.member_of(n));
+                    let name = self.cfg.name.clone();
+                    let m = self.auto.on_event(&self.members, &e, visible, |n| Term::tuple([Term::Atom(name.clone()), Term::Atom(n.clone())]));
                     self.set_members(m);
                 }
                 m = self.peer.mb.recv() => match m {
@@ -287,11 +309,16 @@ impl Supervisor {
                     None => return Term::atom("normal"),
                 },
                 _ = tick.tick() => {
+                    if let Some(m) = self.auto.prune(&self.members) {
+                        self.set_members(m);
+                    }
                     self.expire_forwarding();
                     let ch = self.peer.tick();
                     self.pending.extend(ch);
                 }
             }
+            self.release_relinquishes();
+            self.start_awaiting().await;
             self.flush().await;
             if self.check_leave() {
                 return Term::atom("shutdown");
@@ -377,10 +404,20 @@ impl Supervisor {
                             let me = self.me();
                             self.put(Term::tuple([Term::atom("process"), id.clone()]), Term::tuple([me, spec, Term::Pid(pid)]));
                         } else if self.choose(spec).is_ok_and(|n| term_eq(&n, &self.me())) && !self.shutting_down {
-                            let _ = self.add_child(spec.clone()).await;
+                            let key = self.cfg.handoff.as_ref().and_then(|f| arg_field(spec, f));
+                            let state_here = key.as_ref().is_some_and(|k| self.peer.crdt.store.read(&handoff_key(k)).is_some_and(|v| !v.is_atom("erlnode_handoff_taken")));
+                            if key.is_some() && !state_here {
+                                // Its state may still be on its way: two
+                                // writes made during one sync can arrive
+                                // in either order.
+                                self.awaiting_state.insert(TermKey(id.clone()), (spec.clone(), Instant::now() + STATE_WAIT));
+                            } else {
+                                let _ = self.add_child(spec.clone()).await;
+                            }
                         }
                     }
                     Some([member, spec, Term::Pid(pid)]) => {
+                        self.awaiting_state.remove(&TermKey(id.clone()));
                         if !term_eq(member, &self.me()) {
                             if let Some(f) = self.forwarding.remove(&TermKey(id.clone())) {
                                 let _ = f.ctl.send(ChildCtl::Forward { to: pid.clone(), retention: RETENTION });
@@ -393,6 +430,7 @@ impl Supervisor {
             }
             Change::Remove(k) => {
                 if let Some(("process", id)) = tag(k) {
+                    self.awaiting_state.remove(&TermKey(id.clone()));
                     self.processes.remove(&TermKey(id.clone()));
                 }
             }
@@ -592,11 +630,57 @@ impl Supervisor {
         }
         let handed = Term::tuple([Term::atom("erlnode_handoff_state"), Term::binary(type_name.as_bytes().to_vec()), Term::Int(version.into()), state]);
         self.put(handoff_key(&key), handed);
-        self.put(Term::tuple([Term::atom("process"), l.id.clone()]), Term::tuple([Term::atom("nil"), l.spec.clone()]));
+        let now = Instant::now();
+        self.relinquish_after.push(HeldRelinquish { id: l.id.clone(), spec: l.spec.clone(), written: now, until: now + RELINQUISH_WAIT });
         self.processes.remove(&TermKey(l.id.clone()));
         self.forwarding.insert(TermKey(l.id), Forwarding { ctl: l.ctl, until: Instant::now() + FORWARD_WAIT });
         if let Some(lv) = &mut self.leaving {
             lv.relinquished += 1;
+        }
+    }
+
+    /// Relinquishes whose state every neighbour has been offered (a sync
+    /// started after the state was written was acked), or that waited
+    /// `RELINQUISH_WAIT`, are written now.
+    fn release_relinquishes(&mut self) {
+        if self.relinquish_after.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let (ready, held): (Vec<HeldRelinquish>, Vec<HeldRelinquish>) =
+            std::mem::take(&mut self.relinquish_after).into_iter().partition(|h| h.until <= now || self.peer.crdt.all_acked_since(h.written));
+        self.relinquish_after = held;
+        for h in ready {
+            self.put(Term::tuple([Term::atom("process"), h.id]), Term::tuple([Term::atom("nil"), h.spec]));
+        }
+    }
+
+    /// Relinquished children waiting for their state: started once it is
+    /// here, or fresh after `STATE_WAIT`, if this member is still the one.
+    async fn start_awaiting(&mut self) {
+        if self.awaiting_state.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let ready: Vec<TermKey> = self
+            .awaiting_state
+            .iter()
+            .filter(|(_, (spec, until))| {
+                *until <= now
+                    || self.cfg.handoff.as_ref().and_then(|f| arg_field(spec, f)).is_some_and(|k| self.peer.crdt.store.read(&handoff_key(&k)).is_some_and(|v| !v.is_atom("erlnode_handoff_taken")))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ready {
+            let Some((spec, until)) = self.awaiting_state.remove(&id) else { continue };
+            let running = self.local.values().any(|l| term_eq(&l.id, &id.0));
+            if running || self.shutting_down || !self.choose(&spec).is_ok_and(|n| term_eq(&n, &self.me())) {
+                continue;
+            }
+            if until <= now {
+                tracing::debug!(supervisor = %self.cfg.name, child = ?id.0, "horde supervisor: no handed-over state arrived; the child starts fresh");
+            }
+            let _ = self.add_child(spec).await;
         }
     }
 
@@ -721,7 +805,7 @@ impl Supervisor {
     /// neighbour acked the last writes (or the deadline passed).
     fn check_leave(&mut self) -> bool {
         let Some(lv) = &self.leaving else { return false };
-        let done = self.local.is_empty() && self.forwarding.is_empty() && self.peer.crdt.synced_with_all();
+        let done = self.local.is_empty() && self.relinquish_after.is_empty() && self.forwarding.is_empty() && self.peer.crdt.synced_with_all();
         let late = Instant::now() >= lv.deadline;
         if !(done || late) {
             return false;
@@ -998,6 +1082,9 @@ pub(crate) fn spawn(node: &Node, cfg: Config, requests: mpsc::UnboundedReceiver<
             shutting_down: false,
             leaving: None,
             quorum_lost: false,
+            auto: AutoMembers::default(),
+            relinquish_after: vec![],
+            awaiting_state: HashMap::new(),
             pending: VecDeque::new(),
         };
         s.run(requests, events).await
