@@ -58,7 +58,15 @@ fn pids(children: &[(String, Option<Pid>)]) -> Vec<Option<Pid>> {
 
 /// Sends `msg` to the child `name` and waits until it has exited.
 async fn make_exit(node: &Node, name: &str, msg: Msg) {
-    let pid = node.whereis(name).expect("running");
+    // A child restarted a moment ago registers its name as it starts.
+    let deadline = std::time::Instant::now() + T;
+    let pid = loop {
+        match node.whereis(name) {
+            Some(p) => break p,
+            None if std::time::Instant::now() < deadline => tokio::task::yield_now().await,
+            None => panic!("{name} is not running"),
+        }
+    };
     let mut mb = node.spawn_mailbox();
     let watch = mb.monitor(&pid);
     gen_server::cast(node, &pid, &msg).unwrap();
