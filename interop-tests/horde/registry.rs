@@ -339,13 +339,8 @@ async fn name_conflict_after_a_netsplit_is_settled_alike_on_both_sides() {
 
 /// A new member joining a large registry: the time until it holds every
 /// key, an Elixir node and then an erlnode node. `HORDE_JOIN_KEYS` keys
-/// (default 20,000), each wait bounded by `HORDE_JOIN_BOUND_S` (default
-/// 600). Two times for the Elixir joiner: its CRDT holding every key,
-/// and its registry (the ETS table `lookup` reads, which Horde fills
-/// from the CRDT's diffs at 87-200 keys/s on the 2-core test machine,
-/// so at 100,000 keys it may not finish within the bound: reported, not
-/// failed). The first node is filled through its CRDT and counted there
-/// for the same reason.
+/// (default 20,000: on the 2-core test machine Horde itself absorbed
+/// 100,000 bulk writes at ~200 keys/s, beyond any test timeout).
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs HORDE_LIBS: make test-horde HORDE_LIBS=DIR"]
 async fn joining_a_large_registry_elixir_then_rust() {
@@ -364,48 +359,35 @@ async fn joining_a_large_registry_elixir_then_rust() {
            :ok"#
     ))
     .await;
-    let bound = Duration::from_secs(std::env::var("HORDE_JOIN_BOUND_S").ok().and_then(|v| v.parse().ok()).unwrap_or(600));
-    let crdt_size = format!(r#"map_size(DeltaCrdt.to_map(:"Elixir.{REG}.Crdt", :infinity))"#);
-    let fill = poll("every key in the first node's CRDT", bound, || async {
-        let c = int(&ex.eval_elixir(&crdt_size).await);
+    let fill = poll("every key on the first node", Duration::from_secs(600), || async {
+        let c = int(&ex.eval_elixir(&format!("Horde.Registry.count({REG})")).await);
         if c == n { Ok(()) } else { Err(c.to_string()) }
     })
     .await;
-    println!("{n} keys written on the first Elixir node; its CRDT held them all {fill:?} later");
+    println!("{n} keys written on the first Elixir node; its registry held them all {fill:?} later");
 
     let mut ex2 = horde_node("hjb", &cookie, epmd.port(), &ebins).await;
     let start = Instant::now();
     assert_eq!(ex2.eval_elixir(&format!(r#"Node.connect(:"{}")"#, ex.name())).await, Term::atom("true"));
-    let elixir_crdt_join = poll("the Elixir node's CRDT holds every key", bound, || async {
-        let c = int(&ex2.eval_elixir(&crdt_size).await);
+    let elixir_join = poll("the Elixir node holds every key", Duration::from_secs(600), || async {
+        let c = int(&ex2.eval_elixir(&format!("Horde.Registry.count({REG})")).await);
         if c == n { Ok(()) } else { Err(c.to_string()) }
     })
     .await;
-    let elixir_join = loop {
-        let c = int(&ex2.eval_elixir(&format!("Horde.Registry.count({REG})")).await);
-        if c == n {
-            break format!("{:?}", start.elapsed());
-        }
-        if start.elapsed() > bound {
-            break format!("not within {bound:?} ({c} of {n} keys in its registry)");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await; // bounded poll
-    };
+    let _ = start;
     ex2.kill().await;
 
     let r1 = support::rust_node("hj1", &cookie, epmd.port()).await;
     let reg = HordeRegistry::builder(REG).start(&r1).expect("registry");
     let start = Instant::now();
     r1.connect(ex.name()).await.expect("connect");
-    let rust_join = poll("the Rust node holds every key", bound, || async {
+    let rust_join = poll("the Rust node holds every key", Duration::from_secs(600), || async {
         let c = reg.count() as i64;
         if c == n { Ok(()) } else { Err(c.to_string()) }
     })
     .await;
     let _ = start;
-    println!(
-        "joining a registry of {n} keys: Elixir node's CRDT {elixir_crdt_join:?}, its registry {elixir_join}; erlnode node's registry {rust_join:?} (debug build)"
-    );
+    println!("joining a registry of {n} keys: Elixir node {elixir_join:?}, erlnode node {rust_join:?} (debug build)");
     assert_eq!(reg.lookup(&Term::Int(n / 2 + 1)).map(|(_, v)| v), Some(Term::atom("nil")));
     r1.shutdown().await;
 }
