@@ -27,6 +27,15 @@ pub(crate) struct CrdtPeer {
     monitored: Vec<Term>,
 }
 
+/// The kind and payload of a Horde CRDT key (`{:key, k}`, `{:member,
+/// m}`, `{:process, id}`, ...).
+pub(crate) fn key_kind(t: &Term) -> Option<(&str, &Term)> {
+    match t.as_tuple()? {
+        [Term::Atom(a), rest] => Some((a.as_str(), rest)),
+        _ => None,
+    }
+}
+
 /// `X.Crdt`, the name Horde gives the CRDT of `X`.
 pub(crate) fn crdt_name(name: &Atom) -> String {
     format!("{}.Crdt", name.as_str())

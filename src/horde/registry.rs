@@ -18,7 +18,7 @@
 //! Elixir process may, e.g. `GenServer.call({Reg, rust_node},
 //! {:register, key, value, pid})`.
 
-use super::peer::{crdt_name, crdt_neighbours, short, CrdtPeer};
+use super::peer::{crdt_name, crdt_neighbours, key_kind, short, CrdtPeer};
 use super::store::Change;
 use super::tables::{Entry, Tables};
 use super::term_key::term_eq;
@@ -85,13 +85,6 @@ pub(crate) struct Registry {
     tables: Arc<RwLock<Tables>>,
     /// `state.members` of RegistryImpl: `{Reg, Node}` terms.
     members: Vec<Term>,
-}
-
-fn tag(t: &Term) -> Option<(&str, &Term)> {
-    match t.as_tuple()? {
-        [Term::Atom(a), rest] => Some((a.as_str(), rest)),
-        _ => None,
-    }
 }
 
 impl Registry {
@@ -168,7 +161,7 @@ impl Registry {
                 Change::Add(k, v) => (k, Some(v)),
                 Change::Remove(k) => (k, None),
             };
-            let Some((kind, inner)) = tag(key) else { continue };
+            let Some((kind, inner)) = key_kind(key) else { continue };
             match (kind, value) {
                 ("member", Some(_)) => {
                     if !self.members.iter().any(|m| term_eq(m, inner)) {

@@ -23,7 +23,8 @@
 
 use super::members::{Distribution, Member, Status};
 use super::{ChildInfo, LeaveReport, Redistribution};
-use crate::horde::peer::{crdt_name, crdt_neighbours, short, visible_nodes, AutoMembers, CrdtPeer};
+use crate::horde::merkle_diff::field;
+use crate::horde::peer::{crdt_name, crdt_neighbours, key_kind, short, visible_nodes, AutoMembers, CrdtPeer};
 use crate::horde::store::Change;
 use crate::horde::term_key::{term_eq, TermKey};
 use crate::horde::HordeRegistry;
@@ -171,20 +172,6 @@ pub(crate) struct Supervisor {
     pending: VecDeque<Change>,
 }
 
-fn tag(t: &Term) -> Option<(&str, &Term)> {
-    match t.as_tuple()? {
-        [Term::Atom(a), rest] => Some((a.as_str(), rest)),
-        _ => None,
-    }
-}
-
-fn field<'a>(map: &'a Term, key: &str) -> Option<&'a Term> {
-    match map {
-        Term::Map(m) => m.iter().find(|(k, _)| k.is_atom(key)).map(|(_, v)| v),
-        _ => None,
-    }
-}
-
 fn restart_of(spec: &Term) -> Restart {
     match field(spec, "restart") {
         Some(t) if t.is_atom("transient") => Restart::Transient,
@@ -211,6 +198,10 @@ fn arg_field(spec: &Term, key: &Atom) -> Option<Term> {
 
 fn handoff_key(key: &Term) -> Term {
     Term::tuple([Term::atom("erlnode_handoff"), key.clone()])
+}
+
+fn process_key(id: &Term) -> Term {
+    Term::tuple([Term::atom("process"), id.clone()])
 }
 
 fn with_id(spec: &Term, id: Term) -> Term {
@@ -269,6 +260,27 @@ impl Supervisor {
     fn delete(&mut self, k: Term) {
         let ch = self.peer.delete(&k);
         self.pending.extend(ch);
+    }
+
+    /// `{:process, id} => {this member, spec, pid}`, in the CRDT and the
+    /// table.
+    fn record_running(&mut self, id: Term, spec: Term, pid: Pid) {
+        let me = self.me();
+        self.put(process_key(&id), Term::tuple([me.clone(), spec.clone(), Term::Pid(pid.clone())]));
+        self.processes.insert(TermKey(id), Placed { member: me, spec, pid });
+    }
+
+    /// `{:process, id} => {nil, spec}`: the member the ring chooses
+    /// starts it.
+    fn relinquish(&mut self, id: Term, spec: Term) {
+        self.put(process_key(&id), Term::tuple([Term::atom("nil"), spec]));
+        self.processes.remove(&TermKey(id));
+    }
+
+    /// The child is gone for good: out of the CRDT and the table.
+    fn disown(&mut self, id: &Term) {
+        self.delete(process_key(id));
+        self.processes.remove(&TermKey(id.clone()));
     }
 
     pub async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>, mut events: broadcast::Receiver<NodeEvent>) -> Term {
@@ -359,7 +371,7 @@ impl Supervisor {
             Change::Add(k, v) => (k, Some(v)),
             Change::Remove(k) => (k, None),
         };
-        let Some((kind, name)) = tag(key) else { return false };
+        let Some((kind, name)) = key_kind(key) else { return false };
         match (kind, value) {
             ("member", Some(_)) => {
                 if !self.members.iter().any(|m| term_eq(m, name)) {
@@ -392,7 +404,7 @@ impl Supervisor {
     async fn update_process(&mut self, d: &Change) {
         match d {
             Change::Add(k, v) => {
-                let Some(("process", id)) = tag(k) else { return };
+                let Some(("process", id)) = key_kind(k) else { return };
                 match v.as_tuple() {
                     Some([nil, spec]) if nil.is_atom("nil") => {
                         let running = self.local.iter().find(|(_, l)| term_eq(&l.id, id)).map(|(p, l)| (p.clone(), l.spec.clone()));
@@ -401,8 +413,7 @@ impl Supervisor {
                             // this member runs the child (an older write
                             // resurfaced, see `Store::put`): say so again.
                             tracing::debug!(supervisor = %self.cfg.name, child = ?id, "horde supervisor: relinquished child already runs here; its entry is written again");
-                            let me = self.me();
-                            self.put(Term::tuple([Term::atom("process"), id.clone()]), Term::tuple([me, spec, Term::Pid(pid)]));
+                            self.record_running(id.clone(), spec, pid);
                         } else if self.choose(spec).is_ok_and(|n| term_eq(&n, &self.me())) && !self.shutting_down {
                             let key = self.cfg.handoff.as_ref().and_then(|f| arg_field(spec, f));
                             let state_here = key.as_ref().is_some_and(|k| self.peer.crdt.store.read(&handoff_key(k)).is_some_and(|v| !v.is_atom("erlnode_handoff_taken")));
@@ -429,7 +440,7 @@ impl Supervisor {
                 }
             }
             Change::Remove(k) => {
-                if let Some(("process", id)) = tag(k) {
+                if let Some(("process", id)) = key_kind(k) {
                     self.awaiting_state.remove(&TermKey(id.clone()));
                     self.processes.remove(&TermKey(id.clone()));
                 }
@@ -519,8 +530,7 @@ impl Supervisor {
             } else if term_eq(&chosen, &me) {
                 let dead = self.info.get(&TermKey(p.member.clone())).is_some_and(|m| m.status == Status::Dead);
                 if dead && !self.shutting_down {
-                    self.delete(Term::tuple([Term::atom("process"), id.clone()]));
-                    self.processes.remove(&TermKey(id));
+                    self.disown(&id);
                     let _ = self.add_child(with_id(&p.spec, random_id())).await;
                 }
             }
@@ -532,9 +542,7 @@ impl Supervisor {
         let id = field(&spec, "id").cloned().unwrap_or(Term::atom("undefined"));
         match self.start_local(&id, &spec).await {
             Ok(pid) => {
-                let me = self.me();
-                self.put(Term::tuple([Term::atom("process"), id.clone()]), Term::tuple([me.clone(), spec.clone(), Term::Pid(pid.clone())]));
-                self.processes.insert(TermKey(id), Placed { member: me, spec, pid: pid.clone() });
+                self.record_running(id, spec, pid.clone());
                 Term::tuple([Term::atom("ok"), Term::Pid(pid)])
             }
             Err(reason) => {
@@ -651,7 +659,7 @@ impl Supervisor {
             std::mem::take(&mut self.relinquish_after).into_iter().partition(|h| h.until <= now || self.peer.crdt.all_acked_since(h.written));
         self.relinquish_after = held;
         for h in ready {
-            self.put(Term::tuple([Term::atom("process"), h.id]), Term::tuple([Term::atom("nil"), h.spec]));
+            self.relinquish(h.id, h.spec);
         }
     }
 
@@ -700,12 +708,10 @@ impl Supervisor {
     /// A local child's DOWN (`maybe_restart_child`).
     async fn child_down(&mut self, pid: Pid, reason: Term) {
         let Some(l) = self.local.remove(&pid) else { return };
-        let key = Term::tuple([Term::atom("process"), l.id.clone()]);
         match l.ending {
             Ending::Forget => {}
             Ending::Relinquish => {
-                self.put(key, Term::tuple([Term::atom("nil"), l.spec.clone()]));
-                self.processes.remove(&TermKey(l.id.clone()));
+                self.relinquish(l.id, l.spec);
                 if let Some(lv) = &mut self.leaving {
                     lv.relinquished += 1;
                 }
@@ -714,8 +720,7 @@ impl Supervisor {
                 // Another process holds its name now: restarting would
                 // take the name back and kill that one, back and forth.
                 tracing::info!(supervisor = %self.cfg.name, child = %short(&l.id), "horde supervisor: child lost its name; not restarted");
-                self.delete(key);
-                self.processes.remove(&TermKey(l.id.clone()));
+                self.disown(&l.id);
             }
             Ending::Own => {
                 let restart = match l.restart {
@@ -724,27 +729,20 @@ impl Supervisor {
                     Restart::Temporary => false,
                 };
                 if !restart {
-                    self.delete(key);
-                    self.processes.remove(&TermKey(l.id.clone()));
+                    self.disown(&l.id);
                     return;
                 }
                 tracing::warn!(supervisor = %self.cfg.name, child = %short(&l.id), reason = %short(&reason), "horde supervisor: child terminated; restarting");
                 if !self.may_restart() {
                     tracing::error!(supervisor = %self.cfg.name, child = %short(&l.id), "horde supervisor: restart intensity reached; child given up (Horde would stop the whole member)");
-                    self.delete(key);
-                    self.processes.remove(&TermKey(l.id.clone()));
+                    self.disown(&l.id);
                     return;
                 }
                 match self.start_local(&l.id, &l.spec).await {
-                    Ok(new) => {
-                        let me = self.me();
-                        self.put(key, Term::tuple([me.clone(), l.spec.clone(), Term::Pid(new.clone())]));
-                        self.processes.insert(TermKey(l.id.clone()), Placed { member: me, spec: l.spec, pid: new });
-                    }
+                    Ok(new) => self.record_running(l.id, l.spec, new),
                     Err(e) => {
                         tracing::error!(supervisor = %self.cfg.name, child = %short(&l.id), reason = %short(&e), "horde supervisor: restart failed; child given up");
-                        self.delete(key);
-                        self.processes.remove(&TermKey(l.id));
+                        self.disown(&l.id);
                     }
                 }
             }
@@ -912,8 +910,8 @@ impl Supervisor {
     fn sup_cast(&mut self, c: &Term) {
         match c.as_tuple() {
             Some([t, id]) if t.is_atom("disown_child_process") => {
-                if self.processes.remove(&TermKey(id.clone())).is_some() {
-                    self.delete(Term::tuple([Term::atom("process"), id.clone()]));
+                if self.processes.contains_key(&TermKey(id.clone())) {
+                    self.disown(id);
                 }
             }
             _ => tracing::warn!(supervisor = %self.cfg.name, shape = %short(c), "horde supervisor: cast ignored"),
@@ -980,8 +978,7 @@ impl Supervisor {
             l.ending = Ending::Forget;
             let _ = l.ctl.send(ChildCtl::Stop);
             let id = l.id.clone();
-            self.processes.remove(&TermKey(id.clone()));
-            self.delete(Term::tuple([Term::atom("process"), id]));
+            self.disown(&id);
             return Some(Term::atom("ok"));
         }
         let owner = self.processes.values().find(|p| &p.pid == pid).map(|p| p.member.clone());
