@@ -224,7 +224,7 @@ impl HordeRegistry {
 
     /// `Horde.Registry.keys/2`: the keys `pid` holds.
     pub fn keys(&self, pid: &Pid) -> Vec<Term> {
-        self.tables.read().unwrap().pids.get(pid).cloned().unwrap_or_default()
+        self.tables.read().unwrap().pids.get(pid).map(|k| k.newest_first()).unwrap_or_default()
     }
 
     /// `Horde.Registry.count/1`.

@@ -341,7 +341,7 @@ impl Registry {
             }
             Some([t, Term::Pid(pid), _]) if t.is_atom("EXIT") => {
                 // handle_info({:EXIT, pid, _}): the owner's keys go.
-                let keys = self.tables.write().unwrap().pids.remove(pid).unwrap_or_default();
+                let keys = self.tables.write().unwrap().pids.remove(pid).map(|k| k.newest_first()).unwrap_or_default();
                 for k in keys {
                     let changes = self.peer.delete(&Term::tuple([Term::atom("key"), k.clone()]));
                     self.process_changes(changes);
