@@ -449,6 +449,20 @@ async fn bad_input_is_dropped_and_the_cli_member_keeps_serving() {
         ))
         .await;
     assert_eq!(alive, Term::tuple([Term::Int(2), Term::tuple([Term::atom("echo"), Term::atom("hello")]), Term::atom("none")]));
+    // DeltaCrdt's read calls are answered (erlnode's Elixir library asks a
+    // peer's replica whether a write reached it); other calls are not.
+    let read = ex
+        .eval_elixir(&format!(
+            r#"to = {crdt}
+               {{:"Elixir.{REG}", _}} = DeltaCrdt.get(to, {{:key, "cli-echo"}}) |> elem(0)
+               map = DeltaCrdt.to_map(to)
+               none = DeltaCrdt.read(to, [{{:key, "no such key"}}])
+               other = try do GenServer.call(to, :bogus, 500) catch :exit, {{:timeout, _}} -> :timeout end
+               {{map_size(map) >= 3, none, other}}"#
+        ))
+        .await;
+    assert_eq!(read, Term::tuple([Term::atom("true"), Term::Map(vec![]), Term::atom("timeout")]));
+    cli.wait_for_line("call not served", T).await.expect("the unknown call is logged");
     assert!(!cli.output().iter().any(|l| l.contains("panicked")), "the CLI node panicked");
     cli.kill().await;
 }

@@ -125,6 +125,10 @@ impl CrdtPeer {
                 return vec![];
             }
         }
+        if let Some((from, req)) = crate::node::gen_call_parts(&m) {
+            self.read_call(from, req);
+            return vec![];
+        }
         let changes = match self.crdt.handle(&m) {
             Ok(fx) => self.send(fx),
             Err(e) => {
@@ -134,6 +138,33 @@ impl CrdtPeer {
         };
         tracing::trace!(owner = %self.owner, took = ?t0.elapsed(), kind = %short(&m), "crdt message handled");
         changes
+    }
+
+    /// DeltaCrdt's read calls (`DeltaCrdt.to_map/2`, `DeltaCrdt.get/3`,
+    /// `DeltaCrdt.read/3`: `:read` and `{:read, Keys}`), which erlnode's
+    /// Elixir library makes of a peer's replica to learn whether a write
+    /// has reached it. Writes by call are not served: only the owner
+    /// writes its replica. Any other call is dropped with a warning (the
+    /// caller times out), as a BEAM CRDT would crash on it.
+    fn read_call(&mut self, from: &Term, req: &Term) {
+        let store = &self.crdt.store;
+        let pairs: Vec<(Term, Term)> = match req {
+            r if r.is_atom("read") => store.read_all().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            r => match r.as_tuple() {
+                Some([t, keys]) if t.is_atom("read") => match keys {
+                    Term::List(keys) => keys.iter().filter_map(|k| store.read(k).map(|v| (k.clone(), v.clone()))).collect(),
+                    _ => {
+                        tracing::warn!(owner = %self.owner, request = %short(req), "horde crdt: read call whose keys are not a list dropped");
+                        return;
+                    }
+                },
+                _ => {
+                    tracing::warn!(owner = %self.owner, request = %short(req), "horde crdt: call not served (only reads are)");
+                    return;
+                }
+            },
+        };
+        self.mb.reply(from, Term::Map(pairs));
     }
 
     /// Sends what the CRDT produced; returns its read changes.

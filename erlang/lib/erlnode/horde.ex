@@ -34,8 +34,10 @@ defmodule Erlnode.Horde do
   `alter_handover_state/2` (after `upgrade_state/2` across versions), and
   the entry is deleted. Horde's own guide (save in `terminate/2` to a
   separate store, reload in `init/1`) loses states because nothing orders
-  the store's sync with the supervisor's; here the two writes travel in
-  one CRDT, in order.
+  the store's sync with the supervisor's; here `terminate/2` returns only
+  when every other member's replica of the supervisor's CRDT holds the
+  state (at most 2 s), so Horde's relinquish, written after the process
+  has exited, cannot reach a member before it.
 
   Not carried: messages queued at an Elixir process when Horde kills it
   (a Rust child forwards them to its replacement); the state of a process
@@ -240,6 +242,7 @@ defmodule Erlnode.Horde.Runtime do
           hs = module.prepare_handover_state(state)
           v = {:erlnode_handoff_state, module.__erlnode_migratable__(:type), module.__erlnode_migratable__(:version), hs}
           apply(DeltaCrdt, :put, [crdt(sup), entry(key), v, @crdt_timeout])
+          await_replicated(module, sup, entry(key), v)
         end
 
       _ ->
@@ -248,6 +251,58 @@ defmodule Erlnode.Horde.Runtime do
   catch
     kind, why ->
       Logger.error("#{inspect(module)}: handoff state not written: #{Exception.format_banner(kind, why)}")
+  end
+
+  # Horde relinquishes the child (writes `{nil, spec}`) only after this
+  # process has exited, but the two writes go out in whichever syncs
+  # happen to carry them, so a member could read the relinquish first and
+  # start the child fresh. terminate/2 therefore returns only once every
+  # other member's replica holds the state (each answers DeltaCrdt's
+  # `{:read, keys}` call, erlnode's Rust members too), or after
+  # @replicated_wait; a member that cannot be reached has nothing to wait
+  # for. Polled every @replicated_poll ms: DeltaCrdt's API tells no one
+  # when a peer has acked a write.
+  @replicated_wait 2_000
+  @replicated_poll 20
+
+  defp await_replicated(module, sup, k, v) do
+    peers =
+      apply(DeltaCrdt, :to_map, [crdt(sup), @crdt_timeout])
+      |> Enum.flat_map(fn
+        {{:member, {_name, n}}, _} when n != node() -> [n]
+        _ -> []
+      end)
+      |> Enum.uniq()
+
+    deadline = System.monotonic_time(:millisecond) + @replicated_wait
+    wait_replicated(module, peers, sup, k, v, deadline)
+  end
+
+  defp wait_replicated(module, peers, sup, k, v, deadline) do
+    case Enum.reject(peers, &holds?(&1, sup, k, v)) do
+      [] ->
+        :ok
+
+      left ->
+        if System.monotonic_time(:millisecond) >= deadline do
+          Logger.warning("#{inspect(module)}: handed-over state for #{inspect(elem(k, 1))} not yet on #{inspect(left)}; the process stops anyway")
+          :timeout
+        else
+          Process.sleep(@replicated_poll)
+          wait_replicated(module, left, sup, k, v, deadline)
+        end
+    end
+  end
+
+  defp holds?(node, sup, k, v) do
+    case GenServer.call({crdt(sup), node}, {:read, [k]}, 1_000) do
+      %{^k => ^v} -> true
+      _ -> false
+    end
+  catch
+    # Gone, not running the supervisor, or not answering: no replica to
+    # wait for.
+    :exit, _ -> true
   end
 
   # Erlnode.Horde.Drain: this member stops taking children, its children
