@@ -505,6 +505,42 @@ async fn a_thousand_names_from_four_nodes_at_once() {
     c.assert_tables_agree(0, &[]).await;
 }
 
+/// Registrations queued together at a Rust registrar share one lock
+/// round; those that contend (one name wanted by several pids, one pid
+/// wanting several names, a name unregistered and registered again) are
+/// still decided one after the other: exactly one winner each, the same
+/// table on every node.
+#[tokio::test(flavor = "multi_thread")]
+async fn contending_registrations_queued_together_have_one_winner_each() {
+    init_log();
+    let c = Cluster::start(&[("e0", "r0"), ("r0", "r1"), ("r1", "e1")]).await;
+    c.assert_converged().await;
+    let g = c.rs[0].global();
+    // Ten names, each wanted by five pids at once.
+    let wanted: Vec<(usize, Pid)> = (0..10).flat_map(|i| (0..5).map(move |_| i)).map(|i| (i, rust_process(&c.rs[0]))).collect();
+    let calls = wanted.iter().map(|(i, p)| g.register_name(Term::atom(&format!("contended_{i}")), p));
+    let results = futures_util::future::join_all(calls).await;
+    for i in 0..10 {
+        let wins: Vec<&Pid> = wanted.iter().zip(&results).filter(|((j, _), r)| *j == i && **r == Ok(true)).map(|((_, p), _)| p).collect();
+        assert_eq!(wins.len(), 1, "contended_{i}: {results:?}");
+        c.assert_everywhere(&format!("contended_{i}"), Some(wins[0]), T).await;
+    }
+    // One pid, ten names at once: a process may hold one global name.
+    let p = rust_process(&c.rs[0]);
+    let calls = (0..10).map(|i| g.register_name(Term::atom(&format!("greedy_{i}")), &p));
+    let results = futures_util::future::join_all(calls).await;
+    assert_eq!(results.iter().filter(|r| **r == Ok(true)).count(), 1, "{results:?}");
+    // A name unregistered and registered again by another pid, queued
+    // together: the new owner holds it.
+    let (old, new) = (rust_process(&c.rs[0]), rust_process(&c.rs[0]));
+    assert_eq!(g.register_name(Term::atom("passed_on"), &old).await, Ok(true));
+    let name = Term::atom("passed_on");
+    let (u, r) = tokio::join!(g.unregister_name(&name), g.register_name(name.clone(), &new));
+    assert_eq!((u, r), (Ok(()), Ok(true)));
+    c.assert_everywhere("passed_on", Some(&new), T).await;
+    c.assert_tables_agree(12, &[]).await;
+}
+
 /// Malformed global traffic from a real BEAM node to the `erlnode run`
 /// binary: every message is logged and dropped, every call answered with
 /// a harmless value, and global keeps serving (the CLI's

@@ -404,7 +404,7 @@ pub async fn run(a: RunArgs) -> ExitCode {
         tracing::info!(handed_over = r.handed_over, forwarded = r.forwarded, stopped = r.stopped, "left the ProcessHub hub");
     }
     if let Some(m) = &migration {
-        let hosted = m.hosted().len();
+        let hosted = m.hosted_count();
         if hosted > 0 {
             tracing::info!(hosted, "leaving: moving hosted processes to the remaining nodes");
             let report = m.drain().await;

@@ -24,6 +24,14 @@ pub(crate) const GNS: &str = "global_name_server";
 /// Calls every node's global_name_server in parallel; the replies of the
 /// nodes that answered, in no particular order.
 pub(crate) async fn multi_call(mb: &mut Mailbox, nodes: &[Atom], req: &Term) -> Vec<(Atom, Term)> {
+    multi_call_each(mb, nodes, std::slice::from_ref(req)).await.pop().unwrap_or_default()
+}
+
+/// [`multi_call`] for several requests at once, all sent before any reply
+/// is awaited (one round trip for the lot, not one each). Each node's
+/// global server handles them in the order given: they travel on one
+/// connection. The replies per request, in the order of `reqs`.
+pub(crate) async fn multi_call_each(mb: &mut Mailbox, nodes: &[Atom], reqs: &[Term]) -> Vec<Vec<(Atom, Term)>> {
     let node = mb.node();
     let me = node.name().clone();
     let connected = node.connected_nodes();
@@ -40,17 +48,22 @@ pub(crate) async fn multi_call(mb: &mut Mailbox, nodes: &[Atom], req: &Term) -> 
             }
         }
     }
-    let mut pending: HashMap<Reference, Atom> = HashMap::new();
+    let mut targets: Vec<&Atom> = Vec::with_capacity(nodes.len());
     for n in nodes {
-        if unreachable.contains(n) || pending.values().any(|p| p == n) {
-            continue;
+        if !unreachable.contains(n) && !targets.contains(&n) {
+            targets.push(n);
         }
-        let mref = mb.monitor_name(GNS, n.as_str());
-        let msg = super::messages::gen_call(mb.pid(), Term::Ref(mref.clone()), req.clone());
-        mb.send_to(&Dest::Name { name: Atom::new(GNS), node: n.clone() }, msg);
-        pending.insert(mref, n.clone());
     }
-    let mut replies = Vec::with_capacity(pending.len());
+    let mut pending: HashMap<Reference, (usize, Atom)> = HashMap::new();
+    for (i, req) in reqs.iter().enumerate() {
+        for n in &targets {
+            let mref = mb.monitor_name(GNS, n.as_str());
+            let msg = super::messages::gen_call(mb.pid(), Term::Ref(mref.clone()), req.clone());
+            mb.send_to(&Dest::Name { name: Atom::new(GNS), node: (*n).clone() }, msg);
+            pending.insert(mref, (i, (*n).clone()));
+        }
+    }
+    let mut replies: Vec<Vec<(Atom, Term)>> = vec![Vec::with_capacity(targets.len()); reqs.len()];
     let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
     while !pending.is_empty() {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -64,16 +77,17 @@ pub(crate) async fn multi_call(mb: &mut Mailbox, nodes: &[Atom], req: &Term) -> 
         match got {
             Ok((r, Some(reply))) => {
                 mb.demonitor(&r);
-                replies.push((pending.remove(&r).expect("pending"), reply));
+                let (i, n) = pending.remove(&r).expect("pending");
+                replies[i].push((n, reply));
             }
             Ok((r, None)) => {
-                let n = pending.remove(&r).expect("pending");
+                let (_, n) = pending.remove(&r).expect("pending");
                 tracing::debug!(node = %n, "global multi_call: no global_name_server there (bad node)");
             }
             Err(e) => {
-                for (r, n) in pending.drain() {
+                for (r, (i, n)) in pending.drain() {
                     mb.demonitor(&r);
-                    tracing::warn!(node = %n, request = ?req, error = %e, "global multi_call: no answer; counting the node as bad");
+                    tracing::warn!(node = %n, request = ?reqs[i], error = %e, "global multi_call: no answer; counting the node as bad");
                 }
             }
         }

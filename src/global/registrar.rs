@@ -3,18 +3,21 @@
 //!
 //! Each is one `trans_all_known`: lock `{global, RegistrarPid}` on the
 //! boss (the greatest node name) and then on every known node, make the
-//! change on all of them with `gen_server:multi_call`, release. The lock,
+//! change on all of them with `gen_server:multi_call`, release. Unlike
+//! global.erl, changes queued together share one lock round (see
+//! [`run`]): peers see the same messages, several under one lock. The lock,
 //! the change and the release all come from this one process: a BEAM
 //! node keeps a registration only if the pid that sent `{register, ...}`
 //! holds the `global` lock there.
 
 use super::lockops::{del_lock, delete_global_lock, random_sleep, set_lock_on_nodes, subtract};
 use super::messages::NameInfo;
-use super::multicall::multi_call;
+use super::multicall::multi_call_each;
+use super::names::Key;
 use super::order::the_boss;
 use super::{LockId, Shared};
 use crate::process::Mailbox;
-use crate::term::{Atom, Term};
+use crate::term::{Atom, Pid, Term};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
@@ -25,30 +28,97 @@ pub(crate) enum Request {
     Unregister { name: Term, reply: oneshot::Sender<()> },
 }
 
+/// At most this many changes share one lock: each BEAM registrar that
+/// wants the lock meanwhile backs off (global's random sleep), so the
+/// lock is never held for long.
+const MAX_BATCH: usize = 64;
+
 pub(crate) async fn run(mut mb: Mailbox, mut rx: UnboundedReceiver<Request>, shared: Arc<Shared>) -> Term {
-    while let Some(req) = rx.recv().await {
+    let mut held_over: Option<Request> = None;
+    loop {
+        let first = match held_over.take() {
+            Some(r) => r,
+            None => match rx.recv().await {
+                Some(r) => r,
+                None => break,
+            },
+        };
+        // Requests already queued share the lock (one lock round and one
+        // pipelined multi_call for the lot, where global.erl takes the
+        // lock once per change): what a rebalance or a failover of many
+        // processes needs. A request for a name or pid already in the
+        // batch waits for the next one, so each change is decided on the
+        // table as the ones before it left it.
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) if independent(&batch, &r) => batch.push(r),
+                Ok(r) => {
+                    held_over = Some(r);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
         // Late replies to calls that timed out are of no use now.
         mb.drain();
         let id = LockId::global(Term::Pid(mb.pid().clone()));
         let nodes = set_lock_known(&mut mb, &shared, &id).await;
-        match req {
-            Request::Register { info, check_free, reply } => {
-                let ok = !check_free || (super::where_(&mb.node(), &shared, &info.name).is_none() && !dup_name(&shared, &info));
-                if ok {
-                    let r = Term::tuple([Term::atom("register"), info.name.clone(), Term::Pid(info.pid.clone()), info.method.clone()]);
-                    multi_call(&mut mb, &nodes, &r).await;
+        let mut calls = Vec::with_capacity(batch.len());
+        let mut done: Vec<Done> = Vec::with_capacity(batch.len());
+        for req in batch {
+            match req {
+                Request::Register { info, check_free, reply } => {
+                    let ok = !check_free || (super::where_(&mb.node(), &shared, &info.name).is_none() && !dup_name(&shared, &info));
+                    if ok {
+                        calls.push(Term::tuple([Term::atom("register"), info.name.clone(), Term::Pid(info.pid.clone()), info.method.clone()]));
+                    }
+                    done.push(Done::Register(reply, ok));
                 }
-                delete_global_lock(&mut mb, &id, &nodes).await;
-                let _ = reply.send(ok);
-            }
-            Request::Unregister { name, reply } => {
-                multi_call(&mut mb, &nodes, &Term::tuple([Term::atom("unregister"), name])).await;
-                delete_global_lock(&mut mb, &id, &nodes).await;
-                let _ = reply.send(());
+                Request::Unregister { name, reply } => {
+                    calls.push(Term::tuple([Term::atom("unregister"), name]));
+                    done.push(Done::Unregister(reply));
+                }
             }
         }
+        if !calls.is_empty() {
+            multi_call_each(&mut mb, &nodes, &calls).await;
+        }
+        // Every node has made the changes: the callers may go on while the
+        // lock is released (two more rounds; this registrar takes no new
+        // request before they are done, so nothing of this node's
+        // overtakes them).
+        for d in done {
+            let _ = match d {
+                Done::Register(reply, ok) => reply.send(ok).is_ok(),
+                Done::Unregister(reply) => reply.send(()).is_ok(),
+            };
+        }
+        delete_global_lock(&mut mb, &id, &nodes).await;
     }
     Term::atom("normal")
+}
+
+/// A reply owed once every node has made the change.
+enum Done {
+    Register(oneshot::Sender<bool>, bool),
+    Unregister(oneshot::Sender<()>),
+}
+
+/// Whether `r` touches no name (and, registering, no pid) that a request
+/// of `batch` touches.
+fn independent(batch: &[Request], r: &Request) -> bool {
+    let touches = |q: &Request| -> (Key, Option<Pid>) {
+        match q {
+            Request::Register { info, .. } => (Key::of(&info.name), Some(info.pid.clone())),
+            Request::Unregister { name, .. } => (Key::of(name), None),
+        }
+    };
+    let (name, pid) = touches(r);
+    batch.iter().all(|q| {
+        let (n, p) = touches(q);
+        n != name && (pid.is_none() || p != pid)
+    })
 }
 
 /// A process may hold one global name (global.erl's `check_dupname`).
@@ -72,7 +142,11 @@ async fn set_lock_known(mb: &mut Mailbox, shared: &Shared, id: &LockId) -> Vec<A
         nodes.extend(known.iter().cloned());
         let boss = the_boss(&nodes).expect("not empty");
         if set_lock_on_nodes(mb, shared, id, std::slice::from_ref(&boss)).await {
-            if set_lock_on_nodes(mb, shared, id, &nodes).await && subtract(&shared.known(), &known).is_empty() {
+            // global.erl asks the boss again in this round (the lock is
+            // re-entrant for its holder); leaving it out saves a round
+            // trip when the boss is the only other node.
+            let rest: Vec<Atom> = nodes.iter().filter(|n| **n != boss).cloned().collect();
+            if set_lock_on_nodes(mb, shared, id, &rest).await && subtract(&shared.known(), &known).is_empty() {
                 return nodes;
             }
             del_lock(mb, id, &[boss]).await;

@@ -23,7 +23,7 @@ use std::time::Duration;
 pub const MANAGER_NAME: &str = "erlnode_migration";
 
 /// Migrations run at once by placement (join, drain, rebalance).
-const PLACEMENT_CONCURRENCY: usize = 16;
+const PLACEMENT_CONCURRENCY: usize = 64;
 
 type Factory = Arc<dyn Fn(&Node, &Shared, Term, Atom, StartAs) -> Result<Pid, Term> + Send + Sync>;
 
@@ -285,6 +285,12 @@ impl Migration {
 
     pub fn hosted(&self) -> Vec<(Atom, String, Pid)> {
         self.shared.hosted.snapshot()
+    }
+
+    /// How many processes this node hosts: [`Self::hosted`]'s length
+    /// without copying the table (for progress and polling).
+    pub fn hosted_count(&self) -> usize {
+        self.shared.hosted.len()
     }
 
     /// Nodes known to host `type_name` (this one included if it does).
