@@ -112,9 +112,10 @@ test-processhub:
 ## telemetry_poller): HORDE_LIBS=DIR names their compiled applications,
 ## DIR/<app>/ebin, built for the host's OTP; they are not built here (on no
 ## registry these machines reach). Unset: says so and runs nothing. The
-## recorded-trace conformance test (tests/horde_conformance.rs) runs in
-## `make test` always. One test at a time: each runs two to four BEAM
-## nodes and up to two erlnode nodes.
+## recorded-trace conformance tests (tests/horde_conformance.rs for the
+## CRDT, tests/horde_supervisor_conformance.rs for the DynamicSupervisor
+## member) run in `make test` always. One test at a time: each runs two
+## to four BEAM nodes and up to two erlnode nodes.
 test-horde:
 	@if [ -z "$(HORDE_LIBS)" ]; then \
 	  echo "Horde tests not run: HORDE_LIBS is unset"; exit 0; \

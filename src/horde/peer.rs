@@ -181,14 +181,15 @@ impl CrdtPeer {
 }
 
 /// The CRDT names of the members other than `me` (`{Name.Crdt, node}`
-/// for each `{Name, node}`), as Horde's `set_crdt_neighbours` makes them.
-pub(crate) fn crdt_neighbours(name: &Atom, me: &Term, members: &[Term]) -> Vec<Term> {
-    let crdt = Atom::new(&crdt_name(name));
+/// for each `{Name, node}`, each member's own name: a member may be named
+/// unlike this one, `{SupA, node}` in `SupB`'s members), as Horde's
+/// `set_crdt_neighbours` and `crdt_names` make them.
+pub(crate) fn crdt_neighbours(me: &Term, members: &[Term]) -> Vec<Term> {
     members
         .iter()
         .filter(|m| !term_eq(m, me))
         .filter_map(|m| match m.as_tuple() {
-            Some([Term::Atom(_), node @ Term::Atom(_)]) => Some(Term::tuple([Term::Atom(crdt.clone()), node.clone()])),
+            Some([Term::Atom(name), node @ Term::Atom(_)]) => Some(Term::tuple([Term::atom(&crdt_name(name)), node.clone()])),
             _ => None,
         })
         .collect()

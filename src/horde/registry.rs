@@ -265,7 +265,7 @@ impl Registry {
     }
 
     fn update_neighbours(&mut self) {
-        let n = crdt_neighbours(&self.cfg.name, &self.me(), &self.members);
+        let n = crdt_neighbours(&self.me(), &self.members);
         let changes = self.peer.set_neighbours(n);
         self.process_changes(changes);
     }

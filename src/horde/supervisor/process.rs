@@ -225,6 +225,15 @@ fn error(reason: Term) -> Term {
     Term::tuple([Term::atom("error"), reason])
 }
 
+/// Horde's `proxy_to_node/4` reply when the member to proxy to is not
+/// `:alive`.
+fn not_alive() -> Term {
+    error(Term::tuple([
+        Term::atom("node_dead_or_shutting_down"),
+        Term::binary(&b"the node responsible for this process is shutting down or dead, try again soon"[..]),
+    ]))
+}
+
 impl Supervisor {
     fn me(&self) -> Term {
         self.member_of(self.node.name())
@@ -232,6 +241,11 @@ impl Supervisor {
 
     fn member_of(&self, node: &Atom) -> Term {
         Term::tuple([Term::Atom(self.cfg.name.clone()), Term::Atom(node.clone())])
+    }
+
+    /// Whether `member` is `:alive` (the only status Horde proxies to).
+    fn is_alive(&self, member: &Term) -> bool {
+        self.info.get(&TermKey(member.clone())).is_some_and(|m| m.status == Status::Alive)
     }
 
     fn status(&self) -> Status {
@@ -508,7 +522,7 @@ impl Supervisor {
     }
 
     fn set_crdt_neighbours(&mut self) {
-        let n = crdt_neighbours(&self.cfg.name, &self.me(), &self.members);
+        let n = crdt_neighbours(&self.me(), &self.members);
         let ch = self.peer.set_neighbours(n);
         self.pending.extend(ch);
     }
@@ -833,14 +847,10 @@ impl Supervisor {
             return Some(error(Term::tuple([Term::atom("shutting_down"), Term::binary(&b"this node is shutting down."[..])])));
         }
         match self.choose(&spec) {
-            Ok(n) if term_eq(&n, &self.me()) || proxied.is_some() => Some(self.add_child(spec).await),
+            Ok(n) if term_eq(&n, &self.me()) || proxied.is_some() => Some(self.add_child(with_id(&spec, random_id())).await),
             Ok(other) => {
-                let alive = self.info.get(&TermKey(other.clone())).is_some_and(|m| m.status == Status::Alive);
-                if !alive {
-                    return Some(error(Term::tuple([
-                        Term::atom("node_dead_or_shutting_down"),
-                        Term::binary(&b"the node responsible for this process is shutting down or dead, try again soon"[..]),
-                    ])));
+                if !self.is_alive(&other) {
+                    return Some(not_alive());
                 }
                 match proxied_from {
                     // A caller on the wire: the chosen member replies to it.
@@ -953,9 +963,8 @@ impl Supervisor {
             Some([t, spec]) if t.is_atom("start_child") => {
                 // Horde proxies the caller's message as it came, before its
                 // own randomisation: every member that starts a child gives
-                // it a fresh id.
-                let spec = with_id(spec, random_id());
-                self.start_child(spec, Some((from, proxied))).await
+                // it a fresh id (`start_child`).
+                self.start_child(spec.clone(), Some((from, proxied))).await
             }
             Some([t, Term::Pid(pid)]) if t.is_atom("terminate_child") => self.terminate_child(pid, Some(from)),
             Some([t, Term::List(members)]) if t.is_atom("set_members") => {
@@ -971,8 +980,8 @@ impl Supervisor {
     }
 
     /// `terminate_child`: here if the child is local; else proxied to its
-    /// member, which replies to `from` (`None` then); unknown pids are
-    /// `{:error, :not_found}`.
+    /// member, which replies to `from` (`None` then), if that member is
+    /// `:alive`; unknown pids are `{:error, :not_found}`.
     fn terminate_child(&mut self, pid: &Pid, from: Option<&Term>) -> Option<Term> {
         if let Some(l) = self.local.get_mut(pid) {
             l.ending = Ending::Forget;
@@ -983,6 +992,7 @@ impl Supervisor {
         }
         let owner = self.processes.values().find(|p| &p.pid == pid).map(|p| p.member.clone());
         match (owner.as_ref().and_then(|m| m.as_tuple()), from) {
+            (Some(_), Some(_)) if !owner.as_ref().is_some_and(|m| self.is_alive(m)) => Some(not_alive()),
             (Some([Term::Atom(name), Term::Atom(node)]), Some(from)) => {
                 let msg = Term::tuple([Term::atom("proxy_operation"), Term::tuple([Term::atom("terminate_child"), Term::Pid(pid.clone())]), from.clone()]);
                 self.sup.send_to(&Dest::local(name.as_str(), node.as_str()), msg);
