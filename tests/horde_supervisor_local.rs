@@ -98,6 +98,7 @@ async fn balance(m: &Member, i: usize) -> Result<i64, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_follow_the_ring_and_keep_their_state_across_join_and_leave() {
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into())).with_test_writer().try_init();
     const N: usize = 40;
     let epmd = free_port();
     let a = member("hsl_a", epmd, &[]).await;

@@ -11,7 +11,7 @@ use crate::connection::{Busy, Connection};
 use crate::handshake::{self, AcceptDecision, Arbiter, HandshakeConfig, HandshakeError};
 use crate::term::{Atom, Term};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use crate::tls::DistStream;
 use tokio::net::TcpStream;
@@ -34,6 +34,11 @@ enum Slot {
 pub(crate) struct Peers {
     slots: Mutex<HashMap<Atom, Slot>>,
     next_attempt: AtomicU64,
+    /// Set by [`Node::shutdown`](crate::Node::shutdown): no link is made
+    /// or accepted afterwards, so a process still running on a node that
+    /// was shut down (a CRDT's sync tick, say) cannot bring it back into
+    /// its peers' clusters.
+    closed: AtomicBool,
 }
 
 impl Peers {
@@ -52,6 +57,7 @@ impl Peers {
     }
 
     pub fn close_all(&self) {
+        self.closed.store(true, Ordering::SeqCst);
         let slots = std::mem::take(&mut *self.slots.lock().unwrap());
         for (_, s) in slots {
             match s {
@@ -95,6 +101,7 @@ impl NodeInner {
             }
             Some(Slot::Pending { queue, .. }) => queue.push((ctl.clone(), payload.cloned())),
             None if !dial => tracing::debug!(%peer, ?ctl, "teardown signal dropped: no link (the link's loss already tore it down)"),
+            None if self.peers.closed.load(Ordering::SeqCst) => tracing::debug!(%peer, "message dropped: this node was shut down"),
             None => {
                 let attempt = self.peers.next_attempt.fetch_add(1, Ordering::Relaxed);
                 let handle = self.spawn_connect(peer.clone(), attempt);
@@ -141,6 +148,9 @@ impl NodeInner {
     pub(crate) async fn ensure_connected(self: &Arc<Self>, peer: &Atom) -> Result<(), NodeError> {
         if peer == &self.name {
             return Ok(());
+        }
+        if self.peers.closed.load(Ordering::SeqCst) {
+            return Err(NodeError::Connect { node: peer.to_string(), reason: "this node was shut down".into() });
         }
         let rx = {
             let mut slots = self.peers.slots.lock().unwrap();
@@ -312,6 +322,10 @@ impl NodeInner {
 
     fn install(self: &Arc<Self>, stream: DistStream, info: handshake::PeerInfo, attempt: u64) {
         let peer = Atom::new(&info.name);
+        if self.peers.closed.load(Ordering::SeqCst) {
+            tracing::debug!(%peer, "link not installed: this node was shut down");
+            return;
+        }
         let inbound: Arc<dyn crate::connection::Inbound> = self.clone();
         let mut slots = self.peers.slots.lock().unwrap();
         let (queue, waiters) = match slots.remove(&peer) {
@@ -432,5 +446,33 @@ mod tests {
         inner.send_control(&gone, &Control::Link { from: me, to: remote });
         assert!(inner.peers.slots.lock().unwrap().get(&gone).is_some());
         node.shutdown().await;
+    }
+
+    /// A node that was shut down dials no one: a process still running on
+    /// it (a CRDT's sync tick) used to reconnect it to its peers, which then
+    /// saw it as a live, uninitialized Horde member again.
+    #[tokio::test]
+    async fn a_shut_down_node_dials_no_one() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let tag = std::process::id();
+        let a = Node::builder(format!("shut_a_{tag}@127.0.0.1")).cookie("c").epmd_port(port).embedded_epmd(true).start().await.unwrap();
+        let b = Node::builder(format!("shut_b_{tag}@127.0.0.1")).cookie("c").epmd_port(port).embedded_epmd(false).start().await.unwrap();
+        let mut events = a.subscribe();
+        b.connect(a.name().as_str()).await.expect("connects while running");
+        b.shutdown().await;
+        // Wait for the link's end as `a` sees it.
+        loop {
+            if let crate::node::NodeEvent::Down { .. } = events.recv().await.unwrap() {
+                break;
+            }
+        }
+        let remote = Pid { node: a.name().clone(), id: 1, serial: 0, creation: 1 };
+        let from = Pid { node: b.name().clone(), id: 2, serial: 0, creation: 1 };
+        b.inner.send_control(a.name(), &Control::Link { from, to: remote });
+        assert!(b.inner.peers.slots.lock().unwrap().get(a.name()).is_none(), "a send set up a link");
+        let err = b.connect(a.name().as_str()).await.expect_err("no connect after shutdown");
+        assert!(err.to_string().contains("shut down"), "{err}");
+        assert!(a.connected_nodes().is_empty());
+        a.shutdown().await;
     }
 }
