@@ -12,7 +12,7 @@
 
 use crate::support::{self, BeamNode, Epmd, Erlnode};
 use erlnode::gen_server::{self, Ctx, Flow, GenServer, Reply, ServerCallError};
-use erlnode::process::{CallError, RecvError};
+use erlnode::process::{CallError, Dest, RecvError};
 use erlnode::{Mailbox, Node, Pid, Reference, Term};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -1095,4 +1095,33 @@ async fn erlnode_run_hosts_echo_for_elixir() {
     .await;
     let hi = Term::tuple([atom("hi"), Term::list([Term::Int(1), Term::Float(2.5), Term::from("x")])]);
     assert_eq!(got, Term::tuple([Term::tuple([atom("echo"), hi]), atom("back")]));
+}
+
+/// Messages around the 64 KiB fragment size from Rust to a BEAM process,
+/// each bringing new atoms (so its atom cache header is tens of bytes):
+/// every one arrives and the link stays up. One window of sizes used to
+/// go out as a whole frame without its header, which the BEAM rejects as
+/// a corrupted distribution header, dropping the link.
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_at_the_fragment_boundary_reach_the_beam() {
+    let c = cluster("edge").await;
+    const N: usize = 160;
+    c.beam
+        .eval(&format!(
+            "L = fun Loop(K, B) when K < {N} -> receive {{E1, E2, Bin}} when is_atom(E1), is_atom(E2) -> Loop(K + 1, B + byte_size(Bin)) after 20000 -> {{K, B}} end; Loop(K, B) -> {{K, B}} end,
+             P = spawn(fun() -> R = L(0, 0), receive {{count, From}} -> From ! {{count, R}} end end),
+             true = register(edge_sink, P), ok"
+        ))
+        .await;
+    let mb = c.rust.spawn_mailbox();
+    let mut bytes = 0i64;
+    for off in 0..N {
+        let n = 64 * 1024 - 120 + off;
+        bytes += n as i64;
+        let m = Term::tuple([Term::atom(&format!("edge_{off}_first")), Term::atom(&format!("edge_{off}_second")), Term::binary(vec![3u8; n])]);
+        mb.send_to(&Dest::local("edge_sink", c.beam.name()), m);
+    }
+    let got = c.beam.eval("edge_sink ! {count, self()}, receive {count, R} -> R after 30000 -> timeout end").await;
+    assert_eq!(got, Term::tuple([Term::Int(N as i64), Term::Int(bytes)]));
+    assert!(c.rust.connected_nodes().iter().any(|n| n.as_str() == c.beam.name()), "the link stayed up");
 }

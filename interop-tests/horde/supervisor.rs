@@ -136,7 +136,7 @@ async fn await_alive(ex: &BeamNode, node: &str) {
 async fn start_accounts(e1: &BeamNode, e2: &BeamNode, n: usize) {
     for (ex, parity) in [(e1, 1), (e2, 0)] {
         let r = ex
-            .eval_elixir(&format!(
+            .try_eval_elixir(&format!(
                 r#"for i <- 1..{n}, rem(i, 2) == {parity} do
                      spec = %{{id: "a#{{i}}", start: {{HISup.Account, :start_link, [%{{name: "a#{{i}}", balance: i}}]}}}}
                      case Horde.DynamicSupervisor.start_child({SUP}, spec) do
@@ -147,7 +147,15 @@ async fn start_accounts(e1: &BeamNode, e2: &BeamNode, n: usize) {
                    :ok"#
             ))
             .await;
-        assert_eq!(r, Term::atom("ok"), "{}: starting accounts", ex.name());
+        if r.is_err() {
+            // What the Elixir members logged, for the failure message.
+            for e in [e1, e2] {
+                for l in e.output().iter().filter(|l| !l.trim().is_empty() && !l.contains("[info]")) {
+                    eprintln!("  {}: {l}", e.name());
+                }
+            }
+        }
+        assert_eq!(r, Ok(Term::atom("ok")), "{}: starting accounts", ex.name());
     }
 }
 
@@ -555,6 +563,17 @@ async fn handoff_scenario(strategy: &str, dist: &str, handoff: bool) {
     let e2_name = e2.name().to_string();
     let _ = e2.try_eval_elixir("System.stop()").await;
     assert!(e2.wait_exit(T).await.is_some(), "the Elixir node stops");
+    if std::env::var_os("HORDE_DEBUG").is_some() {
+        for l in e2.output().iter().filter(|l| !l.trim().is_empty()) {
+            eprintln!("  {e2_name}: {l}");
+        }
+        for l in r2.output().iter().filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("conflict") || l.contains("not started")) {
+            eprintln!("  {n2}: {l}");
+        }
+        for l in e1.output().iter().filter(|l| l.contains("[warning]") || l.contains("[error]")) {
+            eprintln!("  {}: {l}", e1.name());
+        }
+    }
     await_all_accounts(&e1, n, Some(&e2_name)).await;
     eprintln!("after the Elixir leave: {:?}", placement(&e1).await.0);
 

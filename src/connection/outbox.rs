@@ -136,10 +136,18 @@ impl Outbox {
         let start = buf.len();
         buf.extend_from_slice(&[0, 0, 0, 0, VERSION_MAGIC, DIST_HEADER]);
         header.clear();
-        match cache {
+        // Whether the message goes as fragments, decided once on its size
+        // with its atom cache header: the header is written in place only
+        // for a whole frame (fragmenting writes it into the first
+        // fragment), so the two decisions must agree. They once did not:
+        // a message whose body fitted a frame but not with its header went
+        // out as a whole frame with no header, which the BEAM rejects as a
+        // corrupted distribution header and drops the link.
+        let fragment = match cache {
             None => {
                 buf.push(0); // no atom cache references
                 encode_terms(buf, control, payload, &mut NoCache);
+                self.fragments && buf.len() - start - 4 > FRAGMENT_SIZE
             }
             Some(c) => {
                 // Which atoms the header lists is known only once the
@@ -150,16 +158,18 @@ impl Outbox {
                 let body_start = buf.len();
                 encode_terms(buf, control, payload, c);
                 c.write_header(header);
-                if !(self.fragments && 2 + header.len() + buf.len() - body_start > FRAGMENT_SIZE) {
+                let fragment = self.fragments && 2 + header.len() + buf.len() - body_start > FRAGMENT_SIZE;
+                if !fragment {
                     let (h, end) = (header.len(), buf.len());
                     buf.resize(end + h, 0);
                     buf.copy_within(body_start..end, body_start + h);
                     buf[body_start..body_start + h].copy_from_slice(header);
                 }
+                fragment
             }
-        }
+        };
         let len = buf.len() - start - 4;
-        if self.fragments && len > FRAGMENT_SIZE {
+        if fragment {
             let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
             // The message bytes start after the atom cache header, which
             // without the cache is the `0` already in place.
@@ -388,6 +398,22 @@ mod tests {
         }
         let got = decode_all(&o, &mut cache);
         assert_eq!(got, msgs.iter().map(|m| (Term::Int(2), Some(m.clone()))).collect::<Vec<_>>());
+    }
+
+    /// Messages around the fragment size, each bringing new atoms (so its
+    /// atom cache header is tens of bytes): those whose body fits a frame
+    /// but not with the header used to go out whole without the header,
+    /// which the BEAM rejects ("corrupted distribution header").
+    #[test]
+    fn messages_at_the_fragment_boundary_keep_their_cache_header() {
+        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT, true);
+        let mut cache = AtomCache::default();
+        for off in 0..160 {
+            let n = FRAGMENT_SIZE - 120 + off;
+            let m = Term::tuple([Term::atom(&format!("edge_{off}_first")), Term::atom(&format!("edge_{off}_second")), Term::binary(vec![3u8; n])]);
+            o.push(&Term::Int(2), Some(&m)).unwrap();
+            assert_eq!(decode_all(&o, &mut cache), vec![(Term::Int(2), Some(m))], "binary of {n} bytes");
+        }
     }
 
     #[test]
