@@ -257,52 +257,18 @@ defmodule Erlnode.Horde.Runtime do
   # process has exited, but the two writes go out in whichever syncs
   # happen to carry them, so a member could read the relinquish first and
   # start the child fresh. terminate/2 therefore returns only once every
-  # other member's replica holds the state (each answers DeltaCrdt's
-  # `{:read, keys}` call, erlnode's Rust members too), or after
-  # @replicated_wait; a member that cannot be reached has nothing to wait
-  # for. Polled every @replicated_poll ms: DeltaCrdt's API tells no one
-  # when a peer has acked a write.
-  @replicated_wait 2_000
-  @replicated_poll 20
-
+  # other member's replica holds the state, or after 2 s: it asks this
+  # node's Erlnode.Horde.Replicated waiter, which checks for all the
+  # processes leaving at once (a drain moves hundreds).
   defp await_replicated(module, sup, k, v) do
-    peers =
-      apply(DeltaCrdt, :to_map, [crdt(sup), @crdt_timeout])
-      |> Enum.flat_map(fn
-        {{:member, {_name, n}}, _} when n != node() -> [n]
-        _ -> []
-      end)
-      |> Enum.uniq()
-
-    deadline = System.monotonic_time(:millisecond) + @replicated_wait
-    wait_replicated(module, peers, sup, k, v, deadline)
-  end
-
-  defp wait_replicated(module, peers, sup, k, v, deadline) do
-    case Enum.reject(peers, &holds?(&1, sup, k, v)) do
-      [] ->
+    case Erlnode.Horde.Replicated.await(sup, k, v) do
+      :ok ->
         :ok
 
-      left ->
-        if System.monotonic_time(:millisecond) >= deadline do
-          Logger.warning("#{inspect(module)}: handed-over state for #{inspect(elem(k, 1))} not yet on #{inspect(left)}; the process stops anyway")
-          :timeout
-        else
-          Process.sleep(@replicated_poll)
-          wait_replicated(module, left, sup, k, v, deadline)
-        end
+      {:missing, left} ->
+        Logger.warning("#{inspect(module)}: handed-over state for #{inspect(elem(k, 1))} not yet on #{inspect(left)}; the process stops anyway")
+        :timeout
     end
-  end
-
-  defp holds?(node, sup, k, v) do
-    case GenServer.call({crdt(sup), node}, {:read, [k]}, 1_000) do
-      %{^k => ^v} -> true
-      _ -> false
-    end
-  catch
-    # Gone, not running the supervisor, or not answering: no replica to
-    # wait for.
-    :exit, _ -> true
   end
 
   # Erlnode.Horde.Drain: this member stops taking children, its children
@@ -363,4 +329,109 @@ defmodule Erlnode.Horde.Runtime do
   end
 
   defp moving?(_reason, _sup), do: false
+end
+
+defmodule Erlnode.Horde.Replicated do
+  @moduledoc false
+  # One per supervisor and node, started on first use: waits, for every
+  # process handing its state over, until each other member's replica of
+  # the supervisor's CRDT holds it. Every @poll ms it asks each member
+  # once (DeltaCrdt's `{:read, Keys}` call, which erlnode's Rust CRDT
+  # answers too) for all the keys still pending, so a drain of hundreds of
+  # children costs one call per member per round, not one per child (that
+  # flooded the peers' CRDT processes and slowed the very syncs being
+  # waited for). DeltaCrdt's API tells no one when a peer has acked a
+  # write, hence the polling. A member that cannot be reached, or does
+  # not run the supervisor, has no replica to wait for.
+  use GenServer
+  require Logger
+
+  @wait 2_000
+  @poll 20
+  @call_timeout 1_000
+
+  def await(sup, key, value) do
+    name = :"#{sup}.ErlnodeReplicated"
+
+    pid =
+      case GenServer.start(__MODULE__, sup, name: name) do
+        {:ok, pid} -> pid
+        {:error, {:already_started, pid}} -> pid
+      end
+
+    GenServer.call(pid, {:await, key, value}, @wait + 5 * @call_timeout)
+  catch
+    :exit, reason -> {:missing, {:waiter, reason}}
+  end
+
+  @impl true
+  def init(sup), do: {:ok, %{sup: sup, pending: [], timer: nil}}
+
+  @impl true
+  def handle_call({:await, key, value}, from, st) do
+    # The members to wait for are read at the next round (one read of
+    # the local CRDT per round, however many processes wait).
+    w = {key, value, from, System.monotonic_time(:millisecond) + @wait, nil}
+    {:noreply, schedule(%{st | pending: [w | st.pending]})}
+  end
+
+  @impl true
+  def handle_info(:check, st) do
+    st = %{st | timer: nil}
+    members = if Enum.any?(st.pending, &(elem(&1, 4) == nil)), do: peers(st.sup), else: []
+    pending = Enum.map(st.pending, fn w -> if elem(w, 4) == nil, do: put_elem(w, 4, members), else: w end)
+    keys = pending |> Enum.map(&elem(&1, 0)) |> Enum.uniq()
+    nodes = pending |> Enum.flat_map(&elem(&1, 4)) |> Enum.uniq()
+    held = Map.new(nodes, fn n -> {n, read(st.sup, n, keys)} end)
+    now = System.monotonic_time(:millisecond)
+
+    pending =
+      Enum.flat_map(pending, fn {key, value, from, deadline, left} = w ->
+        left = Enum.reject(left, fn n -> holds?(held[n], key, value) end)
+
+        cond do
+          left == [] ->
+            GenServer.reply(from, :ok)
+            []
+
+          now >= deadline ->
+            GenServer.reply(from, {:missing, left})
+            []
+
+          true ->
+            [put_elem(w, 4, left)]
+        end
+      end)
+
+    {:noreply, schedule(%{st | pending: pending})}
+  end
+
+  def handle_info(_other, st), do: {:noreply, st}
+
+  defp schedule(%{pending: []} = st), do: st
+  defp schedule(%{timer: nil} = st), do: %{st | timer: Process.send_after(self(), :check, @poll)}
+  defp schedule(st), do: st
+
+  defp holds?(:unreachable, _key, _value), do: true
+  defp holds?(map, key, value) when is_map(map), do: match?(%{^key => ^value}, map)
+
+  defp read(sup, node, keys) do
+    case GenServer.call({:"#{sup}.Crdt", node}, {:read, keys}, @call_timeout) do
+      map when is_map(map) -> map
+      _ -> :unreachable
+    end
+  catch
+    :exit, _ -> :unreachable
+  end
+
+  defp peers(sup) do
+    apply(DeltaCrdt, :to_map, [:"#{sup}.Crdt", @call_timeout])
+    |> Enum.flat_map(fn
+      {{:member, {_name, n}}, _} when n != node() -> [n]
+      _ -> []
+    end)
+    |> Enum.uniq()
+  catch
+    :exit, _ -> []
+  end
 end
