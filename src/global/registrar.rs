@@ -84,22 +84,22 @@ pub(crate) async fn run(mut mb: Mailbox, mut rx: UnboundedReceiver<Request>, sha
         if !calls.is_empty() {
             multi_call_each(&mut mb, &nodes, &calls).await;
         }
-        // Every node has made the changes: the callers may go on while the
-        // lock is released (two more rounds; this registrar takes no new
-        // request before they are done, so nothing of this node's
-        // overtakes them).
+        // Released before the callers go on, as global.erl does: answering
+        // them first (two round trips sooner) made a caller's next
+        // registration, from another node, meet the lock still held, and
+        // two interop tests failed under load on OTP 27.
+        delete_global_lock(&mut mb, &id, &nodes).await;
         for d in done {
             let _ = match d {
                 Done::Register(reply, ok) => reply.send(ok).is_ok(),
                 Done::Unregister(reply) => reply.send(()).is_ok(),
             };
         }
-        delete_global_lock(&mut mb, &id, &nodes).await;
     }
     Term::atom("normal")
 }
 
-/// A reply owed once every node has made the change.
+/// A reply owed once the change is made and the lock released.
 enum Done {
     Register(oneshot::Sender<bool>, bool),
     Unregister(oneshot::Sender<()>),
@@ -142,11 +142,7 @@ async fn set_lock_known(mb: &mut Mailbox, shared: &Shared, id: &LockId) -> Vec<A
         nodes.extend(known.iter().cloned());
         let boss = the_boss(&nodes).expect("not empty");
         if set_lock_on_nodes(mb, shared, id, std::slice::from_ref(&boss)).await {
-            // global.erl asks the boss again in this round (the lock is
-            // re-entrant for its holder); leaving it out saves a round
-            // trip when the boss is the only other node.
-            let rest: Vec<Atom> = nodes.iter().filter(|n| **n != boss).cloned().collect();
-            if set_lock_on_nodes(mb, shared, id, &rest).await && subtract(&shared.known(), &known).is_empty() {
+            if set_lock_on_nodes(mb, shared, id, &nodes).await && subtract(&shared.known(), &known).is_empty() {
                 return nodes;
             }
             del_lock(mb, id, &[boss]).await;
