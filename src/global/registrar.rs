@@ -18,6 +18,7 @@ use super::order::the_boss;
 use super::{LockId, Shared};
 use crate::process::Mailbox;
 use crate::term::{Atom, Pid, Term};
+use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
@@ -49,10 +50,12 @@ pub(crate) async fn run(mut mb: Mailbox, mut rx: UnboundedReceiver<Request>, sha
         // processes needs. A request for a name or pid already in the
         // batch waits for the next one, so each change is decided on the
         // table as the ones before it left it.
+        let mut touched = Touched::default();
+        touched.admit(&first);
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(r) if independent(&batch, &r) => batch.push(r),
+                Ok(r) if touched.admit(&r) => batch.push(r),
                 Ok(r) => {
                     held_over = Some(r);
                     break;
@@ -105,20 +108,31 @@ enum Done {
     Unregister(oneshot::Sender<()>),
 }
 
-/// Whether `r` touches no name (and, registering, no pid) that a request
-/// of `batch` touches.
-fn independent(batch: &[Request], r: &Request) -> bool {
-    let touches = |q: &Request| -> (Key, Option<Pid>) {
-        match q {
-            Request::Register { info, .. } => (Key::of(&info.name), Some(info.pid.clone())),
+/// The names and the registering pids a batch touches, each name
+/// encoded once as it joins.
+#[derive(Default)]
+struct Touched {
+    names: HashSet<Key>,
+    pids: HashSet<Pid>,
+}
+
+impl Touched {
+    /// Takes `r` into the batch if it touches no name (and, registering,
+    /// no pid) that a request already in it touches.
+    fn admit(&mut self, r: &Request) -> bool {
+        let (name, pid) = match r {
+            Request::Register { info, .. } => (Key::of(&info.name), Some(&info.pid)),
             Request::Unregister { name, .. } => (Key::of(name), None),
+        };
+        if self.names.contains(&name) || pid.is_some_and(|p| self.pids.contains(p)) {
+            return false;
         }
-    };
-    let (name, pid) = touches(r);
-    batch.iter().all(|q| {
-        let (n, p) = touches(q);
-        n != name && (pid.is_none() || p != pid)
-    })
+        self.names.insert(name);
+        if let Some(p) = pid {
+            self.pids.insert(p.clone());
+        }
+        true
+    }
 }
 
 /// A process may hold one global name (global.erl's `check_dupname`).
@@ -149,5 +163,37 @@ async fn set_lock_known(mb: &mut Mailbox, shared: &Shared, id: &LockId) -> Vec<A
         }
         random_sleep(times).await;
         times += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pid(id: u32) -> Pid {
+        Pid { node: Atom::new("n@h"), id, serial: 0, creation: 1 }
+    }
+
+    fn register(name: &str, p: u32) -> Request {
+        let info = NameInfo { name: Term::atom(name), pid: pid(p), method: Term::atom("m") };
+        Request::Register { info, check_free: true, reply: oneshot::channel().0 }
+    }
+
+    fn unregister(name: &str) -> Request {
+        Request::Unregister { name: Term::atom(name), reply: oneshot::channel().0 }
+    }
+
+    /// A batch takes no second request for a name, nor a second
+    /// registration of a pid; an unregistration (no pid) blocks no pid.
+    #[test]
+    fn a_batch_touches_each_name_and_registering_pid_once() {
+        let mut t = Touched::default();
+        assert!(t.admit(&register("a", 1)));
+        assert!(!t.admit(&register("a", 2)), "same name");
+        assert!(!t.admit(&unregister("a")), "same name, unregistered");
+        assert!(!t.admit(&register("b", 1)), "same pid");
+        assert!(t.admit(&unregister("c")));
+        assert!(!t.admit(&register("c", 3)), "a name unregistered in the batch");
+        assert!(t.admit(&register("d", 3)));
     }
 }
