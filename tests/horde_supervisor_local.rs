@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(30);
+/// Accounts in the test.
+const N: usize = 40;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -96,10 +98,23 @@ async fn balance(m: &Member, i: usize) -> Result<i64, String> {
     Ok(acc.balance)
 }
 
+/// Every account answers, through `m`'s registry, with its opening
+/// balance plus the one deposit of 1000: its state came along.
+async fn await_deposits_kept(m: &Member, after: &str) {
+    for i in 1..=N {
+        until(&format!("a{i} after the {after}"), || async {
+            match balance(m, i).await {
+                Ok(x) if x == i as i64 + 1000 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_follow_the_ring_and_keep_their_state_across_join_and_leave() {
     let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into())).with_test_writer().try_init();
-    const N: usize = 40;
     let epmd = free_port();
     let a = member("hsl_a", epmd, &[]).await;
     let b = member("hsl_b", epmd, &[&a]).await;
@@ -152,15 +167,7 @@ async fn children_follow_the_ring_and_keep_their_state_across_join_and_leave() {
         if p.len() == 3 { Ok(()) } else { Err(format!("{p:?}")) }
     })
     .await;
-    for i in 1..=N {
-        until(&format!("a{i} after the join"), || async {
-            match balance(&b, i).await {
-                Ok(x) if x == i as i64 + 1000 => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await;
-    }
+    await_deposits_kept(&b, "join").await;
 
     // B leaves gracefully: every child it ran moves, with its state.
     let report = b.sup.leave(T).await.unwrap();
@@ -172,15 +179,7 @@ async fn children_follow_the_ring_and_keep_their_state_across_join_and_leave() {
         if p.len() == 2 && !p.contains_key(b.node.name().as_str()) { Ok(()) } else { Err(format!("{p:?}")) }
     })
     .await;
-    for i in 1..=N {
-        until(&format!("a{i} after the leave"), || async {
-            match balance(&a, i).await {
-                Ok(x) if x == i as i64 + 1000 => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await;
-    }
+    await_deposits_kept(&a, "leave").await;
     // Horde's calls of a member.
     let mut mb = a.node.spawn_mailbox();
     let r = mb.call(("Elixir.HSL.Sup.ProcessesSupervisor", c.node.name().as_str()), Term::atom("count_children"), T).await.unwrap();

@@ -376,26 +376,22 @@ async fn joining_a_large_registry_elixir_then_rust() {
     println!("{n} keys written on the first Elixir node; its registry held them all {fill:?} later");
 
     let mut ex2 = horde_node("hjb", &cookie, epmd.port(), &ebins).await;
-    let start = Instant::now();
     assert_eq!(ex2.eval_elixir(&format!(r#"Node.connect(:"{}")"#, ex.name())).await, Term::atom("true"));
     let elixir_join = poll("the Elixir node holds every key", wait, || async {
         let c = int(&ex2.eval_elixir(&format!("Horde.Registry.count({REG})")).await);
         if c == n { Ok(()) } else { Err(c.to_string()) }
     })
     .await;
-    let _ = start;
     ex2.kill().await;
 
     let r1 = support::rust_node("hj1", &cookie, epmd.port()).await;
     let reg = HordeRegistry::builder(REG).start(&r1).expect("registry");
-    let start = Instant::now();
     r1.connect(ex.name()).await.expect("connect");
     let rust_join = poll("the Rust node holds every key", wait, || async {
         let c = reg.count() as i64;
         if c == n { Ok(()) } else { Err(c.to_string()) }
     })
     .await;
-    let _ = start;
     println!("joining a registry of {n} keys: Elixir node {elixir_join:?}, erlnode node {rust_join:?} ({} build)", if cfg!(debug_assertions) { "debug" } else { "release" });
     assert_eq!(reg.lookup(&Term::Int(n / 2 + 1)).map(|(_, v)| v), Some(Term::atom("nil")));
     r1.shutdown().await;

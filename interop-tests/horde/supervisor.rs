@@ -132,6 +132,28 @@ async fn await_alive(ex: &BeamNode, node: &str) {
     .await;
 }
 
+/// Polls until `node` runs some of the children and every entry is
+/// consistent, as `ex` sees it.
+async fn await_share_on(ex: &BeamNode, node: &str, what: &str) {
+    poll(what, T, || async {
+        let (counts, consistent) = placement(ex).await;
+        match counts.iter().find(|(n, _)| n == node) {
+            Some((_, k)) if *k > 0 && consistent => Ok(()),
+            _ => Err(format!("{counts:?}")),
+        }
+    })
+    .await;
+}
+
+/// The Elixir members' log lines above `[info]`, on stderr.
+fn print_elixir_logs(nodes: &[&BeamNode]) {
+    for ex in nodes {
+        for l in ex.output().iter().filter(|l| !l.trim().is_empty() && !l.contains("[info]")) {
+            eprintln!("  {}: {l}", ex.name());
+        }
+    }
+}
+
 /// Starts accounts `a1..aN` (balance i), alternately from `e1` and `e2`.
 async fn start_accounts(e1: &BeamNode, e2: &BeamNode, n: usize) {
     for (ex, parity) in [(e1, 1), (e2, 0)] {
@@ -149,11 +171,7 @@ async fn start_accounts(e1: &BeamNode, e2: &BeamNode, n: usize) {
             .await;
         if r.is_err() {
             // What the Elixir members logged, for the failure message.
-            for e in [e1, e2] {
-                for l in e.output().iter().filter(|l| !l.trim().is_empty() && !l.contains("[info]")) {
-                    eprintln!("  {}: {l}", e.name());
-                }
-            }
+            print_elixir_logs(&[e1, e2]);
         }
         assert_eq!(r, Ok(Term::atom("ok")), "{}: starting accounts", ex.name());
     }
@@ -341,14 +359,7 @@ async fn supervisor_rust_member_takes_its_share_then_leaves_and_is_killed() {
     // Elixir members as Horde restarts them (without state).
     let (mut rust2, rname2) = rust_member(&cookie, epmd.port(), e2.name(), &[]).await;
     await_alive(&e1, &rname2).await;
-    poll("children redistributed to the new Rust member", T, || async {
-        let (counts, consistent) = placement(&e1).await;
-        match counts.iter().find(|(node, _)| *node == rname2) {
-            Some((_, k)) if *k > 0 && consistent => Ok(()),
-            _ => Err(format!("{counts:?}")),
-        }
-    })
-    .await;
+    await_share_on(&e1, &rname2, "children redistributed to the new Rust member").await;
     await_all_accounts(&e1, n, None).await;
     rust2.kill().await;
     await_all_accounts(&e1, n, Some(&rname2)).await;
@@ -526,25 +537,14 @@ async fn handoff_scenario(strategy: &str, dist: &str, handoff: bool) {
 
     // A second Rust member joins: its share moves to it, with state.
     let (mut r2, n2) = rust_member(&cookie, epmd.port(), e2.name(), &flags).await;
-    poll("children redistributed to the second Rust member", T, || async {
-        let (counts, consistent) = placement(&e1).await;
-        match counts.iter().find(|(node, _)| *node == n2) {
-            Some((_, k)) if *k > 0 && consistent => Ok(()),
-            _ => Err(format!("{counts:?}")),
-        }
-    })
-    .await;
+    await_share_on(&e1, &n2, "children redistributed to the second Rust member").await;
     // HORDE_DEBUG=1: what the members logged about conflicts and moves.
     if std::env::var_os("HORDE_DEBUG").is_some() {
         tokio::time::sleep(Duration::from_secs(3)).await;
         for l in r1.output().iter().chain(r2.output().iter()).filter(|l| l.contains("conflict") || l.contains("lost its name") || l.contains("WARN") || l.contains("already runs") || l.contains("not started")) {
             eprintln!("  {l}");
         }
-        for ex in [&e1, &e2] {
-            for l in ex.output().iter().filter(|l| !l.trim().is_empty() && !l.contains("[info]")) {
-                eprintln!("  {}: {l}", ex.name());
-            }
-        }
+        print_elixir_logs(&[&e1, &e2]);
     }
     await_all_accounts(&e1, n, None).await;
     eprintln!("after the join: {:?}", placement(&e1).await.0);

@@ -173,7 +173,9 @@ defmodule Erlnode.Horde.Runtime do
 
   @crdt_timeout 5_000
 
-  defp crdt(sup), do: :"#{sup}.Crdt"
+  @doc false
+  # The supervisor's DeltaCrdt process name (`Sup.Crdt`).
+  def crdt(sup), do: :"#{sup}.Crdt"
   defp entry(key), do: {:erlnode_handoff, key}
 
   # Target side, in init/1: the handed-over state, taken out of the CRDT.
@@ -416,7 +418,7 @@ defmodule Erlnode.Horde.Replicated do
   defp holds?(map, key, value) when is_map(map), do: match?(%{^key => ^value}, map)
 
   defp read(sup, node, keys) do
-    case GenServer.call({:"#{sup}.Crdt", node}, {:read, keys}, @call_timeout) do
+    case GenServer.call({Erlnode.Horde.Runtime.crdt(sup), node}, {:read, keys}, @call_timeout) do
       map when is_map(map) -> map
       _ -> :unreachable
     end
@@ -425,7 +427,7 @@ defmodule Erlnode.Horde.Replicated do
   end
 
   defp peers(sup) do
-    apply(DeltaCrdt, :to_map, [:"#{sup}.Crdt", @call_timeout])
+    apply(DeltaCrdt, :to_map, [Erlnode.Horde.Runtime.crdt(sup), @call_timeout])
     |> Enum.flat_map(fn
       {{:member, {_name, n}}, _} when n != node() -> [n]
       _ -> []
