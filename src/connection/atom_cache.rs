@@ -45,11 +45,46 @@ pub struct SendCache {
     /// This message's references: the atom, its cache index, and whether
     /// the header must carry its text (a new entry).
     refs: Vec<(Atom, u16, bool)>,
+    /// What this message's new entries replaced, to put back if the
+    /// message is discarded ([`abort`](Self::abort)).
+    replaced: Vec<(u16, Option<Atom>)>,
+    /// Native records (RECORD_EXT) for this link: see [`LinkAtoms`].
+    pub records: LinkAtoms,
 }
 
-impl Default for SendCache {
-    fn default() -> Self {
-        SendCache { held: vec![None; CACHE_SIZE], refs: Vec::new() }
+impl SendCache {
+    pub fn new(records: bool) -> Self {
+        SendCache { held: vec![None; CACHE_SIZE], refs: Vec::new(), replaced: Vec::new(), records: LinkAtoms::new(records) }
+    }
+}
+
+/// The encoder's view of a link that sends atoms as text, and the part of
+/// every link's state that says whether the peer decodes native records
+/// (it advertised DFLAG_NATIVE_RECORDS). OTP 25 to 28 cannot: a record in
+/// a message makes them log "corrupted external term" and **drop the
+/// link** (measured on 25.2.3), losing whatever else was in flight. So a
+/// message holding one is refused for such a peer, and only that message.
+pub struct LinkAtoms {
+    takes_records: bool,
+    /// This message held a record the peer cannot decode.
+    pub refused: bool,
+}
+
+impl LinkAtoms {
+    pub fn new(takes_records: bool) -> Self {
+        LinkAtoms { takes_records, refused: false }
+    }
+}
+
+impl crate::term::AtomRefs for LinkAtoms {
+    #[inline(always)]
+    fn reference(&mut self, _: &Atom) -> Option<u8> {
+        None
+    }
+    #[inline]
+    fn record(&mut self) -> bool {
+        self.refused |= !self.takes_records;
+        self.takes_records
     }
 }
 
@@ -68,6 +103,17 @@ fn index_of(a: &Atom) -> u16 {
 impl SendCache {
     /// Starts a message.
     pub fn begin(&mut self) {
+        self.refs.clear();
+        self.replaced.clear();
+        self.records.refused = false;
+    }
+
+    /// Forgets the message just encoded: the entries it added go back to
+    /// what they held, as if it had never been written.
+    pub fn abort(&mut self) {
+        for (index, old) in self.replaced.drain(..).rev() {
+            self.held[index as usize] = old;
+        }
         self.refs.clear();
     }
 
@@ -111,10 +157,14 @@ impl crate::term::AtomRefs for SendCache {
         let slot = &mut self.held[index as usize];
         let new = slot.as_ref() != Some(a);
         if new {
-            *slot = Some(a.clone());
+            self.replaced.push((index, slot.replace(a.clone())));
         }
         self.refs.push((a.clone(), index, new));
         Some((self.refs.len() - 1) as u8)
+    }
+    #[inline]
+    fn record(&mut self) -> bool {
+        self.records.record()
     }
 }
 

@@ -27,7 +27,7 @@ use tokio::io::{AsyncBufRead, AsyncReadExt, AsyncWriteExt, BufReader};
 const DIRECT_READ: usize = 16 * 1024;
 
 pub use budget::{BudgetError, InputBudget};
-pub use outbox::{Busy, Closed};
+pub use outbox::{Busy, Closed, Unencodable};
 
 /// Why a link was closed by us (logged, and reported as the nodedown reason).
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +138,12 @@ impl Connection {
             peer,
             flags,
             peer_creation,
-            outbox: outbox::Outbox::new(fragments, cfg.busy_limit, cfg.send_atom_cache && flags & crate::handshake::flags::DIST_HDR_ATOM_CACHE != 0),
+            outbox: outbox::Outbox::new(
+                fragments,
+                cfg.busy_limit,
+                cfg.send_atom_cache && flags & crate::handshake::flags::DIST_HDR_ATOM_CACHE != 0,
+                flags & crate::handshake::flags::NATIVE_RECORDS != 0,
+            ),
             reported: AtomicBool::new(false),
             reader_abort: std::sync::Mutex::new(None),
             writer_abort: std::sync::Mutex::new(None),

@@ -9,9 +9,9 @@
 //! [`Outbox::push`] never waits: system traffic (global, replies, link
 //! and monitor signals) and the fire-and-forget `send` use it.
 
-use super::atom_cache::SendCache;
+use super::atom_cache::{LinkAtoms, SendCache};
 use super::header::{DIST_FRAG_CONT, DIST_FRAG_HEADER, DIST_HEADER, VERSION_MAGIC};
-use crate::term::{encode_with_atom_refs, AtomRefs, NoCache, Term};
+use crate::term::{encode_with_atom_refs, AtomRefs, Term};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use tokio::sync::Notify;
@@ -40,6 +40,9 @@ pub struct Outbox {
 struct Queue {
     bytes: Vec<u8>,
     cache: Option<SendCache>,
+    /// Without the atom cache: atoms as text, and whether the peer takes
+    /// native records.
+    text: LinkAtoms,
     /// Scratch for one message's atom cache header.
     header: Vec<u8>,
 }
@@ -51,9 +54,20 @@ fn encode_terms(buf: &mut Vec<u8>, control: &Term, payload: Option<&Term>, refs:
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("connection closed")]
-pub struct Closed;
+/// Why [`Outbox::push`] or [`Outbox::push_wait`] did not queue a message.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Closed {
+    #[error("connection closed")]
+    Closed,
+    #[error(transparent)]
+    Unencodable(#[from] Unencodable),
+}
+
+/// A message the peer could not decode, refused before it was queued
+/// (the link and everything else on it are unaffected).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the message holds a native record and the peer does not take them (it did not advertise DFLAG_NATIVE_RECORDS: OTP 28 or older, which drop the whole link on one)")]
+pub struct Unencodable;
 
 /// Why [`Outbox::try_push`] did not queue a message.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -62,14 +76,22 @@ pub enum Busy {
     Busy { queued: usize, limit: usize },
     #[error("connection closed")]
     Closed,
+    #[error(transparent)]
+    Unencodable(#[from] Unencodable),
 }
 
 impl Outbox {
     /// `atom_cache`: the peer negotiated DIST_HDR_ATOM_CACHE, so atoms
     /// go as references to its cache (text once per link and cache slot).
-    pub fn new(fragments: bool, busy_limit: usize, atom_cache: bool) -> Self {
+    /// `records`: the peer decodes native records (RECORD_EXT).
+    pub fn new(fragments: bool, busy_limit: usize, atom_cache: bool, records: bool) -> Self {
         Outbox {
-            buf: Mutex::new(Queue { bytes: Vec::with_capacity(64 * 1024), cache: atom_cache.then(SendCache::default), header: Vec::new() }),
+            buf: Mutex::new(Queue {
+                bytes: Vec::with_capacity(64 * 1024),
+                cache: atom_cache.then(|| SendCache::new(records)),
+                text: LinkAtoms::new(records),
+                header: Vec::new(),
+            }),
             notify: Notify::new(),
             space: Notify::new(),
             closed: AtomicBool::new(false),
@@ -83,11 +105,11 @@ impl Outbox {
     /// the queue holds.
     pub fn push(&self, control: &Term, payload: Option<&Term>) -> Result<(), Closed> {
         if self.closed.load(Ordering::Acquire) {
-            return Err(Closed);
+            return Err(Closed::Closed);
         }
         {
             let mut q = self.buf.lock().unwrap_or_else(|e| e.into_inner());
-            self.encode(&mut q, control, payload);
+            self.encode(&mut q, control, payload)?;
         }
         self.notify.notify_one();
         Ok(())
@@ -103,7 +125,7 @@ impl Outbox {
             if q.bytes.len() >= self.busy_limit {
                 return Err(Busy::Busy { queued: q.bytes.len(), limit: self.busy_limit });
             }
-            self.encode(&mut q, control, payload);
+            self.encode(&mut q, control, payload)?;
         }
         self.notify.notify_one();
         Ok(())
@@ -120,7 +142,8 @@ impl Outbox {
             space.as_mut().enable();
             match self.try_push(control, payload) {
                 Ok(()) => return Ok(()),
-                Err(Busy::Closed) => return Err(Closed),
+                Err(Busy::Closed) => return Err(Closed::Closed),
+                Err(Busy::Unencodable(e)) => return Err(e.into()),
                 Err(Busy::Busy { .. }) => space.await,
             }
         }
@@ -131,8 +154,8 @@ impl Outbox {
         self.buf.lock().unwrap_or_else(|e| e.into_inner()).bytes.len()
     }
 
-    fn encode(&self, q: &mut Queue, control: &Term, payload: Option<&Term>) {
-        let Queue { bytes: buf, cache, header } = q;
+    fn encode(&self, q: &mut Queue, control: &Term, payload: Option<&Term>) -> Result<(), Unencodable> {
+        let Queue { bytes: buf, cache, text, header } = q;
         let start = buf.len();
         buf.extend_from_slice(&[0, 0, 0, 0, VERSION_MAGIC, DIST_HEADER]);
         header.clear();
@@ -146,7 +169,12 @@ impl Outbox {
         let fragment = match cache {
             None => {
                 buf.push(0); // no atom cache references
-                encode_terms(buf, control, payload, &mut NoCache);
+                text.refused = false;
+                encode_terms(buf, control, payload, text);
+                if text.refused {
+                    buf.truncate(start);
+                    return Err(Unencodable);
+                }
                 self.fragments && buf.len() - start - 4 > FRAGMENT_SIZE
             }
             Some(c) => {
@@ -157,6 +185,11 @@ impl Outbox {
                 c.begin();
                 let body_start = buf.len();
                 encode_terms(buf, control, payload, c);
+                if c.records.refused {
+                    c.abort();
+                    buf.truncate(start);
+                    return Err(Unencodable);
+                }
                 c.write_header(header);
                 let fragment = self.fragments && 2 + header.len() + buf.len() - body_start > FRAGMENT_SIZE;
                 if !fragment {
@@ -183,6 +216,7 @@ impl Outbox {
         } else {
             buf[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
         }
+        Ok(())
     }
 
     /// Takes everything queued, leaving `spare` (emptied) in its place so
@@ -276,7 +310,7 @@ mod tests {
 
     #[test]
     fn large_message_fragments_and_reassembles() {
-        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT, false);
+        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT, false, true);
         let big = Term::Binary(Bytes::from(vec![7u8; FRAGMENT_SIZE * 3 + 5]));
         o.push(&Term::atom("ctl"), Some(&big)).unwrap();
         let mut out = Vec::new();
@@ -307,7 +341,7 @@ mod tests {
     fn fragments_after_other_frames_keep_every_byte() {
         // Not at the start of the buffer, a last chunk of odd size, and a
         // body whose bytes differ along its length (a misplaced chunk shows).
-        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT, false);
+        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT, false, true);
         o.push(&Term::Int(1), None).unwrap();
         let big = Term::Binary(Bytes::from((0..FRAGMENT_SIZE * 2 + 777).map(|i| (i % 251) as u8).collect::<Vec<u8>>()));
         o.push(&Term::atom("ctl"), Some(&big)).unwrap();
@@ -362,7 +396,7 @@ mod tests {
 
     #[test]
     fn atoms_go_once_per_link_through_the_cache() {
-        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT, true);
+        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT, true, true);
         let pid = crate::term::Pid { node: Atom::new("peer@host"), id: 1, serial: 0, creation: 7 };
         let ctl = Term::tuple([Term::Int(6), Term::Pid(pid.clone()), Term::atom(""), Term::atom("bench_sink")]);
         let msg = Term::tuple([Term::atom("msg"), Term::atom("msg"), Term::Pid(pid), Term::atom("caf\u{e9}")]);
@@ -381,7 +415,7 @@ mod tests {
     #[test]
     fn cache_collisions_many_atoms_and_fragments_round_trip() {
         use super::super::atom_cache::tests_index_of as index_of;
-        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT, true);
+        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT, true, true);
         // Two atoms on one cache index, in one message and across messages.
         let a = Atom::new("a0");
         let b = (1..).map(|i| Atom::new(&format!("a{i}"))).find(|x| index_of(x) == index_of(&a)).unwrap();
@@ -406,7 +440,7 @@ mod tests {
     /// which the BEAM rejects ("corrupted distribution header").
     #[test]
     fn messages_at_the_fragment_boundary_keep_their_cache_header() {
-        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT, true);
+        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT, true, true);
         let mut cache = AtomCache::default();
         for off in 0..160 {
             let n = FRAGMENT_SIZE - 120 + off;
@@ -416,9 +450,39 @@ mod tests {
         }
     }
 
+    /// A record for a peer that does not take them (OTP 28 or older drop
+    /// the link on one) is refused, leaving no byte queued and the atom
+    /// cache as it was: the messages before and after it, which share
+    /// its atoms, decode, and a record-taking link sends it.
+    #[test]
+    fn a_record_is_refused_for_a_peer_without_native_records() {
+        use crate::term::NativeRecord;
+        let rec: Term = NativeRecord::new(Atom::new("mymod"), Atom::new("pt"), true, vec![(Atom::new("x"), Term::Int(1))]).unwrap().into();
+        for atom_cache in [true, false] {
+            let o = Outbox::new(true, DEFAULT_BUSY_LIMIT, atom_cache, false);
+            let mut cache = AtomCache::default();
+            let before = Term::tuple([Term::atom("mymod"), Term::atom("before")]);
+            o.push(&Term::Int(2), Some(&before)).unwrap();
+            let queued = o.queued();
+            // The record's atoms are new to the cache (pt, x) or held (mymod).
+            let with_record = Term::tuple([Term::atom("pt"), Term::List(vec![Term::atom("x"), rec.clone()]), Term::atom("mymod")]);
+            assert_eq!(o.push(&Term::Int(2), Some(&with_record)), Err(Closed::Unencodable(Unencodable)));
+            assert_eq!(o.try_push(&Term::Int(2), Some(&with_record)), Err(Busy::Unencodable(Unencodable)));
+            assert_eq!(o.queued(), queued, "atom cache {atom_cache}: bytes of a refused message stayed queued");
+            let after = Term::tuple([Term::atom("pt"), Term::atom("x"), Term::atom("mymod")]);
+            o.push(&Term::Int(2), Some(&after)).unwrap();
+            let got = decode_all(&o, &mut cache);
+            assert_eq!(got, vec![(Term::Int(2), Some(before)), (Term::Int(2), Some(after))], "atom cache {atom_cache}");
+
+            let takes = Outbox::new(true, DEFAULT_BUSY_LIMIT, atom_cache, true);
+            takes.push(&Term::Int(2), Some(&with_record)).unwrap();
+            assert_eq!(decode_all(&takes, &mut AtomCache::default()), vec![(Term::Int(2), Some(with_record))]);
+        }
+    }
+
     #[test]
     fn small_messages_batch_into_one_buffer() {
-        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT, false);
+        let o = Outbox::new(true, DEFAULT_BUSY_LIMIT, false, true);
         for i in 0..10 {
             o.push(&Term::Int(i), None).unwrap();
         }
@@ -431,7 +495,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_is_busy_until_the_writer_takes_it() {
-        let o = std::sync::Arc::new(Outbox::new(true, 100, false));
+        let o = std::sync::Arc::new(Outbox::new(true, 100, false, true));
         let msg = Term::binary(vec![1u8; 60]);
         o.try_push(&Term::Int(1), Some(&msg)).unwrap();
         o.try_push(&Term::Int(2), Some(&msg)).unwrap();
@@ -451,7 +515,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiting_senders_get_an_error_when_the_link_closes() {
-        let o = std::sync::Arc::new(Outbox::new(true, 10, false));
+        let o = std::sync::Arc::new(Outbox::new(true, 10, false, true));
         o.push(&Term::binary(vec![0u8; 20]), None).unwrap();
         let o2 = o.clone();
         let waiter = tokio::spawn(async move { o2.push_wait(&Term::Int(1), None).await });

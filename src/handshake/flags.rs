@@ -34,29 +34,21 @@ pub const V4_NC: u64 = 4 << 32;
 pub const ALIAS: u64 = 8 << 32;
 
 /// DFLAG_NATIVE_RECORDS (OTP 29 `dist.hrl`: `16#40 bsl 32`): "supports
-/// native record terms encoded with RECORD_EXT". Defined to name it in
-/// logs; **erlnode does not advertise it** ([`ERLNODE_DEFAULT`]).
+/// native record terms encoded with RECORD_EXT". erlnode advertises it:
+/// `Term::Record` decodes and re-encodes RECORD_EXT byte-exactly, and
+/// erlnode-to-erlnode links carry records only because both sides say so.
 ///
-/// Why not, although `Term::Record` decodes and re-encodes RECORD_EXT
-/// byte-exactly:
-/// * It would change nothing on receive: an OTP 29 node sends RECORD_EXT
-///   to every peer, flag or not, and accepts it from peers without the flag
-///   (both verified on 29.1.2, /work/research-otp/otp-wire-changes.md §3).
-/// * Native records are "experimental in OTP 29 and possibly 30" (erts
-///   note OTP-19785). Advertising the bit promises whatever a later
-///   release attaches to it; if one starts to convert or withhold records
-///   for peers without the flag, erlnode keeps working (it gets tuples or
-///   nothing), whereas a promise it cannot keep would break it.
-///
-/// Sending: erlnode does not check outgoing terms for records, and the
-/// link keeps only the intersection of both sides' flags. A record only
-/// exists here because a 29+ node sent it (those advertise the flag) or
-/// Rust code built one with `NativeRecord::new`. A 29 receiver accepts it
-/// without our flag; a 25–28 receiver logs "corrupted external term",
-/// drops that one message and keeps the connection (verified on 25.2.3
-/// and 27.3.4.1), which is also what happens when a 29 node sends it a
-/// record directly. A check would walk every outgoing payload on the hot
-/// path only to drop the same message on our side instead.
+/// What the bit decides is what goes **out**. An OTP 29 node sends
+/// RECORD_EXT to every peer and accepts it from every peer, flag or not
+/// (verified on 29.1.2). A peer without the flag (OTP 25 to 28) cannot
+/// decode one: it logs "corrupted external term" and drops the whole link
+/// (measured on 25.2.3 with a node monitor; an earlier note here said the
+/// link stayed up, which a reconnecting `net_adm:ping` had hidden), so
+/// every other message in flight on it is lost. erlnode therefore refuses
+/// a message holding a record for such a peer, and only that message: the
+/// encoder meets the record anyway, so the check costs nothing on other
+/// messages (`connection::outbox::Unencodable`, `SendError::Unencodable`
+/// for the sends that return errors, a warning for the others).
 pub const NATIVE_RECORDS: u64 = 0x40 << 32;
 
 /// The flags OTP 25 refuses to connect without (`MANDATORY_DFLAGS_25`).
@@ -91,7 +83,8 @@ pub const ERLNODE_DEFAULT: u64 = PUBLISHED
     | UNLINK_ID
     | SPAWN
     | V4_NC
-    | ALIAS;
+    | ALIAS
+    | NATIVE_RECORDS;
 
 /// Flags a peer must offer for erlnode to talk to it: OTP 25's mandatory
 /// set. A peer may send only the digest bit in their place.
@@ -170,8 +163,8 @@ mod tests {
 
     /// See the decision at [`NATIVE_RECORDS`].
     #[test]
-    fn native_records_not_advertised() {
-        assert_eq!(ERLNODE_DEFAULT & NATIVE_RECORDS, 0);
+    fn native_records_advertised() {
+        assert_eq!(ERLNODE_DEFAULT & NATIVE_RECORDS, NATIVE_RECORDS);
         assert_eq!(describe(NATIVE_RECORDS | ALIAS), "ALIAS|NATIVE_RECORDS");
     }
 

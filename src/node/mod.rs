@@ -62,6 +62,10 @@ pub enum SendError {
     /// There was no link and none could be made.
     #[error("cannot connect to {node}: {reason}")]
     NoConnection { node: Atom, reason: String },
+    /// The message holds a term the peer cannot decode (a native record
+    /// for a node older than OTP 29): refused, the link untouched.
+    #[error("{node} cannot decode this message: {reason}")]
+    Unencodable { node: Atom, reason: String },
 }
 
 /// A running node. Clone freely: all clones are the same node.
@@ -245,6 +249,10 @@ impl Node {
 
     /// Sends `msg` to a pid, local or remote. Like Erlang's `!`, this never
     /// blocks and never fails; a remote node is connected on first send.
+    /// A message the peer could not decode (a native record for a node
+    /// older than OTP 29, which would drop the link) is dropped with a
+    /// warning; [`Node::try_send`] and [`Node::send_async`] return
+    /// [`SendError::Unencodable`] for it instead.
     pub fn send(&self, to: &Pid, msg: Term) {
         self.inner.send(None, to, msg)
     }

@@ -7,7 +7,7 @@
 //! sorts higher keeps its outgoing attempt (net_kernel's accept_pending).
 
 use super::{NodeError, NodeEvent, NodeInner, SendError};
-use crate::connection::{Busy, Connection};
+use crate::connection::{Busy, Closed, Connection, Unencodable};
 use crate::handshake::{self, AcceptDecision, Arbiter, HandshakeConfig, HandshakeError};
 use crate::term::{Atom, Term};
 use std::collections::HashMap;
@@ -75,6 +75,13 @@ impl Peers {
     }
 }
 
+/// A fire-and-forget send the peer could not have decoded: dropped before
+/// it reached the link, as the BEAM would have dropped it (and the link
+/// with it), and said loudly since no one else will hear of it.
+fn unencodable_dropped(peer: &Atom, ctl: &Term, e: Unencodable) {
+    tracing::warn!(%peer, ?ctl, "message dropped: {e}");
+}
+
 impl NodeInner {
     /// Sends a control message to `peer`, connecting first if needed.
     /// Never blocks; if the connection attempt fails the queued messages
@@ -88,17 +95,19 @@ impl NodeInner {
     /// `dial` decides between connecting first and dropping it.
     fn route_or(self: &Arc<Self>, peer: &Atom, ctl: &Term, payload: Option<&Term>, dial: bool) {
         if let Some(c) = self.peers.connection(peer) {
-            if c.send_terms(ctl, payload).is_ok() {
-                return;
+            match c.send_terms(ctl, payload) {
+                Ok(()) => return,
+                Err(Closed::Unencodable(e)) => return unencodable_dropped(peer, ctl, e),
+                Err(Closed::Closed) => {}
             }
         }
         let mut slots = self.peers.slots.lock().unwrap();
         match slots.get_mut(peer) {
-            Some(Slot::Up(c)) => {
-                if c.send_terms(ctl, payload).is_err() {
-                    tracing::debug!(%peer, "message dropped: link closing");
-                }
-            }
+            Some(Slot::Up(c)) => match c.send_terms(ctl, payload) {
+                Ok(()) => {}
+                Err(Closed::Unencodable(e)) => unencodable_dropped(peer, ctl, e),
+                Err(Closed::Closed) => tracing::debug!(%peer, "message dropped: link closing"),
+            },
             Some(Slot::Pending { queue, .. }) => queue.push((ctl.clone(), payload.cloned())),
             None if !dial => tracing::debug!(%peer, ?ctl, "teardown signal dropped: no link (the link's loss already tore it down)"),
             None if self.peers.closed.load(Ordering::SeqCst) => tracing::debug!(%peer, "message dropped: this node was shut down"),
@@ -123,7 +132,10 @@ impl NodeInner {
                 self.peers.connection(peer).ok_or_else(|| SendError::Closed { node: peer.clone() })?
             }
         };
-        conn.send_terms_wait(ctl, payload).await.map_err(|_| SendError::Closed { node: peer.clone() })
+        conn.send_terms_wait(ctl, payload).await.map_err(|e| match e {
+            Closed::Closed => SendError::Closed { node: peer.clone() },
+            Closed::Unencodable(e) => SendError::Unencodable { node: peer.clone(), reason: e.to_string() },
+        })
     }
 
     /// Like [`route`](Self::route), unless the link is busy.
@@ -135,6 +147,7 @@ impl NodeInner {
         conn.try_send_terms(ctl, payload).map_err(|e| match e {
             Busy::Busy { queued, limit } => SendError::WouldBlock { node: peer.clone(), queued, limit },
             Busy::Closed => SendError::Closed { node: peer.clone() },
+            Busy::Unencodable(e) => SendError::Unencodable { node: peer.clone(), reason: e.to_string() },
         })
     }
 
@@ -349,7 +362,9 @@ impl NodeInner {
         };
         let conn = Connection::spawn(stream, peer.clone(), info.flags, info.creation, self.cfg.link.clone(), self.input_budget.clone(), inbound);
         for (ctl, payload) in &queue {
-            let _ = conn.send_terms(ctl, payload.as_ref());
+            if let Err(Closed::Unencodable(e)) = conn.send_terms(ctl, payload.as_ref()) {
+                unencodable_dropped(&peer, ctl, e);
+            }
         }
         slots.insert(peer.clone(), Slot::Up(conn));
         drop(slots);

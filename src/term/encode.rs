@@ -62,6 +62,14 @@ pub trait AtomRefs {
     /// The index of `a` among this message's atom cache references, or
     /// `None` to write it as text.
     fn reference(&mut self, a: &Atom) -> Option<u8>;
+
+    /// Called at each native record (RECORD_EXT): `false` when the
+    /// receiver cannot decode one. The encoder then skips the record and
+    /// the caller, which remembers the refusal, discards the output.
+    #[inline(always)]
+    fn record(&mut self) -> bool {
+        true
+    }
 }
 
 /// Atoms as text, always.
@@ -214,6 +222,7 @@ fn one<'a, const M: u8, C: AtomRefs>(t: &'a Term, out: &mut Vec<u8>, c: &mut C) 
         Term::Port(p) => put_port::<M, C>(out, p, c),
         Term::Ref(r) => put_ref::<M, C>(out, r, c),
         Term::Fun(f) => out.extend_from_slice(&f.0),
+        Term::Record(_) if !c.record() => {}
         Term::Record(r) => {
             // As OTP 29 writes it: every atom (module, name, field names)
             // in the mode's atom encoding, e.g. ATOM_EXT for
