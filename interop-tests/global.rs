@@ -94,6 +94,32 @@ async fn smoke_one_beam_one_rust() {
     assert_eq!(r, Ok(Term::Int(42)));
 }
 
+/// `sync` called right after `connect` waits for the exchange with the
+/// node just connected, as `global:sync/0` does from `nodes()`: a name
+/// registered after it is on the BEAM at once. (The link's nodeup reaches
+/// the name server through an event channel; sync used to answer before
+/// it, so the name went to the Rust node only and the BEAM learnt it some
+/// 200 ms later, at the exchange: the guide test's rare `no_such_name`.)
+/// Rounds of fresh nodes, since the old race lost only sometimes.
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_right_after_connect_waits_for_the_exchange() {
+    init_log();
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let ex = beam("e", &cookie, epmd.port(), false).await;
+    for round in 0..8 {
+        let rust = rust_node(&format!("r{round}"), &cookie, epmd.port()).await;
+        rust.connect(ex.name()).await.expect("connect");
+        rust.global().sync(T).await.expect("rust sync");
+        assert!(rust.global().known_nodes().iter().any(|n| n.as_str() == ex.name()), "round {round}: sync answered before the exchange");
+        let echo = erlnode::services::echo::spawn_unregistered(&rust);
+        let name = format!("synced_{round}");
+        assert_eq!(rust.global().register_name(Term::atom(&name), &echo).await, Ok(true));
+        assert_eq!(ex.eval(&format!("global:whereis_name({name})")).await, Term::Pid(echo), "round {round}");
+        rust.shutdown().await;
+    }
+}
+
 /// Two Elixir and two Rust nodes, one cookie, one epmd.
 struct Cluster {
     _epmd: Epmd,

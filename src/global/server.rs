@@ -488,6 +488,17 @@ impl Server {
     // sync/0.
 
     pub fn start_sync(&mut self, nodes: Vec<Atom>, reply: SyncReply) {
+        // A link made just now may not have reached this server as a
+        // nodeup yet (node events arrive through a broadcast channel), and
+        // a node not yet up would be skipped, so sync would answer before
+        // the exchange with it: names registered meanwhile would reach
+        // only this node. OTP's global:sync/0 works from nodes(), not from
+        // its own nodeups; so take such nodes up now (the event, when it
+        // comes, finds them up).
+        let connected: HashSet<Atom> = self.node.connected_nodes().into_iter().collect();
+        for n in nodes.iter().filter(|n| connected.contains(*n)) {
+            self.nodeup(n.clone());
+        }
         let waiting: HashSet<Atom> =
             nodes.into_iter().filter(|n| *n != self.me && !self.synced.contains(n) && self.up.contains(n)).collect();
         let mut s = Syncer { waiting, reply: Some(reply) };

@@ -331,7 +331,6 @@ impl Server {
             Term::tuple([Term::atom("lock"), lock_id.unwrap_or_else(undefined)]),
         ]);
         self.do_ops(&ops, Origin::Node(self.me.clone()), &names_ext, &extra);
-        self.syncers_synced(&n);
         for c in &his_known_nodes {
             self.cancel_resolved_locker(c, None);
         }
@@ -349,8 +348,10 @@ impl Server {
         self.cancel_resolved_locker(&n, Some(then));
         let added = self.add_to_known(&new_nodes);
         let _ = self.to_locker.send(LockerMsg::AddToKnown(added));
-        self.synced.push(n);
+        self.synced.push(n.clone());
         self.publish_known();
+        // Last, so a sync answered now sees the node known.
+        self.syncers_synced(&n);
     }
 
     fn cancel_resolved_locker(&mut self, n: &Atom, then: Option<Vec<(Atom, Term)>>) {
