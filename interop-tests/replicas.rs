@@ -136,6 +136,16 @@ async fn replicas_with_owner(node: &Node, on: &str) -> Vec<(String, erlnode::Pid
     }
 }
 
+/// What a node's replica store took so far: (whole states, deltas
+/// applied, deltas refused for want of a base).
+async fn store_stats(node: &Node, on: &str) -> (i64, i64, i64) {
+    let mut mb = node.spawn_mailbox();
+    let r = mb.call((STORE_NAME, on), Msg::Stats.to_term(), CALL).await;
+    let Ok(Term::Map(kv)) = &r else { panic!("stats of {on}: {r:?}") };
+    let get = |k: &str| kv.iter().find(|(kk, _)| kk.is_atom(k)).and_then(|(_, v)| v.as_int()).unwrap_or_else(|| panic!("{k} in {r:?}"));
+    (get("puts"), get("deltas"), get("need_whole"))
+}
+
 /// The migratable processes a node's manager hosts.
 async fn hosted_on(node: &Node, on: &str) -> Vec<String> {
     let mut mb = node.spawn_mailbox();
@@ -297,6 +307,12 @@ where
     let stop = Arc::new(AtomicBool::new(false));
     let senders = start_senders(drv, accounts, 4, tally.clone(), stop.clone());
     wait_until("traffic", T, || async { tally.acks.load(Ordering::Relaxed) >= 200 }).await;
+    // Accounts replicate by deltas (both twins implement them): the
+    // survivor's replicas, which the failover restores, were built by
+    // applying them, so the check after the kill covers their content.
+    let (puts, deltas, refused) = store_stats(drv, survivor).await;
+    eprint!("[replica store: {puts} whole states, {deltas} deltas applied, {refused} refused] ");
+    assert!(deltas >= 100, "deltas should carry most updates: {puts} whole, {deltas} deltas, {refused} refused");
     kill().await;
     let at_kill = tally.acks.load(Ordering::Relaxed);
     wait_until("traffic after the kill", T, || async { tally.acks.load(Ordering::Relaxed) >= at_kill + 200 }).await;
@@ -362,6 +378,77 @@ async fn replica_kill9_elixir_owner_rust_replica_takes_over() {
     eprint!("elixir->rust: ");
     crash_under_traffic(&drv, &r2_name, &accounts, || e1.kill()).await;
     drop(r2);
+}
+
+/// The delta rules, the same in both stores: a delta applies only on top
+/// of exactly its base from the same owner (else the store answers
+/// `need_whole`, as it does for a delta the type cannot apply), a delta
+/// already held is acknowledged again, and what the store then holds is
+/// the state the deltas describe. The "owner" is a bare Rust mailbox, so
+/// every answer is seen.
+#[tokio::test(flavor = "multi_thread")]
+async fn replica_stores_apply_deltas_only_on_their_base() {
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("rep");
+    let e1 = elixir_node("rde", &cookie, epmd.port()).await;
+    let r1_name = format!("{}@127.0.0.1", support::unique("rdr"));
+    let _r1 = rust_member(&r1_name, &cookie, epmd.port(), Some(e1.name()), &[]).await;
+    let drv = driver(&cookie, epmd.port()).await;
+    let map = |balance: i64, applied: i64| {
+        Term::Map(vec![
+            (Term::atom("balance"), Term::Int(balance)),
+            (Term::atom("applied"), Term::Int(applied)),
+            (Term::atom("last_seq"), Term::Map(vec![])),
+            (Term::atom("anomalies"), Term::nil()),
+        ])
+    };
+    for store in [r1_name.as_str(), e1.name()] {
+        drv.connect(store).await.unwrap();
+        wait_until(&format!("the store on {store}"), T, || async {
+            let mut mb = drv.spawn_mailbox();
+            mb.call((STORE_NAME, store), Msg::Stats.to_term(), CALL).await.is_ok()
+        })
+        .await;
+        let mut owner = drv.spawn_mailbox();
+        let me = owner.pid().clone();
+        let name = Atom::new(&support::unique("dacc"));
+        let dest = Dest::local(STORE_NAME, store);
+        let delta = |base: u64, seq: u64, d: Term| Msg::Delta { name: name.clone(), base, seq, delta: d, owner: me.clone(), ack_to: Some(me.clone()) }.to_term();
+        let answer = |m: Term| Msg::parse(&m).and_then(|r| r.ok());
+        // No entry yet: no base.
+        let d12 = erlnode::migration::replica::map_delta(&map(10, 1), &map(15, 2)).expect("a delta");
+        owner.send_to(&dest, delta(1, 2, d12.clone()));
+        assert_eq!(answer(owner.recv_timeout(CALL).await.unwrap()), Some(Msg::NeedWhole { node: Atom::new(store), name: name.clone() }), "{store}");
+        let put = Msg::Put { name: name.clone(), type_name: "account".into(), args: Term::nil(), seq: 1, state: map(10, 1), owner: me.clone(), cfg: erlnode::migration::replica::ReplicaConfig::sync(1), ack_to: Some(me.clone()) };
+        owner.send_to(&dest, put.to_term());
+        assert_eq!(answer(owner.recv_timeout(CALL).await.unwrap()), Some(Msg::Ack { node: Atom::new(store), seq: 1 }), "{store}");
+        // On its base: applied, acknowledged; again: acknowledged, not reapplied.
+        for _ in 0..2 {
+            owner.send_to(&dest, delta(1, 2, d12.clone()));
+            assert_eq!(answer(owner.recv_timeout(CALL).await.unwrap()), Some(Msg::Ack { node: Atom::new(store), seq: 2 }), "{store}");
+        }
+        // A gap, and a delta the type cannot read: the whole state, please.
+        let d34 = erlnode::migration::replica::map_delta(&map(20, 3), &map(25, 4)).unwrap();
+        owner.send_to(&dest, delta(3, 4, d34));
+        assert_eq!(answer(owner.recv_timeout(CALL).await.unwrap()), Some(Msg::NeedWhole { node: Atom::new(store), name: name.clone() }), "{store}");
+        owner.send_to(&dest, delta(2, 3, Term::atom("not_a_delta")));
+        assert_eq!(answer(owner.recv_timeout(CALL).await.unwrap()), Some(Msg::NeedWhole { node: Atom::new(store), name: name.clone() }), "{store}");
+        // What it holds: seq 2, the state the delta made (a failover
+        // would restore exactly this).
+        let held = owner.call(dest.clone(), Msg::List.to_term(), CALL).await.unwrap();
+        let Term::List(items) = &held else { panic!("{held:?}") };
+        let mine: Vec<_> = items.iter().filter(|i| matches!(i.as_tuple(), Some([Term::Atom(n), ..]) if *n == name)).collect();
+        assert!(matches!(mine.as_slice(), [i] if matches!(i.as_tuple(), Some([_, Term::Int(2), Term::Pid(p), _]) if *p == me)), "{store}: {held:?}");
+        let (puts, deltas, refused) = store_stats(&drv, store).await;
+        assert_eq!((puts, deltas, refused), (1, 1, 3), "{store}: whole states, deltas applied, refused");
+    }
+    // The state itself, from the Elixir store's table.
+    let st = e1.eval_elixir("for {_, e} <- :sys.get_state(:erlnode_replica).entries, do: {e.seq, e.state}").await;
+    let Term::List(items) = &st else { panic!("{st:?}") };
+    let [Term::Tuple(e)] = items.as_slice() else { panic!("{st:?}") };
+    assert_eq!(e[0], Term::Int(2), "{st:?}");
+    let (got, want): (Account, Account) = (from_term(e[1].clone()).unwrap(), from_term(map(15, 2)).unwrap());
+    assert_eq!(got, want, "the state the delta describes");
 }
 
 /// Replica upkeep and bad input: when a replica node dies, the owner

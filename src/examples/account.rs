@@ -125,6 +125,16 @@ impl Migratable for Account {
     fn init_state(args: Term) -> Result<Self, Term> {
         Ok(Account { balance: initial_balance(&args), ..Account::default() })
     }
+
+    /// Replicas get the fields a deposit changed, not the whole account
+    /// (the Elixir twin makes and reads the same deltas).
+    fn replica_delta(old: &Term, new: &Term) -> Option<Term> {
+        crate::migration::replica::map_delta(old, new)
+    }
+
+    fn apply_replica_delta(held: &Term, delta: &Term) -> Result<Term, Term> {
+        crate::migration::replica::apply_map_delta(held, delta)
+    }
 }
 
 fn initial_balance(args: &Term) -> i64 {

@@ -57,6 +57,29 @@ pub trait Migratable: GenServer + Serialize + DeserializeOwned {
     /// [`Migratable::MERGES`] is `true`; default: keep mine.
     fn merge_conflict(&mut self, _theirs: Self) {}
 
+    /// What changed from `old` to `new`, the states as they travel to
+    /// the replicas (what [`Migratable::prepare_handover_state`] makes,
+    /// in its version wrapper), for replicas that hold `old`
+    /// (docs/replicas.md, "Deltas"). `None` (the default): `new` goes
+    /// whole. The replica nodes apply it with
+    /// [`Migratable::apply_replica_delta`], or the Elixir twin's
+    /// `apply_replica_delta/2`: both must read the same delta.
+    /// [`crate::migration::replica::map_delta`] fits any map state.
+    fn replica_delta(_old: &Term, _new: &Term) -> Option<Term> {
+        None
+    }
+
+    /// Rebuilds the new state from the replica held (`held`) and a delta
+    /// made by `replica_delta` on the owner's node, Rust or Elixir. Runs
+    /// on replica nodes, which never run the process; same name and
+    /// meaning as the Elixir callback. An error makes the replica ask the
+    /// owner for the whole state. Pair of
+    /// [`crate::migration::replica::map_delta`]:
+    /// [`crate::migration::replica::apply_map_delta`].
+    fn apply_replica_delta(_held: &Term, _delta: &Term) -> Result<Term, Term> {
+        Err(Term::atom("no_replica_delta"))
+    }
+
     /// Turns a handed-over state of another version (`from`, older or
     /// newer) into one this version decodes, before
     /// [`Migratable::alter_handover_state`]. Same name and meaning as the

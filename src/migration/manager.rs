@@ -134,6 +134,10 @@ impl Migration {
     /// Makes `M` startable here by its type name, as a target of
     /// migrations from any node, and tells the other managers.
     pub fn register_type<M: Migratable>(&self) {
+        self.shared.replica.set_delta(
+            M::TYPE,
+            crate::migration::replica::delta::DeltaFns { make: M::replica_delta, apply: M::apply_replica_delta },
+        );
         let f: Factory = Arc::new(|node, shared, args_term, name, start_as| {
             let args: M::Args = from_term(args_term.clone()).map_err(|e| {
                 Term::tuple([Term::atom("bad_args"), Term::from(e.to_string().as_str())])

@@ -162,7 +162,27 @@ defmodule Erlnode.Migratable do
   `Migratable::merge_conflict`. See `Erlnode.Replica.Merge`.
   """
   @callback merge_conflict(mine :: state(), theirs :: state()) :: state()
-  @optional_callbacks merge_conflict: 2
+
+  @doc """
+  Optional, with `c:apply_replica_delta/2`. For a type with replicas:
+  what changed from `old` to `new`, the states as they travel to the
+  replicas (what `c:prepare_handover_state/1` returns, in its version
+  wrapper), for replicas that hold `old`: `{:ok, delta}`, or `:whole` to
+  send `new` whole (what happens without the callback). Same name and
+  meaning as the Rust `Migratable::replica_delta`.
+  `Erlnode.Replica.Delta.map_delta/2` fits any map state.
+  """
+  @callback replica_delta(old :: handover_state(), new :: handover_state()) :: {:ok, term()} | :whole
+
+  @doc """
+  Optional. Rebuilds the new state from the replica held (`held`) and a
+  delta made by `c:replica_delta/2` on the owner's node, Rust or Elixir:
+  `{:ok, new}`, or `{:error, reason}`, which makes the replica ask the
+  owner for the whole state. Runs in the replica store, which never runs
+  the process. Pair of `map_delta/2`: `Erlnode.Replica.Delta.apply_map_delta/2`.
+  """
+  @callback apply_replica_delta(held :: handover_state(), delta :: term()) :: {:ok, handover_state()} | {:error, term()}
+  @optional_callbacks merge_conflict: 2, replica_delta: 2, apply_replica_delta: 2
 
   @migration_keys [
     :type,

@@ -46,6 +46,13 @@ defmodule Erlnode.Replica do
   @doc "What a node's store holds: `[{name, seq, owner, state_bytes}]`."
   def held(node \\ node()), do: GenServer.call({store_name(), node}, {@tag, @vsn, :list})
 
+  @doc """
+  What a node's store took so far: `%{puts: n, deltas: n, need_whole: n}`
+  (whole states, deltas applied, deltas that found no base and made it
+  ask the owner for the whole state).
+  """
+  def stats(node \\ node()), do: GenServer.call({store_name(), node}, {@tag, @vsn, :stats})
+
   ## configuration -------------------------------------------------------
 
   @doc false

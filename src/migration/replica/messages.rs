@@ -16,6 +16,14 @@ pub enum Msg {
     /// Owner -> store: the whole state of `name` at `seq`. `ack_to`
     /// asks the store to answer with [`Msg::Ack`] once it holds it.
     Put { name: Atom, type_name: String, args: Term, seq: u64, state: Term, owner: Pid, cfg: ReplicaConfig, ack_to: Option<Pid> },
+    /// Owner -> store: the change from the state at `base` to the one
+    /// at `seq`, made by the type's `replica_delta` (docs/replicas.md,
+    /// "Deltas"). Applied only on top of exactly `base` from `owner`;
+    /// otherwise the store answers [`Msg::NeedWhole`].
+    Delta { name: Atom, base: u64, seq: u64, delta: Term, owner: Pid, ack_to: Option<Pid> },
+    /// Store -> owner: a delta found no base here (or did not apply):
+    /// send `node` the whole state.
+    NeedWhole { node: Atom, name: Atom },
     /// Store -> owner: `node` holds the state at `seq` (or later).
     Ack { node: Atom, seq: u64 },
     /// Owner -> store: forget `name` if `owner` still owns the entry
@@ -33,6 +41,9 @@ pub enum Msg {
     /// Call to a store: what it holds, `[{Name, Seq, Owner, Bytes}]`
     /// (tests, `erlnode` tooling, the demo's memory line).
     List,
+    /// Call to a store: what it took so far, `#{puts => N, deltas => N,
+    /// need_whole => N}` (whole states, deltas applied, deltas refused).
+    Stats,
 }
 
 fn tag() -> Term {
@@ -47,9 +58,12 @@ impl Msg {
     pub fn to_term(&self) -> Term {
         let mut t = match self {
             Msg::Put { .. } => head("put"),
+            Msg::Delta { .. } => head("delta"),
+            Msg::NeedWhole { .. } => head("need_whole"),
             Msg::Ack { .. } => head("ack"),
             Msg::Drop { .. } => head("drop"),
             Msg::List => head("list"),
+            Msg::Stats => head("stats"),
             Msg::Go => head("go"),
             Msg::MergeFrom { .. } => head("merge_from"),
             Msg::MergeState => head("merge_state"),
@@ -65,10 +79,19 @@ impl Msg {
                 cfg.to_term(),
                 ack_to.clone().map(Term::Pid).unwrap_or_else(|| Term::atom("undefined")),
             ]),
+            Msg::Delta { name, base, seq, delta, owner, ack_to } => t.extend([
+                Term::Atom(name.clone()),
+                Term::Int(*base as i64),
+                Term::Int(*seq as i64),
+                delta.clone(),
+                Term::Pid(owner.clone()),
+                ack_to.clone().map(Term::Pid).unwrap_or_else(|| Term::atom("undefined")),
+            ]),
+            Msg::NeedWhole { node, name } => t.extend([Term::Atom(node.clone()), Term::Atom(name.clone())]),
             Msg::Ack { node, seq } => t.extend([Term::Atom(node.clone()), Term::Int(*seq as i64)]),
             Msg::Drop { name, owner } => t.extend([Term::Atom(name.clone()), Term::Pid(owner.clone())]),
             Msg::MergeFrom { loser } => t.push(Term::Pid(loser.clone())),
-            Msg::List | Msg::Go | Msg::MergeState => {}
+            Msg::List | Msg::Stats | Msg::Go | Msg::MergeState => {}
         }
         Term::Tuple(t)
     }
@@ -114,9 +137,23 @@ fn parse_tagged(t: &[Term]) -> Option<Msg> {
                 _ => return None,
             },
         },
+        ("delta", [Term::Atom(name), base, seq, delta, Term::Pid(owner), ack_to]) => Msg::Delta {
+            name: name.clone(),
+            base: seq_of(base)?,
+            seq: seq_of(seq)?,
+            delta: delta.clone(),
+            owner: owner.clone(),
+            ack_to: match ack_to {
+                Term::Pid(p) => Some(p.clone()),
+                a if a.is_atom("undefined") => None,
+                _ => return None,
+            },
+        },
+        ("need_whole", [Term::Atom(node), Term::Atom(name)]) => Msg::NeedWhole { node: node.clone(), name: name.clone() },
         ("ack", [Term::Atom(node), seq]) => Msg::Ack { node: node.clone(), seq: seq_of(seq)? },
         ("drop", [Term::Atom(name), Term::Pid(owner)]) => Msg::Drop { name: name.clone(), owner: owner.clone() },
         ("list", []) => Msg::List,
+        ("stats", []) => Msg::Stats,
         ("go", []) => Msg::Go,
         ("merge_from", [Term::Pid(loser)]) => Msg::MergeFrom { loser: loser.clone() },
         ("merge_state", []) => Msg::MergeState,
@@ -171,8 +208,12 @@ mod tests {
                 ack_to: None,
             },
             Msg::Ack { node: Atom::new("b@h"), seq: 3 },
+            Msg::Delta { name: Atom::new("acc"), base: 6, seq: 7, delta: Term::Int(5), owner: pid(), ack_to: Some(pid()) },
+            Msg::Delta { name: Atom::new("acc"), base: 0, seq: 1, delta: Term::nil(), owner: pid(), ack_to: None },
+            Msg::NeedWhole { node: Atom::new("b@h"), name: Atom::new("acc") },
             Msg::Drop { name: Atom::new("acc"), owner: pid() },
             Msg::List,
+            Msg::Stats,
             Msg::Go,
             Msg::MergeFrom { loser: pid() },
             Msg::MergeState,

@@ -6,12 +6,14 @@
 //!
 //! - [`config`]: `replicas: N`, `Sync` / `Async`;
 //! - [`messages`]: the versioned wire protocol both languages speak;
+//! - [`delta`]: sending what changed instead of the whole state;
 //! - `placement`: which nodes hold a process's replicas (ring order);
 //! - `owner`: the running process's side (send, await acks, hold replies);
 //! - `store`: `erlnode_replica`, the per-node holder of replicas;
 //! - `failover`: starting a process from its replica, exactly once.
 
 pub mod config;
+pub mod delta;
 mod failover;
 pub mod messages;
 pub(crate) mod owner;
@@ -20,6 +22,7 @@ pub(crate) mod placement;
 pub(crate) mod store;
 
 pub use config::{ReplicaConfig, ReplicaMode, ACK_TIMEOUT, ASYNC_MAX_LAG, UPKEEP_TICK};
+pub use delta::{apply_map_delta, map_delta};
 
 /// The store's registered name on every node (Rust and Elixir).
 pub const STORE_NAME: &str = "erlnode_replica";

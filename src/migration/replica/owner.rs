@@ -26,6 +26,8 @@ struct Holder {
     mon: Reference,
     sent: u64,
     acked: u64,
+    /// Its store asked for the whole state (a delta found no base).
+    whole: bool,
 }
 
 /// What [`Replicator::intercept`] made of a message.
@@ -72,6 +74,14 @@ impl Replicator {
             Some(Ok(Msg::Ack { node, seq })) => {
                 if let Some(h) = self.holders.get_mut(&node) {
                     h.acked = h.acked.max(seq);
+                }
+                return Intercepted::Consumed;
+            }
+            Some(Ok(Msg::NeedWhole { node, .. })) => {
+                // Sent whole at the next flush (an upkeep tick at most).
+                if let Some(h) = self.holders.get_mut(&node) {
+                    h.whole = true;
+                    h.sent = h.acked;
                 }
                 return Intercepted::Consumed;
             }
@@ -135,32 +145,41 @@ impl Replicator {
         let me = mb.pid().clone();
         let targets = self.ctx.replica_nodes(self.type_name, &self.name, &me.node, self.cfg.replicas);
         let ready: Vec<Atom> = targets.iter().filter(|n| !self.missing.get(*n).is_some_and(|t| t.elapsed() < RETRY_MISSING)).cloned().collect();
-        if self.last.as_ref() != Some(&state) {
+        // The state the replicas were last sent, while this flush may
+        // send them only the change from it.
+        let prev = if self.last.as_ref() != Some(&state) {
             self.seq += 1;
-            self.last = Some(state);
-        }
-        let state = self.last.clone().expect("set above");
+            self.last.replace(state)
+        } else {
+            None
+        };
+        let delta_fns = prev.as_ref().and_then(|_| self.ctx.delta_for(self.type_name));
+        let mut delta: Option<Option<Term>> = None;
         // Make before break: current holders keep getting the state until
         // the ring's targets hold it, so a move of the replica (a join, a
         // restarted node) never leaves the process without one.
         let mut write = ready.clone();
         write.extend(self.holders.keys().filter(|h| !ready.contains(h)).cloned());
         for n in write {
-            let h = self.holders.entry(n.clone()).or_insert_with(|| Holder { mon: mb.monitor_name(STORE_NAME, n.as_str()), sent: 0, acked: 0 });
-            if h.sent < self.seq {
-                h.sent = self.seq;
-                let put = Msg::Put {
-                    name: self.name.clone(),
-                    type_name: self.type_name.to_string(),
-                    args: self.args.clone(),
-                    seq: self.seq,
-                    state: state.clone(),
-                    owner: me.clone(),
-                    cfg: self.cfg,
-                    ack_to: Some(me.clone()),
-                };
-                mb.send_to(&crate::process::Dest::local(STORE_NAME, n.as_str()), put.to_term());
+            let h = self.holders.entry(n.clone()).or_insert_with(|| Holder { mon: mb.monitor_name(STORE_NAME, n.as_str()), sent: 0, acked: 0, whole: false });
+            if h.sent >= self.seq {
+                continue;
             }
+            // A holder sent the previous state gets the change from it,
+            // when the type makes one (computed once per flush).
+            let d = match (&delta_fns, &prev) {
+                (Some(f), Some(p)) if h.sent + 1 == self.seq && !h.whole => {
+                    delta.get_or_insert_with(|| (f.make)(p, self.last.as_ref().expect("set above"))).clone()
+                }
+                _ => None,
+            };
+            h.sent = self.seq;
+            h.whole = false;
+            let msg = match d {
+                Some(delta) => Msg::Delta { name: self.name.clone(), base: self.seq - 1, seq: self.seq, delta, owner: me.clone(), ack_to: Some(me.clone()) },
+                None => self.put(&me),
+            };
+            mb.send_to(&crate::process::Dest::local(STORE_NAME, n.as_str()), msg.to_term());
         }
         let r = self.await_acks(mb).await;
         let placed = !ready.is_empty() && ready.iter().all(|n| self.holders.get(n).is_some_and(|h| h.acked >= self.seq));
@@ -169,6 +188,20 @@ impl Replicator {
         }
         self.release(mb);
         r
+    }
+
+    /// The whole latest state, for a store that lacks a base for deltas.
+    fn put(&self, me: &Pid) -> Msg {
+        Msg::Put {
+            name: self.name.clone(),
+            type_name: self.type_name.to_string(),
+            args: self.args.clone(),
+            seq: self.seq,
+            state: self.last.clone().unwrap_or_else(Term::nil),
+            owner: me.clone(),
+            cfg: self.cfg,
+            ack_to: Some(me.clone()),
+        }
     }
 
     /// Waits until no replica lags more than the mode allows; a replica
@@ -186,20 +219,27 @@ impl Replicator {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let got = mb
                 .recv_match(left.max(Duration::from_millis(1)), |m| match Msg::parse(m) {
-                    Some(Ok(Msg::Ack { node, seq })) => Some((node, Some(seq))),
+                    Some(Ok(Msg::Ack { node, seq })) => Some((node, Got::Ack(seq))),
+                    Some(Ok(Msg::NeedWhole { node, .. })) => Some((node, Got::NeedWhole)),
                     _ => match m.as_tuple() {
-                        Some([d, Term::Ref(r), _, _, _]) if d.is_atom("DOWN") => mons.get(r).map(|n| (n.clone(), None)),
+                        Some([d, Term::Ref(r), _, _, _]) if d.is_atom("DOWN") => mons.get(r).map(|n| (n.clone(), Got::Down)),
                         _ => None,
                     },
                 })
                 .await;
             match got {
-                Ok((node, Some(seq))) => {
+                Ok((node, Got::Ack(seq))) => {
                     if let Some(h) = self.holders.get_mut(&node) {
                         h.acked = h.acked.max(seq);
                     }
                 }
-                Ok((node, None)) => {
+                Ok((node, Got::NeedWhole)) => {
+                    if self.holders.contains_key(&node) {
+                        let me = mb.pid().clone();
+                        mb.send_to(&crate::process::Dest::local(STORE_NAME, node.as_str()), self.put(&me).to_term());
+                    }
+                }
+                Ok((node, Got::Down)) => {
                     tracing::info!(name = %self.name, %node, "replica store down while waiting for its ack");
                     self.holders.remove(&node);
                     self.missing.insert(node, Instant::now());
@@ -257,6 +297,13 @@ impl Replicator {
     pub fn before_handoff(&mut self, mb: &mut Mailbox) {
         self.finish(mb, true);
     }
+}
+
+/// What a store answered while the owner waits for acks.
+enum Got {
+    Ack(u64),
+    NeedWhole,
+    Down,
 }
 
 /// `{{'$erlnode_held', From}, Reply}` -> `(From, Reply)`.

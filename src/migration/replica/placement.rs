@@ -20,11 +20,21 @@ pub(crate) struct ReplicaCtx {
     /// ([`crate::migration::Migration::set_replicas`]); they win over the
     /// type's constants.
     overrides: RwLock<HashMap<String, ReplicaConfig>>,
+    /// Each local type's delta callbacks (docs/replicas.md, "Deltas").
+    deltas: RwLock<HashMap<String, super::delta::DeltaFns>>,
 }
 
 impl ReplicaCtx {
     pub fn new(members: Arc<Members>) -> ReplicaCtx {
-        ReplicaCtx { members, rings: Default::default(), overrides: Default::default() }
+        ReplicaCtx { members, rings: Default::default(), overrides: Default::default(), deltas: Default::default() }
+    }
+
+    pub(crate) fn set_delta(&self, type_name: &str, fns: super::delta::DeltaFns) {
+        self.deltas.write().unwrap().insert(type_name.to_string(), fns);
+    }
+
+    pub(crate) fn delta_for(&self, type_name: &str) -> Option<super::delta::DeltaFns> {
+        self.deltas.read().unwrap().get(type_name).copied()
     }
 
     pub fn set_override(&self, type_name: &str, cfg: ReplicaConfig) {

@@ -32,6 +32,14 @@ pub(crate) struct Entry {
     pub updated: Instant,
 }
 
+/// What the store took so far ([`Msg::Stats`]).
+#[derive(Default)]
+struct Stats {
+    puts: u64,
+    deltas: u64,
+    need_whole: u64,
+}
+
 /// Starts the store on `node`, registered as `erlnode_replica`.
 pub(crate) fn start(node: &Node, shared: Arc<Shared>) -> Result<Pid, crate::NodeError> {
     let events = node.subscribe();
@@ -43,12 +51,13 @@ pub(crate) fn start(node: &Node, shared: Arc<Shared>) -> Result<Pid, crate::Node
 
 async fn store_loop(node: Node, shared: Arc<Shared>, mut mb: crate::process::Mailbox, mut events: tokio::sync::broadcast::Receiver<NodeEvent>) -> Term {
     let mut entries: HashMap<Atom, Entry> = HashMap::new();
+    let mut stats = Stats::default();
     let mut sweep = tokio::time::interval(SWEEP);
     loop {
         tokio::select! {
             m = mb.recv() => {
                 let Some(m) = m else { break };
-                handle(&mut entries, &mut mb, m);
+                handle(&shared, &mut entries, &mut stats, &mut mb, m);
             }
             ev = events.recv() => match ev {
                 Ok(NodeEvent::Down { node: dead, .. }) => {
@@ -68,10 +77,15 @@ async fn store_loop(node: Node, shared: Arc<Shared>, mut mb: crate::process::Mai
     Term::atom("normal")
 }
 
-fn handle(entries: &mut HashMap<Atom, Entry>, mb: &mut crate::process::Mailbox, m: Term) {
+fn handle(shared: &Shared, entries: &mut HashMap<Atom, Entry>, stats: &mut Stats, mb: &mut crate::process::Mailbox, m: Term) {
     if let Some((from, req)) = gen_call_parts(&m) {
         let reply = match Msg::parse(req) {
             Some(Ok(Msg::List)) => list(entries),
+            Some(Ok(Msg::Stats)) => Term::Map(vec![
+                (Term::atom("puts"), Term::Int(stats.puts as i64)),
+                (Term::atom("deltas"), Term::Int(stats.deltas as i64)),
+                (Term::atom("need_whole"), Term::Int(stats.need_whole as i64)),
+            ]),
             _ => {
                 tracing::warn!(request = ?req, "replica store: unknown call");
                 Term::tuple([Term::atom("error"), Term::atom("unknown_request")])
@@ -86,11 +100,41 @@ fn handle(entries: &mut HashMap<Atom, Entry>, mb: &mut crate::process::Mailbox, 
                 Some(e) => e.owner != owner || seq > e.seq,
                 None => true,
             };
+            stats.puts += 1;
             if fresh {
                 entries.insert(name, Entry { type_name, args, seq, state, owner, cfg, updated: Instant::now() });
             }
             if let Some(to) = ack_to {
                 mb.send(&to, Msg::Ack { node: mb.pid().node.clone(), seq }.to_term());
+            }
+        }
+        Some(Ok(Msg::Delta { name, base, seq, delta, owner, ack_to })) => {
+            let held = match entries.get_mut(&name) {
+                Some(e) if e.owner == owner && e.seq >= seq => true,
+                Some(e) if e.owner == owner && e.seq == base => match shared.replica.delta_for(&e.type_name) {
+                    Some(f) => match (f.apply)(&e.state, &delta) {
+                        Ok(state) => {
+                            (e.state, e.seq, e.updated) = (state, seq, Instant::now());
+                            stats.deltas += 1;
+                            true
+                        }
+                        Err(reason) => {
+                            tracing::warn!(%name, ?reason, "replica delta did not apply; asking for the whole state");
+                            false
+                        }
+                    },
+                    None => false,
+                },
+                _ => false,
+            };
+            let me = mb.pid().node.clone();
+            match (held, ack_to) {
+                (true, Some(to)) => mb.send(&to, Msg::Ack { node: me, seq }.to_term()),
+                (true, None) => {}
+                (false, _) => {
+                    stats.need_whole += 1;
+                    mb.send(&owner, Msg::NeedWhole { node: me, name }.to_term())
+                }
             }
         }
         Some(Ok(Msg::Drop { name, owner })) => {

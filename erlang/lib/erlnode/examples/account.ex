@@ -98,6 +98,14 @@ defmodule Erlnode.Examples.Account do
   @impl true
   def init(args), do: {:ok, new(args)}
 
+  # Replicas get the fields a deposit changed, not the whole account
+  # (the Rust twin makes and reads the same deltas).
+  @impl Erlnode.Migratable
+  def replica_delta(old, new), do: Erlnode.Replica.Delta.map_delta(old, new)
+
+  @impl Erlnode.Migratable
+  def apply_replica_delta(held, delta), do: Erlnode.Replica.Delta.apply_map_delta(held, delta)
+
   @impl true
   def handle_call({:deposit, sender, seq, amount}, _from, state)
       when is_deposit(sender, seq, amount) do

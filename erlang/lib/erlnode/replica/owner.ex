@@ -30,6 +30,8 @@ defmodule Erlnode.Replica.Owner do
         module: meta.module,
         seq: seq,
         last: :"$none",
+        # the replica state sent last, the base of the next delta
+        last_hs: nil,
         holders: %{},
         missing: %{}
       })
@@ -78,6 +80,7 @@ defmodule Erlnode.Replica.Owner do
   # Is `msg` ours (a tick, a late ack, a replica store's DOWN)?
   def mine?({tag, :tick}), do: tag == Replica.tag()
   def mine?({tag, 1, :ack, _, _}), do: tag == Replica.tag()
+  def mine?({tag, 1, :need_whole, _, _}), do: tag == Replica.tag()
 
   def mine?({:DOWN, ref, :process, _, _}) do
     case Process.get(@key) do
@@ -99,6 +102,13 @@ defmodule Erlnode.Replica.Owner do
 
       {{_, 1, :ack, node, seq}, r} ->
         Process.put(@key, ack(r, node, seq))
+
+      {{_, 1, :need_whole, node, _name}, r} ->
+        # sent whole at the next flush (an upkeep tick at most)
+        case r.holders do
+          %{^node => h} -> Process.put(@key, put_in(r.holders[node], %{h | whole: true, sent: h.acked}))
+          _ -> :ok
+        end
 
       {{:DOWN, ref, _, _, _}, r} ->
         Process.put(@key, down(r, ref))
@@ -127,8 +137,20 @@ defmodule Erlnode.Replica.Owner do
   defp flush(r, state) do
     targets = Replica.targets(r.type, r.name, r.n, node())
     ready = Enum.reject(targets, &recently_missing?(r, &1))
-    r = if state === r.last, do: r, else: %{r | seq: r.seq + 1, last: state}
+    changed = state !== r.last
+    r = if changed, do: %{r | seq: r.seq + 1, last: state}, else: r
     hs = Erlnode.Migratable.Runtime.replica_state(r.module, state)
+    # holders sent the previous state get the change from it, when the
+    # type makes one (docs/replicas.md, "Deltas")
+    prev_hs = if changed, do: r.last_hs, else: nil
+    r = %{r | last_hs: hs}
+
+    delta =
+      if prev_hs != nil and function_exported?(r.module, :replica_delta, 2) and
+           Enum.any?(r.holders, fn {_, h} -> h.sent + 1 == r.seq and not h.whole end),
+         do: make_delta(r.module, prev_hs, hs),
+         else: :whole
+
     # Make before break: current holders keep getting the state until the
     # ring's targets hold it (a join or a restarted node never leaves the
     # process without a replica).
@@ -136,14 +158,24 @@ defmodule Erlnode.Replica.Owner do
 
     r =
       Enum.reduce(write, r, fn n, r ->
-        h = Map.get_lazy(r.holders, n, fn -> %{mon: Process.monitor({Replica.store_name(), n}), sent: 0, acked: 0} end)
+        h =
+          Map.get_lazy(r.holders, n, fn ->
+            %{mon: Process.monitor({Replica.store_name(), n}), sent: 0, acked: 0, whole: false}
+          end)
 
         h =
-          if h.sent < r.seq do
-            send({Replica.store_name(), n}, put(r, hs))
-            %{h | sent: r.seq}
-          else
-            h
+          cond do
+            h.sent >= r.seq ->
+              h
+
+            match?({:ok, _}, delta) and h.sent + 1 == r.seq and not h.whole ->
+              {:ok, d} = delta
+              send({Replica.store_name(), n}, delta_msg(r, d))
+              %{h | sent: r.seq}
+
+            true ->
+              send({Replica.store_name(), n}, put(r, hs))
+              %{h | sent: r.seq, whole: false}
           end
 
         put_in(r.holders[n], h)
@@ -162,6 +194,22 @@ defmodule Erlnode.Replica.Owner do
 
   defp put(r, hs) do
     {Replica.tag(), Replica.vsn(), :put, r.name, r.type, r.args, r.seq, hs, self(), {r.n, r.mode}, self()}
+  end
+
+  defp delta_msg(r, d) do
+    {Replica.tag(), Replica.vsn(), :delta, r.name, r.seq - 1, r.seq, d, self(), self()}
+  end
+
+  # A callback that raises or answers something else sends the state whole.
+  defp make_delta(module, old, new) do
+    case module.replica_delta(old, new) do
+      {:ok, d} -> {:ok, d}
+      _ -> :whole
+    end
+  rescue
+    e ->
+      Logger.warning("#{inspect(module)}.replica_delta/2 raised; the whole state goes: #{Exception.message(e)}")
+      :whole
   end
 
   defp recently_missing?(r, n) do
@@ -183,6 +231,10 @@ defmodule Erlnode.Replica.Owner do
       receive do
         {^tag, 1, :ack, node, seq} ->
           await_acks(ack(r, node, seq), lag, deadline)
+
+        {^tag, 1, :need_whole, node, _name} ->
+          if Map.has_key?(r.holders, node), do: send({Replica.store_name(), node}, put(r, r.last_hs))
+          await_acks(r, lag, deadline)
 
         {:DOWN, ref, :process, _, _} when is_map_key(mons, ref) ->
           await_acks(down(r, ref), lag, deadline)

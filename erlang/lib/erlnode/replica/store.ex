@@ -19,7 +19,7 @@ defmodule Erlnode.Replica.Store do
   def init(_opts) do
     :ok = :net_kernel.monitor_nodes(true)
     Process.send_after(self(), :sweep, @sweep)
-    {:ok, %{entries: %{}}}
+    {:ok, %{entries: %{}, modules: %{}, stats: %{puts: 0, deltas: 0, need_whole: 0}}}
   end
 
   @impl true
@@ -30,6 +30,9 @@ defmodule Erlnode.Replica.Store do
 
     {:reply, list, st}
   end
+
+  def handle_call({tag, 1, :stats}, _from, st) when tag == :"$erlnode_replica",
+    do: {:reply, st.stats, st}
 
   def handle_call(request, _from, st) do
     Logger.warning("replica store: unknown call #{inspect(request, limit: 8)}")
@@ -46,6 +49,8 @@ defmodule Erlnode.Replica.Store do
         _ -> true
       end
 
+    st = count(st, :puts)
+
     st =
       if fresh do
         e = %{type: type, args: args, seq: seq, state: state, owner: owner, cfg: {n, mode}, updated: now()}
@@ -56,6 +61,47 @@ defmodule Erlnode.Replica.Store do
 
     if is_pid(ack_to), do: send(ack_to, {:"$erlnode_replica", 1, :ack, node(), seq})
     {:noreply, st}
+  end
+
+  # docs/replicas.md, "Deltas": applied only on top of exactly `base`
+  # from the same owner; otherwise the owner is asked for the whole state.
+  def handle_info({:"$erlnode_replica", 1, :delta, name, base, seq, delta, owner, ack_to}, st)
+      when is_atom(name) and is_integer(base) and base >= 0 and is_integer(seq) and seq >= 0 and
+             is_pid(owner) and (is_pid(ack_to) or ack_to == :undefined) do
+    {held, st} =
+      case st.entries do
+        %{^name => %{owner: ^owner, seq: s}} when s >= seq ->
+          {true, st}
+
+        %{^name => %{owner: ^owner, seq: ^base} = e} ->
+          {module, st} = module_of(st, e.type)
+
+          case apply_delta(module, e.state, delta) do
+            {:ok, state} ->
+              e = %{e | state: state, seq: seq, updated: now()}
+              {true, count(%{st | entries: Map.put(st.entries, name, e)}, :deltas)}
+
+            {:error, reason} ->
+              Logger.warning("replica delta for #{inspect(name)} did not apply (#{inspect(reason, limit: 8)}); asking for the whole state")
+              {false, st}
+          end
+
+        _ ->
+          {false, st}
+      end
+
+    cond do
+      held and is_pid(ack_to) ->
+        send(ack_to, {:"$erlnode_replica", 1, :ack, node(), seq})
+        {:noreply, st}
+
+      held ->
+        {:noreply, st}
+
+      true ->
+        send(owner, {:"$erlnode_replica", 1, :need_whole, node(), name})
+        {:noreply, count(st, :need_whole)}
+    end
   end
 
   def handle_info({:"$erlnode_replica", 1, :drop, name, owner}, st) when is_atom(name) and is_pid(owner) do
@@ -117,4 +163,42 @@ defmodule Erlnode.Replica.Store do
   end
 
   defp now, do: System.monotonic_time(:millisecond)
+
+  defp count(st, what), do: update_in(st.stats[what], &(&1 + 1))
+
+  # The module hosting `type` here, cached (the manager's table).
+  defp module_of(st, type) do
+    case st.modules do
+      %{^type => m} ->
+        {m, st}
+
+      _ ->
+        m =
+          try do
+            Map.get(Erlnode.Migration.types(), type)
+          catch
+            :exit, _ -> nil
+          end
+
+        if m, do: {m, put_in(st.modules[type], m)}, else: {nil, st}
+    end
+  end
+
+  defp apply_delta(nil, _held, _delta), do: {:error, :type_not_hosted_here}
+
+  defp apply_delta(module, held, delta) do
+    Code.ensure_loaded(module)
+
+    if function_exported?(module, :apply_replica_delta, 2) do
+      case module.apply_replica_delta(held, delta) do
+        {:ok, new} -> {:ok, new}
+        {:error, reason} -> {:error, reason}
+        other -> {:error, {:bad_return, other}}
+      end
+    else
+      {:error, :no_apply_replica_delta}
+    end
+  rescue
+    e -> {:error, {:raised, Exception.message(e)}}
+  end
 end
