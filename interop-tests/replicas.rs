@@ -451,6 +451,66 @@ async fn replica_stores_apply_deltas_only_on_their_base() {
     assert_eq!(got, want, "the state the delta describes");
 }
 
+/// A process's own replica setting (`start_process_with`, Elixir's
+/// `start_process(..., replicas: n, replica_mode: m)`) travels with it on
+/// migrations, both ways: on nodes whose type setting is "no replicas",
+/// the account keeps `{1, async}` on Rust -> Elixir -> Rust, its replica
+/// following it to the node it left. (It used to take the target node's
+/// type setting, so the first move dropped its replicas.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_keeps_its_own_replica_setting_across_migrations() {
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("rep");
+    // No replica setting for the type on either node.
+    let e1 = BeamNode::builder().prefix("rse").cookie(&cookie).epmd_port(epmd.port()).erlnode_ex(true).start().await;
+    let r = e1.eval("application:load(erlnode_ex), application:set_env(erlnode_ex, rebalance_on_join, false), application:ensure_all_started(erlnode_ex)").await;
+    assert_eq!(r.as_tuple().map(|t| t[0].clone()), Some(Term::atom("ok")), "erlnode_ex starts: {r:?}");
+    let rust = driver(&cookie, epmd.port()).await;
+    rust.connect(e1.name()).await.unwrap();
+    let migration = erlnode::migration::Migration::builder(&rust).register::<Account>().rebalance_on_join(false).start().unwrap();
+    rust.global().sync(T).await.unwrap();
+    let r_atom = format!("'{}'", rust.name());
+    wait_until("e1 sees the Rust node host accounts", T, || async {
+        e1.eval(&format!("lists:member({r_atom}, 'Elixir.Erlnode.Migration':members(<<\"account\">>))")).await.is_atom("true")
+    })
+    .await;
+    let name = support::unique("own");
+    let own = erlnode::migration::ReplicaConfig { replicas: 1, mode: erlnode::migration::ReplicaMode::Async };
+    let acc = migration.start_process_with::<Account>(Term::Map(vec![]), &name, Some(own)).await.unwrap();
+    let owner_on = |node: String| {
+        let (drv, name) = (&rust, name.clone());
+        async move { replicas_with_owner(drv, &node).await.into_iter().find(|(n, _)| *n == name).map(|(_, p)| p) }
+    };
+    // What e1's store holds for it: the owner and its {N, Mode}.
+    let entry_expr = format!("case :sys.get_state(:erlnode_replica).entries do %{{:{name} => e}} -> {{e.owner, e.cfg}}; _ -> :none end");
+    let e1_entry = || e1.eval_elixir(&entry_expr);
+    let cfg_term = Term::tuple([Term::Int(1), Term::atom("async")]);
+    wait_until("the Rust owner's replica on e1", T, || async { owner_on(e1.name().to_string()).await.is_some() }).await;
+    assert_eq!(e1_entry().await.as_tuple().map(|t| t[1].clone()), Some(cfg_term.clone()));
+
+    // To Elixir: the Elixir process replicates to the Rust node.
+    let on_e1 = acc.migrate(e1.name()).await.unwrap();
+    wait_until("the Elixir owner's replica on the Rust node", T, || async { owner_on(rust.name().to_string()).await == Some(on_e1.clone()) }).await;
+    let on_elixir = e1
+        .eval_elixir(&format!(
+            "{{:dictionary, d}} = Process.info(:global.whereis_name(:{name}), :dictionary)
+             r = d[:\"$erlnode_replica_owner\"]
+             r && {{r.n, r.mode}}"
+        ))
+        .await;
+    assert_eq!(on_elixir, cfg_term, "the Elixir process replicates as the Rust one did");
+    // Back to Rust, asked from the Elixir side: the setting came back too.
+    let moved = e1.eval_elixir(&format!("Erlnode.Migration.migrate(:{name}, :\"{}\")", rust.name())).await;
+    let Some([ok, Term::Pid(back)]) = moved.as_tuple() else { panic!("{moved:?}") };
+    assert!(ok.is_atom("ok"), "{moved:?}");
+    wait_until("the Rust owner's replica on e1 again", T, || async {
+        e1_entry().await == Term::tuple([Term::Pid(back.clone()), cfg_term.clone()])
+    })
+    .await;
+    assert_eq!(acc.call::<Account>(&erlnode::examples::account::Msg::Get, CALL).await.map(|a| a.balance).ok(), Some(0));
+    rust.shutdown().await;
+}
+
 /// Replica upkeep and bad input: when a replica node dies, the owner
 /// re-creates its replicas on the remaining node; malformed,
 /// unknown-version and misdirected replica messages from a BEAM node are

@@ -31,8 +31,9 @@ type Factory = Arc<dyn Fn(&Node, &Shared, Term, Atom, StartAs) -> Result<Pid, Te
 pub(crate) enum StartAs {
     /// `init_state(args)`, optionally with its own replica configuration.
     Fresh(Option<ReplicaConfig>),
-    /// The target of a handoff from `source`.
-    Target(Reference, Pid),
+    /// The target of a handoff from `source`, with the process's own
+    /// replica setting if it has one.
+    Target(Reference, Pid, Option<ReplicaConfig>),
     /// A failover: from a replica's latest state, waiting for `go`.
     Restore(super::replica::store::Entry),
 }
@@ -143,10 +144,10 @@ impl Migration {
                 Term::tuple([Term::atom("bad_args"), Term::from(e.to_string().as_str())])
             })?;
             let default_cfg = shared.replica.config_for(M::TYPE, ReplicaConfig { replicas: M::REPLICAS, mode: M::REPLICA_MODE });
-            let (cfg, seq) = match &start_as {
-                StartAs::Fresh(Some(c)) => (*c, 0),
-                StartAs::Restore(e) => (e.cfg, e.seq),
-                _ => (default_cfg, 0),
+            let (cfg, seq, own_replicas) = match &start_as {
+                StartAs::Fresh(Some(c)) | StartAs::Target(_, _, Some(c)) => (*c, 0, Some(*c)),
+                StartAs::Restore(e) => (e.cfg, e.seq, Some(e.cfg)),
+                _ => (default_cfg, 0, None),
             };
             let meta = Meta {
                 replication: cfg.enabled().then(|| (cfg, shared.replica.clone(), seq)),
@@ -157,6 +158,7 @@ impl Migration {
                 cfg: shared.cfg.clone(),
                 hosted: shared.hosted.clone(),
                 carried: vec![],
+                own_replicas,
             };
             let (hosted, name) = (meta.hosted.clone(), meta.name.clone());
             let pid = match start_as {
@@ -173,7 +175,7 @@ impl Migration {
                     hosted.insert(name.clone(), M::TYPE, pid.clone());
                     pid
                 }
-                StartAs::Target(r, s) => node.spawn(move |mb| run_target::<M>(mb, meta, args, r, s)),
+                StartAs::Target(r, s, _) => node.spawn(move |mb| run_target::<M>(mb, meta, args, r, s)),
             };
             // However the process ends (a `kill` from global's conflict
             // resolution drops its task wherever it waits), it leaves the
@@ -552,9 +554,9 @@ async fn manager_loop(node: Node, shared: Arc<Shared>, mut mb: crate::process::M
 
 fn handle_call(node: &Node, shared: &Arc<Shared>, mb: &mut crate::process::Mailbox, pending: &mut HashMap<Reference, Term>, from: &Term, request: &Term) {
     match Request::parse(request) {
-        Some(Request::Start { type_name, args, name, reference, source }) => {
+        Some(Request::Start { type_name, args, name, reference, source, replicas }) => {
             let reply = match shared.types.read().unwrap().get(&type_name).cloned() {
-                Some(f) => result_term(&f(node, shared, args, name, StartAs::Target(reference, source))),
+                Some(f) => result_term(&f(node, shared, args, name, StartAs::Target(reference, source, replicas))),
                 None => unknown_type(&type_name),
             };
             mb.reply(from, reply);

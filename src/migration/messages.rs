@@ -5,6 +5,7 @@
 
 use crate::term::{Atom, Pid, Reference, Term};
 use super::ring::RingEncoding;
+use super::replica::ReplicaConfig;
 
 pub const TAG: &str = "$erlnode_migrate";
 
@@ -164,8 +165,12 @@ fn parse_tagged(t: &[Term]) -> Option<Op> {
 /// `gen:call`s.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
-    /// Start a target of `type_name` that waits for a handover.
-    Start { type_name: String, args: Term, name: Atom, reference: Reference, source: Pid },
+    /// Start a target of `type_name` that waits for a handover. A
+    /// process with its own replica setting sends it as an eighth
+    /// element, `#{replicas => {N, sync | async}}` (without one the
+    /// request keeps its old seven-element shape, which every release
+    /// reads).
+    Start { type_name: String, args: Term, name: Atom, reference: Reference, source: Pid, replicas: Option<ReplicaConfig> },
     /// Move the process registered as `name` (hosted on the receiving
     /// node) to `target`.
     Migrate { name: Atom, target: Atom, mode: Mode },
@@ -189,15 +194,21 @@ pub enum Request {
 impl Request {
     pub fn to_term(&self) -> Term {
         match self {
-            Request::Start { type_name, args, name, reference, source } => Term::tuple([
-                tag(),
-                Term::atom("start"),
-                Term::from(type_name.as_str()),
-                args.clone(),
-                Term::Atom(name.clone()),
-                Term::Ref(reference.clone()),
-                Term::Pid(source.clone()),
-            ]),
+            Request::Start { type_name, args, name, reference, source, replicas } => {
+                let mut t = vec![
+                    tag(),
+                    Term::atom("start"),
+                    Term::from(type_name.as_str()),
+                    args.clone(),
+                    Term::Atom(name.clone()),
+                    Term::Ref(reference.clone()),
+                    Term::Pid(source.clone()),
+                ];
+                if let Some(c) = replicas {
+                    t.push(Term::Map(vec![(Term::atom("replicas"), c.to_term())]));
+                }
+                Term::Tuple(t)
+            }
             Request::Migrate { name, target, mode } => {
                 Term::tuple([tag(), Term::atom("migrate"), Term::Atom(name.clone()), Term::Atom(target.clone()), mode.to_term()])
             }
@@ -212,13 +223,25 @@ impl Request {
 
     pub fn parse(t: &Term) -> Option<Request> {
         match t.as_tuple()? {
-            [tg, op, Term::Binary(ty), args, Term::Atom(name), Term::Ref(r), Term::Pid(s)] if tg.is_atom(TAG) && op.is_atom("start") => {
+            [tg, op, Term::Binary(ty), args, Term::Atom(name), Term::Ref(r), Term::Pid(s), extra @ ..] if tg.is_atom(TAG) && op.is_atom("start") && extra.len() <= 1 => {
+                // Unknown keys of the extra map are ignored (a later
+                // release may add some); a malformed setting refuses the
+                // request rather than starting with the wrong one.
+                let replicas = match extra {
+                    [] => None,
+                    [Term::Map(kv)] => match kv.iter().find(|(k, _)| k.is_atom("replicas")) {
+                        Some((_, v)) => Some(ReplicaConfig::from_term(v)?),
+                        None => None,
+                    },
+                    _ => return None,
+                };
                 Some(Request::Start {
                     type_name: String::from_utf8(ty.to_vec()).ok()?,
                     args: args.clone(),
                     name: name.clone(),
                     reference: r.clone(),
                     source: s.clone(),
+                    replicas,
                 })
             }
             [tg, op, Term::Atom(name), Term::Atom(target), mode] if tg.is_atom(TAG) && op.is_atom("migrate") => {
@@ -266,7 +289,15 @@ mod tests {
             assert_eq!(Op::parse(&op.to_term()), Some(Ok(op.clone())));
         }
         let reqs = vec![
-            Request::Start { type_name: "account".into(), args: Term::nil(), name: Atom::new("acc"), reference: rf(), source: pid() },
+            Request::Start { type_name: "account".into(), args: Term::nil(), name: Atom::new("acc"), reference: rf(), source: pid(), replicas: None },
+            Request::Start {
+                type_name: "account".into(),
+                args: Term::nil(),
+                name: Atom::new("acc"),
+                reference: rf(),
+                source: pid(),
+                replicas: Some(ReplicaConfig { replicas: 2, mode: crate::migration::ReplicaMode::Async }),
+            },
             Request::Migrate { name: Atom::new("acc"), target: Atom::new("b@h"), mode: Mode::Hot },
             Request::Hosted,
             Request::Status,

@@ -37,6 +37,10 @@ pub(crate) struct Meta {
     /// context, and the sequence number to continue from (a restored
     /// process continues its replica's).
     pub replication: Option<(ReplicaConfig, Arc<ReplicaCtx>, u64)>,
+    /// The process's own replica setting (given at its start, or carried
+    /// by a failover or a migration), which travels with it to the next
+    /// node; `None`: the type's setting on each node applies.
+    pub own_replicas: Option<ReplicaConfig>,
 }
 
 enum Outcome {
@@ -572,6 +576,7 @@ async fn start_target(mb: &mut Mailbox, meta: &Meta, node: &Atom, reference: &Re
         name: meta.name.clone(),
         reference: reference.clone(),
         source: mb.pid().clone(),
+        replicas: meta.own_replicas,
     };
     let reply = mb
         .call(("erlnode_migration", node.as_str()), req.to_term(), meta.cfg.start_timeout)

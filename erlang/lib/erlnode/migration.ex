@@ -26,7 +26,9 @@ defmodule Erlnode.Migration do
       source: starts a target with
       `GenServer.start(module, {:"$erlnode_handover", ref, src, args, name})`
       and replies `{:ok, pid}` or `{:error, reason}`
-      (`{:unknown_type, type}` when the type is not known here);
+      (`{:unknown_type, type}` when the type is not known here); a source
+      with its own replica setting adds an eighth element,
+      `%{replicas: {n, :sync | :async}}`, which the target keeps;
     * `{:"$erlnode_migrate", :migrate, name, target_node, mode}` from a
       requester: sends the process holding `name`
       `{:"$erlnode_migrate", :begin, ref, target_node, mode, self()}` and
@@ -387,6 +389,24 @@ defmodule Erlnode.Migration do
       when is_reference(ref) and is_pid(src) and is_atom(name) do
     init_arg = {:"$erlnode_handover", ref, src, args, name}
     start_async(type, st, from, &Erlnode.ProcessSupervisor.start_target(&1, init_arg))
+  end
+
+  # The same from a process with its own replica setting, which the
+  # target keeps (unknown keys of the map are ignored).
+  def handle_call({@tag, :start, type, args, name, ref, src, extra} = request, from, st)
+      when is_reference(ref) and is_pid(src) and is_atom(name) and is_map(extra) do
+    case Map.get(extra, :replicas) do
+      nil ->
+        handle_call({@tag, :start, type, args, name, ref, src}, from, st)
+
+      {n, mode} when is_integer(n) and n >= 0 and n <= 16 and mode in [:sync, :async] ->
+        init_arg = {:"$erlnode_handover", ref, src, args, name, [replicas: n, replica_mode: mode]}
+        start_async(type, st, from, &Erlnode.ProcessSupervisor.start_target(&1, init_arg))
+
+      _ ->
+        Logger.warning("migration manager: start request with a malformed replica setting refused: #{inspect(request, limit: 8)}")
+        {:reply, {:error, {:bad_request, :replicas}}, st}
+    end
   end
 
   # `erlnode bench`: a fresh process of `type` here, registered globally.

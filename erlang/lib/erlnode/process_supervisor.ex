@@ -40,7 +40,8 @@ defmodule Erlnode.ProcessSupervisor do
   end
 
   @doc "Starts `module` as the target of a handover (`init_arg` from the manager)."
-  def start_target(module, {:"$erlnode_handover", _ref, _src, _args, name} = init_arg) do
+  def start_target(module, init_arg) when elem(init_arg, 0) == :"$erlnode_handover" do
+    name = elem(init_arg, 4)
     start_child(module, name, init_arg, fn -> GenServer.start(module, init_arg) end)
   end
 
@@ -67,7 +68,7 @@ defmodule Erlnode.ProcessSupervisor do
   @doc false
   def start_link_child(module, first, started) do
     case {:atomics.exchange(started, 1, 1), first} do
-      {0, {:"$erlnode_handover", _, _, _, _}} ->
+      {0, first} when elem(first, 0) == :"$erlnode_handover" ->
         GenServer.start_link(module, first)
 
       {0, {:"$erlnode_restore", _, name, _, _, _}} ->
@@ -87,6 +88,7 @@ defmodule Erlnode.ProcessSupervisor do
   end
 
   defp args_and_name({:"$erlnode_handover", _ref, _src, args, name}), do: {args, name}
+  defp args_and_name({:"$erlnode_handover", _ref, _src, args, name, _replica_opts}), do: {args, name}
   defp args_and_name({:"$erlnode_start", args, name, _opts}), do: {args, name}
   defp args_and_name({:"$erlnode_restore", args, name, _, _, _}), do: {args, name}
 end

@@ -43,6 +43,13 @@ defmodule Erlnode.Migratable.Runtime do
     {:target, args, {ref, src}}
   end
 
+  # A target whose source has its own replica setting, which it keeps.
+  def init_arg(module, {:"$erlnode_handover", ref, src, args, name, replica_opts})
+      when is_reference(ref) and is_pid(src) and is_list(replica_opts) do
+    put_meta(module, args, name, replica_opts)
+    {:target, args, {ref, src}}
+  end
+
   # A failover (Erlnode.Replica.Failover): start from a replica's state.
   def init_arg(module, {:"$erlnode_restore", args, name, replica, seq, {n, mode}})
       when is_integer(seq) do
@@ -70,6 +77,8 @@ defmodule Erlnode.Migratable.Runtime do
   end
 
   defp put_meta(module, args, name, opts) do
+    own_opts = opts
+
     opts =
       @defaults
       |> Keyword.merge(module.__erlnode_migratable__(:options))
@@ -80,7 +89,10 @@ defmodule Erlnode.Migratable.Runtime do
       type: module.__erlnode_migratable__(:type),
       args: args,
       name: name,
-      opts: opts
+      opts: opts,
+      # the process's own replica setting (its start, a failover or a
+      # migration gave it one): it travels to the next node
+      own_replicas: Keyword.take(own_opts, [:replicas, :replica_mode])
     })
   end
 
@@ -387,7 +399,16 @@ defmodule Erlnode.Migratable.Runtime do
 
   defp start_target(ctx) do
     %{meta: meta, target: target, ref: ref} = ctx
-    request = {@tag, :start, meta.type, meta.args, meta.name, ref, self()}
+    request =
+      case Map.get(meta, :own_replicas, []) do
+        [] ->
+          {@tag, :start, meta.type, meta.args, meta.name, ref, self()}
+
+        _own ->
+          # the setting in effect here, so the target replicates alike
+          {n, mode} = Erlnode.Replica.config(meta.type, meta.opts)
+          {@tag, :start, meta.type, meta.args, meta.name, ref, self(), %{replicas: {n, mode}}}
+      end
 
     try do
       case GenServer.call({:erlnode_migration, target}, request, ctx.opts[:start_timeout]) do
