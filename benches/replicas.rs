@@ -10,6 +10,10 @@
 //! every call's round trip. Memory: what B's replica store holds per
 //! account (state bytes as `list` reports them) plus the fixed entry
 //! overhead (docs/replicas.md, "Cost").
+//!
+//! Then the same workload with Elixir owners: A' and B' are Elixir nodes
+//! (`erlnode_ex`), the accounts run on A' (`Erlnode.Examples.Account`),
+//! B' keeps their replicas, and C (Rust) makes the same calls.
 
 #[path = "../interop-tests/support/mod.rs"]
 mod support;
@@ -20,7 +24,7 @@ use erlnode::process::Dest;
 use erlnode::{Node, Term};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::Epmd;
+use support::{BeamNode, Epmd};
 
 const CALLERS: usize = 8;
 const CALLS: usize = 2_000;
@@ -58,30 +62,7 @@ async fn run() {
         for n in &names {
             ma.start_process_with::<Account>(Term::nil(), n, Some(cfg.unwrap_or_default())).await.unwrap();
         }
-        let started = Instant::now();
-        let mut tasks = vec![];
-        for (i, n) in names.iter().enumerate() {
-            let (c, n) = (c.clone(), n.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut mb = c.spawn_mailbox();
-                let mut lat = Vec::with_capacity(CALLS);
-                for seq in 1..=CALLS {
-                    let msg = Term::tuple([Term::atom("deposit"), Term::from(format!("c{i}").as_str()), Term::Int(seq as i64), Term::Int(1)]);
-                    let t = Instant::now();
-                    mb.call(Dest::Global(Term::atom(&n)), msg, Duration::from_secs(10)).await.expect("call");
-                    lat.push(t.elapsed());
-                }
-                lat
-            }));
-        }
-        let mut lat: Vec<Duration> = vec![];
-        for t in tasks {
-            lat.extend(t.await.unwrap());
-        }
-        let wall = started.elapsed();
-        lat.sort();
-        let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)].as_micros();
-        println!("{:<14} {:>10.0} {:>10} {:>10}", label, (CALLERS * CALLS) as f64 / wall.as_secs_f64(), pct(50), pct(99));
+        print_calls(label, calls(&c, &names).await);
         if cfg.is_some() {
             let held = mb.replicas_held().await.unwrap();
             let ours: Vec<_> = held.iter().filter(|(n, ..)| names.iter().any(|x| x == n.as_str())).collect();
@@ -90,6 +71,95 @@ async fn run() {
         }
         if matches!(cfg, Some(c) if c.mode == ReplicaMode::Async) {
             async_lag(&c, &mb, &names[0]).await;
+        }
+    }
+    elixir_owners(&c, &cookie, epmd.port(), [&ma, &mb]).await;
+}
+
+/// K callers on `c`, M deposit calls each to their own account by
+/// global name: (calls/s, sorted latencies).
+async fn calls(c: &Node, names: &[String]) -> (f64, Vec<Duration>) {
+    let started = Instant::now();
+    let mut tasks = vec![];
+    for (i, n) in names.iter().enumerate() {
+        let (c, n) = (c.clone(), n.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mb = c.spawn_mailbox();
+            let mut lat = Vec::with_capacity(CALLS);
+            for seq in 1..=CALLS {
+                let msg = Term::tuple([Term::atom("deposit"), Term::from(format!("c{i}").as_str()), Term::Int(seq as i64), Term::Int(1)]);
+                let t = Instant::now();
+                mb.call(Dest::Global(Term::atom(&n)), msg, Duration::from_secs(10)).await.expect("call");
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat: Vec<Duration> = vec![];
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let rate = (names.len() * CALLS) as f64 / started.elapsed().as_secs_f64();
+    lat.sort();
+    (rate, lat)
+}
+
+fn print_calls(label: &str, (rate, lat): (f64, Vec<Duration>)) {
+    let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)].as_micros();
+    println!("{:<14} {:>10.0} {:>10} {:>10}", label, rate, pct(50), pct(99));
+}
+
+/// The same workload with Elixir owners: the accounts on A' with a
+/// per-process setting (`start_process(..., replicas: 1, replica_mode:
+/// m)`), the calls from C. Their replicas go where the ring of the nodes
+/// hosting accounts puts them: B', or the Rust nodes A and B, which host
+/// the type too (each is counted).
+async fn elixir_owners(c: &Node, cookie: &str, epmd: u16, rust_members: [&Migration; 2]) {
+    let start = |prefix: &'static str| async move {
+        let n = BeamNode::builder().prefix(prefix).cookie(cookie).epmd_port(epmd).erlnode_ex(true).start().await;
+        let r = n.eval("application:load(erlnode_ex), application:set_env(erlnode_ex, rebalance_on_join, false), application:ensure_all_started(erlnode_ex)").await;
+        assert_eq!(r.as_tuple().map(|t| t[0].clone()), Some(Term::atom("ok")), "erlnode_ex: {r:?}");
+        n
+    };
+    let (ea, eb) = (start("rbea").await, start("rbeb").await);
+    assert_eq!(ea.eval(&format!("net_adm:ping('{}')", eb.name())).await, Term::atom("pong"));
+    c.connect(ea.name()).await.unwrap();
+    c.connect(eb.name()).await.unwrap();
+    c.global().sync(Duration::from_secs(30)).await.unwrap();
+    let member = format!("lists:member('{}', 'Elixir.Erlnode.Migration':members(<<\"account\">>))", eb.name());
+    while !ea.eval(&member).await.is_atom("true") {
+        tokio::time::sleep(Duration::from_millis(20)).await; // bounded by the announcement
+    }
+    println!("the same with Elixir owners: accounts on Elixir node A', replicas (if any) where the ring of account hosts puts them, calls from C");
+    println!("{:<14} {:>10} {:>10} {:>10}", "replicas", "calls/s", "p50 us", "p99 us");
+    for (label, opts) in [("none", "[]"), ("1 sync", "[replicas: 1, replica_mode: :sync]"), ("1 async", "[replicas: 1, replica_mode: :async]")] {
+        let names: Vec<String> = (0..CALLERS).map(|i| support::unique(&format!("beacc{i}"))).collect();
+        for n in &names {
+            let r = ea.eval_elixir(&format!("Erlnode.Migration.start_process(\"account\", %{{}}, :{n}, {opts})")).await;
+            assert!(matches!(r.as_tuple(), Some([ok, _]) if ok.is_atom("ok")), "{n}: {r:?}");
+        }
+        c.global().sync(Duration::from_secs(30)).await.unwrap();
+        while names.iter().any(|n| c.global().whereis_name(&Term::atom(n)).is_none()) {
+            tokio::time::sleep(Duration::from_millis(5)).await; // bounded by global's broadcast
+        }
+        print_calls(label, calls(c, &names).await);
+        if opts != "[]" {
+            let list = names.iter().map(|n| format!(":{n}")).collect::<Vec<_>>().join(", ");
+            let held = eb
+                .eval_elixir(&format!("ns = [{list}]; for {{n, _, _, b}} <- Erlnode.Replica.held(), n in ns, do: b"))
+                .await;
+            let Term::List(bytes) = &held else { panic!("{held:?}") };
+            let total: i64 = bytes.iter().filter_map(|b| b.as_int()).sum();
+            let mut on_rust = 0;
+            for m in rust_members {
+                on_rust += m.replicas_held().await.unwrap().iter().filter(|(n, ..)| names.iter().any(|x| x == n.as_str())).count();
+            }
+            println!(
+                "{:<14} {} replicas on B' ({} state bytes each, + the store's map entry), {on_rust} on the Rust nodes",
+                "",
+                bytes.len(),
+                total / (bytes.len().max(1) as i64)
+            );
         }
     }
 }
