@@ -41,6 +41,15 @@ fn spawn_probe(node: &Node) {
                     }
                     node.send_from(mb.pid(), from, Term::tuple([Term::atom("after_rec"), Term::Int(2)]));
                 }
+                [op] if op.is_atom("exit_with_record") => {
+                    // A process linked to the caller that dies with a
+                    // record in its exit reason.
+                    let from = from.clone();
+                    node.spawn(move |mb| async move {
+                        mb.link(&from);
+                        Term::tuple([Term::atom("bad"), pt()])
+                    });
+                }
                 [op, Term::Record(r)] if op.is_atom("inspect") => {
                     let names = r.field_names().cloned().map(Term::Atom).collect::<Vec<_>>();
                     let reply = Term::tuple([
@@ -68,6 +77,36 @@ async fn start() -> (Epmd, Node, BeamNode) {
     spawn_probe(&rust);
     let beam = BeamNode::builder().prefix("rec").cookie(&cookie).epmd_port(epmd.port()).start().await;
     (epmd, rust, beam)
+}
+
+/// An exit signal whose reason holds a record reaches a linked BEAM
+/// process on every release: as the record on OTP 29, as the classic
+/// record tuple `{pt, 1, two}` before (those releases drop the link on
+/// a native record, and a dropped signal would leave the BEAM process
+/// linked to a dead one), the link itself staying up.
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_reason_with_a_record_reaches_every_release() {
+    let (_epmd, rust, beam) = start().await;
+    let release = otp::release();
+    let r = beam
+        .eval(&format!(
+            "Rust = '{}',
+             process_flag(trap_exit, true),
+             {{rec_probe, Rust}} ! {{self(), ping}},
+             receive probe_bad_request -> ok after 10000 -> exit(probe_silent) end,
+             erlang:monitor_node(Rust, true),
+             {{rec_probe, Rust}} ! {{self(), exit_with_record}},
+             Exit = receive {{'EXIT', P, Reason}} when node(P) =:= Rust -> Reason after 10000 -> no_exit end,
+             Down = receive {{nodedown, Rust}} -> nodedown after 0 -> up end,
+             process_flag(trap_exit, false),
+             {{Exit, Down}}",
+            rust.name()
+        ))
+        .await;
+    let items = r.as_tuple().unwrap_or_else(|| panic!("{r:?}"));
+    let want = if release >= 29 { pt() } else { Term::tuple([Term::atom("pt"), Term::Int(1), Term::atom("two")]) };
+    assert_eq!(items[0], Term::tuple([Term::atom("bad"), want]), "OTP {release}: {r:?}");
+    assert!(items[1].is_atom("up"), "the link went down: {r:?}");
 }
 
 /// The records the BEAM sends, bound as `Terms` (OTP 29 only). Nested in

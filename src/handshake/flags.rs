@@ -48,7 +48,9 @@ pub const ALIAS: u64 = 8 << 32;
 /// a message holding a record for such a peer, and only that message: the
 /// encoder meets the record anyway, so the check costs nothing on other
 /// messages (`connection::outbox::Unencodable`, `SendError::Unencodable`
-/// for the sends that return errors, a warning for the others).
+/// for the sends that return errors, a warning for the others). Exit and
+/// monitor signals are resent with their records as classic record
+/// tuples instead (`term::records_as_tuples`): they must arrive.
 pub const NATIVE_RECORDS: u64 = 0x40 << 32;
 
 /// The flags OTP 25 refuses to connect without (`MANDATORY_DFLAGS_25`).

@@ -137,7 +137,7 @@ impl Migration {
     pub fn register_type<M: Migratable>(&self) {
         self.shared.replica.set_delta(
             M::TYPE,
-            crate::migration::replica::delta::DeltaFns { make: M::replica_delta, apply: M::apply_replica_delta },
+            crate::migration::replica::delta::DeltaFns::new(M::replica_delta, M::apply_replica_delta),
         );
         let f: Factory = Arc::new(|node, shared, args_term, name, start_as| {
             let args: M::Args = from_term(args_term.clone()).map_err(|e| {
@@ -205,9 +205,9 @@ impl Migration {
     }
 
     /// As [`Migration::start_process`], with this process's own replica
-    /// configuration instead of its type's (it applies to this instance
-    /// here, and to it after a failover; after a migration the target
-    /// node's type configuration applies).
+    /// configuration instead of its type's. It stays the process's own:
+    /// a failover restores it and a migration carries it to the target
+    /// (docs/replicas.md, "Using it").
     pub async fn start_process_with<M: Migratable>(
         &self,
         args: M::Args,

@@ -578,10 +578,17 @@ async fn start_target(mb: &mut Mailbox, meta: &Meta, node: &Atom, reference: &Re
         source: mb.pid().clone(),
         replicas: meta.own_replicas,
     };
-    let reply = mb
-        .call(("erlnode_migration", node.as_str()), req.to_term(), meta.cfg.start_timeout)
-        .await
-        .map_err(|e| Term::tuple([Term::atom("start_failed"), Term::from(e.to_string().as_str())]))?;
+    let failed = |e: crate::process::CallError| Term::tuple([Term::atom("start_failed"), Term::from(e.to_string().as_str())]);
+    let mut reply = mb.call(("erlnode_migration", node.as_str()), req.to_term(), meta.cfg.start_timeout).await.map_err(failed)?;
+    // A manager of an earlier release does not read the eighth element
+    // (the process's own replica setting): ask it the old way, so a
+    // rolling upgrade can still move such processes (they then take
+    // that node's type setting, as they did before).
+    if meta.own_replicas.is_some() && matches!(reply.as_tuple(), Some([e, r]) if e.is_atom("error") && r.is_atom("unknown_request")) {
+        let Request::Start { type_name, args, name, reference, source, .. } = req else { unreachable!() };
+        let old = Request::Start { type_name, args, name, reference, source, replicas: None };
+        reply = mb.call(("erlnode_migration", node.as_str()), old.to_term(), meta.cfg.start_timeout).await.map_err(failed)?;
+    }
     match reply.as_tuple() {
         Some([ok, Term::Pid(t)]) if ok.is_atom("ok") => Ok(t.clone()),
         Some([e, reason]) if e.is_atom("error") => Err(reason.clone()),

@@ -251,8 +251,10 @@ impl Node {
     /// blocks and never fails; a remote node is connected on first send.
     /// A message the peer could not decode (a native record for a node
     /// older than OTP 29, which would drop the link) is dropped with a
-    /// warning; [`Node::try_send`] and [`Node::send_async`] return
-    /// [`SendError::Unencodable`] for it instead.
+    /// warning; [`Node::try_send`] (over a link that is up) and
+    /// [`Node::send_async`] return [`SendError::Unencodable`] for it
+    /// instead. Exit and monitor signals are never dropped for this: their
+    /// records go to such a node as classic record tuples.
     pub fn send(&self, to: &Pid, msg: Term) {
         self.inner.send(None, to, msg)
     }

@@ -82,6 +82,26 @@ fn unencodable_dropped(peer: &Atom, ctl: &Term, e: Unencodable) {
     tracing::warn!(%peer, ?ctl, "message dropped: {e}");
 }
 
+/// Whether a control message carries a user message (SEND, REG_SEND,
+/// SEND_TT, REG_SEND_TT, SEND_SENDER(_TT), ALIAS_SEND(_TT)) rather than
+/// a signal (exit, monitor, spawn reply...).
+fn is_user_message(ctl: &Term) -> bool {
+    matches!(ctl.as_tuple(), Some([Term::Int(op), ..]) if matches!(op, 2 | 6 | 12 | 16 | 22 | 23 | 33 | 34))
+}
+
+/// A signal whose reason holds a native record the peer cannot decode:
+/// the signal must still arrive (a linked or monitoring process would
+/// otherwise wait for it forever), so the records go as classic record
+/// tuples, which is how that peer's processes know records anyway.
+fn signal_without_records(ctl: &Term, payload: Option<&Term>) -> Option<(Term, Option<Term>)> {
+    if is_user_message(ctl) {
+        return None;
+    }
+    let c = crate::term::records_as_tuples(ctl);
+    let p = payload.and_then(crate::term::records_as_tuples);
+    (c.is_some() || p.is_some()).then(|| (c.unwrap_or_else(|| ctl.clone()), p.or_else(|| payload.cloned())))
+}
+
 impl NodeInner {
     /// Sends a control message to `peer`, connecting first if needed.
     /// Never blocks; if the connection attempt fails the queued messages
@@ -97,7 +117,12 @@ impl NodeInner {
         if let Some(c) = self.peers.connection(peer) {
             match c.send_terms(ctl, payload) {
                 Ok(()) => return,
-                Err(Closed::Unencodable(e)) => return unencodable_dropped(peer, ctl, e),
+                Err(Closed::Unencodable(e)) => {
+                    return match signal_without_records(ctl, payload) {
+                        Some((ctl, payload)) => self.route_or(peer, &ctl, payload.as_ref(), dial),
+                        None => unencodable_dropped(peer, ctl, e),
+                    };
+                }
                 Err(Closed::Closed) => {}
             }
         }
@@ -105,7 +130,14 @@ impl NodeInner {
         match slots.get_mut(peer) {
             Some(Slot::Up(c)) => match c.send_terms(ctl, payload) {
                 Ok(()) => {}
-                Err(Closed::Unencodable(e)) => unencodable_dropped(peer, ctl, e),
+                Err(Closed::Unencodable(e)) => match signal_without_records(ctl, payload) {
+                    Some((ctl, payload)) => {
+                        if c.send_terms(&ctl, payload.as_ref()).is_err() {
+                            tracing::debug!(%peer, "signal dropped: link closing");
+                        }
+                    }
+                    None => unencodable_dropped(peer, ctl, e),
+                },
                 Err(Closed::Closed) => tracing::debug!(%peer, "message dropped: link closing"),
             },
             Some(Slot::Pending { queue, .. }) => queue.push((ctl.clone(), payload.cloned())),
@@ -363,7 +395,12 @@ impl NodeInner {
         let conn = Connection::spawn(stream, peer.clone(), info.flags, info.creation, self.cfg.link.clone(), self.input_budget.clone(), inbound);
         for (ctl, payload) in &queue {
             if let Err(Closed::Unencodable(e)) = conn.send_terms(ctl, payload.as_ref()) {
-                unencodable_dropped(&peer, ctl, e);
+                match signal_without_records(ctl, payload.as_ref()) {
+                    Some((ctl, payload)) => {
+                        let _ = conn.send_terms(&ctl, payload.as_ref());
+                    }
+                    None => unencodable_dropped(&peer, ctl, e),
+                }
             }
         }
         slots.insert(peer.clone(), Slot::Up(conn));

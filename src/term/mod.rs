@@ -27,7 +27,7 @@ mod record_tests;
 mod tests;
 
 pub use atom::Atom;
-pub use record::{DuplicateField, NativeRecord};
+pub use record::{records_as_tuples, DuplicateField, NativeRecord};
 pub use decode::{
     decode, decode_bytes, decode_bytes_with_cache, decode_with_cache, DecodeError, DecodeLimits,
 };

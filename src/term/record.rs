@@ -121,6 +121,42 @@ impl NativeRecord {
 
 /// Renders like the BEAM's `~p` (`#mymod:pt{x = 1,y = two}`) for the
 /// record's own parts; the values use `Term`'s `Debug`.
+/// `t` with every native record in it turned into the classic record
+/// tuple `{Name, Value1, Value2, ...}` (fields in their order), which
+/// every release decodes. For exit and monitor reasons bound for a peer
+/// that cannot decode native records: the signal must arrive, and a
+/// process on OTP 28 or older knows records only as such tuples. `None`
+/// when `t` holds no record.
+pub fn records_as_tuples(t: &Term) -> Option<Term> {
+    fn walk(t: &Term) -> Option<Term> {
+        let seq = |items: &[Term]| -> Option<Vec<Term>> {
+            let changed: Vec<Option<Term>> = items.iter().map(walk).collect();
+            changed.iter().any(Option::is_some).then(|| changed.into_iter().zip(items).map(|(c, o)| c.unwrap_or_else(|| o.clone())).collect())
+        };
+        match t {
+            Term::Record(r) => {
+                let mut items = vec![Term::Atom(r.name().clone())];
+                items.extend(r.fields().iter().map(|(_, v)| walk(v).unwrap_or_else(|| v.clone())));
+                Some(Term::Tuple(items))
+            }
+            Term::Tuple(items) => seq(items).map(Term::Tuple),
+            Term::List(items) => seq(items).map(Term::List),
+            Term::ImproperList(items, tail) => {
+                let (i, tl) = (seq(items), walk(tail));
+                (i.is_some() || tl.is_some()).then(|| Term::ImproperList(i.unwrap_or_else(|| items.clone()), Box::new(tl.unwrap_or_else(|| (**tail).clone()))))
+            }
+            Term::Map(kv) => {
+                let changed: Vec<(Option<Term>, Option<Term>)> = kv.iter().map(|(k, v)| (walk(k), walk(v))).collect();
+                changed.iter().any(|(k, v)| k.is_some() || v.is_some()).then(|| {
+                    changed.into_iter().zip(kv).map(|((ck, cv), (k, v))| (ck.unwrap_or_else(|| k.clone()), cv.unwrap_or_else(|| v.clone()))).collect()
+                }).map(Term::Map)
+            }
+            _ => None,
+        }
+    }
+    walk(t)
+}
+
 impl fmt::Display for NativeRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "#{}:{}{{", self.module, self.name)?;

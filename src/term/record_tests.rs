@@ -301,3 +301,26 @@ fn record_depth_counts_against_the_limit() {
     assert_eq!(decode_with_cache(&bytes, &[], &lim), Err(DecodeError::TooDeep(40)));
     assert_eq!(decode(&bytes).unwrap(), t);
 }
+
+/// Signals bound for a peer without native records carry them as classic
+/// record tuples, nested anywhere; terms without records are left alone.
+#[test]
+fn records_become_classic_tuples_for_old_peers() {
+    let inner: Term = NativeRecord::new(Atom::new("m"), Atom::new("in"), false, vec![(Atom::new("a"), Term::Int(1))]).unwrap().into();
+    let outer: Term = NativeRecord::new(Atom::new("m"), Atom::new("pt"), true, vec![(Atom::new("x"), inner.clone()), (Atom::new("y"), Term::atom("two"))])
+        .unwrap()
+        .into();
+    let reason = Term::tuple([
+        Term::atom("bad"),
+        Term::List(vec![Term::Int(1), outer]),
+        Term::Map(vec![(inner.clone(), Term::ImproperList(vec![Term::Int(0)], Box::new(inner)))]),
+    ]);
+    let classic_in = Term::tuple([Term::atom("in"), Term::Int(1)]);
+    let want = Term::tuple([
+        Term::atom("bad"),
+        Term::List(vec![Term::Int(1), Term::tuple([Term::atom("pt"), classic_in.clone(), Term::atom("two")])]),
+        Term::Map(vec![(classic_in.clone(), Term::ImproperList(vec![Term::Int(0)], Box::new(classic_in)))]),
+    ]);
+    assert_eq!(records_as_tuples(&reason), Some(want));
+    assert_eq!(records_as_tuples(&Term::tuple([Term::atom("normal"), Term::List(vec![Term::Int(1)])])), None);
+}

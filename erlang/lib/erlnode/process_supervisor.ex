@@ -78,17 +78,20 @@ defmodule Erlnode.ProcessSupervisor do
         GenServer.start_link(module, first, name: Erlnode.Replica.Merge.name(module, name))
 
       {_restart, first} ->
-        {args, name} = args_and_name(first)
+        # a restart keeps the process's own options (its replica setting)
+        {args, name, opts} = args_name_opts(first)
 
-        case GenServer.start_link(module, {:"$erlnode_start", args, name, []}, name: Erlnode.Replica.Merge.name(module, name)) do
+        case GenServer.start_link(module, {:"$erlnode_start", args, name, opts}, name: Erlnode.Replica.Merge.name(module, name)) do
           {:error, {:already_started, _}} -> :ignore
           other -> other
         end
     end
   end
 
-  defp args_and_name({:"$erlnode_handover", _ref, _src, args, name}), do: {args, name}
-  defp args_and_name({:"$erlnode_handover", _ref, _src, args, name, _replica_opts}), do: {args, name}
-  defp args_and_name({:"$erlnode_start", args, name, _opts}), do: {args, name}
-  defp args_and_name({:"$erlnode_restore", args, name, _, _, _}), do: {args, name}
+  defp args_name_opts({:"$erlnode_handover", _ref, _src, args, name}), do: {args, name, []}
+  defp args_name_opts({:"$erlnode_handover", _ref, _src, args, name, replica_opts}), do: {args, name, replica_opts}
+  defp args_name_opts({:"$erlnode_start", args, name, opts}), do: {args, name, opts}
+
+  defp args_name_opts({:"$erlnode_restore", args, name, _, _, {n, mode}}),
+    do: {args, name, [replicas: n, replica_mode: mode]}
 end

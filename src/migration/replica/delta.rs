@@ -22,8 +22,30 @@ const VSN: &str = "$erlnode_vsn";
 /// and the store (which only know the type by name) can call them.
 #[derive(Clone, Copy)]
 pub(crate) struct DeltaFns {
-    pub make: fn(&Term, &Term) -> Option<Term>,
-    pub apply: fn(&Term, &Term) -> Result<Term, Term>,
+    make: fn(&Term, &Term) -> Option<Term>,
+    apply: fn(&Term, &Term) -> Result<Term, Term>,
+}
+
+impl DeltaFns {
+    pub fn new(make: fn(&Term, &Term) -> Option<Term>, apply: fn(&Term, &Term) -> Result<Term, Term>) -> DeltaFns {
+        DeltaFns { make, apply }
+    }
+
+    /// The user's `replica_delta`; a panic in it sends the state whole.
+    pub fn make(&self, old: &Term, new: &Term) -> Option<Term> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.make)(old, new))).unwrap_or_else(|_| {
+            tracing::error!("replica_delta panicked; the whole state goes instead");
+            None
+        })
+    }
+
+    /// The user's `apply_replica_delta`, run in the replica store: a
+    /// panic in it must not end the store (it holds every replica of the
+    /// node), so it counts as a delta that did not apply.
+    pub fn apply(&self, held: &Term, delta: &Term) -> Result<Term, Term> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.apply)(held, delta)))
+            .unwrap_or_else(|_| Err(Term::atom("apply_replica_delta_panicked")))
+    }
 }
 
 /// The change from `old` to `new` when both are maps (or maps in the

@@ -21,6 +21,13 @@ use std::time::{Duration, Instant};
 const HELD: &str = "$erlnode_held";
 /// A replica node whose store did not answer is tried again after this.
 const RETRY_MISSING: Duration = Duration::from_secs(2);
+/// A node whose store refused a delta (no base, or it cannot apply the
+/// type's deltas) gets whole states for this long, so a store that can
+/// never apply them does not cost every change an extra exchange.
+const WHOLE_AFTER_REFUSAL: Duration = Duration::from_secs(30);
+/// The same after a delta went unanswered (a store of a release before
+/// deltas drops them): whole states for this long.
+const WHOLE_AFTER_SILENCE: Duration = Duration::from_secs(60);
 
 struct Holder {
     mon: Reference,
@@ -28,6 +35,8 @@ struct Holder {
     acked: u64,
     /// Its store asked for the whole state (a delta found no base).
     whole: bool,
+    /// The last message it was sent was a delta.
+    delta_sent: bool,
 }
 
 /// What [`Replicator::intercept`] made of a message.
@@ -51,12 +60,14 @@ pub(crate) struct Replicator {
     last: Option<Term>,
     holders: BTreeMap<Atom, Holder>,
     missing: HashMap<Atom, Instant>,
+    /// Nodes sent whole states only, until the time given.
+    no_delta: HashMap<Atom, Instant>,
     held: Vec<(Term, Term)>,
 }
 
 impl Replicator {
     pub fn new(ctx: Arc<ReplicaCtx>, cfg: ReplicaConfig, type_name: &'static str, name: Atom, args: Term, seq: u64) -> Replicator {
-        Replicator { ctx, cfg, type_name, name, args, seq, last: None, holders: BTreeMap::new(), missing: HashMap::new(), held: vec![] }
+        Replicator { ctx, cfg, type_name, name, args, seq, last: None, holders: BTreeMap::new(), missing: HashMap::new(), no_delta: HashMap::new(), held: vec![] }
     }
 
     pub fn tick(&self) -> Duration {
@@ -83,6 +94,7 @@ impl Replicator {
                     h.whole = true;
                     h.sent = h.acked;
                 }
+                self.no_delta.insert(node, Instant::now() + WHOLE_AFTER_REFUSAL);
                 return Intercepted::Consumed;
             }
             Some(Ok(Msg::MergeFrom { .. })) => return Intercepted::Pass(msg),
@@ -161,20 +173,22 @@ impl Replicator {
         let mut write = ready.clone();
         write.extend(self.holders.keys().filter(|h| !ready.contains(h)).cloned());
         for n in write {
-            let h = self.holders.entry(n.clone()).or_insert_with(|| Holder { mon: mb.monitor_name(STORE_NAME, n.as_str()), sent: 0, acked: 0, whole: false });
+            let h = self.holders.entry(n.clone()).or_insert_with(|| Holder { mon: mb.monitor_name(STORE_NAME, n.as_str()), sent: 0, acked: 0, whole: false, delta_sent: false });
             if h.sent >= self.seq {
                 continue;
             }
             // A holder sent the previous state gets the change from it,
             // when the type makes one (computed once per flush).
+            let deltas_ok = !self.no_delta.get(&n).is_some_and(|until| *until > Instant::now());
             let d = match (&delta_fns, &prev) {
-                (Some(f), Some(p)) if h.sent + 1 == self.seq && !h.whole => {
-                    delta.get_or_insert_with(|| (f.make)(p, self.last.as_ref().expect("set above"))).clone()
+                (Some(f), Some(p)) if h.sent + 1 == self.seq && !h.whole && deltas_ok => {
+                    delta.get_or_insert_with(|| f.make(p, self.last.as_ref().expect("set above"))).clone()
                 }
                 _ => None,
             };
             h.sent = self.seq;
             h.whole = false;
+            h.delta_sent = d.is_some();
             let msg = match d {
                 Some(delta) => Msg::Delta { name: self.name.clone(), base: self.seq - 1, seq: self.seq, delta, owner: me.clone(), ack_to: Some(me.clone()) },
                 None => self.put(&me),
@@ -234,10 +248,12 @@ impl Replicator {
                     }
                 }
                 Ok((node, Got::NeedWhole)) => {
-                    if self.holders.contains_key(&node) {
+                    if let Some(h) = self.holders.get_mut(&node) {
+                        h.delta_sent = false;
                         let me = mb.pid().clone();
                         mb.send_to(&crate::process::Dest::local(STORE_NAME, node.as_str()), self.put(&me).to_term());
                     }
+                    self.no_delta.insert(node, Instant::now() + WHOLE_AFTER_REFUSAL);
                 }
                 Ok((node, Got::Down)) => {
                     tracing::info!(name = %self.name, %node, "replica store down while waiting for its ack");
@@ -249,6 +265,9 @@ impl Replicator {
                         tracing::warn!(name = %self.name, node = %n, "no ack from the replica in time; it gets the whole state later");
                         if let Some(h) = self.holders.remove(&n) {
                             mb.demonitor(&h.mon);
+                            if h.delta_sent {
+                                self.no_delta.insert(n.clone(), Instant::now() + WHOLE_AFTER_SILENCE);
+                            }
                         }
                         self.missing.insert(n, Instant::now());
                     }

@@ -112,7 +112,7 @@ fn handle(shared: &Shared, entries: &mut HashMap<Atom, Entry>, stats: &mut Stats
             let held = match entries.get_mut(&name) {
                 Some(e) if e.owner == owner && e.seq >= seq => true,
                 Some(e) if e.owner == owner && e.seq == base => match shared.replica.delta_for(&e.type_name) {
-                    Some(f) => match (f.apply)(&e.state, &delta) {
+                    Some(f) => match f.apply(&e.state, &delta) {
                         Ok(state) => {
                             (e.state, e.seq, e.updated) = (state, seq, Instant::now());
                             stats.deltas += 1;

@@ -399,26 +399,35 @@ defmodule Erlnode.Migratable.Runtime do
 
   defp start_target(ctx) do
     %{meta: meta, target: target, ref: ref} = ctx
-    request =
-      case Map.get(meta, :own_replicas, []) do
-        [] ->
-          {@tag, :start, meta.type, meta.args, meta.name, ref, self()}
+    old_shape = {@tag, :start, meta.type, meta.args, meta.name, ref, self()}
 
-        _own ->
-          # the setting in effect here, so the target replicates alike
-          {n, mode} = Erlnode.Replica.config(meta.type, meta.opts)
-          {@tag, :start, meta.type, meta.args, meta.name, ref, self(), %{replicas: {n, mode}}}
-      end
+    case Map.get(meta, :own_replicas, []) do
+      [] ->
+        call_start(target, old_shape, ctx)
 
-    try do
-      case GenServer.call({:erlnode_migration, target}, request, ctx.opts[:start_timeout]) do
-        {:ok, t} when is_pid(t) -> {:ok, t}
-        {:error, reason} -> {:error, reason}
-        other -> {:error, {:bad_start_reply, other}}
-      end
-    catch
-      :exit, reason -> {:error, {:start_failed, exit_reason(reason)}}
+      _own ->
+        # the process's own setting (over the module's defaults; a node's
+        # :replicas application setting is that node's, not the process's)
+        own = {Keyword.get(meta.opts, :replicas, 0), Keyword.get(meta.opts, :replica_mode, :sync)}
+        request = Tuple.append(old_shape, %{replicas: own})
+
+        case call_start(target, request, ctx) do
+          # a manager of an earlier release: ask it the old way (the
+          # process then takes that node's type setting, as before)
+          {:error, :unknown_request} -> call_start(target, old_shape, ctx)
+          other -> other
+        end
     end
+  end
+
+  defp call_start(target, request, ctx) do
+    case GenServer.call({:erlnode_migration, target}, request, ctx.opts[:start_timeout]) do
+      {:ok, t} when is_pid(t) -> {:ok, t}
+      {:error, reason} -> {:error, reason}
+      other -> {:error, {:bad_start_reply, other}}
+    end
+  catch
+    :exit, reason -> {:error, {:start_failed, exit_reason(reason)}}
   end
 
   defp exit_reason({reason, {GenServer, :call, _}}), do: reason

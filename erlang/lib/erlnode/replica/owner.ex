@@ -15,6 +15,11 @@ defmodule Erlnode.Replica.Owner do
   @ack_timeout 5_000
   @async_max_lag 32
   @retry_missing 2_000
+  # a node whose store refused a delta (no base, or it cannot apply the
+  # type's deltas) gets whole states this long; one that did not answer
+  # a delta (a release before deltas) this long
+  @whole_after_refusal 30_000
+  @whole_after_silence 60_000
 
   # Called from init/1: starts replicating if the process has replicas.
   def start(meta, seq \\ 0) do
@@ -32,6 +37,8 @@ defmodule Erlnode.Replica.Owner do
         last: :"$none",
         # the replica state sent last, the base of the next delta
         last_hs: nil,
+        # node => until when it gets whole states only
+        no_delta: %{},
         holders: %{},
         missing: %{}
       })
@@ -105,9 +112,11 @@ defmodule Erlnode.Replica.Owner do
 
       {{_, 1, :need_whole, node, _name}, r} ->
         # sent whole at the next flush (an upkeep tick at most)
+        r = no_delta(r, node, @whole_after_refusal)
+
         case r.holders do
           %{^node => h} -> Process.put(@key, put_in(r.holders[node], %{h | whole: true, sent: h.acked}))
-          _ -> :ok
+          _ -> Process.put(@key, r)
         end
 
       {{:DOWN, ref, _, _, _}, r} ->
@@ -139,15 +148,31 @@ defmodule Erlnode.Replica.Owner do
     ready = Enum.reject(targets, &recently_missing?(r, &1))
     changed = state !== r.last
     r = if changed, do: %{r | seq: r.seq + 1, last: state}, else: r
-    hs = Erlnode.Migratable.Runtime.replica_state(r.module, state)
+    # the replica state of `seq`: made once per change, so the base of a
+    # delta is exactly what the replicas were sent at seq - 1
+    hs =
+      if changed or r.last_hs == nil,
+        do: Erlnode.Migratable.Runtime.replica_state(r.module, state),
+        else: r.last_hs
+
     # holders sent the previous state get the change from it, when the
     # type makes one (docs/replicas.md, "Deltas")
     prev_hs = if changed, do: r.last_hs, else: nil
     r = %{r | last_hs: hs}
+    t = now()
+
+    delta_ok? = fn n, h ->
+      # (monotonic time can be negative: no entry is not "until 0")
+      h.sent + 1 == r.seq and not h.whole and
+        case r.no_delta do
+          %{^n => until} -> until <= t
+          _ -> true
+        end
+    end
 
     delta =
       if prev_hs != nil and function_exported?(r.module, :replica_delta, 2) and
-           Enum.any?(r.holders, fn {_, h} -> h.sent + 1 == r.seq and not h.whole end),
+           Enum.any?(r.holders, fn {n, h} -> delta_ok?.(n, h) end),
          do: make_delta(r.module, prev_hs, hs),
          else: :whole
 
@@ -160,7 +185,7 @@ defmodule Erlnode.Replica.Owner do
       Enum.reduce(write, r, fn n, r ->
         h =
           Map.get_lazy(r.holders, n, fn ->
-            %{mon: Process.monitor({Replica.store_name(), n}), sent: 0, acked: 0, whole: false}
+            %{mon: Process.monitor({Replica.store_name(), n}), sent: 0, acked: 0, whole: false, delta_sent: false}
           end)
 
         h =
@@ -168,14 +193,14 @@ defmodule Erlnode.Replica.Owner do
             h.sent >= r.seq ->
               h
 
-            match?({:ok, _}, delta) and h.sent + 1 == r.seq and not h.whole ->
+            match?({:ok, _}, delta) and delta_ok?.(n, h) ->
               {:ok, d} = delta
               send({Replica.store_name(), n}, delta_msg(r, d))
-              %{h | sent: r.seq}
+              %{h | sent: r.seq, delta_sent: true}
 
             true ->
               send({Replica.store_name(), n}, put(r, hs))
-              %{h | sent: r.seq, whole: false}
+              %{h | sent: r.seq, whole: false, delta_sent: false}
           end
 
         put_in(r.holders[n], h)
@@ -200,17 +225,19 @@ defmodule Erlnode.Replica.Owner do
     {Replica.tag(), Replica.vsn(), :delta, r.name, r.seq - 1, r.seq, d, self(), self()}
   end
 
-  # A callback that raises or answers something else sends the state whole.
+  # A callback that fails or answers something else sends the state whole.
   defp make_delta(module, old, new) do
     case module.replica_delta(old, new) do
       {:ok, d} -> {:ok, d}
       _ -> :whole
     end
-  rescue
-    e ->
-      Logger.warning("#{inspect(module)}.replica_delta/2 raised; the whole state goes: #{Exception.message(e)}")
+  catch
+    kind, reason ->
+      Logger.warning("#{inspect(module)}.replica_delta/2 failed; the whole state goes: #{Exception.format_banner(kind, reason)}")
       :whole
   end
+
+  defp no_delta(r, node, for_ms), do: %{r | no_delta: Map.put(r.no_delta, node, now() + for_ms)}
 
   defp recently_missing?(r, n) do
     case r.missing do
@@ -233,8 +260,17 @@ defmodule Erlnode.Replica.Owner do
           await_acks(ack(r, node, seq), lag, deadline)
 
         {^tag, 1, :need_whole, node, _name} ->
-          if Map.has_key?(r.holders, node), do: send({Replica.store_name(), node}, put(r, r.last_hs))
-          await_acks(r, lag, deadline)
+          r =
+            case r.holders do
+              %{^node => h} ->
+                send({Replica.store_name(), node}, put(r, r.last_hs))
+                put_in(r.holders[node], %{h | delta_sent: false})
+
+              _ ->
+                r
+            end
+
+          await_acks(no_delta(r, node, @whole_after_refusal), lag, deadline)
 
         {:DOWN, ref, :process, _, _} when is_map_key(mons, ref) ->
           await_acks(down(r, ref), lag, deadline)
@@ -243,7 +279,9 @@ defmodule Erlnode.Replica.Owner do
           Logger.warning("replicas of #{inspect(r.name)} did not ack in time: #{inspect(behind)}")
 
           Enum.reduce(behind, r, fn n, r ->
-            Process.demonitor(r.holders[n].mon, [:flush])
+            h = r.holders[n]
+            Process.demonitor(h.mon, [:flush])
+            r = if h.delta_sent, do: no_delta(r, n, @whole_after_silence), else: r
             %{r | holders: Map.delete(r.holders, n), missing: Map.put(r.missing, n, now())}
           end)
       end

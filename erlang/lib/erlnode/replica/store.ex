@@ -166,10 +166,18 @@ defmodule Erlnode.Replica.Store do
 
   defp count(st, what), do: update_in(st.stats[what], &(&1 + 1))
 
-  # The module hosting `type` here, cached (the manager's table).
+  # The module hosting `type` here, cached (the manager's table); a type
+  # not hosted here is remembered as such for a while, so a stream of
+  # deltas for it does not call the manager (which may be busy draining)
+  # each time.
   defp module_of(st, type) do
+    t = now()
+
     case st.modules do
-      %{^type => m} ->
+      %{^type => {:miss, until}} when until > t ->
+        {nil, st}
+
+      %{^type => m} when is_atom(m) ->
         {m, st}
 
       _ ->
@@ -180,7 +188,9 @@ defmodule Erlnode.Replica.Store do
             :exit, _ -> nil
           end
 
-        if m, do: {m, put_in(st.modules[type], m)}, else: {nil, st}
+        if m,
+          do: {m, put_in(st.modules[type], m)},
+          else: {nil, put_in(st.modules[type], {:miss, t + 5_000})}
     end
   end
 
@@ -198,7 +208,7 @@ defmodule Erlnode.Replica.Store do
     else
       {:error, :no_apply_replica_delta}
     end
-  rescue
-    e -> {:error, {:raised, Exception.message(e)}}
+  catch
+    kind, reason -> {:error, {:failed, Exception.format_banner(kind, reason)}}
   end
 end
