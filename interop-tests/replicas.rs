@@ -775,3 +775,202 @@ async fn replica_kill_and_restart_rounds_rust_and_elixir() {
         recovery.last().copied().unwrap_or_default()
     );
 }
+
+/// docs/replicas.md, "Processes Horde places": both stores keep an entry
+/// of a process Horde places (`erlnode_horde:...`) when its owner's node
+/// dies and never fail it over themselves (Horde restarts the process;
+/// an ordinary entry of the same dead owner is failed over, which is the
+/// event the test waits for), answer `fetch` with it until the restarted
+/// process drops the dead owner's entry, and forget such an entry when
+/// its owner exits on a live node. Both languages build the same names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stores_keep_horde_placed_entries_for_fetch_and_never_fail_them_over() {
+    use erlnode::migration::replica::placed::{self, horde_name};
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("rep");
+    let e1 = elixir_node("rpe", &cookie, epmd.port()).await;
+    let r1_name = format!("{}@127.0.0.1", support::unique("rpr"));
+    let _r1 = rust_member(&r1_name, &cookie, epmd.port(), Some(e1.name()), &[]).await;
+    let drv = driver(&cookie, epmd.port()).await;
+    let stores = [r1_name.as_str(), e1.name()];
+    for store in stores {
+        drv.connect(store).await.unwrap();
+        wait_until(&format!("the store on {store}"), T, || async {
+            let mut mb = drv.spawn_mailbox();
+            mb.call((STORE_NAME, store), Msg::Stats.to_term(), CALL)
+                .await
+                .is_ok()
+        })
+        .await;
+    }
+    // The same name from the same key, in both languages.
+    let sup = Atom::new("Elixir.MyApp.Sup");
+    for (key, elixir) in [
+        (Term::binary(b"a1".to_vec()), "\"a1\""),
+        (Term::atom("k"), ":k"),
+        (Term::Int(-5), "-5"),
+        (Term::tuple([Term::Int(1)]), "{1}"),
+        (Term::binary(vec![0xff]), "<<255>>"),
+    ] {
+        let ex = e1
+            .eval_elixir(&format!(
+                "Erlnode.Replica.Placed.horde_name(MyApp.Sup, {elixir})"
+            ))
+            .await;
+        let rs = horde_name(&sup, &key)
+            .map(Term::Atom)
+            .unwrap_or(Term::atom("nil"));
+        assert_eq!(ex, rs, "key {elixir}");
+    }
+    let account = |balance: i64| {
+        Term::Map(vec![
+            (Term::atom("balance"), Term::Int(balance)),
+            (Term::atom("applied"), Term::Int(1)),
+            (Term::atom("last_seq"), Term::Map(vec![])),
+            (Term::atom("anomalies"), Term::nil()),
+        ])
+    };
+    let put = |name: &Atom, owner: &erlnode::Pid, seq: u64, balance: i64| {
+        Msg::Put {
+            name: name.clone(),
+            type_name: "account".into(),
+            args: Term::nil(),
+            seq,
+            state: account(balance),
+            owner: owner.clone(),
+            cfg: erlnode::migration::replica::ReplicaConfig::sync(1),
+            ack_to: Some(owner.clone()),
+        }
+        .to_term()
+    };
+    let fetch = |store: &str, name: &Atom| {
+        let (drv, store, name) = (drv.clone(), store.to_string(), name.clone());
+        async move {
+            let mut mb = drv.spawn_mailbox();
+            mb.call(
+                (STORE_NAME, store.as_str()),
+                Msg::Fetch { name }.to_term(),
+                CALL,
+            )
+            .await
+            .unwrap()
+        }
+    };
+
+    // An owner on a node that will die, holding a placed and a plain entry in both stores.
+    let doomed = driver(&cookie, epmd.port()).await;
+    let mut owner = doomed.spawn_mailbox();
+    let dead_owner = owner.pid().clone();
+    let placed_name = horde_name(&sup, &Term::binary(support::unique("pk").into_bytes())).unwrap();
+    let plain_name = Atom::new(&support::unique("pacc"));
+    // A third entry whose name another (live) process holds in `global`:
+    // a store's sweep drops it once it is stale, which is the event that
+    // shows a sweep has judged the placed entry too.
+    let shadow_name = Atom::new(&support::unique("pshadow"));
+    let shadow_holder = drv.spawn_mailbox();
+    assert!(drv
+        .global()
+        .register_name(Term::Atom(shadow_name.clone()), shadow_holder.pid())
+        .await
+        .unwrap());
+    for store in stores {
+        doomed.connect(store).await.unwrap();
+        for (name, balance) in [(&placed_name, 7), (&plain_name, 9), (&shadow_name, 5)] {
+            owner.send_to(
+                &Dest::local(STORE_NAME, store),
+                put(name, &dead_owner, 3, balance),
+            );
+            let ack = Msg::parse(&owner.recv_timeout(CALL).await.unwrap()).and_then(|r| r.ok());
+            assert_eq!(
+                ack,
+                Some(Msg::Ack {
+                    node: Atom::new(store),
+                    seq: 3
+                }),
+                "{store}"
+            );
+        }
+    }
+    // An owner on a live node: its placed entry goes when it exits.
+    let live_name = horde_name(&sup, &Term::Int(42)).unwrap();
+    let mut live = drv.spawn_mailbox();
+    let live_pid = live.pid().clone();
+    for store in stores {
+        live.send_to(
+            &Dest::local(STORE_NAME, store),
+            put(&live_name, &live_pid, 1, 1),
+        );
+        assert!(
+            matches!(
+                Msg::parse(&live.recv_timeout(CALL).await.unwrap()),
+                Some(Ok(Msg::Ack { .. }))
+            ),
+            "{store}"
+        );
+    }
+    drop(live);
+    for store in stores {
+        await_entry_gone(&drv, store, &live_name, "an owner that exited").await;
+    }
+
+    // The owner's node dies: the plain name is failed over (restored and
+    // registered by one store), the placed one is kept for Horde's restart.
+    doomed.shutdown().await;
+    wait_until("the plain entry failed over", T, || async {
+        drv.global()
+            .whereis_name(&Term::Atom(plain_name.clone()))
+            .is_some()
+    })
+    .await;
+    assert_eq!(
+        drv.global().whereis_name(&Term::Atom(placed_name.clone())),
+        None,
+        "a placed name is never registered by a failover"
+    );
+    for store in stores {
+        let got = fetch(store, &placed_name).await;
+        let (seq, by, state) =
+            placed::parse_fetched(&got).unwrap_or_else(|| panic!("{store}: {got:?}"));
+        assert_eq!((seq, &by), (3, &dead_owner), "{store}");
+        let (got, want): (Account, Account) =
+            (from_term(state).unwrap(), from_term(account(7)).unwrap());
+        assert_eq!(got, want, "{store}: the state the dead owner sent");
+        assert_eq!(
+            fetch(store, &Atom::new("erlnode_horde:Elixir.MyApp.Sup:bnothing")).await,
+            Term::atom("none"),
+            "{store}"
+        );
+    }
+    // Still there after a sweep has judged the stale entries.
+    for store in stores {
+        await_entry_gone(&drv, store, &shadow_name, "the stale shadow, in a sweep").await;
+    }
+    for store in stores {
+        let got = fetch(store, &placed_name).await;
+        assert!(placed::parse_fetched(&got).is_some(), "{store}: {got:?}");
+    }
+    // The restarted process drops the dead owner's entries.
+    let f = placed::Fetched {
+        seq: 3,
+        owner: dead_owner.clone(),
+        state: account(7),
+        holders: stores
+            .iter()
+            .map(|s| (Atom::new(s), dead_owner.clone()))
+            .collect(),
+    };
+    placed::drop_dead_owner(&drv.spawn_mailbox(), &placed_name, &f);
+    for store in stores {
+        wait_until(
+            &format!("{store} drops the dead owner's entry"),
+            T,
+            || async { fetch(store, &placed_name).await == Term::atom("none") },
+        )
+        .await;
+    }
+}
+
+/// Waits until `store` holds no entry for `name` (`why` names the rule).
+async fn await_entry_gone(drv: &Node, store: &str, name: &Atom, why: &str) {
+    wait_until(&format!("{store} forgets the entry of {why}"), T, || async { !replicas_on(drv, store).await.contains(&name.to_string()) }).await;
+}

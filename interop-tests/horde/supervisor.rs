@@ -29,11 +29,33 @@ fn accounts() -> usize {
 /// `Erlnode.Horde.Drain`; without, it is the plain Horde child of Horde's
 /// guide (state lost on every move).
 async fn horde_node(prefix: &str, cookie: &str, epmd: u16, ebins: &[PathBuf], strategy: &str, handoff: bool) -> BeamNode {
+    horde_node_with(prefix, cookie, epmd, ebins, strategy, handoff, false).await
+}
+
+/// [`horde_node`]; with `replicas`, `erlnode_ex` runs first with
+/// `replicas: 1, :sync` for accounts (no placement on join: Horde places
+/// the accounts), so the handoff accounts keep replicas.
+async fn horde_node_with(prefix: &str, cookie: &str, epmd: u16, ebins: &[PathBuf], strategy: &str, handoff: bool, replicas: bool) -> BeamNode {
     let mut b = BeamNode::builder().prefix(prefix).cookie(cookie).epmd_port(epmd).erlnode_ex(true).otp(25);
     for p in ebins {
         b = b.code_path(p);
     }
     let node = b.start().await;
+    if replicas {
+        let r = node
+            .eval(
+                "application:load(erlnode_ex), \
+                 application:set_env(erlnode_ex, replicas, #{<<\"account\">> => {1, sync}}), \
+                 application:set_env(erlnode_ex, rebalance_on_join, false), \
+                 application:ensure_all_started(erlnode_ex)",
+            )
+            .await;
+        assert_eq!(
+            r.as_tuple().map(|t| t[0].clone()),
+            Some(Term::atom("ok")),
+            "erlnode_ex starts: {r:?}"
+        );
+    }
     let account = if handoff {
         format!(
             r#"defmodule HISup.Account do
@@ -86,9 +108,15 @@ async fn horde_node(prefix: &str, cookie: &str, epmd: u16, ebins: &[PathBuf], st
 /// `erlnode run --horde-supervisor SUP`, connected to `peer`.
 async fn rust_member(cookie: &str, epmd: u16, peer: &str, extra: &[&str]) -> (Erlnode, String) {
     let name = format!("{}@127.0.0.1", support::unique("hsr"));
+    // Replicas need the migration service (its type members place them).
+    let migration = if extra.contains(&"--replicas") {
+        "--no-rebalance-on-join"
+    } else {
+        "--no-migration"
+    };
     let mut args = vec![
         "--no-embedded-epmd",
-        "--no-migration",
+        migration,
         "--connect",
         peer,
         "--horde-supervisor",
@@ -261,7 +289,12 @@ async fn await_all_accounts(ex: &BeamNode, n: usize, gone: Option<&str>) {
         if total == n as i64 && consistent && !on_gone && names == n as i64 && distinct == n as i64 {
             Ok(())
         } else {
-            Err(format!("placement {counts:?} consistent {consistent}, registered {names} ({distinct} distinct); unnamed: {}; relinquished: {}", unnamed(ex).await, relinquished(ex).await))
+            Err(format!(
+                "placement {counts:?} consistent {consistent}, registered {names} ({distinct} distinct); unnamed: {}; relinquished: {}; twice: {}",
+                unnamed(ex).await,
+                relinquished(ex).await,
+                twice(ex).await
+            ))
         }
     })
     .await;
@@ -278,6 +311,23 @@ async fn relinquished(ex: &BeamNode) -> String {
                nils = DeltaCrdt.to_map({SUP}.Crdt)
                  |> Enum.flat_map(fn {{{{:process, _}}, {{nil, %{{start: {{_, _, [%{{name: name}}]}}}} = spec}}}} -> [{{name, st.distribution_strategy.choose_node(spec, members)}}]; _ -> [] end)
                inspect({{length(nils), Enum.take(nils, 4), view}})"#
+        ))
+        .await;
+    format!("{t:?}")
+}
+
+/// Accounts the CRDT lists more than once, each copy with its member and
+/// pid, and what the registry says of the name (for failure messages).
+async fn twice(ex: &BeamNode) -> String {
+    let t = ex
+        .try_eval_elixir(&format!(
+            r#"DeltaCrdt.to_map({SUP}.Crdt)
+               |> Enum.flat_map(fn {{{{:process, id}}, {{{{_, n}}, %{{start: {{_, _, [%{{name: name}}]}}}}, pid}}}} -> [{{name, id, n, pid}}]; _ -> [] end)
+               |> Enum.group_by(fn {{name, _, _, _}} -> name end)
+               |> Enum.filter(fn {{_, l}} -> length(l) > 1 end)
+               |> Enum.take(3)
+               |> Enum.map(fn {{name, l}} -> {{name, l, Horde.Registry.lookup({REG}, name)}} end)
+               |> inspect()"#
         ))
         .await;
     format!("{t:?}")
@@ -432,8 +482,8 @@ async fn supervisor_quorum_holds_with_rust_members() {
 /// Starts, on `ex`, a sender registered as `:hisender` that calls
 /// `{:deposit, "s", seq, 1}` on each of `ids` in turn, by name, until
 /// told to stop; it counts per account the calls acknowledged, refused
-/// (not delivered: no such name, the process gone) and timed out (in
-/// doubt).
+/// (not delivered: no such name, the process gone) and timed out or cut
+/// by its node's death (in doubt).
 async fn start_sender(ex: &BeamNode, ids: &[usize]) {
     let list = ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
     let r = ex
@@ -449,6 +499,9 @@ async fn start_sender(ex: &BeamNode, ids: &[usize]) {
                        GenServer.call({{:via, Horde.Registry, {{{REG}, name}}}}, {{:deposit, "s", seq, 1}}, 5_000)
                      catch
                        :exit, {{:timeout, _}} -> :doubt
+                       # its node died during the call: applied or not
+                       :exit, {{{{:nodedown, _}}, _}} -> :doubt
+                       :exit, {{:noconnection, _}} -> :doubt
                        :exit, _ -> :refused
                      end
                      case r do
@@ -483,6 +536,39 @@ async fn stop_sender(ex: &BeamNode) -> std::collections::BTreeMap<i64, (i64, i64
             _ => panic!("{e:?}"),
         })
         .collect()
+}
+
+/// The sampled accounts' balances against what the sender was told.
+struct Oracle {
+    /// Accounts exactly at start balance + acknowledged deposits.
+    exact: usize,
+    /// Above it by no more than the calls in doubt.
+    doubt_ok: usize,
+    /// `(id, got, oracle, refused, in doubt)` of every other account.
+    wrong: Vec<(usize, i64, i64, i64, i64)>,
+    acked: i64,
+    refused: i64,
+    doubt: i64,
+}
+
+/// Reads the balances of `sample` (account `aI` starts at `I`) from `ex`
+/// and compares each with `sent` (`stop_sender`).
+async fn against_oracle(ex: &BeamNode, sample: &[usize], sent: &std::collections::BTreeMap<i64, (i64, i64, i64)>) -> Oracle {
+    let balances = poll_balances(ex, sample).await;
+    let mut o = Oracle { exact: 0, doubt_ok: 0, wrong: vec![], acked: 0, refused: 0, doubt: 0 };
+    for (i, got) in sample.iter().zip(&balances) {
+        let (acked, refused, doubt) = sent.get(&(*i as i64)).copied().unwrap_or((0, 0, 0));
+        (o.acked, o.refused, o.doubt) = (o.acked + acked, o.refused + refused, o.doubt + doubt);
+        let want = *i as i64 + acked;
+        if *got == want {
+            o.exact += 1;
+        } else if *got > want && *got <= want + doubt {
+            o.doubt_ok += 1;
+        } else {
+            o.wrong.push((*i, *got, want, refused, doubt));
+        }
+    }
+    o
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -578,22 +664,7 @@ async fn handoff_scenario(strategy: &str, dist: &str, handoff: bool) {
     eprintln!("after the Elixir leave: {:?}", placement(&e1).await.0);
 
     let sent = stop_sender(&e1).await;
-    let balances = poll_balances(&e1, &sample).await;
-    let (mut exact, mut doubt_ok, mut wrong) = (0, 0, vec![]);
-    let (mut acked_all, mut refused_all) = (0, 0);
-    for (i, got) in sample.iter().zip(&balances) {
-        let (acked, refused, doubt) = sent.get(&(*i as i64)).copied().unwrap_or((0, 0, 0));
-        acked_all += acked;
-        refused_all += refused;
-        let want = *i as i64 + acked;
-        if *got == want {
-            exact += 1;
-        } else if *got > want && *got <= want + doubt {
-            doubt_ok += 1;
-        } else {
-            wrong.push((*i, *got, want, refused, doubt));
-        }
-    }
+    let Oracle { exact, doubt_ok, wrong, acked: acked_all, refused: refused_all, .. } = against_oracle(&e1, &sample, &sent).await;
     eprintln!(
         "handoff={handoff} ({strategy}): {acked_all} deposits acknowledged, {refused_all} refused (not delivered, the name between two members); \
          {exact} of {} accounts exactly at the oracle, {doubt_ok} within calls in doubt, {} wrong: {wrong:?}",
@@ -610,3 +681,126 @@ async fn handoff_scenario(strategy: &str, dist: &str, handoff: bool) {
     e1.stop().await;
     epmd.kill().await;
 }
+
+/// Issue 14 with Horde placing the accounts: two Elixir and two Rust
+/// members, every account with handoff and `replicas: 1, :sync`, a
+/// sender calling 50 accounts by name throughout. A Rust member is
+/// killed with SIGKILL, then an Elixir one: Horde restarts their
+/// children on the others, each from its latest replica (no `terminate`
+/// ran, nothing was handed over), so every account exists once and holds
+/// every deposit acknowledged to the sender. (Without replicas, the
+/// first test above shows the states lost on SIGKILL.)
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs HORDE_LIBS: make test-horde HORDE_LIBS=DIR"]
+async fn supervisor_replicas_keep_every_acknowledged_deposit_when_members_are_killed() {
+    let ebins = horde_libs();
+    let n = accounts();
+    let mut epmd = Epmd::start().await;
+    let cookie = support::unique("c");
+    let strategy = "Horde.UniformDistribution";
+    let mut e1 = horde_node_with("hke1", &cookie, epmd.port(), &ebins, strategy, true, true).await;
+    let mut e2 = horde_node_with("hke2", &cookie, epmd.port(), &ebins, strategy, true, true).await;
+    assert_eq!(
+        e1.eval_elixir(&format!(r#"Node.connect(:"{}")"#, e2.name()))
+            .await,
+        Term::atom("true")
+    );
+    let flags = [
+        "--horde-handoff",
+        "--replicas",
+        "1",
+        "--replica-mode",
+        "sync",
+    ];
+    let (mut r1, n1) = rust_member(&cookie, epmd.port(), e1.name(), &flags).await;
+    let (mut r2, n2) = rust_member(&cookie, epmd.port(), e2.name(), &flags).await;
+    for ex in [&e1, &e2] {
+        for m in [e1.name(), e2.name(), n1.as_str(), n2.as_str()] {
+            await_alive(ex, m).await;
+        }
+    }
+    // Replica placement needs every node in every node's account ring.
+    for ex in [&e1, &e2] {
+        let all = format!("['{}', '{}', '{}', '{}']", e1.name(), e2.name(), n1, n2);
+        poll(&format!("{} sees four account hosts", ex.name()), T, || async {
+            let t = ex.eval(&format!("lists:sort('Elixir.Erlnode.Migration':members(<<\"account\">>)) =:= lists:sort({all})")).await;
+            if t.is_atom("true") { Ok(()) } else { Err(format!("{t:?}")) }
+        })
+        .await;
+    }
+    start_accounts(&e1, &e2, n).await;
+    await_all_accounts(&e1, n, None).await;
+    let start = placement(&e1).await.0;
+    eprintln!("start: {start:?}");
+    let sample: Vec<usize> = (1..=n).step_by((n / 50).max(1)).take(50).collect();
+    start_sender(&e1, &sample).await;
+    wait_replicated(&e1, &e2, n).await;
+
+    r1.kill().await;
+    await_all_accounts(&e1, n, Some(&n1)).await;
+    let restored_rust = r2
+        .output()
+        .iter()
+        .filter(|l| l.contains("started from its replica"))
+        .count();
+    eprintln!(
+        "after SIGKILL of {n1}: {:?}; {restored_rust} restored on {n2}",
+        placement(&e1).await.0
+    );
+    wait_replicated(&e1, &e1, n).await;
+
+    let e2_name = e2.name().to_string();
+    e2.kill().await;
+    await_all_accounts(&e1, n, Some(&e2_name)).await;
+    eprintln!("after SIGKILL of {e2_name}: {:?}", placement(&e1).await.0);
+
+    let sent = stop_sender(&e1).await;
+    let Oracle { exact, doubt_ok, wrong, acked: acked_all, doubt: doubt_all, .. } = against_oracle(&e1, &sample, &sent).await;
+    let restored_ex = e1
+        .output()
+        .iter()
+        .filter(|l| l.contains("started from its replica"))
+        .count();
+    let restored_rust = r2
+        .output()
+        .iter()
+        .filter(|l| l.contains("started from its replica"))
+        .count();
+    eprintln!(
+        "replicas under SIGKILL: {acked_all} deposits acknowledged, {doubt_all} in doubt; {exact} of {} accounts exactly at the oracle, \
+         {doubt_ok} within calls in doubt, {} wrong: {wrong:?}; restored from replicas: {restored_rust} on {n2}, {restored_ex} on {}",
+        sample.len(),
+        wrong.len(),
+        e1.name()
+    );
+    assert!(
+        restored_rust + restored_ex > 0,
+        "no child started from a replica"
+    );
+    assert!(wrong.is_empty(), "accounts whose state lost acknowledged deposits: (id, got, oracle, refused, in doubt) {wrong:?}");
+    r2.kill().await;
+    e1.stop().await;
+    epmd.kill().await;
+}
+
+/// Every account's replica is held somewhere: the stores of `a` and `b`
+/// plus the Rust members' hold `n` entries of Horde children in all
+/// (each child has one replica), read through `a`.
+async fn wait_replicated(a: &BeamNode, b: &BeamNode, n: usize) {
+    poll("every account replicated once", T, || async {
+        let t = a
+            .eval_elixir(&format!(
+                r#"nodes = Enum.uniq([node(), :"{}" | Node.list()])
+                   for nd <- nodes, reduce: 0 do
+                     acc ->
+                       held = try do Erlnode.Replica.held(nd) catch _, _ -> [] end
+                       acc + Enum.count(held, fn {{name, _, _, _}} -> String.starts_with?(Atom.to_string(name), "erlnode_horde:") end)
+                   end"#,
+                b.name()
+            ))
+            .await;
+        if t.as_int() == Some(n as i64) { Ok(()) } else { Err(format!("{t:?} replicas held, want {n}")) }
+    })
+    .await;
+}
+

@@ -36,6 +36,7 @@ pub struct SupervisorOpts<'a> {
     pub redistribution: Redistribution,
     pub register_in: Option<&'a str>,
     pub handoff: bool,
+    pub replicas: Option<&'a crate::migration::Migration>,
 }
 
 /// Starts the supervisor member with the example types.
@@ -55,6 +56,9 @@ pub fn start_supervisor(node: &Node, regs: &[HordeRegistry], o: SupervisorOpts<'
     }
     if o.handoff {
         b = b.handoff("name");
+    }
+    if let Some(m) = o.replicas {
+        b = b.replicas(m);
     }
     let s = b.start(node)?;
     tracing::info!(supervisor = %s.name(), "member of the Horde supervisor");

@@ -61,7 +61,10 @@ pub struct RunArgs {
     /// Keep the state of each hosted account on N other nodes hosting
     /// accounts (the next owners on the ring): a node killed without a
     /// graceful leave loses no acknowledged deposit, and its accounts
-    /// restart from their replicas (docs/replicas.md).
+    /// restart from their replicas (docs/replicas.md). With
+    /// --horde-supervisor, the accounts Horde places here keep replicas
+    /// too, and Horde's restart of a dead member's account starts from
+    /// its latest replica.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub replicas: usize,
     /// With --replicas: `sync` (a reply waits for the replicas) or
@@ -317,26 +320,6 @@ pub async fn run(a: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let horde_sup = match &a.horde_supervisor {
-        None => None,
-        Some(name) => {
-            let opts = super::horde::SupervisorOpts {
-                name,
-                children: &a.horde_child,
-                distribution: a.horde_distribution,
-                redistribution: a.horde_redistribution,
-                register_in: a.horde_register_in.as_deref(),
-                handoff: a.horde_handoff,
-            };
-            match super::horde::start_supervisor(&node, &horde, opts) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::error!(supervisor = %name, error = %e, "cannot start the Horde supervisor member");
-                    return ExitCode::FAILURE;
-                }
-            }
-        }
-    };
     let migration = if a.no_migration {
         None
     } else {
@@ -360,6 +343,32 @@ pub async fn run(a: RunArgs) -> ExitCode {
             Err(e) => {
                 tracing::error!(error = %e, "cannot start the migration manager");
                 return ExitCode::FAILURE;
+            }
+        }
+    };
+    let horde_sup = match &a.horde_supervisor {
+        None => None,
+        Some(name) => {
+            let opts = super::horde::SupervisorOpts {
+                name,
+                children: &a.horde_child,
+                distribution: a.horde_distribution,
+                redistribution: a.horde_redistribution,
+                register_in: a.horde_register_in.as_deref(),
+                handoff: a.horde_handoff,
+                // --replicas: the accounts Horde places keep replicas too
+                replicas: if a.replicas > 0 {
+                    migration.as_ref()
+                } else {
+                    None
+                },
+            };
+            match super::horde::start_supervisor(&node, &horde, opts) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(supervisor = %name, error = %e, "cannot start the Horde supervisor member");
+                    return ExitCode::FAILURE;
+                }
             }
         }
     };

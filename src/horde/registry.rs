@@ -177,13 +177,28 @@ impl Registry {
                         t.keys_of_member(inner)
                     };
                     for (k, pid) in removed {
-                        queue.extend(self.peer.delete(&Term::tuple([Term::atom("key"), k.clone()])));
+                        let crdt_key = Term::tuple([Term::atom("key"), k.clone()]);
+                        // The CRDT may already hold a newer registration of
+                        // the key by a live member (the process Horde
+                        // restarted after the member's node died, merged in
+                        // the same batch): a delete would remove that too
+                        // and leave the name to nobody. Only the dead
+                        // member's registration goes.
+                        let newer = self.peer.crdt.store.read(&crdt_key).is_some_and(|v| match v.as_tuple() {
+                            Some([member, ..]) => !term_eq(member, inner),
+                            _ => false,
+                        });
+                        tracing::debug!(registry = %self.cfg.name, key = %short(&k), %pid, newer, "horde registry: key of a removed member");
+                        if !newer {
+                            queue.extend(self.peer.delete(&crdt_key));
+                        }
                         self.tables.write().unwrap().remove_key_of(&k, &pid);
                     }
                     self.members.retain(|m| !term_eq(m, inner));
                 }
                 ("key", Some(v)) => self.add_key(inner, v),
                 ("key", None) => {
+                    tracing::debug!(registry = %self.cfg.name, key = %short(inner), "horde registry: key removed");
                     self.tables.write().unwrap().remove_key(inner);
                 }
                 ("registry", Some(v)) => {

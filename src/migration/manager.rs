@@ -266,6 +266,12 @@ impl Migration {
     }
 
     /// The node this service runs on.
+    /// Replica placement and settings, for processes another library
+    /// places (a Horde supervisor's children).
+    pub(crate) fn replica_ctx(&self) -> Arc<super::replica::placement::ReplicaCtx> {
+        self.shared.replica.clone()
+    }
+
     pub fn node(&self) -> &Node {
         &self.node
     }

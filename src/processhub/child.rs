@@ -25,6 +25,7 @@
 use super::messages::{HubMessage, Keyword};
 use super::Dialect;
 use crate::gen_server::{dispatch, Flow};
+use crate::migration::replica::owner::{Intercepted, Replicator};
 use crate::migration::Migratable;
 use crate::process::Mailbox;
 use crate::term::serde::{from_term, to_term};
@@ -57,6 +58,9 @@ pub(crate) struct ChildEnv {
     pub cid: Term,
     pub dialect: Dialect,
     pub ctl: mpsc::UnboundedReceiver<ChildCtl>,
+    /// Replicas of its state (a Horde child of a replicated type,
+    /// docs/replicas.md "Processes Horde places").
+    pub replica: Option<Replicator>,
 }
 
 /// The exit reason of a child that moved away (the member ignores its
@@ -71,7 +75,20 @@ pub(crate) async fn run<M: Migratable>(mut mb: Mailbox, mut st: M, mut env: Chil
         let _ = started.send(Err(reason.clone()));
         return reason;
     }
+    // A state the starter had before the child existed (a replica's,
+    // fetched after its node died) is its state before any message and
+    // before its replicas first hear of it.
+    while let Ok(ChildCtl::Adopt { from_version, state }) = env.ctl.try_recv() {
+        adopt_versioned(&mut st, &mb, &env, from_version, state);
+    }
     let _ = started.send(Ok(()));
+    let mut rep = env.replica.take();
+    let me = mb.pid().clone();
+    if let Some(r) = rep.as_mut() {
+        if let Err(reason) = r.flush(&mut mb, replica_state(&st)).await {
+            return reason;
+        }
+    }
     let reason = loop {
         tokio::select! {
             biased;
@@ -79,6 +96,9 @@ pub(crate) async fn run<M: Migratable>(mut mb: Mailbox, mut st: M, mut env: Chil
                 None | Some(ChildCtl::Stop) => break Term::atom("shutdown"),
                 Some(ChildCtl::HandOver { to, opts, retention, reply }) => match prepared::<M>(&st) {
                     Ok(state) => {
+                        if let Err(r) = leave_replicas(&mut rep, &mut mb, replica_state(&st)).await {
+                            break r;
+                        }
                         let h = HubMessage::Handover { child_id: env.cid.clone(), state, opts };
                         send_built(&mb, &to, env.dialect, &h);
                         let _ = reply.send(Ok(()));
@@ -93,6 +113,11 @@ pub(crate) async fn run<M: Migratable>(mut mb: Mailbox, mut st: M, mut env: Chil
                 Some(ChildCtl::Freeze { reply }) => {
                     let state = prepared::<M>(&st);
                     let ok = state.is_ok();
+                    if ok {
+                        if let Err(r) = leave_replicas(&mut rep, &mut mb, replica_state(&st)).await {
+                            break r;
+                        }
+                    }
                     let _ = reply.send(state);
                     if ok {
                         match frozen(&mut mb, &mut env).await {
@@ -106,16 +131,39 @@ pub(crate) async fn run<M: Migratable>(mut mb: Mailbox, mut st: M, mut env: Chil
                 }
                 Some(ChildCtl::Forward { .. }) => tracing::warn!(cid = ?env.cid, "forward without freeze ignored"),
                 Some(ChildCtl::Adopt { from_version, state }) => {
-                    let upgraded = if from_version == M::VERSION { Ok(state) } else { M::upgrade_state(from_version, state) };
-                    match upgraded {
-                        Ok(state) => adopt(&mut st, &mb, &env, state, &Keyword::new()),
-                        Err(reason) => tracing::error!(cid = ?env.cid, type_name = M::TYPE, from_version, reason = ?reason,
-                            "handed-over state of another version not upgraded: the child keeps its own state"),
+                    adopt_versioned(&mut st, &mb, &env, from_version, state);
+                    if let Some(r) = rep.as_mut() {
+                        if let Err(reason) = r.flush(&mut mb, replica_state(&st)).await {
+                            break reason;
+                        }
                     }
                 }
             },
+            _ = tick(&rep) => {
+                let r = rep.as_mut().expect("ticks only with replicas");
+                if let Err(reason) = r.flush(&mut mb, replica_state(&st)).await {
+                    break reason;
+                }
+            }
             m = mb.recv() => {
                 let Some(msg) = m else { break Term::atom("killed") };
+                let msg = match rep.as_mut() {
+                    None => msg,
+                    Some(r) => match r.intercept(msg, &me) {
+                        Intercepted::Consumed => continue,
+                        Intercepted::Pass(msg) => msg,
+                        Intercepted::AckedCast { from, cast } => {
+                            if let Flow::Stop(reason) = dispatch(&mut st, cast, &mut mb).await {
+                                break reason;
+                            }
+                            mb.reply(&from, Term::atom("ok"));
+                            if let Err(reason) = r.flush(&mut mb, replica_state(&st)).await {
+                                break reason;
+                            }
+                            continue;
+                        }
+                    },
+                };
                 match env.dialect.parse(&msg) {
                     Ok(HubMessage::Handover { state, opts, .. }) => adopt(&mut st, &mb, &env, state, &opts),
                     Ok(HubMessage::SendHandoverState { receiver, child_id, opts }) => match prepared::<M>(&st) {
@@ -135,11 +183,76 @@ pub(crate) async fn run<M: Migratable>(mut mb: Mailbox, mut st: M, mut env: Chil
                         }
                     }
                 }
+                if let Some(r) = rep.as_mut() {
+                    if let Err(reason) = r.flush(&mut mb, replica_state(&st)).await {
+                        break reason;
+                    }
+                }
             }
         }
     };
+    if let Some(mut r) = rep {
+        // Replies still held go out; the replicas of a child that ends
+        // here are forgotten (a moved child's replacement replicates).
+        r.finish(&mut mb, false);
+    }
     st.terminate(&reason, &mut mb).await;
     reason
+}
+
+/// The state a child's replicas keep: what a handover carries, with
+/// its version.
+fn replica_state<M: Migratable>(st: &M) -> Result<Term, Term> {
+    Ok(crate::migration::versioned::wrap(
+        M::VERSION,
+        st.prepare_handover_state()?,
+    ))
+}
+
+/// The upkeep tick of a child with replicas; never, without.
+async fn tick(rep: &Option<Replicator>) {
+    match rep {
+        Some(r) => tokio::time::sleep(r.tick()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Before the child moves away: held replies out (the replicas hold
+/// what they saw), then the replicas are forgotten; the replacement
+/// gets the state by the handover and replicates it itself.
+async fn leave_replicas(
+    rep: &mut Option<Replicator>,
+    mb: &mut Mailbox,
+    state: Result<Term, Term>,
+) -> Result<(), Term> {
+    if let Some(mut r) = rep.take() {
+        r.flush(mb, state).await?;
+        r.finish(mb, false);
+    }
+    Ok(())
+}
+
+/// Adopts a state written by `from_version` of the type (a Horde
+/// handoff, or a replica), upgrading it first.
+fn adopt_versioned<M: Migratable>(
+    st: &mut M,
+    mb: &Mailbox,
+    env: &ChildEnv,
+    from_version: u32,
+    state: Term,
+) {
+    let upgraded = if from_version == M::VERSION {
+        Ok(state)
+    } else {
+        M::upgrade_state(from_version, state)
+    };
+    match upgraded {
+        Ok(state) => adopt(st, mb, env, state, &Keyword::new()),
+        Err(reason) => {
+            tracing::error!(cid = ?env.cid, type_name = M::TYPE, from_version, reason = ?reason,
+            "handed-over state of another version not upgraded: the child keeps its own state")
+        }
+    }
 }
 
 /// `prepare_handover_state`, as the term that crosses.

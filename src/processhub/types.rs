@@ -8,6 +8,10 @@
 
 use super::child::{self, ChildCtl, ChildEnv};
 use super::Dialect;
+use crate::migration::replica::delta::DeltaFns;
+use crate::migration::replica::owner::Replicator;
+use crate::migration::replica::placement::ReplicaCtx;
+use crate::migration::replica::ReplicaConfig;
 use crate::migration::Migratable;
 use crate::term::serde::from_term;
 use crate::term::{Atom, Pid, Term};
@@ -23,7 +27,20 @@ pub(crate) struct Started {
     pub ctl: mpsc::UnboundedSender<ChildCtl>,
 }
 
-type Factory = Arc<dyn Fn(Node, Term, Term, Dialect) -> BoxFuture<'static, Result<Started, Term>> + Send + Sync>;
+type Factory = Arc<dyn Fn(Node, Term, Term, Dialect, StartOpts) -> BoxFuture<'static, Result<Started, Term>> + Send + Sync>;
+
+/// How a child starts besides its spec.
+#[derive(Default)]
+pub(crate) struct StartOpts {
+    /// The replica context and the child's replica name: a type with
+    /// replicas (its `REPLICAS`, or the node's setting for it) keeps them
+    /// (docs/replicas.md, "Processes Horde places").
+    pub replica: Option<(Arc<ReplicaCtx>, Atom)>,
+    /// A state to start from, written by that version of the type (a
+    /// replica's, after the previous owner's node died), and the
+    /// replica sequence it had.
+    pub initial: Option<(u32, Term, u64)>,
+}
 
 /// Module name (`Elixir.MyApp.Counter`) -> how to start the Rust twin.
 #[derive(Clone, Default)]
@@ -44,7 +61,7 @@ pub fn module_atom(module: &str) -> String {
 
 impl ChildTypes {
     pub fn insert<M: Migratable>(&mut self, module: &str) {
-        let f: Factory = Arc::new(|node, cid, args, dialect| Box::pin(start::<M>(node, cid, args, dialect)));
+        let f: Factory = Arc::new(|node, cid, args, dialect, opts| Box::pin(start::<M>(node, cid, args, dialect, opts)));
         self.by_module.insert(module_atom(module), (M::TYPE, M::VERSION, f));
     }
 
@@ -63,11 +80,16 @@ impl ChildTypes {
     /// Starts the child of `child_spec` as its module's Rust type; the
     /// error is the reason ProcessHub reports for the child.
     pub async fn start(&self, node: &Node, cid: &Term, child_spec: &Term, dialect: Dialect) -> Result<Started, Term> {
+        self.start_with(node, cid, child_spec, dialect, StartOpts::default()).await
+    }
+
+    /// As [`ChildTypes::start`], with replicas and a state to start from.
+    pub async fn start_with(&self, node: &Node, cid: &Term, child_spec: &Term, dialect: Dialect, opts: StartOpts) -> Result<Started, Term> {
         let (module, args) = start_mfa(child_spec)?;
         let Some((_, _, f)) = self.by_module.get(module.as_str()) else {
             return Err(Term::tuple([Term::atom("erlnode_no_rust_type"), Term::Atom(module)]));
         };
-        f(node.clone(), cid.clone(), args, dialect).await
+        f(node.clone(), cid.clone(), args, dialect, opts).await
     }
 }
 
@@ -83,7 +105,8 @@ fn start_mfa(spec: &Term) -> Result<(Atom, Term), Term> {
     }
 }
 
-async fn start<M: Migratable>(node: Node, cid: Term, args: Term, dialect: Dialect) -> Result<Started, Term> {
+async fn start<M: Migratable>(node: Node, cid: Term, args: Term, dialect: Dialect, opts: StartOpts) -> Result<Started, Term> {
+    let args_term = args.clone();
     let decoded = match &args {
         Term::List(items) if items.len() == 1 => from_term::<M::Args>(items[0].clone()),
         other => from_term::<M::Args>(other.clone()),
@@ -92,7 +115,20 @@ async fn start<M: Migratable>(node: Node, cid: Term, args: Term, dialect: Dialec
     let st = M::init_state(args)?;
     let (tx, rx) = mpsc::unbounded_channel();
     let (started_tx, started_rx) = oneshot::channel();
-    let env = ChildEnv { cid, dialect, ctl: rx };
+    let mut seq = 0;
+    if let Some((from_version, state, at)) = opts.initial {
+        // Taken before the first message (child::run).
+        let _ = tx.send(ChildCtl::Adopt { from_version, state });
+        seq = at;
+    }
+    let replica = opts.replica.and_then(|(ctx, name)| {
+        let cfg = ctx.config_for(M::TYPE, ReplicaConfig { replicas: M::REPLICAS, mode: M::REPLICA_MODE });
+        cfg.enabled().then(|| {
+            ctx.set_delta(M::TYPE, DeltaFns::new(M::replica_delta, M::apply_replica_delta));
+            Replicator::new(ctx, cfg, M::TYPE, name, args_term, seq)
+        })
+    });
+    let env = ChildEnv { cid, dialect, ctl: rx, replica };
     let pid = node.spawn(move |mb| child::run::<M>(mb, st, env, started_tx));
     match started_rx.await {
         Ok(Ok(())) => Ok(Started { pid, ctl: tx }),

@@ -39,9 +39,16 @@ defmodule Erlnode.Horde do
   state (at most 2 s), so Horde's relinquish, written after the process
   has exited, cannot reach a member before it.
 
+  A killed node runs no `terminate/2`: for that, give the type replicas
+  (`use Erlnode.Migratable, replicas: 1`, or the `:replicas` setting of
+  `:erlnode_ex`, which must be running): the child then keeps a copy of
+  its state on another node, and when Horde restarts it after its node
+  died, `init/1` starts from that copy (docs/replicas.md, "Processes
+  Horde places"; the key must be a string, an atom or an integer).
+
   Not carried: messages queued at an Elixir process when Horde kills it
   (a Rust child forwards them to its replacement); the state of a process
-  whose node is killed (no `terminate/2` runs). docs/horde.md says what is
+  whose node is killed, without replicas. docs/horde.md says what is
   preserved where.
   """
 
@@ -90,6 +97,11 @@ defmodule Erlnode.Horde do
       def handle_info({:EXIT, _from, {:name_conflict, _, _, _} = why}, state),
         do: {:stop, {:shutdown, why}, state}
 
+      def handle_info({:"$erlnode_horde", :check_name}, state) do
+        Erlnode.Horde.Runtime.check_name(__MODULE__)
+        {:noreply, state}
+      end
+
       def handle_info(msg, state), do: super(msg, state)
     end
   end
@@ -108,7 +120,7 @@ defmodule Erlnode.Horde do
         reg -> [name: {:via, Horde.Registry, {reg, key}}]
       end
 
-    GenServer.start_link(module, {:"$erlnode_horde", sup, key, args}, gen_opts)
+    GenServer.start_link(module, {:"$erlnode_horde", sup, key, args, Keyword.get(opts, :registry)}, gen_opts)
   end
 
   defp key_of(args, field) when is_map(args), do: Map.fetch!(args, field)
@@ -177,6 +189,43 @@ defmodule Erlnode.Horde.Runtime do
   # The supervisor's DeltaCrdt process name (`Sup.Crdt`).
   def crdt(sup), do: :"#{sup}.Crdt"
   defp entry(key), do: {:erlnode_handoff, key}
+
+  # A name Horde's registry dropped is taken again: Horde.RegistryImpl
+  # fills its table from the CRDT's diffs, after the write, so a member
+  # that processes a dead member's removal in between drops the key it
+  # has just registered anew for the dead member's restarted child (seen
+  # after SIGKILL with Rust members in the cluster: the child ran, alive
+  # and unnamed, for good). Checked one second after the start, then
+  # every five.
+  @check_first 1_000
+  @check_every 5_000
+
+  def watch_name(nil, _key), do: :ok
+
+  def watch_name(registry, key) do
+    Process.put(:"$erlnode_horde_name", {registry, key})
+    Process.send_after(self(), {:"$erlnode_horde", :check_name}, @check_first)
+    :ok
+  end
+
+  def check_name(module) do
+    case Process.get(:"$erlnode_horde_name") do
+      {registry, key} ->
+        try do
+          if apply(Horde.Registry, :lookup, [registry, key]) == [] do
+            Logger.warning("#{inspect(module)} #{inspect(self())}: its name #{inspect(key)} is gone from #{inspect(registry)}; registering it again")
+            apply(Horde.Registry, :register, [registry, key, nil])
+          end
+        catch
+          kind, why -> Logger.warning("#{inspect(module)}: name check failed: #{Exception.format_banner(kind, why)}")
+        end
+
+        Process.send_after(self(), {:"$erlnode_horde", :check_name}, @check_every)
+
+      _ ->
+        :ok
+    end
+  end
 
   # Target side, in init/1: the handed-over state, taken out of the CRDT.
   def take(module, sup, key) do

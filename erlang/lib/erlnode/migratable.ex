@@ -299,9 +299,9 @@ defmodule Erlnode.Migratable do
           {:source, args} ->
             super(args) |> Erlnode.Migratable.Runtime.replicate_from(0)
 
-          {:horde, args, handed} ->
+          {:horde, args, handed, seq} ->
             Erlnode.Horde.Runtime.adopt(__MODULE__, handed, super(args))
-            |> Erlnode.Migratable.Runtime.replicate_from(0)
+            |> Erlnode.Migratable.Runtime.replicate_from(seq)
 
           {:restore, args, replica, seq} ->
             Erlnode.Migratable.Runtime.restore_init(__MODULE__, super(args), replica)

@@ -81,6 +81,7 @@ pub struct HordeSupervisorBuilder {
     types: ChildTypes,
     via: Option<(HordeRegistry, Atom)>,
     handoff: Option<Atom>,
+    replicas: Option<std::sync::Arc<crate::migration::replica::placement::ReplicaCtx>>,
 }
 
 impl HordeSupervisorBuilder {
@@ -150,8 +151,29 @@ impl HordeSupervisorBuilder {
         self
     }
 
+    /// Crash-safe children: a child of a type with replicas (its
+    /// `REPLICAS`, or `migration`'s setting for the type) keeps copies of
+    /// its state on the next nodes hosting the type in `migration`, as
+    /// any erlnode process with replicas does; when its member is killed,
+    /// the member Horde restarts it on starts it from the latest copy
+    /// instead of from scratch (an Elixir child with `use Erlnode.Horde`
+    /// does the same). Horde stays in charge of placement and names.
+    /// Children are told apart by their handoff key (else their registry
+    /// key), which must be a string, an atom or an integer
+    /// (docs/replicas.md, "Processes Horde places").
+    pub fn replicas(mut self, migration: &crate::migration::Migration) -> Self {
+        self.replicas = Some(migration.replica_ctx());
+        self
+    }
+
     /// Starts `Sup`, `Sup.Crdt` and `Sup.ProcessesSupervisor` on `node`.
     pub fn start(self, node: &Node) -> Result<HordeSupervisor, HordeError> {
+        if self.replicas.is_some() && self.handoff.is_none() && self.via.is_none() {
+            return Err(HordeError::Start(
+                "replicas need a key to tell children apart: set handoff(..) or register_in(..)"
+                    .into(),
+            ));
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let cfg = Config {
             name: self.name.clone(),
@@ -166,9 +188,15 @@ impl HordeSupervisorBuilder {
             types: self.types,
             via: self.via,
             handoff: self.handoff,
+            replicas: self.replicas,
         };
         let pid = process::spawn(node, cfg, rx).map_err(|e| HordeError::Start(e.to_string()))?;
-        Ok(HordeSupervisor { node: node.clone(), name: self.name, pid, requests: tx })
+        Ok(HordeSupervisor {
+            node: node.clone(),
+            name: self.name,
+            pid,
+            requests: tx,
+        })
     }
 }
 
@@ -212,6 +240,7 @@ impl HordeSupervisor {
             types: ChildTypes::default(),
             via: None,
             handoff: None,
+            replicas: None,
         }
     }
 
@@ -239,7 +268,10 @@ impl HordeSupervisor {
     /// the ring says, here or on another member. The reply is Horde's:
     /// `{:ok, pid}` or `{:error, reason}`.
     pub async fn start_child(&self, spec: Term) -> Result<Term, HordeError> {
-        let route = self.ask(|reply| Request::StartChild { spec, reply }).await.map_err(|_| self.not_running())?;
+        let route = self
+            .ask(|reply| Request::StartChild { spec, reply })
+            .await
+            .map_err(|_| self.not_running())?;
         match route {
             Route::Done(r) => Ok(r),
             Route::Ask(dest, req) => {
@@ -251,12 +283,16 @@ impl HordeSupervisor {
 
     /// Every child of the supervisor, as the CRDT says (local lookup).
     pub async fn children(&self) -> Result<Vec<ChildInfo>, HordeError> {
-        self.ask(|reply| Request::Children { reply }).await.map_err(|_| self.not_running())
+        self.ask(|reply| Request::Children { reply })
+            .await
+            .map_err(|_| self.not_running())
     }
 
     /// The members and their status.
     pub async fn members(&self) -> Result<Vec<Member>, HordeError> {
-        self.ask(|reply| Request::Members { reply }).await.map_err(|_| self.not_running())
+        self.ask(|reply| Request::Members { reply })
+            .await
+            .map_err(|_| self.not_running())
     }
 
     /// Leaves gracefully: writes `:shutting_down`, stops every local
@@ -264,6 +300,8 @@ impl HordeSupervisor {
     /// chooses starts it), waits until every other member acked those
     /// writes or `timeout` passed, and stops the member.
     pub async fn leave(&self, timeout: Duration) -> Result<LeaveReport, HordeError> {
-        self.ask(|reply| Request::Leave { timeout, reply }).await.map_err(|_| self.not_running())
+        self.ask(|reply| Request::Leave { timeout, reply })
+            .await
+            .map_err(|_| self.not_running())
     }
 }

@@ -28,14 +28,17 @@ use crate::horde::peer::{crdt_name, crdt_neighbours, key_kind, short, visible_no
 use crate::horde::store::Change;
 use crate::horde::term_key::{term_eq, TermKey};
 use crate::horde::HordeRegistry;
+use crate::migration::replica::placed;
+use crate::migration::replica::placement::ReplicaCtx;
 use crate::node::{gen_call_parts, NodeEvent};
 use crate::process::{Dest, Mailbox};
 use crate::processhub::child::ChildCtl;
-use crate::processhub::types::ChildTypes;
+use crate::processhub::types::{ChildTypes, StartOpts};
 use crate::processhub::Dialect;
 use crate::term::{Atom, Pid, Reference, Term};
 use crate::Node;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -73,6 +76,11 @@ pub(crate) struct Config {
     /// hand their state, under its value, to the process that replaces
     /// them when they move (docs/horde.md).
     pub handoff: Option<Atom>,
+    /// Replicas of the children's states (types with replicas), keyed by
+    /// the handoff or registry key; the children this member takes over
+    /// from a dead member start from them (docs/replicas.md, "Processes
+    /// Horde places").
+    pub replicas: Option<Arc<ReplicaCtx>>,
 }
 
 /// How long a frozen child waits for its replacement's pid before it
@@ -134,6 +142,9 @@ struct HeldRelinquish {
 /// How long a relinquish waits for every neighbour to be offered the
 /// state first (a neighbour that never acks does not hold it longer).
 const RELINQUISH_WAIT: Duration = Duration::from_secs(2);
+/// How often local children's registry names are checked
+/// (`recheck_names`).
+const NAME_CHECK: Duration = Duration::from_secs(5);
 /// How long a relinquished child with a handoff key waits for its state
 /// before it starts fresh.
 const STATE_WAIT: Duration = Duration::from_secs(1);
@@ -170,6 +181,8 @@ pub(crate) struct Supervisor {
     /// state has arrived, or after `STATE_WAIT`.
     awaiting_state: HashMap<TermKey, (Term, Instant)>,
     pending: VecDeque<Change>,
+    /// When the local children's registry names were last checked.
+    names_checked: Instant,
 }
 
 fn restart_of(spec: &Term) -> Restart {
@@ -339,6 +352,10 @@ impl Supervisor {
                         self.set_members(m);
                     }
                     self.expire_forwarding();
+                    if self.names_checked.elapsed() >= NAME_CHECK {
+                        self.names_checked = Instant::now();
+                        self.recheck_names().await;
+                    }
                     let ch = self.peer.tick();
                     self.pending.extend(ch);
                 }
@@ -531,6 +548,7 @@ impl Supervisor {
     async fn handoff_processes(&mut self) {
         let me = self.me();
         let all: Vec<(Term, Placed)> = self.processes.iter().map(|(k, p)| (k.0.clone(), p.clone())).collect();
+        let mut taken_over = vec![];
         for (id, p) in all {
             let Ok(chosen) = self.choose(&p.spec) else { continue };
             if term_eq(&chosen, &p.member) {
@@ -545,16 +563,56 @@ impl Supervisor {
                 let dead = self.info.get(&TermKey(p.member.clone())).is_some_and(|m| m.status == Status::Dead);
                 if dead && !self.shutting_down {
                     self.disown(&id);
-                    let _ = self.add_child(with_id(&p.spec, random_id())).await;
+                    taken_over.push(with_id(&p.spec, random_id()));
                 }
             }
         }
+        // A dead member's children, from their replicas where they have
+        // them (asked for all at once: a member may take hundreds).
+        let names: Vec<Option<Atom>> = taken_over
+            .iter()
+            .map(|spec| self.replica_name(spec))
+            .collect();
+        let nodes: Vec<Atom> = std::iter::once(self.node.name().clone())
+            .chain(self.node.connected_nodes())
+            .collect();
+        let fetches = names.iter().map(|n| {
+            let (procs, nodes) = (&self.procs, &nodes);
+            async move {
+                match n {
+                    Some(n) => placed::fetch(procs, nodes, n).await,
+                    None => None,
+                }
+            }
+        });
+        let fetched = futures_util::future::join_all(fetches).await;
+        for ((spec, name), f) in taken_over.into_iter().zip(names).zip(fetched) {
+            let restore = name.zip(f);
+            let _ = self.add_child_from(spec, restore).await;
+        }
+    }
+
+    /// The replica name of `spec`'s child, when this member replicates
+    /// and the child has a key of a kind a name can be made of.
+    fn replica_name(&self, spec: &Term) -> Option<Atom> {
+        self.cfg.replicas.as_ref()?;
+        let field = self
+            .cfg
+            .handoff
+            .as_ref()
+            .or(self.cfg.via.as_ref().map(|(_, f)| f))?;
+        placed::horde_name(&self.cfg.name, &arg_field(spec, field)?)
     }
 
     /// Starts `spec` here (`add_child/2`); the reply Horde gives.
     async fn add_child(&mut self, spec: Term) -> Term {
+        self.add_child_from(spec, None).await
+    }
+
+    /// [`Self::add_child`], starting from a replica's state when given.
+    async fn add_child_from(&mut self, spec: Term, replica: Option<(Atom, placed::Fetched)>) -> Term {
         let id = field(&spec, "id").cloned().unwrap_or(Term::atom("undefined"));
-        match self.start_local(&id, &spec).await {
+        match self.start_local_from(&id, &spec, replica).await {
             Ok(pid) => {
                 self.record_running(id, spec, pid.clone());
                 Term::tuple([Term::atom("ok"), Term::Pid(pid)])
@@ -569,14 +627,34 @@ impl Supervisor {
     /// Starts the Rust type of `spec`'s module, monitored from the
     /// ProcessesSupervisor mailbox, and registers it when asked to.
     async fn start_local(&mut self, id: &Term, spec: &Term) -> Result<Pid, Term> {
-        let started = self.cfg.types.start(&self.node, id, spec, Dialect::V0_4_1).await?;
+        self.start_local_from(id, spec, None).await
+    }
+
+    /// [`Self::start_local`]; the state the child starts from is the one
+    /// handed over in the CRDT, else `replica`'s (a dead member's child).
+    async fn start_local_from(&mut self, id: &Term, spec: &Term, replica: Option<(Atom, placed::Fetched)>) -> Result<Pid, Term> {
+        let key = self.cfg.handoff.as_ref().and_then(|f| arg_field(spec, f));
+        let handed = key.as_ref().and_then(|k| self.take_handed_state(spec, k));
+        let mut opts = StartOpts { replica: None, initial: handed.map(|(v, s)| (v, s, 0)) };
+        if let (Some(ctx), Some(name)) = (&self.cfg.replicas, self.replica_name(spec)) {
+            opts.replica = Some((ctx.clone(), name));
+        }
+        let restored = match replica {
+            Some((name, f)) if opts.initial.is_none() => {
+                let (vsn, state) = crate::migration::versioned::unwrap(f.state.clone());
+                opts.initial = Some((vsn, state, f.seq));
+                Some((name, f))
+            }
+            _ => None,
+        };
+        let started = self.cfg.types.start_with(&self.node, id, spec, Dialect::V0_4_1, opts).await?;
         let pid = started.pid;
         tracing::debug!(supervisor = %self.cfg.name, child = ?id, %pid, args = ?field(spec, "start"), "horde supervisor: child started");
-        self.procs.monitor(&pid);
-        let key = self.cfg.handoff.as_ref().and_then(|f| arg_field(spec, f));
-        if let Some(k) = &key {
-            self.adopt_handed_state(spec, k, &started.ctl);
+        if let Some((name, f)) = &restored {
+            tracing::info!(supervisor = %self.cfg.name, %name, %pid, seq = f.seq, dead_owner = %f.owner, "horde supervisor: child of a dead member started from its replica");
+            placed::drop_dead_owner(&self.procs, name, f);
         }
+        self.procs.monitor(&pid);
         self.local.insert(pid.clone(), Local { id: id.clone(), spec: spec.clone(), key, restart: restart_of(spec), ctl: started.ctl, ending: Ending::Own });
         if let Some((reg, key_field)) = &self.cfg.via {
             if let Some(name) = arg_field(spec, key_field) {
@@ -588,14 +666,38 @@ impl Supervisor {
         Ok(pid)
     }
 
-    /// Hands a state left under `{:erlnode_handoff, key}` (by the process
-    /// this one replaces, Elixir or Rust) to the new child, before any
-    /// message, and deletes it.
-    fn adopt_handed_state(&mut self, spec: &Term, key: &Term, ctl: &mpsc::UnboundedSender<ChildCtl>) {
+    /// Local children whose registry name nobody holds take it again.
+    /// A Horde member fills its registry table from its CRDT's diffs, after
+    /// the write, so one that processes a dead member's removal in between
+    /// drops a key just registered anew for that member's restarted child
+    /// (Horde.RegistryImpl); without this the child would run unnamed for
+    /// good. A name held by another pid is left to Horde's conflict rule.
+    async fn recheck_names(&mut self) {
+        let Some((reg, key_field)) = self.cfg.via.clone() else { return };
+        let owned: Vec<(Pid, Term)> = self
+            .local
+            .iter()
+            .filter(|(_, l)| l.ending == Ending::Own)
+            .filter_map(|(p, l)| Some((p.clone(), arg_field(&l.spec, &key_field)?)))
+            .collect();
+        for (pid, name) in owned {
+            if reg.lookup(&name).is_none() {
+                tracing::warn!(supervisor = %self.cfg.name, key = %short(&name), %pid, "horde supervisor: a child's name is gone from the registry; registering it again");
+                if let Err(e) = reg.register_name(name.clone(), Term::atom("nil"), &pid).await {
+                    tracing::warn!(supervisor = %self.cfg.name, key = %short(&name), error = %e, "horde supervisor: child not registered again");
+                }
+            }
+        }
+    }
+
+    /// The state left under `{:erlnode_handoff, key}` (by the process
+    /// this one replaces, Elixir or Rust), for the new child to start
+    /// from before any message; marked taken.
+    fn take_handed_state(&mut self, spec: &Term, key: &Term) -> Option<(u32, Term)> {
         let k = handoff_key(key);
-        let Some(v) = self.peer.crdt.store.read(&k).cloned() else { return };
+        let v = self.peer.crdt.store.read(&k).cloned()?;
         if v.is_atom("erlnode_handoff_taken") {
-            return;
+            return None;
         }
         // Marked taken rather than deleted: a delete can be undone by the
         // same entry arriving again from another peer (see `Store::put`),
@@ -608,9 +710,12 @@ impl Supervisor {
             (Some([tag, Term::Binary(ty), vsn, state]), Some((our_type, _))) if tag.is_atom("erlnode_handoff_state") && &ty[..] == our_type.as_bytes() => {
                 let from_version = vsn.as_int().unwrap_or(1) as u32;
                 tracing::debug!(supervisor = %self.cfg.name, key = %short(key), "horde supervisor: handed-over state adopted");
-                let _ = ctl.send(ChildCtl::Adopt { from_version, state: state.clone() });
+                Some((from_version, state.clone()))
             }
-            _ => tracing::error!(supervisor = %self.cfg.name, key = %short(key), value = %short(&v), "horde supervisor: handed-over state is not of this child's type; the child starts fresh"),
+            _ => {
+                tracing::error!(supervisor = %self.cfg.name, key = %short(key), value = %short(&v), "horde supervisor: handed-over state is not of this child's type; the child starts fresh");
+                None
+            }
         }
     }
 
@@ -1093,6 +1198,7 @@ pub(crate) fn spawn(node: &Node, cfg: Config, requests: mpsc::UnboundedReceiver<
             relinquish_after: vec![],
             awaiting_state: HashMap::new(),
             pending: VecDeque::new(),
+            names_checked: Instant::now(),
         };
         s.run(requests, events).await
     });

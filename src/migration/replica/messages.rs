@@ -44,6 +44,10 @@ pub enum Msg {
     /// Call to a store: what it took so far, `#{puts => N, deltas => N,
     /// need_whole => N}` (whole states, deltas applied, deltas refused).
     Stats,
+    /// Call to a store from a process a library (Horde) restarted after
+    /// its node died: `{ok, Seq, Owner, State}` for the entry of `name`,
+    /// or `none` (docs/replicas.md, "Processes Horde places").
+    Fetch { name: Atom },
 }
 
 fn tag() -> Term {
@@ -64,6 +68,7 @@ impl Msg {
             Msg::Drop { .. } => head("drop"),
             Msg::List => head("list"),
             Msg::Stats => head("stats"),
+            Msg::Fetch { .. } => head("fetch"),
             Msg::Go => head("go"),
             Msg::MergeFrom { .. } => head("merge_from"),
             Msg::MergeState => head("merge_state"),
@@ -91,6 +96,7 @@ impl Msg {
             Msg::Ack { node, seq } => t.extend([Term::Atom(node.clone()), Term::Int(*seq as i64)]),
             Msg::Drop { name, owner } => t.extend([Term::Atom(name.clone()), Term::Pid(owner.clone())]),
             Msg::MergeFrom { loser } => t.push(Term::Pid(loser.clone())),
+            Msg::Fetch { name } => t.push(Term::Atom(name.clone())),
             Msg::List | Msg::Stats | Msg::Go | Msg::MergeState => {}
         }
         Term::Tuple(t)
@@ -154,6 +160,7 @@ fn parse_tagged(t: &[Term]) -> Option<Msg> {
         ("drop", [Term::Atom(name), Term::Pid(owner)]) => Msg::Drop { name: name.clone(), owner: owner.clone() },
         ("list", []) => Msg::List,
         ("stats", []) => Msg::Stats,
+        ("fetch", [Term::Atom(name)]) => Msg::Fetch { name: name.clone() },
         ("go", []) => Msg::Go,
         ("merge_from", [Term::Pid(loser)]) => Msg::MergeFrom { loser: loser.clone() },
         ("merge_state", []) => Msg::MergeState,
@@ -214,6 +221,9 @@ mod tests {
             Msg::Drop { name: Atom::new("acc"), owner: pid() },
             Msg::List,
             Msg::Stats,
+            Msg::Fetch {
+                name: Atom::new("erlnode_horde:Elixir.S:ba1"),
+            },
             Msg::Go,
             Msg::MergeFrom { loser: pid() },
             Msg::MergeState,

@@ -6,6 +6,7 @@
 
 use super::config::ReplicaConfig;
 use super::messages::Msg;
+use super::placed::{fetched_reply, is_placed_by_library};
 use super::STORE_NAME;
 use crate::migration::manager::Shared;
 use crate::node::gen_call_parts;
@@ -19,6 +20,10 @@ use std::time::{Duration, Instant};
 const SWEEP: Duration = Duration::from_secs(2);
 /// An entry this long without an update is checked against `global`.
 const STALE_AFTER: Duration = Duration::from_secs(4);
+/// An entry of a process a library places whose owner's node is gone
+/// and that nobody fetched is forgotten after this (the library did not
+/// restart the process, or restarted it without replicas).
+const PLACED_ORPHAN_TTL: Duration = Duration::from_secs(600);
 
 /// One replicated process as the store holds it.
 #[derive(Debug, Clone)]
@@ -51,17 +56,27 @@ pub(crate) fn start(node: &Node, shared: Arc<Shared>) -> Result<Pid, crate::Node
 
 async fn store_loop(node: Node, shared: Arc<Shared>, mut mb: crate::process::Mailbox, mut events: tokio::sync::broadcast::Receiver<NodeEvent>) -> Term {
     let mut entries: HashMap<Atom, Entry> = HashMap::new();
+    let mut placed = PlacedOwners::default();
     let mut stats = Stats::default();
     let mut sweep = tokio::time::interval(SWEEP);
     loop {
         tokio::select! {
             m = mb.recv() => {
                 let Some(m) = m else { break };
-                handle(&shared, &mut entries, &mut stats, &mut mb, m);
+                if placed.owner_down(&m, &mut entries) {
+                    continue;
+                }
+                handle(&shared, &mut entries, &mut placed, &mut stats, &mut mb, m);
             }
             ev = events.recv() => match ev {
                 Ok(NodeEvent::Down { node: dead, .. }) => {
-                    let orphans: Vec<(Atom, Entry)> = entries.iter().filter(|(_, e)| e.owner.node == dead).map(|(n, e)| (n.clone(), e.clone())).collect();
+                    // Processes a library places are restarted by it; they
+                    // fetch their state (placed.rs).
+                    let orphans: Vec<(Atom, Entry)> = entries
+                        .iter()
+                        .filter(|(n, e)| e.owner.node == dead && !is_placed_by_library(n))
+                        .map(|(n, e)| (n.clone(), e.clone()))
+                        .collect();
                     if !orphans.is_empty() {
                         tracing::warn!(node = %dead, count = orphans.len(), "owner node down: failing over its replicated processes");
                         super::failover::run(node.clone(), shared.clone(), dead, orphans);
@@ -77,10 +92,13 @@ async fn store_loop(node: Node, shared: Arc<Shared>, mut mb: crate::process::Mai
     Term::atom("normal")
 }
 
-fn handle(shared: &Shared, entries: &mut HashMap<Atom, Entry>, stats: &mut Stats, mb: &mut crate::process::Mailbox, m: Term) {
+fn handle(shared: &Shared, entries: &mut HashMap<Atom, Entry>, placed: &mut PlacedOwners, stats: &mut Stats, mb: &mut crate::process::Mailbox, m: Term) {
     if let Some((from, req)) = gen_call_parts(&m) {
         let reply = match Msg::parse(req) {
             Some(Ok(Msg::List)) => list(entries),
+            Some(Ok(Msg::Fetch { name })) => {
+                fetched_reply(entries.get(&name).map(|e| (e.seq, &e.owner, &e.state)))
+            }
             Some(Ok(Msg::Stats)) => Term::Map(vec![
                 (Term::atom("puts"), Term::Int(stats.puts as i64)),
                 (Term::atom("deltas"), Term::Int(stats.deltas as i64)),
@@ -102,6 +120,9 @@ fn handle(shared: &Shared, entries: &mut HashMap<Atom, Entry>, stats: &mut Stats
             };
             stats.puts += 1;
             if fresh {
+                if is_placed_by_library(&name) {
+                    placed.watch(mb, &owner);
+                }
                 entries.insert(name, Entry { type_name, args, seq, state, owner, cfg, updated: Instant::now() });
             }
             if let Some(to) = ack_to {
@@ -148,6 +169,42 @@ fn handle(shared: &Shared, entries: &mut HashMap<Atom, Entry>, stats: &mut Stats
     }
 }
 
+/// The owners of entries a library places, monitored: such an entry
+/// lives as long as its owner, except when the owner's node went down
+/// (`noconnection`): then it waits for the process the library restarts
+/// elsewhere to fetch it.
+#[derive(Default)]
+struct PlacedOwners {
+    by_ref: HashMap<crate::term::Reference, Pid>,
+    watched: std::collections::HashSet<Pid>,
+}
+
+impl PlacedOwners {
+    fn watch(&mut self, mb: &crate::process::Mailbox, owner: &Pid) {
+        if self.watched.insert(owner.clone()) {
+            self.by_ref.insert(mb.monitor(owner), owner.clone());
+        }
+    }
+
+    /// A watched owner's DOWN: its entries go unless its node went down.
+    fn owner_down(&mut self, m: &Term, entries: &mut HashMap<Atom, Entry>) -> bool {
+        let Some([d, Term::Ref(r), _, _, reason]) = m.as_tuple() else {
+            return false;
+        };
+        if !d.is_atom("DOWN") {
+            return false;
+        }
+        let Some(owner) = self.by_ref.remove(r) else {
+            return false;
+        };
+        self.watched.remove(&owner);
+        if !reason.is_atom("noconnection") {
+            entries.retain(|n, e| !(e.owner == owner && is_placed_by_library(n)));
+        }
+        true
+    }
+}
+
 /// `[{Name, Seq, Owner, StateBytes}]`, the bytes being the external
 /// size of the held state: the store's memory is these plus a fixed
 /// per-entry overhead (docs/replicas.md, "Cost").
@@ -174,6 +231,13 @@ fn sweep_stale(node: &Node, shared: &Arc<Shared>, entries: &mut HashMap<Atom, En
     entries.retain(|name, e| {
         if e.updated.elapsed() < STALE_AFTER {
             return true;
+        }
+        if is_placed_by_library(name) {
+            // Not in `global`; kept while the owner lives (its DOWN drops
+            // it) or its node is gone, until fetched or too old.
+            return connected.contains(&e.owner.node)
+                || &e.owner.node == node.name()
+                || e.updated.elapsed() < PLACED_ORPHAN_TTL;
         }
         match shared.registry.whereis(name.as_str()) {
             Some(p) if p != e.owner => false,

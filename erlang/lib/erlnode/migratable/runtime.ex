@@ -59,9 +59,35 @@ defmodule Erlnode.Migratable.Runtime do
 
   # Started by a Horde supervisor through `use Erlnode.Horde`: take the
   # state the process this one replaces left in the supervisor's CRDT.
-  def init_arg(module, {:"$erlnode_horde", sup, key, args}) do
+  # With replicas (docs/replicas.md, "Processes Horde places"), a child
+  # with no handed-over state starts from its latest replica, if any (the
+  # child Horde restarts after its node died).
+  def init_arg(module, {:"$erlnode_horde", sup, key, args}),
+    do: init_arg(module, {:"$erlnode_horde", sup, key, args, nil})
+
+  def init_arg(module, {:"$erlnode_horde", sup, key, args, registry}) do
     put_meta(module, args, nil, [])
-    {:horde, args, Erlnode.Horde.Runtime.take(module, sup, key)}
+    Erlnode.Horde.Runtime.watch_name(registry, key)
+    meta = Process.get(@meta)
+    {n, _} = Erlnode.Replica.config(meta.type, meta.opts)
+    rname = if n > 0, do: Erlnode.Replica.Placed.horde_name(sup, key), else: nil
+    Process.put(@meta, Map.put(meta, :replica_name, rname))
+
+    case Erlnode.Horde.Runtime.take(module, sup, key) do
+      nil when rname != nil ->
+        case Erlnode.Replica.Placed.fetch(rname) do
+          nil ->
+            {:horde, args, nil, 0}
+
+          {seq, state} ->
+            require Logger
+            Logger.info("#{inspect(module)} #{inspect(key)}: started from its replica (seq #{seq})")
+            {:horde, args, unversioned(state), seq}
+        end
+
+      handed ->
+        {:horde, args, handed, 0}
+    end
   end
 
   def init_arg(module, {:"$erlnode_start", args, name, opts}) when is_list(opts) do
@@ -110,6 +136,7 @@ defmodule Erlnode.Migratable.Runtime do
 
   defp replicate_started(ok, seq) do
     Erlnode.Replica.Owner.start(Process.get(@meta), seq)
+    Erlnode.Replica.Placed.forget_dead_owner()
     ok
   end
 
@@ -446,8 +473,8 @@ defmodule Erlnode.Migratable.Runtime do
   defp versioned(1, hs), do: hs
   defp versioned(vsn, hs), do: {:"$erlnode_vsn", vsn, hs}
 
-  defp unversioned({:"$erlnode_vsn", vsn, hs}) when is_integer(vsn) and vsn > 0, do: {vsn, hs}
-  defp unversioned(hs), do: {1, hs}
+  def unversioned({:"$erlnode_vsn", vsn, hs}) when is_integer(vsn) and vsn > 0, do: {vsn, hs}
+  def unversioned(hs), do: {1, hs}
 
   defp kill_target(%{t: t, mon: mon}) do
     Process.exit(t, :kill)

@@ -24,13 +24,16 @@ defmodule Erlnode.Replica.Owner do
   # Called from init/1: starts replicating if the process has replicas.
   def start(meta, seq \\ 0) do
     {n, mode} = Replica.config(meta.type, meta.opts)
+    # a Horde child replicates under a name made of its supervisor and
+    # key (Erlnode.Replica.Placed); other processes under their name
+    name = Map.get(meta, :replica_name) || meta.name
 
-    if n > 0 and meta.name != nil do
+    if n > 0 and name != nil do
       Process.put(@key, %{
         n: n,
         mode: mode,
         type: meta.type,
-        name: meta.name,
+        name: name,
         args: meta.args,
         module: meta.module,
         seq: seq,

@@ -12,6 +12,9 @@ defmodule Erlnode.Replica.Store do
 
   @sweep 2_000
   @stale_after 4_000
+  # an entry Horde places whose owner's node is gone and that nobody
+  # fetched is forgotten after this
+  @placed_orphan_ttl 600_000
 
   def start_link(opts \\ []), do: GenServer.start_link(__MODULE__, opts, name: Replica.store_name())
 
@@ -19,7 +22,7 @@ defmodule Erlnode.Replica.Store do
   def init(_opts) do
     :ok = :net_kernel.monitor_nodes(true)
     Process.send_after(self(), :sweep, @sweep)
-    {:ok, %{entries: %{}, modules: %{}, stats: %{puts: 0, deltas: 0, need_whole: 0}}}
+    {:ok, %{entries: %{}, modules: %{}, watched: %{}, stats: %{puts: 0, deltas: 0, need_whole: 0}}}
   end
 
   @impl true
@@ -33,6 +36,15 @@ defmodule Erlnode.Replica.Store do
 
   def handle_call({tag, 1, :stats}, _from, st) when tag == :"$erlnode_replica",
     do: {:reply, st.stats, st}
+
+  # A process Horde restarted after its node died asks for its state
+  # (Erlnode.Replica.Placed).
+  def handle_call({tag, 1, :fetch, name}, _from, st) when tag == :"$erlnode_replica" and is_atom(name) do
+    case st.entries do
+      %{^name => e} -> {:reply, {:ok, e.seq, e.owner, e.state}, st}
+      _ -> {:reply, :none, st}
+    end
+  end
 
   def handle_call(request, _from, st) do
     Logger.warning("replica store: unknown call #{inspect(request, limit: 8)}")
@@ -54,6 +66,7 @@ defmodule Erlnode.Replica.Store do
     st =
       if fresh do
         e = %{type: type, args: args, seq: seq, state: state, owner: owner, cfg: {n, mode}, updated: now()}
+        st = if Replica.Placed.placed?(name), do: watch(st, owner), else: st
         %{st | entries: Map.put(st.entries, name, e)}
       else
         st
@@ -111,8 +124,23 @@ defmodule Erlnode.Replica.Store do
     end
   end
 
+  # The owner of an entry Horde places went: the entry goes with it,
+  # unless its node went down (then the process Horde restarts elsewhere
+  # fetches it).
+  def handle_info({:DOWN, _ref, :process, owner, reason}, st) when is_map_key(st.watched, owner) do
+    st = %{st | watched: Map.delete(st.watched, owner)}
+
+    if reason == :noconnection do
+      {:noreply, st}
+    else
+      entries = Map.reject(st.entries, fn {n, e} -> e.owner == owner and Replica.Placed.placed?(n) end)
+      {:noreply, %{st | entries: entries}}
+    end
+  end
+
   def handle_info({:nodedown, dead}, st) do
-    orphans = for {name, e} <- st.entries, node(e.owner) == dead, do: {name, e}
+    # processes Horde places are restarted by Horde and fetch their state
+    orphans = for {name, e} <- st.entries, node(e.owner) == dead, not Replica.Placed.placed?(name), do: {name, e}
 
     if orphans != [] do
       Logger.warning("owner node #{dead} down: failing over #{length(orphans)} replicated processes")
@@ -134,6 +162,13 @@ defmodule Erlnode.Replica.Store do
         cond do
           t - e.updated < @stale_after ->
             {Map.put(keep, name, e), orphans}
+
+          # not in :global: kept while the owner lives (its DOWN drops it)
+          # or its node is gone, until fetched or too old
+          Replica.Placed.placed?(name) ->
+            if node(e.owner) in connected or node(e.owner) == node() or t - e.updated < @placed_orphan_ttl,
+              do: {Map.put(keep, name, e), orphans},
+              else: {keep, orphans}
 
           true ->
             case :global.whereis_name(name) do
@@ -163,6 +198,15 @@ defmodule Erlnode.Replica.Store do
   end
 
   defp now, do: System.monotonic_time(:millisecond)
+
+  defp watch(st, owner) do
+    if Map.has_key?(st.watched, owner) do
+      st
+    else
+      ref = Process.monitor(owner)
+      %{st | watched: Map.put(st.watched, owner, ref)}
+    end
+  end
 
   defp count(st, what), do: update_in(st.stats[what], &(&1 + 1))
 

@@ -1,0 +1,74 @@
+defmodule Erlnode.Replica.Placed do
+  @moduledoc false
+  # docs/replicas.md, "Processes Horde places": replicas of a
+  # `use Erlnode.Horde` child. Horde places the child and restarts it
+  # when its node dies; erlnode only keeps its state. The replica name is
+  # built exactly as the Rust side builds it (src/migration/replica/
+  # placed.rs): "erlnode_horde:" <> supervisor <> ":" <> kind <> key,
+  # kind `b` (UTF-8 binary), `a` (atom) or `i` (integer); other keys get
+  # no replicas. Stores never fail these names over; the process Horde
+  # starts in its place fetches the latest state from them.
+
+  alias Erlnode.Replica
+
+  @prefix "erlnode_horde:"
+  @fetch_timeout 2_000
+  @holders :"$erlnode_placed_holders"
+
+  def horde_name(sup, key) when is_atom(sup) do
+    case kind(key) do
+      nil ->
+        nil
+
+      k ->
+        name = @prefix <> Atom.to_string(sup) <> ":" <> k
+        if String.length(name) <= 255, do: String.to_atom(name), else: nil
+    end
+  end
+
+  defp kind(key) when is_binary(key), do: if(String.valid?(key), do: "b" <> key, else: nil)
+  defp kind(key) when is_atom(key), do: "a" <> Atom.to_string(key)
+  defp kind(key) when is_integer(key), do: "i" <> Integer.to_string(key)
+  defp kind(_), do: nil
+
+  def placed?(name) when is_atom(name), do: String.starts_with?(Atom.to_string(name), @prefix)
+  def placed?(_), do: false
+
+  # The latest replica of `name` on any connected node's store:
+  # `{seq, versioned_state}` or nil. The nodes that held one are kept
+  # (process dictionary) so `forget_dead_owner/1` can clear them once
+  # the process runs.
+  def fetch(name) do
+    {replies, _bad} =
+      :gen_server.multi_call([node() | Node.list()], Replica.store_name(), {Replica.tag(), Replica.vsn(), :fetch, name}, @fetch_timeout)
+
+    found = for {n, {:ok, seq, owner, state}} <- replies, is_integer(seq), do: {n, seq, owner, state}
+
+    case Enum.max_by(found, fn {_, seq, _, _} -> seq end, fn -> nil end) do
+      nil ->
+        nil
+
+      {_, seq, _, state} ->
+        Process.put(@holders, {name, for({n, _, owner, _} <- found, do: {n, owner})})
+        {seq, state}
+    end
+  catch
+    :exit, _ -> nil
+  end
+
+  # After a restored process's init succeeded: the dead owner's entries
+  # go (a store this process replicates to has already replaced it; the
+  # owner check makes the drop a no-op there).
+  def forget_dead_owner do
+    case Process.delete(@holders) do
+      {name, holders} ->
+        for {n, owner} <- holders,
+            do: send({Replica.store_name(), n}, {Replica.tag(), Replica.vsn(), :drop, name, owner})
+
+        :ok
+
+      nil ->
+        :ok
+    end
+  end
+end
