@@ -96,8 +96,11 @@ pub(crate) async fn run<M: Migratable>(mut mb: Mailbox, mut st: M, mut env: Chil
                 None | Some(ChildCtl::Stop) => break Term::atom("shutdown"),
                 Some(ChildCtl::HandOver { to, opts, retention, reply }) => match prepared::<M>(&st) {
                     Ok(state) => {
-                        if let Err(r) = leave_replicas(&mut rep, &mut mb, replica_state(&st)).await {
-                            break r;
+                        if rep.is_some() {
+                            let last = replica_state(&st);
+                            if let Err(r) = leave_replicas(&mut rep, &mut mb, last).await {
+                                break r;
+                            }
                         }
                         let h = HubMessage::Handover { child_id: env.cid.clone(), state, opts };
                         send_built(&mb, &to, env.dialect, &h);
@@ -113,8 +116,9 @@ pub(crate) async fn run<M: Migratable>(mut mb: Mailbox, mut st: M, mut env: Chil
                 Some(ChildCtl::Freeze { reply }) => {
                     let state = prepared::<M>(&st);
                     let ok = state.is_ok();
-                    if ok {
-                        if let Err(r) = leave_replicas(&mut rep, &mut mb, replica_state(&st)).await {
+                    if ok && rep.is_some() {
+                        let last = replica_state(&st);
+                        if let Err(r) = leave_replicas(&mut rep, &mut mb, last).await {
                             break r;
                         }
                     }
