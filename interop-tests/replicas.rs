@@ -136,6 +136,27 @@ async fn replicas_with_owner(node: &Node, on: &str) -> Vec<(String, erlnode::Pid
     }
 }
 
+/// An account's state as it travels to the replicas (a map, version 1).
+fn account_state(balance: i64, applied: i64) -> Term {
+    Term::Map(vec![
+        (Term::atom("balance"), Term::Int(balance)),
+        (Term::atom("applied"), Term::Int(applied)),
+        (Term::atom("last_seq"), Term::Map(vec![])),
+        (Term::atom("anomalies"), Term::nil()),
+    ])
+}
+
+/// Connects `drv` to `store`'s node and waits until its replica store
+/// answers.
+async fn connect_to_store(drv: &Node, store: &str) {
+    drv.connect(store).await.unwrap();
+    wait_until(&format!("the store on {store}"), T, || async {
+        let mut mb = drv.spawn_mailbox();
+        mb.call((STORE_NAME, store), Msg::Stats.to_term(), CALL).await.is_ok()
+    })
+    .await;
+}
+
 /// What a node's replica store took so far: (whole states, deltas
 /// applied, deltas refused for want of a base).
 async fn store_stats(node: &Node, on: &str) -> (i64, i64, i64) {
@@ -394,21 +415,8 @@ async fn replica_stores_apply_deltas_only_on_their_base() {
     let r1_name = format!("{}@127.0.0.1", support::unique("rdr"));
     let _r1 = rust_member(&r1_name, &cookie, epmd.port(), Some(e1.name()), &[]).await;
     let drv = driver(&cookie, epmd.port()).await;
-    let map = |balance: i64, applied: i64| {
-        Term::Map(vec![
-            (Term::atom("balance"), Term::Int(balance)),
-            (Term::atom("applied"), Term::Int(applied)),
-            (Term::atom("last_seq"), Term::Map(vec![])),
-            (Term::atom("anomalies"), Term::nil()),
-        ])
-    };
     for store in [r1_name.as_str(), e1.name()] {
-        drv.connect(store).await.unwrap();
-        wait_until(&format!("the store on {store}"), T, || async {
-            let mut mb = drv.spawn_mailbox();
-            mb.call((STORE_NAME, store), Msg::Stats.to_term(), CALL).await.is_ok()
-        })
-        .await;
+        connect_to_store(&drv, store).await;
         let mut owner = drv.spawn_mailbox();
         let me = owner.pid().clone();
         let name = Atom::new(&support::unique("dacc"));
@@ -416,10 +424,10 @@ async fn replica_stores_apply_deltas_only_on_their_base() {
         let delta = |base: u64, seq: u64, d: Term| Msg::Delta { name: name.clone(), base, seq, delta: d, owner: me.clone(), ack_to: Some(me.clone()) }.to_term();
         let answer = |m: Term| Msg::parse(&m).and_then(|r| r.ok());
         // No entry yet: no base.
-        let d12 = erlnode::migration::replica::map_delta(&map(10, 1), &map(15, 2)).expect("a delta");
+        let d12 = erlnode::migration::replica::map_delta(&account_state(10, 1), &account_state(15, 2)).expect("a delta");
         owner.send_to(&dest, delta(1, 2, d12.clone()));
         assert_eq!(answer(owner.recv_timeout(CALL).await.unwrap()), Some(Msg::NeedWhole { node: Atom::new(store), name: name.clone() }), "{store}");
-        let put = Msg::Put { name: name.clone(), type_name: "account".into(), args: Term::nil(), seq: 1, state: map(10, 1), owner: me.clone(), cfg: erlnode::migration::replica::ReplicaConfig::sync(1), ack_to: Some(me.clone()) };
+        let put = Msg::Put { name: name.clone(), type_name: "account".into(), args: Term::nil(), seq: 1, state: account_state(10, 1), owner: me.clone(), cfg: erlnode::migration::replica::ReplicaConfig::sync(1), ack_to: Some(me.clone()) };
         owner.send_to(&dest, put.to_term());
         assert_eq!(answer(owner.recv_timeout(CALL).await.unwrap()), Some(Msg::Ack { node: Atom::new(store), seq: 1 }), "{store}");
         // On its base: applied, acknowledged; again: acknowledged, not reapplied.
@@ -428,7 +436,7 @@ async fn replica_stores_apply_deltas_only_on_their_base() {
             assert_eq!(answer(owner.recv_timeout(CALL).await.unwrap()), Some(Msg::Ack { node: Atom::new(store), seq: 2 }), "{store}");
         }
         // A gap, and a delta the type cannot read: the whole state, please.
-        let d34 = erlnode::migration::replica::map_delta(&map(20, 3), &map(25, 4)).unwrap();
+        let d34 = erlnode::migration::replica::map_delta(&account_state(20, 3), &account_state(25, 4)).unwrap();
         owner.send_to(&dest, delta(3, 4, d34));
         assert_eq!(answer(owner.recv_timeout(CALL).await.unwrap()), Some(Msg::NeedWhole { node: Atom::new(store), name: name.clone() }), "{store}");
         owner.send_to(&dest, delta(2, 3, Term::atom("not_a_delta")));
@@ -447,7 +455,7 @@ async fn replica_stores_apply_deltas_only_on_their_base() {
     let Term::List(items) = &st else { panic!("{st:?}") };
     let [Term::Tuple(e)] = items.as_slice() else { panic!("{st:?}") };
     assert_eq!(e[0], Term::Int(2), "{st:?}");
-    let (got, want): (Account, Account) = (from_term(e[1].clone()).unwrap(), from_term(map(15, 2)).unwrap());
+    let (got, want): (Account, Account) = (from_term(e[1].clone()).unwrap(), from_term(account_state(15, 2)).unwrap());
     assert_eq!(got, want, "the state the delta describes");
 }
 
@@ -794,14 +802,7 @@ async fn stores_keep_horde_placed_entries_for_fetch_and_never_fail_them_over() {
     let drv = driver(&cookie, epmd.port()).await;
     let stores = [r1_name.as_str(), e1.name()];
     for store in stores {
-        drv.connect(store).await.unwrap();
-        wait_until(&format!("the store on {store}"), T, || async {
-            let mut mb = drv.spawn_mailbox();
-            mb.call((STORE_NAME, store), Msg::Stats.to_term(), CALL)
-                .await
-                .is_ok()
-        })
-        .await;
+        connect_to_store(&drv, store).await;
     }
     // The same name from the same key, in both languages.
     let sup = Atom::new("Elixir.MyApp.Sup");
@@ -822,14 +823,7 @@ async fn stores_keep_horde_placed_entries_for_fetch_and_never_fail_them_over() {
             .unwrap_or(Term::atom("nil"));
         assert_eq!(ex, rs, "key {elixir}");
     }
-    let account = |balance: i64| {
-        Term::Map(vec![
-            (Term::atom("balance"), Term::Int(balance)),
-            (Term::atom("applied"), Term::Int(1)),
-            (Term::atom("last_seq"), Term::Map(vec![])),
-            (Term::atom("anomalies"), Term::nil()),
-        ])
-    };
+    let account = |balance: i64| account_state(balance, 1);
     let put = |name: &Atom, owner: &erlnode::Pid, seq: u64, balance: i64| {
         Msg::Put {
             name: name.clone(),

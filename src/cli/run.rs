@@ -357,11 +357,7 @@ pub async fn run(a: RunArgs) -> ExitCode {
                 register_in: a.horde_register_in.as_deref(),
                 handoff: a.horde_handoff,
                 // --replicas: the accounts Horde places keep replicas too
-                replicas: if a.replicas > 0 {
-                    migration.as_ref()
-                } else {
-                    None
-                },
+                replicas: if a.replicas > 0 { migration.as_ref() } else { None },
             };
             match super::horde::start_supervisor(&node, &horde, opts) {
                 Ok(s) => Some(s),

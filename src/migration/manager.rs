@@ -265,13 +265,13 @@ impl Migration {
         self.shared.pinned.write().unwrap().1.insert(M::TYPE.to_string());
     }
 
-    /// The node this service runs on.
     /// Replica placement and settings, for processes another library
     /// places (a Horde supervisor's children).
     pub(crate) fn replica_ctx(&self) -> Arc<super::replica::placement::ReplicaCtx> {
         self.shared.replica.clone()
     }
 
+    /// The node this service runs on.
     pub fn node(&self) -> &Node {
         &self.node
     }

@@ -6,9 +6,9 @@ mod behaviour;
 mod hosted;
 mod manager;
 pub mod messages;
+pub mod ring;
 mod registry;
 pub mod replica;
-pub mod ring;
 mod runtime;
 mod start;
 pub(crate) mod versioned;
@@ -18,9 +18,9 @@ pub use behaviour::Migratable;
 pub(crate) use manager::call_manager;
 pub use manager::{Migration, MoveReport, MANAGER_NAME};
 pub use messages::Mode;
+pub use ring::RingEncoding;
 pub use registry::NameRegistry;
 pub use replica::{ReplicaConfig, ReplicaMode};
-pub use ring::RingEncoding;
 pub use start::MigrationBuilder;
 pub use versioned::UnknownFields;
 
@@ -44,9 +44,7 @@ pub enum Phase {
 /// Called by the source at each [`Phase`]; the handoff continues when the
 /// returned future completes.
 #[derive(Clone)]
-pub struct PhaseHook(
-    pub std::sync::Arc<dyn Fn(Phase) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>,
-);
+pub struct PhaseHook(pub std::sync::Arc<dyn Fn(Phase) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>);
 
 impl std::fmt::Debug for PhaseHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -121,9 +119,5 @@ pub enum MigrationError {
     /// The call to the host failed (timeout, nodedown) and the process did
     /// not turn up on the target: where the name points now.
     #[error("no reply from {name}'s host ({reason}); {name} is now {}", match now_at { Some(p) => format!("at {p} on {}", p.node), None => "not registered".to_string() })]
-    ReplyLost {
-        name: String,
-        reason: crate::process::CallError,
-        now_at: Option<crate::term::Pid>,
-    },
+    ReplyLost { name: String, reason: crate::process::CallError, now_at: Option<crate::term::Pid> },
 }

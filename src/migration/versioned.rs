@@ -7,7 +7,7 @@
 use crate::term::Term;
 
 /// The tag of a versioned handover state: `{'$erlnode_vsn', Vsn, State}`.
-const VSN_TAG: &str = "$erlnode_vsn";
+pub(crate) const VSN_TAG: &str = "$erlnode_vsn";
 
 /// What a Rust target does with fields of a handed-over state its type
 /// does not know (a newer twin added them).

@@ -105,9 +105,8 @@ fn start_mfa(spec: &Term) -> Result<(Atom, Term), Term> {
     }
 }
 
-async fn start<M: Migratable>(node: Node, cid: Term, args: Term, dialect: Dialect, opts: StartOpts) -> Result<Started, Term> {
-    let args_term = args.clone();
-    let decoded = match &args {
+async fn start<M: Migratable>(node: Node, cid: Term, args_term: Term, dialect: Dialect, opts: StartOpts) -> Result<Started, Term> {
+    let decoded = match &args_term {
         Term::List(items) if items.len() == 1 => from_term::<M::Args>(items[0].clone()),
         other => from_term::<M::Args>(other.clone()),
     };

@@ -119,8 +119,6 @@ impl NativeRecord {
     }
 }
 
-/// Renders like the BEAM's `~p` (`#mymod:pt{x = 1,y = two}`) for the
-/// record's own parts; the values use `Term`'s `Debug`.
 /// `t` with every native record in it turned into the classic record
 /// tuple `{Name, Value1, Value2, ...}` (fields in their order), which
 /// every release decodes. For exit and monitor reasons bound for a peer
@@ -157,6 +155,8 @@ pub fn records_as_tuples(t: &Term) -> Option<Term> {
     walk(t)
 }
 
+/// Renders like the BEAM's `~p` (`#mymod:pt{x = 1,y = two}`) for the
+/// record's own parts; the values use `Term`'s `Debug`.
 impl fmt::Display for NativeRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "#{}:{}{{", self.module, self.name)?;

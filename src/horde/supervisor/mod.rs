@@ -169,10 +169,7 @@ impl HordeSupervisorBuilder {
     /// Starts `Sup`, `Sup.Crdt` and `Sup.ProcessesSupervisor` on `node`.
     pub fn start(self, node: &Node) -> Result<HordeSupervisor, HordeError> {
         if self.replicas.is_some() && self.handoff.is_none() && self.via.is_none() {
-            return Err(HordeError::Start(
-                "replicas need a key to tell children apart: set handoff(..) or register_in(..)"
-                    .into(),
-            ));
+            return Err(HordeError::Start("replicas need a key to tell children apart: set handoff(..) or register_in(..)".into()));
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let cfg = Config {
@@ -191,12 +188,7 @@ impl HordeSupervisorBuilder {
             replicas: self.replicas,
         };
         let pid = process::spawn(node, cfg, rx).map_err(|e| HordeError::Start(e.to_string()))?;
-        Ok(HordeSupervisor {
-            node: node.clone(),
-            name: self.name,
-            pid,
-            requests: tx,
-        })
+        Ok(HordeSupervisor { node: node.clone(), name: self.name, pid, requests: tx })
     }
 }
 
@@ -268,10 +260,7 @@ impl HordeSupervisor {
     /// the ring says, here or on another member. The reply is Horde's:
     /// `{:ok, pid}` or `{:error, reason}`.
     pub async fn start_child(&self, spec: Term) -> Result<Term, HordeError> {
-        let route = self
-            .ask(|reply| Request::StartChild { spec, reply })
-            .await
-            .map_err(|_| self.not_running())?;
+        let route = self.ask(|reply| Request::StartChild { spec, reply }).await.map_err(|_| self.not_running())?;
         match route {
             Route::Done(r) => Ok(r),
             Route::Ask(dest, req) => {
@@ -283,16 +272,12 @@ impl HordeSupervisor {
 
     /// Every child of the supervisor, as the CRDT says (local lookup).
     pub async fn children(&self) -> Result<Vec<ChildInfo>, HordeError> {
-        self.ask(|reply| Request::Children { reply })
-            .await
-            .map_err(|_| self.not_running())
+        self.ask(|reply| Request::Children { reply }).await.map_err(|_| self.not_running())
     }
 
     /// The members and their status.
     pub async fn members(&self) -> Result<Vec<Member>, HordeError> {
-        self.ask(|reply| Request::Members { reply })
-            .await
-            .map_err(|_| self.not_running())
+        self.ask(|reply| Request::Members { reply }).await.map_err(|_| self.not_running())
     }
 
     /// Leaves gracefully: writes `:shutting_down`, stops every local
@@ -300,8 +285,6 @@ impl HordeSupervisor {
     /// chooses starts it), waits until every other member acked those
     /// writes or `timeout` passed, and stops the member.
     pub async fn leave(&self, timeout: Duration) -> Result<LeaveReport, HordeError> {
-        self.ask(|reply| Request::Leave { timeout, reply })
-            .await
-            .map_err(|_| self.not_running())
+        self.ask(|reply| Request::Leave { timeout, reply }).await.map_err(|_| self.not_running())
     }
 }

@@ -569,26 +569,14 @@ impl Supervisor {
         }
         // A dead member's children, from their replicas where they have
         // them (asked for all at once: a member may take hundreds).
-        let names: Vec<Option<Atom>> = taken_over
-            .iter()
-            .map(|spec| self.replica_name(spec))
-            .collect();
-        let nodes: Vec<Atom> = std::iter::once(self.node.name().clone())
-            .chain(self.node.connected_nodes())
-            .collect();
-        let fetches = names.iter().map(|n| {
-            let (procs, nodes) = (&self.procs, &nodes);
-            async move {
-                match n {
-                    Some(n) => placed::fetch(procs, nodes, n).await,
-                    None => None,
-                }
-            }
+        let nodes: Vec<Atom> = std::iter::once(self.node.name().clone()).chain(self.node.connected_nodes()).collect();
+        let fetches = taken_over.iter().map(|spec| {
+            let (node, nodes, name) = (&self.node, &nodes, self.replica_name(spec));
+            async move { placed::fetch(node, nodes, &name?).await }
         });
         let fetched = futures_util::future::join_all(fetches).await;
-        for ((spec, name), f) in taken_over.into_iter().zip(names).zip(fetched) {
-            let restore = name.zip(f);
-            let _ = self.add_child_from(spec, restore).await;
+        for (spec, f) in taken_over.into_iter().zip(fetched) {
+            let _ = self.add_child_from(spec, f).await;
         }
     }
 
@@ -596,11 +584,7 @@ impl Supervisor {
     /// and the child has a key of a kind a name can be made of.
     fn replica_name(&self, spec: &Term) -> Option<Atom> {
         self.cfg.replicas.as_ref()?;
-        let field = self
-            .cfg
-            .handoff
-            .as_ref()
-            .or(self.cfg.via.as_ref().map(|(_, f)| f))?;
+        let field = self.cfg.handoff.as_ref().or(self.cfg.via.as_ref().map(|(_, f)| f))?;
         placed::horde_name(&self.cfg.name, &arg_field(spec, field)?)
     }
 
@@ -610,7 +594,7 @@ impl Supervisor {
     }
 
     /// [`Self::add_child`], starting from a replica's state when given.
-    async fn add_child_from(&mut self, spec: Term, replica: Option<(Atom, placed::Fetched)>) -> Term {
+    async fn add_child_from(&mut self, spec: Term, replica: Option<placed::Fetched>) -> Term {
         let id = field(&spec, "id").cloned().unwrap_or(Term::atom("undefined"));
         match self.start_local_from(&id, &spec, replica).await {
             Ok(pid) => {
@@ -632,18 +616,20 @@ impl Supervisor {
 
     /// [`Self::start_local`]; the state the child starts from is the one
     /// handed over in the CRDT, else `replica`'s (a dead member's child).
-    async fn start_local_from(&mut self, id: &Term, spec: &Term, replica: Option<(Atom, placed::Fetched)>) -> Result<Pid, Term> {
+    async fn start_local_from(&mut self, id: &Term, spec: &Term, replica: Option<placed::Fetched>) -> Result<Pid, Term> {
         let key = self.cfg.handoff.as_ref().and_then(|f| arg_field(spec, f));
         let handed = key.as_ref().and_then(|k| self.take_handed_state(spec, k));
+        let name = self.replica_name(spec);
         let mut opts = StartOpts { replica: None, initial: handed.map(|(v, s)| (v, s, 0)) };
-        if let (Some(ctx), Some(name)) = (&self.cfg.replicas, self.replica_name(spec)) {
-            opts.replica = Some((ctx.clone(), name));
+        if let (Some(ctx), Some(n)) = (&self.cfg.replicas, &name) {
+            opts.replica = Some((ctx.clone(), n.clone()));
         }
-        let restored = match replica {
-            Some((name, f)) if opts.initial.is_none() => {
+        // A handed-over state is newer than any replica: it wins.
+        let restored = match (replica, &name) {
+            (Some(f), Some(n)) if opts.initial.is_none() => {
                 let (vsn, state) = crate::migration::versioned::unwrap(f.state.clone());
                 opts.initial = Some((vsn, state, f.seq));
-                Some((name, f))
+                Some((n.clone(), f))
             }
             _ => None,
         };

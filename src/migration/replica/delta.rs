@@ -16,7 +16,7 @@
 use crate::term::Term;
 
 const MAP_DELTA: &str = "$erlnode_map_delta";
-const VSN: &str = "$erlnode_vsn";
+use crate::migration::versioned::VSN_TAG as VSN;
 
 /// The type's two delta callbacks, kept per type name so the owner loop
 /// and the store (which only know the type by name) can call them.

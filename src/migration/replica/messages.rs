@@ -221,9 +221,7 @@ mod tests {
             Msg::Drop { name: Atom::new("acc"), owner: pid() },
             Msg::List,
             Msg::Stats,
-            Msg::Fetch {
-                name: Atom::new("erlnode_horde:Elixir.S:ba1"),
-            },
+            Msg::Fetch { name: Atom::new("erlnode_horde:Elixir.S:ba1") },
             Msg::Go,
             Msg::MergeFrom { loser: pid() },
             Msg::MergeState,

@@ -17,9 +17,9 @@
 pub mod config;
 pub mod delta;
 mod failover;
-pub(crate) mod merge;
 pub mod messages;
 pub(crate) mod owner;
+pub(crate) mod merge;
 pub mod placed;
 pub(crate) mod placement;
 pub(crate) mod store;
@@ -36,12 +36,7 @@ use crate::term::Term;
 /// acked_cast(msg))` is answered `ok` once `msg` has been handled as a
 /// cast and (Sync mode) every replica holds a state that includes it.
 pub fn acked_cast(msg: Term) -> Term {
-    Term::tuple([
-        Term::atom(messages::TAG),
-        Term::Int(messages::VERSION),
-        Term::atom("cast"),
-        msg,
-    ])
+    Term::tuple([Term::atom(messages::TAG), Term::Int(messages::VERSION), Term::atom("cast"), msg])
 }
 
 /// Parses a store's `list` answer.
@@ -50,9 +45,7 @@ pub(crate) fn parse_list(t: &Term) -> Vec<(crate::term::Atom, u64, crate::term::
     items
         .iter()
         .filter_map(|i| match i.as_tuple()? {
-            [Term::Atom(n), Term::Int(seq), Term::Pid(p), Term::Int(b)] => {
-                Some((n.clone(), *seq as u64, p.clone(), *b as usize))
-            }
+            [Term::Atom(n), Term::Int(seq), Term::Pid(p), Term::Int(b)] => Some((n.clone(), *seq as u64, p.clone(), *b as usize)),
             _ => None,
         })
         .collect()

@@ -20,6 +20,7 @@ use super::messages::Msg;
 use super::STORE_NAME;
 use crate::process::Mailbox;
 use crate::term::{Atom, Pid, Term};
+use crate::Node;
 use std::time::Duration;
 
 /// The prefix of every name a library places.
@@ -65,8 +66,7 @@ pub struct Fetched {
 /// sequence includes every update of a lower one). Stores that do not
 /// answer in time, or of a release without `fetch`, count as holding
 /// nothing.
-pub async fn fetch(mb: &Mailbox, nodes: &[Atom], name: &Atom) -> Option<Fetched> {
-    let node = mb.node();
+pub async fn fetch(node: &Node, nodes: &[Atom], name: &Atom) -> Option<Fetched> {
     let req = Msg::Fetch { name: name.clone() }.to_term();
     let asks = nodes.iter().map(|n| {
         let (node, req, n) = (node.clone(), req.clone(), n.clone());

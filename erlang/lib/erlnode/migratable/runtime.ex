@@ -80,7 +80,6 @@ defmodule Erlnode.Migratable.Runtime do
             {:horde, args, nil, 0}
 
           {seq, state} ->
-            require Logger
             Logger.info("#{inspect(module)} #{inspect(key)}: started from its replica (seq #{seq})")
             {:horde, args, unversioned(state), seq}
         end
@@ -473,8 +472,8 @@ defmodule Erlnode.Migratable.Runtime do
   defp versioned(1, hs), do: hs
   defp versioned(vsn, hs), do: {:"$erlnode_vsn", vsn, hs}
 
-  def unversioned({:"$erlnode_vsn", vsn, hs}) when is_integer(vsn) and vsn > 0, do: {vsn, hs}
-  def unversioned(hs), do: {1, hs}
+  defp unversioned({:"$erlnode_vsn", vsn, hs}) when is_integer(vsn) and vsn > 0, do: {vsn, hs}
+  defp unversioned(hs), do: {1, hs}
 
   defp kill_target(%{t: t, mon: mon}) do
     Process.exit(t, :kill)
