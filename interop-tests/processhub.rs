@@ -969,3 +969,5 @@ async fn processhub_two_rust_members() {
     assert!(lost.is_empty(), "children whose state did not survive: {lost:?}");
     a.stop().await;
 }
+
+mod replicas;

@@ -784,7 +784,7 @@ async fn replica_kill_and_restart_rounds_rust_and_elixir() {
     );
 }
 
-/// docs/replicas.md, "Processes Horde places": both stores keep an entry
+/// docs/replicas.md, "Processes Horde or ProcessHub places": both stores keep an entry
 /// of a process Horde places (`erlnode_horde:...`) when its owner's node
 /// dies and never fail it over themselves (Horde restarts the process;
 /// an ordinary entry of the same dead owner is failed over, which is the
@@ -793,7 +793,7 @@ async fn replica_kill_and_restart_rounds_rust_and_elixir() {
 /// its owner exits on a live node. Both languages build the same names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stores_keep_horde_placed_entries_for_fetch_and_never_fail_them_over() {
-    use erlnode::migration::replica::placed::{self, horde_name};
+    use erlnode::migration::replica::placed::{self, horde_name, processhub_name};
     let epmd = Epmd::start().await;
     let cookie = support::unique("rep");
     let e1 = elixir_node("rpe", &cookie, epmd.port()).await;
@@ -822,6 +822,11 @@ async fn stores_keep_horde_placed_entries_for_fetch_and_never_fail_them_over() {
             .map(Term::Atom)
             .unwrap_or(Term::atom("nil"));
         assert_eq!(ex, rs, "key {elixir}");
+        let ex = e1
+            .eval_elixir(&format!("Erlnode.Replica.Placed.processhub_name(:my_hub, {elixir})"))
+            .await;
+        let rs = processhub_name(&Atom::new("my_hub"), &key).map(Term::Atom).unwrap_or(Term::atom("nil"));
+        assert_eq!(ex, rs, "ProcessHub child id {elixir}");
     }
     let account = |balance: i64| account_state(balance, 1);
     let put = |name: &Atom, owner: &erlnode::Pid, seq: u64, balance: i64| {
@@ -857,6 +862,8 @@ async fn stores_keep_horde_placed_entries_for_fetch_and_never_fail_them_over() {
     let dead_owner = owner.pid().clone();
     let placed_name = horde_name(&sup, &Term::binary(support::unique("pk").into_bytes())).unwrap();
     let plain_name = Atom::new(&support::unique("pacc"));
+    // A ProcessHub child's, kept the same way.
+    let ph_name = processhub_name(&Atom::new("my_hub"), &Term::binary(support::unique("ph").into_bytes())).unwrap();
     // A third entry whose name another (live) process holds in `global`:
     // a store's sweep drops it once it is stale, which is the event that
     // shows a sweep has judged the placed entry too.
@@ -869,7 +876,7 @@ async fn stores_keep_horde_placed_entries_for_fetch_and_never_fail_them_over() {
         .unwrap());
     for store in stores {
         doomed.connect(store).await.unwrap();
-        for (name, balance) in [(&placed_name, 7), (&plain_name, 9), (&shadow_name, 5)] {
+        for (name, balance) in [(&placed_name, 7), (&plain_name, 9), (&shadow_name, 5), (&ph_name, 8)] {
             owner.send_to(
                 &Dest::local(STORE_NAME, store),
                 put(name, &dead_owner, 3, balance),
@@ -907,8 +914,16 @@ async fn stores_keep_horde_placed_entries_for_fetch_and_never_fail_them_over() {
         await_entry_gone(&drv, store, &live_name, "an owner that exited").await;
     }
 
+    // While the owner's node is up, a ProcessHub child starting elsewhere
+    // (a move) does not take its replica: only a dead owner's counts.
+    let ask: Vec<Atom> = stores.iter().map(|s| Atom::new(s)).collect();
+    drv.connect(doomed.name().as_str()).await.unwrap();
+    assert_eq!(placed::fetch(&drv, &ask, &ph_name).await.map(|f| f.seq), Some(3));
+    assert_eq!(placed::fetch_of_dead_owner(&drv, &ask, &ph_name).await, None, "an entry of a live owner's node counted");
+
     // The owner's node dies: the plain name is failed over (restored and
-    // registered by one store), the placed one is kept for Horde's restart.
+    // registered by one store), the placed ones are kept for the library's
+    // restart.
     doomed.shutdown().await;
     wait_until("the plain entry failed over", T, || async {
         drv.global()
@@ -935,9 +950,18 @@ async fn stores_keep_horde_placed_entries_for_fetch_and_never_fail_them_over() {
             "{store}"
         );
     }
+    assert_eq!(drv.global().whereis_name(&Term::Atom(ph_name.clone())), None, "a ProcessHub name is never registered by a failover");
+    // The dead owner's entry counts now, from both stores.
+    wait_until("the owner's node seen down", T, || async { !drv.connected_nodes().contains(&dead_owner.node) }).await;
+    let f = placed::fetch_of_dead_owner(&drv, &ask, &ph_name).await.expect("the dead owner's ProcessHub entry");
+    assert_eq!((f.seq, &f.owner, f.holders.len()), (3, &dead_owner, 2));
     // Still there after a sweep has judged the stale entries.
     for store in stores {
         await_entry_gone(&drv, store, &shadow_name, "the stale shadow, in a sweep").await;
+    }
+    for store in stores {
+        let got = fetch(store, &ph_name).await;
+        assert!(placed::parse_fetched(&got).is_some(), "{store}: the ProcessHub entry after a sweep: {got:?}");
     }
     for store in stores {
         let got = fetch(store, &placed_name).await;
@@ -967,4 +991,155 @@ async fn stores_keep_horde_placed_entries_for_fetch_and_never_fail_them_over() {
 /// Waits until `store` holds no entry for `name` (`why` names the rule).
 async fn await_entry_gone(drv: &Node, store: &str, name: &Atom, why: &str) {
     wait_until(&format!("{store} forgets the entry of {why}"), T, || async { !replicas_on(drv, store).await.contains(&name.to_string()) }).await;
+}
+
+/// docs/replicas.md, "ProcessHub (0.4.1) children", on the Rust hub
+/// member alone (no ProcessHub needed, so it runs in `make test`): two
+/// `erlnode run --processhub H --replicas 1` members and this test's node,
+/// a third member with replicas. Accounts started on the first member
+/// replicate to the others; after its SIGKILL, the members the ring gives
+/// its children to start each from its latest replica (every
+/// acknowledged deposit in it), and drop the dead owner's copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn processhub_members_restart_a_killed_members_children_from_their_replicas() {
+    use erlnode::migration::{Migration, ReplicaConfig};
+    use erlnode::processhub::{ChildStart, Dialect, HubMessage, Keyword};
+    const HUB: &str = "phrep";
+    const N: usize = 24;
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("phrep");
+    let drv = driver(&cookie, epmd.port()).await;
+    let port = epmd.port();
+    let member = |name: String, also: Option<String>| {
+        let (cookie, drv_name) = (cookie.clone(), drv.name().to_string());
+        async move {
+            let mut args = vec![
+                "--no-embedded-epmd", "--no-rebalance-on-join", "--replicas", "1", "--replica-mode", "sync",
+                "--processhub", HUB, "--processhub-child", "Erlnode.Examples.Account=account", "--connect", drv_name.as_str(),
+            ];
+            if let Some(other) = &also {
+                args.extend(["--connect", other.as_str()]);
+            }
+            let node = support::Erlnode::run(&name, &cookie, port, &args).await;
+            node.wait_for_line("joined the ProcessHub hub", T).await.expect("the member joins");
+            node
+        }
+    };
+    let (n1, n2) = (format!("{}@127.0.0.1", support::unique("phr1")), format!("{}@127.0.0.1", support::unique("phr2")));
+    let mut r1 = member(n1.clone(), None).await;
+    let mut r2 = member(n2.clone(), Some(n1.clone())).await;
+    // Each counts the other (the third member, this node, is checked below).
+    r1.wait_for_line(&format!("hub={HUB} node={n2}"), T).await.expect("r1 counts r2");
+    r2.wait_for_line(&format!("hub={HUB} node={n1}"), T).await.expect("r2 counts r1");
+    let m = Migration::builder(&drv).rebalance_on_join(false).register::<Account>().start().unwrap();
+    m.set_replicas("account", ReplicaConfig::sync(1));
+    let hub = drv.processhub(HUB).child::<Account>("Erlnode.Examples.Account").replicas(&m).join().await.unwrap();
+    let mut all = vec![Atom::new(&n1), Atom::new(&n2), drv.name().clone()];
+    all.sort();
+    wait_until("three hub members and three account hosts", T, || {
+        let (hub, m, all) = (hub.clone(), m.clone(), all.clone());
+        async move {
+            let mut hosts = m.members("account");
+            hosts.sort();
+            hub.nodes() == all && hosts == all
+        }
+    })
+    .await;
+
+    // N accounts on the first member (a start request names the node).
+    let cids: Vec<Term> = (1..=N).map(|i| Term::from(format!("a{i}").as_str())).collect();
+    let children = cids
+        .iter()
+        .enumerate()
+        .map(|(i, cid)| ChildStart {
+            child_id: cid.clone(),
+            child_spec: Term::Map(vec![
+                (Term::atom("id"), cid.clone()),
+                (
+                    Term::atom("start"),
+                    Term::tuple([
+                        Term::atom("Elixir.Erlnode.Examples.Account"),
+                        Term::atom("start_link"),
+                        Term::list([Term::Map(vec![(Term::atom("balance"), Term::Int(i as i64 + 1))])]),
+                    ]),
+                ),
+            ]),
+            hub_id: Atom::new(HUB),
+            metadata: Term::Map(vec![]),
+            nodes: vec![Atom::new(&n1)],
+            migration_add: None,
+            reply_to: None,
+            extra: vec![],
+        })
+        .collect();
+    let mut probe = drv.spawn_mailbox();
+    let mut opts = Keyword::new();
+    opts.push("reply_to", Term::list([Term::Pid(probe.pid().clone())]));
+    let start = Dialect::V0_4_1.build(&HubMessage::StartChildren { children, opts }).unwrap();
+    probe.send_to(&Dest::local(HUB, &n1), start);
+    let answer = probe
+        .recv_match(T, |m| match Dialect::V0_4_1.parse(m) {
+            Ok(HubMessage::CollectStartResults { results, .. }) => Some(results),
+            _ => None,
+        })
+        .await
+        .expect("start results");
+    assert_eq!(answer.len(), N, "{answer:?}");
+    wait_until("every account registered on the first member", T, || {
+        let (hub, cids, n1) = (hub.clone(), cids.clone(), n1.clone());
+        async move { cids.iter().all(|c| hub.get_pid(c).is_some_and(|p| p.node.as_str() == n1)) }
+    })
+    .await;
+
+    // Acknowledged deposits (sync: in a replica before the reply).
+    let mut acked = vec![0i64; N];
+    for round in 1..=5 {
+        for (i, cid) in cids.iter().enumerate() {
+            let pid = hub.get_pid(cid).unwrap();
+            let msg = Term::tuple([Term::atom("deposit"), Term::from("s"), Term::Int(round), Term::Int(10)]);
+            let r = probe.call(&pid, msg, CALL).await.unwrap();
+            assert_eq!(r.as_tuple().map(|t| t[0].is_atom("ok")), Some(true), "{r:?}");
+            acked[i] += 10;
+        }
+    }
+    let held = |on: String| {
+        let drv = drv.clone();
+        async move { replicas_on(&drv, &on).await.into_iter().filter(|n| n.starts_with("erlnode_processhub:phrep:")).count() }
+    };
+    assert_eq!(held(n2.clone()).await + held(drv.name().to_string()).await, N, "one replica per account, on the other members");
+
+    r1.kill().await;
+    if std::env::var_os("PHREP_DEBUG").is_some() {
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        for c in &cids {
+            eprintln!("{c:?}: {:?}", hub.child(c));
+        }
+        for l in r2.output() {
+            eprintln!("r2: {l}");
+        }
+    }
+    wait_until("every account restarted on a live member", T, || {
+        let (hub, cids, n1) = (hub.clone(), cids.clone(), n1.clone());
+        async move { cids.iter().all(|c| hub.get_pid(c).is_some_and(|p| p.node.as_str() != n1)) }
+    })
+    .await;
+    for (i, cid) in cids.iter().enumerate() {
+        let pid = hub.get_pid(cid).unwrap();
+        let st: Account = from_term(probe.call(&pid, Term::atom("get"), CALL).await.unwrap()).unwrap();
+        assert_eq!(st.balance, i as i64 + 1 + acked[i], "{cid:?} on {}: every acknowledged deposit", pid.node);
+    }
+    let here = hub.local_children().len();
+    let restored_r2 = r2.output().iter().filter(|l| l.contains("started from its replica")).count();
+    println!("{n1} killed: {N} accounts restarted from their replicas, {here} here and {restored_r2} on {n2}, every acknowledged deposit in each");
+    assert!(here > 0 && restored_r2 > 0, "restarted on both members: {here} here, {restored_r2} on {n2}");
+    assert_eq!(here + restored_r2, N, "each restarted once, from its replica");
+    // The dead owner's copies are gone: one replica per account again.
+    wait_until("one replica per account", T, || {
+        let held = held.clone();
+        let (n2, me) = (n2.clone(), drv.name().to_string());
+        async move { held(n2).await + held(me).await == N }
+    })
+    .await;
+    r2.kill().await;
+    drv.shutdown().await;
 }

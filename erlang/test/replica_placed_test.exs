@@ -1,5 +1,5 @@
 defmodule Erlnode.ReplicaPlacedTest do
-  # docs/replicas.md, "Processes Horde places": the Elixir store's rules
+  # docs/replicas.md, "Processes Horde or ProcessHub places": the Elixir store's rules
   # for entries Horde places (the interop suite checks the same against
   # the Rust store, and both languages' names against each other).
   use ExUnit.Case, async: false

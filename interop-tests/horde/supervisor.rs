@@ -42,19 +42,7 @@ async fn horde_node_with(prefix: &str, cookie: &str, epmd: u16, ebins: &[PathBuf
     }
     let node = b.start().await;
     if replicas {
-        let r = node
-            .eval(
-                "application:load(erlnode_ex), \
-                 application:set_env(erlnode_ex, replicas, #{<<\"account\">> => {1, sync}}), \
-                 application:set_env(erlnode_ex, rebalance_on_join, false), \
-                 application:ensure_all_started(erlnode_ex)",
-            )
-            .await;
-        assert_eq!(
-            r.as_tuple().map(|t| t[0].clone()),
-            Some(Term::atom("ok")),
-            "erlnode_ex starts: {r:?}"
-        );
+        node.start_erlnode_ex_with_account_replicas().await;
     }
     let account = if handoff {
         format!(
@@ -479,64 +467,7 @@ async fn supervisor_quorum_holds_with_rust_members() {
     epmd.kill().await;
 }
 
-/// Starts, on `ex`, a sender registered as `:hisender` that calls
-/// `{:deposit, "s", seq, 1}` on each of `ids` in turn, by name, until
-/// told to stop; it counts per account the calls acknowledged, refused
-/// (not delivered: no such name, the process gone) and timed out or cut
-/// by its node's death (in doubt).
-async fn start_sender(ex: &BeamNode, ids: &[usize]) {
-    let list = ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
-    let r = ex
-        .eval_elixir(&format!(
-            r#"loop = fn loop, ids, seq, acc ->
-                 receive do
-                   {{:stop, from}} -> send(from, {{:sent, acc}})
-                 after 0 ->
-                   acc = Enum.reduce(ids, acc, fn i, acc ->
-                     name = "a#{{i}}"
-                     {{ok, refused, doubt}} = Map.get(acc, i, {{0, 0, 0}})
-                     r = try do
-                       GenServer.call({{:via, Horde.Registry, {{{REG}, name}}}}, {{:deposit, "s", seq, 1}}, 5_000)
-                     catch
-                       :exit, {{:timeout, _}} -> :doubt
-                       # its node died during the call: applied or not
-                       :exit, {{{{:nodedown, _}}, _}} -> :doubt
-                       :exit, {{:noconnection, _}} -> :doubt
-                       :exit, _ -> :refused
-                     end
-                     case r do
-                       {{:ok, _}} -> Map.put(acc, i, {{ok + 1, refused, doubt}})
-                       :refused -> Map.put(acc, i, {{ok, refused + 1, doubt}})
-                       _ -> Map.put(acc, i, {{ok, refused, doubt + 1}})
-                     end
-                   end)
-                   loop.(loop, ids, seq + 1, acc)
-                 end
-               end
-               pid = spawn(fn -> loop.(loop, [{list}], 1, %{{}}) end)
-               Process.register(pid, :hisender)
-               :ok"#
-        ))
-        .await;
-    assert_eq!(r, Term::atom("ok"));
-}
 
-/// Stops the sender: `{id => (acked, refused, in_doubt)}`.
-async fn stop_sender(ex: &BeamNode) -> std::collections::BTreeMap<i64, (i64, i64, i64)> {
-    let t = ex
-        .eval_elixir(
-            r#"send(:hisender, {:stop, self()})
-               receive do {:sent, acc} -> Enum.map(acc, fn {i, {a, r, d}} -> {i, a, r, d} end) after 30_000 -> :timeout end"#,
-        )
-        .await;
-    let Term::List(v) = t else { panic!("sender: {t:?}") };
-    v.iter()
-        .map(|e| match e.as_tuple() {
-            Some([i, a, r, d]) => (i.as_int().unwrap(), (a.as_int().unwrap(), r.as_int().unwrap(), d.as_int().unwrap())),
-            _ => panic!("{e:?}"),
-        })
-        .collect()
-}
 
 /// The sampled accounts' balances against what the sender was told.
 struct Oracle {
@@ -552,7 +483,7 @@ struct Oracle {
 }
 
 /// Reads the balances of `sample` (account `aI` starts at `I`) from `ex`
-/// and compares each with `sent` (`stop_sender`).
+/// and compares each with `sent` (`support::sender::stop`).
 async fn against_oracle(ex: &BeamNode, sample: &[usize], sent: &std::collections::BTreeMap<i64, (i64, i64, i64)>) -> Oracle {
     let balances = poll_balances(ex, sample).await;
     let mut o = Oracle { exact: 0, doubt_ok: 0, wrong: vec![], acked: 0, refused: 0, doubt: 0 };
@@ -619,7 +550,7 @@ async fn handoff_scenario(strategy: &str, dist: &str, handoff: bool) {
     await_all_accounts(&e1, n, None).await;
     eprintln!("start: {:?}", placement(&e1).await.0);
     let sample: Vec<usize> = (1..=n).step_by((n / 50).max(1)).take(50).collect();
-    start_sender(&e1, &sample).await;
+    crate::support::sender::start(&e1, "hisender", &sample, &format!("GenServer.call({{:via, Horde.Registry, {{{REG}, name}}}}, msg, 5_000)")).await;
 
     // A second Rust member joins: its share moves to it, with state.
     let (mut r2, n2) = rust_member(&cookie, epmd.port(), e2.name(), &flags).await;
@@ -663,7 +594,7 @@ async fn handoff_scenario(strategy: &str, dist: &str, handoff: bool) {
     await_all_accounts(&e1, n, Some(&e2_name)).await;
     eprintln!("after the Elixir leave: {:?}", placement(&e1).await.0);
 
-    let sent = stop_sender(&e1).await;
+    let sent = crate::support::sender::stop(&e1, "hisender").await;
     let Oracle { exact, doubt_ok, wrong, acked: acked_all, refused: refused_all, .. } = against_oracle(&e1, &sample, &sent).await;
     eprintln!(
         "handoff={handoff} ({strategy}): {acked_all} deposits acknowledged, {refused_all} refused (not delivered, the name between two members); \
@@ -733,7 +664,7 @@ async fn supervisor_replicas_keep_every_acknowledged_deposit_when_members_are_ki
     let start = placement(&e1).await.0;
     eprintln!("start: {start:?}");
     let sample: Vec<usize> = (1..=n).step_by((n / 50).max(1)).take(50).collect();
-    start_sender(&e1, &sample).await;
+    crate::support::sender::start(&e1, "hisender", &sample, &format!("GenServer.call({{:via, Horde.Registry, {{{REG}, name}}}}, msg, 5_000)")).await;
     wait_replicated(&e1, &e2, n).await;
 
     r1.kill().await;
@@ -754,7 +685,7 @@ async fn supervisor_replicas_keep_every_acknowledged_deposit_when_members_are_ki
     await_all_accounts(&e1, n, Some(&e2_name)).await;
     eprintln!("after SIGKILL of {e2_name}: {:?}", placement(&e1).await.0);
 
-    let sent = stop_sender(&e1).await;
+    let sent = crate::support::sender::stop(&e1, "hisender").await;
     let Oracle { exact, doubt_ok, wrong, acked: acked_all, doubt: doubt_all, .. } = against_oracle(&e1, &sample, &sent).await;
     let restored_ex = e1
         .output()

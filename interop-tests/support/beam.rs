@@ -639,6 +639,22 @@ impl BeamNode {
             .map_err(|e| format!("Elixir `{code}`: {e}"))
     }
 
+    /// Starts `erlnode_ex` (a node built with `erlnode_ex(true)`) with
+    /// `replicas: 1, :sync` for the example accounts and no placement on
+    /// join: a library (Horde, ProcessHub) places them, erlnode keeps
+    /// their replicas.
+    pub async fn start_erlnode_ex_with_account_replicas(&self) {
+        let r = self
+            .eval(
+                "application:load(erlnode_ex), \
+                 application:set_env(erlnode_ex, replicas, #{<<\"account\">> => {1, sync}}), \
+                 application:set_env(erlnode_ex, rebalance_on_join, false), \
+                 application:ensure_all_started(erlnode_ex)",
+            )
+            .await;
+        assert_eq!(r.as_tuple().map(|t| t[0].clone()), Some(Term::atom("ok")), "{}: erlnode_ex starts: {r:?}", self.name());
+    }
+
     /// Like [`try_eval_elixir`](Self::try_eval_elixir), panicking on error.
     pub async fn eval_elixir(&self, code: &str) -> Term {
         match self.try_eval_elixir(code).await {

@@ -14,6 +14,7 @@ pub(crate) mod erlnode;
 mod proc;
 pub mod netns;
 pub mod otp;
+pub mod sender;
 
 pub use beam::{BeamNode, BeamNodeBuilder};
 pub use epmd::Epmd;

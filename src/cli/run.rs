@@ -62,10 +62,10 @@ pub struct RunArgs {
     /// accounts (the next owners on the ring): a node killed without a
     /// graceful leave loses no acknowledged deposit, and its accounts
     /// restart from their replicas (docs/replicas.md). With
-    /// --horde-supervisor, the accounts Horde places here keep replicas
-    /// too, and Horde's restart of a dead member's account starts from
-    /// its latest replica.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    /// --horde-supervisor or --processhub, the accounts Horde or
+    /// ProcessHub places here keep replicas too, and the library's
+    /// restart of a dead member's account starts from its latest replica.
+    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "no_migration")]
     pub replicas: usize,
     /// With --replicas: `sync` (a reply waits for the replicas) or
     /// `async` (bounded lag, see docs/replicas.md).
@@ -177,9 +177,19 @@ fn parse_hub_child(s: &str) -> Result<(String, String), String> {
 }
 
 /// `--processhub`: joins the hub with the example types.
-async fn join_hub(node: &crate::Node, hub_id: &str, children: &[(String, String)], ring: Option<crate::migration::RingEncoding>, handover: bool) -> Result<crate::processhub::Hub, crate::processhub::HubError> {
+async fn join_hub(
+    node: &crate::Node,
+    hub_id: &str,
+    children: &[(String, String)],
+    ring: Option<crate::migration::RingEncoding>,
+    handover: bool,
+    replicas: Option<&crate::migration::Migration>,
+) -> Result<crate::processhub::Hub, crate::processhub::HubError> {
     use crate::examples::{account::Account, counter::Counter};
     let mut b = node.processhub(hub_id).config(crate::processhub::HubConfig { ring_encoding: ring, handover, ..Default::default() });
+    if let Some(m) = replicas {
+        b = b.replicas(m);
+    }
     let default = [("Erlnode.Examples.Counter".to_string(), "counter".to_string())];
     for (module, ty) in if children.is_empty() { &default[..] } else { children } {
         b = match ty.as_str() {
@@ -383,7 +393,8 @@ pub async fn run(a: RunArgs) -> ExitCode {
     }
     let hub = match &a.processhub {
         None => None,
-        Some(id) => match join_hub(&node, id, &a.processhub_child, a.ring_encoding.0, !a.processhub_no_handover).await {
+        // --replicas: the accounts ProcessHub places keep replicas too
+        Some(id) => match join_hub(&node, id, &a.processhub_child, a.ring_encoding.0, !a.processhub_no_handover, if a.replicas > 0 { migration.as_ref() } else { None }).await {
             Ok(h) => {
                 tracing::info!(hub = %id, "joined the ProcessHub hub");
                 Some(h)

@@ -59,7 +59,7 @@ pub(crate) struct ChildEnv {
     pub dialect: Dialect,
     pub ctl: mpsc::UnboundedReceiver<ChildCtl>,
     /// Replicas of its state (a Horde child of a replicated type,
-    /// docs/replicas.md "Processes Horde places").
+    /// docs/replicas.md "Processes Horde or ProcessHub places").
     pub replica: Option<Replicator>,
 }
 

@@ -16,6 +16,7 @@
 use super::member::{Internal, Member, View};
 use super::types::ChildTypes;
 use super::{Dialect, HubChild};
+use crate::migration::replica::placement::ReplicaCtx;
 use crate::migration::ring::RingEncoding;
 use crate::migration::Migratable;
 use crate::term::{Atom, Pid, Term};
@@ -99,13 +100,14 @@ pub struct HubBuilder {
     dialect: Dialect,
     types: ChildTypes,
     cfg: HubConfig,
+    replicas: Option<Arc<ReplicaCtx>>,
 }
 
 impl Node {
     /// Membership in the ProcessHub hub `hub_id` (an atom on the Elixir
     /// side: `:my_hub` is `"my_hub"`).
     pub fn processhub(&self, hub_id: &str) -> HubBuilder {
-        HubBuilder { node: self.clone(), hub_id: hub_id.to_string(), dialect: Dialect::V0_4_1, types: ChildTypes::default(), cfg: HubConfig::default() }
+        HubBuilder { node: self.clone(), hub_id: hub_id.to_string(), dialect: Dialect::V0_4_1, types: ChildTypes::default(), cfg: HubConfig::default(), replicas: None }
     }
 }
 
@@ -125,6 +127,19 @@ impl HubBuilder {
 
     pub fn config(mut self, cfg: HubConfig) -> Self {
         self.cfg = cfg;
+        self
+    }
+
+    /// Crash-safe children: a child of a type with replicas (its
+    /// `Migratable::REPLICAS`, or `migration`'s setting for the type)
+    /// keeps copies of its state on the next nodes hosting the type in
+    /// `migration`, under a name made of the hub id and the child id
+    /// (a string, an atom or an integer). When its node is killed, the
+    /// member ProcessHub's ring gives the child to starts it from the
+    /// latest copy; ProcessHub keeps placing, registering and moving it
+    /// (docs/replicas.md, "Processes Horde or ProcessHub places").
+    pub fn replicas(mut self, migration: &crate::migration::Migration) -> Self {
+        self.replicas = Some(migration.replica_ctx());
         self
     }
 
@@ -163,6 +178,8 @@ impl HubBuilder {
             leaving: false,
             handing: HashMap::new(),
             notices: notices.clone(),
+            replicas: self.replicas,
+            restored: HashMap::new(),
         };
         tracing::info!(hub = %self.hub_id, dialect = %self.dialect, types = ?member.types.modules(), "joining ProcessHub hub");
         let (ready_tx, ready_rx) = oneshot::channel();

@@ -16,7 +16,9 @@
 use super::child::ChildCtl;
 use super::messages::{ExecCast, HubEvent, HubMessage, Keyword, StoredState};
 use super::registry::{key, Registry};
-use super::types::ChildTypes;
+use super::types::{ChildTypes, StartOpts};
+use crate::migration::replica::placed::{self, Fetched};
+use crate::migration::replica::placement::ReplicaCtx;
 use super::{Dialect, HubConfig, ParseError};
 use crate::migration::ring::{Ring, RingEncoding};
 use crate::pg::{PgAction, PgScope, PgSubscription};
@@ -81,6 +83,12 @@ pub(crate) struct Member {
     /// While leaving: frozen children waiting for their new pid.
     pub handing: HashMap<Vec<u8>, mpsc::UnboundedSender<ChildCtl>>,
     pub notices: broadcast::Sender<super::HubNotice>,
+    /// Replicas of the children's states (types with replicas), when
+    /// the member was given a migration service.
+    pub replicas: Option<Arc<ReplicaCtx>>,
+    /// Replicas fetched for a dead member's children that start here
+    /// next, by child id.
+    pub restored: HashMap<Vec<u8>, Fetched>,
 }
 
 impl Member {
@@ -133,6 +141,12 @@ impl Member {
                 None
             }
         }
+    }
+
+    /// How a child starts: with its replica name when it replicates.
+    pub fn start_opts(&self, cid: &Term) -> StartOpts {
+        let replica = self.replicas.as_ref().and_then(|ctx| Some((ctx.clone(), placed::processhub_name(&self.hub, cid)?)));
+        StartOpts { replica, initial: None }
     }
 
     /// Tells the subscribers (none is fine).
@@ -335,9 +349,31 @@ impl Member {
             })
             .collect();
         if !mine.is_empty() {
+            self.fetch_replicas(&mine).await;
             let mut opts = Keyword::new();
             opts.push("migration_add", Term::atom("true"));
             self.start_children(mine, opts).await;
+        }
+    }
+
+    /// The latest replicas of a dead member's children that start here,
+    /// asked of every store at once (a member may take hundreds).
+    /// Entries whose owner's node is up are not counted: such a child's
+    /// state comes by ProcessHub's handover, if at all.
+    async fn fetch_replicas(&mut self, children: &[super::messages::ChildStart]) {
+        if self.replicas.is_none() {
+            return;
+        }
+        let nodes: Vec<Atom> = std::iter::once(self.me.clone()).chain(self.node.connected_nodes()).collect();
+        let asks = children.iter().map(|c| {
+            let (node, nodes, name) = (&self.node, &nodes, placed::processhub_name(&self.hub, &c.child_id));
+            async move { placed::fetch_of_dead_owner(node, nodes, &name?).await }
+        });
+        let found = futures_util::future::join_all(asks).await;
+        for (c, f) in children.iter().zip(found) {
+            if let Some(f) = f {
+                self.restored.insert(key(&c.child_id), f);
+            }
         }
     }
 
@@ -417,7 +453,10 @@ impl Member {
             return;
         }
         tracing::warn!(hub = %self.hub, cid = ?c.cid, exit = ?msg, "hub child exited; restarting it");
-        match self.types.start(&self.node, &c.cid, &c.spec, self.dialect).await {
+        // Fresh, as ProcessHub restarts it (its replicas went with the
+        // crashed process), but replicating again.
+        let opts = self.start_opts(&c.cid);
+        match self.types.start_with(&self.node, &c.cid, &c.spec, self.dialect, opts).await {
             Ok(s) => {
                 let monitor = self.mb.monitor(&s.pid);
                 let update = HubMessage::ChildPidUpdate { child_id: c.cid.clone(), node: self.me.clone(), pid: s.pid.clone() };

@@ -9,6 +9,7 @@ use super::member::{LocalChild, Member};
 use super::messages::{ChildStart, ChildStop, HubEvent, HubMessage, Keyword, PostStartData, StartOutcome, Unregistered};
 use super::registry::key;
 use super::HubNotice;
+use crate::migration::replica::placed;
 use crate::term::{Pid, Term};
 
 impl Member {
@@ -66,14 +67,25 @@ impl Member {
 
     async fn start_one(&mut self, c: &ChildStart) -> StartOutcome {
         let k = key(&c.child_id);
+        // Taken whatever happens: a replica is for this start only.
+        let restored = self.restored.remove(&k);
         if let Some(existing) = self.local.get(&k) {
             return StartOutcome::Error(Term::tuple([Term::atom("already_started"), Term::Pid(existing.pid.clone())]));
         }
         if self.leaving {
             return StartOutcome::Error(Term::atom("erlnode_hub_leaving"));
         }
-        match self.types.start(&self.node, &c.child_id, &c.child_spec, self.dialect).await {
+        let mut opts = self.start_opts(&c.child_id);
+        if let (Some(f), Some(_)) = (&restored, &opts.replica) {
+            let (vsn, state) = crate::migration::versioned::unwrap(f.state.clone());
+            opts.initial = Some((vsn, state, f.seq));
+        }
+        match self.types.start_with(&self.node, &c.child_id, &c.child_spec, self.dialect, opts).await {
             Ok(s) => {
+                if let (Some(f), Some(name)) = (&restored, placed::processhub_name(&self.hub, &c.child_id)) {
+                    tracing::info!(hub = %self.hub, %name, pid = %s.pid, seq = f.seq, dead_owner = %f.owner, "hub child of a dead member started from its replica");
+                    placed::drop_dead_owner(&self.mb, &name, f);
+                }
                 let monitor = self.mb.monitor(&s.pid);
                 self.view.write().unwrap().registry.put(&c.child_id, &c.child_spec, &c.metadata, &self.me, &s.pid);
                 if let Some(state) = self.stored.remove(&k) {

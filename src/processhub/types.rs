@@ -34,7 +34,7 @@ type Factory = Arc<dyn Fn(Node, Term, Term, Dialect, StartOpts) -> BoxFuture<'st
 pub(crate) struct StartOpts {
     /// The replica context and the child's replica name: a type with
     /// replicas (its `REPLICAS`, or the node's setting for it) keeps them
-    /// (docs/replicas.md, "Processes Horde places").
+    /// (docs/replicas.md, "Processes Horde or ProcessHub places").
     pub replica: Option<(Arc<ReplicaCtx>, Atom)>,
     /// A state to start from, written by that version of the type (a
     /// replica's, after the previous owner's node died), and the
@@ -77,13 +77,9 @@ impl ChildTypes {
         self.by_module.get(module).map(|(t, v, _)| (*t, *v))
     }
 
-    /// Starts the child of `child_spec` as its module's Rust type; the
-    /// error is the reason ProcessHub reports for the child.
-    pub async fn start(&self, node: &Node, cid: &Term, child_spec: &Term, dialect: Dialect) -> Result<Started, Term> {
-        self.start_with(node, cid, child_spec, dialect, StartOpts::default()).await
-    }
-
-    /// As [`ChildTypes::start`], with replicas and a state to start from.
+    /// Starts the child of `child_spec` as its module's Rust type, with
+    /// replicas and a state to start from as `opts` say; the error is
+    /// the reason ProcessHub reports for the child.
     pub async fn start_with(&self, node: &Node, cid: &Term, child_spec: &Term, dialect: Dialect, opts: StartOpts) -> Result<Started, Term> {
         let (module, args) = start_mfa(child_spec)?;
         let Some((_, _, f)) = self.by_module.get(module.as_str()) else {

@@ -299,7 +299,7 @@ defmodule Erlnode.Migratable do
           {:source, args} ->
             super(args) |> Erlnode.Migratable.Runtime.replicate_from(0)
 
-          {:horde, args, handed, seq} ->
+          {:placed, args, handed, seq} ->
             Erlnode.Horde.Runtime.adopt(__MODULE__, handed, super(args))
             |> Erlnode.Migratable.Runtime.replicate_from(seq)
 

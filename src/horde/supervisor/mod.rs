@@ -160,7 +160,7 @@ impl HordeSupervisorBuilder {
     /// does the same). Horde stays in charge of placement and names.
     /// Children are told apart by their handoff key (else their registry
     /// key), which must be a string, an atom or an integer
-    /// (docs/replicas.md, "Processes Horde places").
+    /// (docs/replicas.md, "Processes Horde or ProcessHub places").
     pub fn replicas(mut self, migration: &crate::migration::Migration) -> Self {
         self.replicas = Some(migration.replica_ctx());
         self

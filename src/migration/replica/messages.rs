@@ -46,7 +46,7 @@ pub enum Msg {
     Stats,
     /// Call to a store from a process a library (Horde) restarted after
     /// its node died: `{ok, Seq, Owner, State}` for the entry of `name`,
-    /// or `none` (docs/replicas.md, "Processes Horde places").
+    /// or `none` (docs/replicas.md, "Processes Horde or ProcessHub places").
     Fetch { name: Atom },
 }
 

@@ -1,9 +1,10 @@
 //! Replicas of processes a library places: children of a Horde
-//! supervisor (docs/replicas.md, "Processes Horde places").
+//! supervisor or of a ProcessHub hub (docs/replicas.md, "Processes Horde
+//! or ProcessHub places").
 //!
-//! Horde decides where such a child runs and restarts it on another
-//! member when its node dies, and its name lives in a Horde registry,
-//! not in `global`. So erlnode's own failover must stay out of the way
+//! The library decides where such a child runs and restarts it on
+//! another member when its node dies, and its name lives in the
+//! library's registry, not in `global`. So erlnode's own failover must stay out of the way
 //! (a second copy would fight Horde's), and only the *state* is erlnode's
 //! business: the child replicates as any process with replicas does,
 //! under a name made from its supervisor and key, and the process Horde
@@ -14,7 +15,9 @@
 //!
 //! Both languages build the name the same way: `erlnode_horde:` then the
 //! supervisor's module atom, `:`, and the key with its kind (`b` a UTF-8
-//! binary, `a` an atom, `i` an integer). Other keys get no replicas.
+//! binary, `a` an atom, `i` an integer); `erlnode_processhub:` then the
+//! hub id, `:`, and the child id the same way. Other keys get no
+//! replicas.
 
 use super::messages::Msg;
 use super::STORE_NAME;
@@ -23,8 +26,11 @@ use crate::term::{Atom, Pid, Term};
 use crate::Node;
 use std::time::Duration;
 
-/// The prefix of every name a library places.
+/// The prefix of the names of Horde children.
 pub const HORDE_PREFIX: &str = "erlnode_horde:";
+
+/// The prefix of the names of ProcessHub children.
+pub const PROCESSHUB_PREFIX: &str = "erlnode_processhub:";
 
 /// How long a restarted child waits for the stores' answers.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -33,20 +39,31 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 /// (`Elixir.MyApp.Sup`), or `None` for a key of another kind or a name
 /// longer than an atom may be.
 pub fn horde_name(sup: &Atom, key: &Term) -> Option<Atom> {
+    placed_name(HORDE_PREFIX, sup, key)
+}
+
+/// The replica name of the ProcessHub child `cid` of hub `hub` (the hub
+/// id atom, `my_hub`), or `None` as for [`horde_name`].
+pub fn processhub_name(hub: &Atom, cid: &Term) -> Option<Atom> {
+    placed_name(PROCESSHUB_PREFIX, hub, cid)
+}
+
+fn placed_name(prefix: &str, owner: &Atom, key: &Term) -> Option<Atom> {
     let key = match key {
         Term::Binary(b) => format!("b{}", std::str::from_utf8(b).ok()?),
         Term::Atom(a) => format!("a{a}"),
         Term::Int(i) => format!("i{i}"),
         _ => return None,
     };
-    let name = format!("{HORDE_PREFIX}{sup}:{key}");
+    let name = format!("{prefix}{owner}:{key}");
     (name.chars().count() <= 255).then(|| Atom::new(&name))
 }
 
 /// Whether a library places the process of this replica name, so that
 /// the stores must not fail it over.
 pub fn is_placed_by_library(name: &Atom) -> bool {
-    name.as_str().starts_with(HORDE_PREFIX)
+    let n = name.as_str();
+    n.starts_with(HORDE_PREFIX) || n.starts_with(PROCESSHUB_PREFIX)
 }
 
 /// The latest replica of a process, as a store holds it.
@@ -67,6 +84,20 @@ pub struct Fetched {
 /// answer in time, or of a release without `fetch`, count as holding
 /// nothing.
 pub async fn fetch(node: &Node, nodes: &[Atom], name: &Atom) -> Option<Fetched> {
+    fetch_if(node, nodes, name, |_| true).await
+}
+
+/// [`fetch`], counting only entries whose owner's node is down: the
+/// replica of a process that died with its node. A ProcessHub child
+/// starts here for other reasons too (a join moves it, a graceful leave
+/// hands it over, a crash restarts it), and then its previous owner's
+/// node is up and the state, if any, comes by the handover.
+pub async fn fetch_of_dead_owner(node: &Node, nodes: &[Atom], name: &Atom) -> Option<Fetched> {
+    let up: std::collections::HashSet<Atom> = node.connected_nodes().into_iter().chain([node.name().clone()]).collect();
+    fetch_if(node, nodes, name, |owner| !up.contains(&owner.node)).await
+}
+
+async fn fetch_if(node: &Node, nodes: &[Atom], name: &Atom, counts: impl Fn(&Pid) -> bool) -> Option<Fetched> {
     let req = Msg::Fetch { name: name.clone() }.to_term();
     let asks = nodes.iter().map(|n| {
         let (node, req, n) = (node.clone(), req.clone(), n.clone());
@@ -86,7 +117,7 @@ pub async fn fetch(node: &Node, nodes: &[Atom], name: &Atom) -> Option<Fetched> 
     let mut best: Option<Fetched> = None;
     let mut holders = vec![];
     for (n, got) in answers {
-        let Some((seq, owner, state)) = got else {
+        let Some((seq, owner, state)) = got.filter(|(_, owner, _)| counts(owner)) else {
             continue;
         };
         holders.push((n, owner.clone()));
@@ -171,6 +202,11 @@ mod tests {
             &horde_name(&sup, &Term::Int(1)).unwrap()
         ));
         assert!(!is_placed_by_library(&Atom::new("acc1")));
+        let hub = Atom::new("my_hub");
+        let ph = processhub_name(&hub, &Term::binary(b"c1".to_vec())).unwrap();
+        assert_eq!(ph.as_str(), "erlnode_processhub:my_hub:bc1");
+        assert!(is_placed_by_library(&ph));
+        assert_eq!(processhub_name(&hub, &Term::tuple([])), None);
     }
 
     #[test]

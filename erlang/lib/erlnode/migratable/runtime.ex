@@ -59,7 +59,7 @@ defmodule Erlnode.Migratable.Runtime do
 
   # Started by a Horde supervisor through `use Erlnode.Horde`: take the
   # state the process this one replaces left in the supervisor's CRDT.
-  # With replicas (docs/replicas.md, "Processes Horde places"), a child
+  # With replicas (docs/replicas.md, "Processes Horde or ProcessHub places"), a child
   # with no handed-over state starts from its latest replica, if any (the
   # child Horde restarts after its node died).
   def init_arg(module, {:"$erlnode_horde", sup, key, args}),
@@ -77,15 +77,36 @@ defmodule Erlnode.Migratable.Runtime do
       nil when rname != nil ->
         case Erlnode.Replica.Placed.fetch(rname) do
           nil ->
-            {:horde, args, nil, 0}
+            {:placed, args, nil, 0}
 
           {seq, state} ->
             Logger.info("#{inspect(module)} #{inspect(key)}: started from its replica (seq #{seq})")
-            {:horde, args, unversioned(state), seq}
+            {:placed, args, unversioned(state), seq}
         end
 
       handed ->
-        {:horde, args, handed, 0}
+        {:placed, args, handed, 0}
+    end
+  end
+
+  # Started by a ProcessHub hub through `use Erlnode.ProcessHub`. With
+  # replicas, a child whose previous owner's node is down starts from its
+  # latest replica (ProcessHub restarted it after that node died); on a
+  # move the state comes later, by HotSwap's handover message.
+  def init_arg(module, {:"$erlnode_processhub", hub, cid, args}) do
+    put_meta(module, args, nil, [])
+    meta = Process.get(@meta)
+    {n, _} = Erlnode.Replica.config(meta.type, meta.opts)
+    rname = if n > 0, do: Erlnode.Replica.Placed.processhub_name(hub, cid), else: nil
+    Process.put(@meta, Map.put(meta, :replica_name, rname))
+
+    case rname && Erlnode.Replica.Placed.fetch(rname, :dead_owner) do
+      {seq, state} ->
+        Logger.info("#{inspect(module)} #{inspect(cid)}: started from its replica (seq #{seq})")
+        {:placed, args, unversioned(state), seq}
+
+      _ ->
+        {:placed, args, nil, 0}
     end
   end
 

@@ -24,8 +24,9 @@ defmodule Erlnode.Replica.Owner do
   # Called from init/1: starts replicating if the process has replicas.
   def start(meta, seq \\ 0) do
     {n, mode} = Replica.config(meta.type, meta.opts)
-    # a Horde child replicates under a name made of its supervisor and
-    # key (Erlnode.Replica.Placed); other processes under their name
+    # a Horde or ProcessHub child replicates under a name made of its
+    # supervisor or hub and key (Erlnode.Replica.Placed); other processes
+    # under their name
     name = Map.get(meta, :replica_name) || meta.name
 
     if n > 0 and name != nil do
@@ -309,6 +310,22 @@ defmodule Erlnode.Replica.Owner do
     end
 
     Process.delete(@key)
+  end
+
+  # Before the process hands its state to the process replacing it (a
+  # ProcessHub move, Erlnode.ProcessHub): the replicas get the last state,
+  # then are forgotten, and nothing replicates from here on; the new
+  # process replicates what it adopts.
+  def leave(state) do
+    case Process.get(@key) do
+      nil ->
+        :ok
+
+      r ->
+        flush(r, state)
+        forget_all()
+        :ok
+    end
   end
 
   # A successful migration: the target's owner takes the replicas over.

@@ -1,27 +1,34 @@
 defmodule Erlnode.Replica.Placed do
   @moduledoc false
-  # docs/replicas.md, "Processes Horde places": replicas of a
-  # `use Erlnode.Horde` child. Horde places the child and restarts it
-  # when its node dies; erlnode only keeps its state. The replica name is
-  # built exactly as the Rust side builds it (src/migration/replica/
-  # placed.rs): "erlnode_horde:" <> supervisor <> ":" <> kind <> key,
-  # kind `b` (UTF-8 binary), `a` (atom) or `i` (integer); other keys get
-  # no replicas. Stores never fail these names over; the process Horde
-  # starts in its place fetches the latest state from them.
+  # docs/replicas.md, "Processes Horde or ProcessHub places": replicas
+  # of a `use Erlnode.Horde` or `use Erlnode.ProcessHub` child. The
+  # library places the child and restarts it when its node dies; erlnode
+  # only keeps its state. The replica name is built exactly as the Rust
+  # side builds it (src/migration/replica/placed.rs): "erlnode_horde:" <>
+  # supervisor <> ":" <> kind <> key, or "erlnode_processhub:" <> hub <>
+  # ":" <> kind <> child id, kind `b` (UTF-8 binary), `a` (atom) or `i`
+  # (integer); other keys get no replicas. Stores never fail these names
+  # over; the process the library starts in its place fetches the latest
+  # state from them.
 
   alias Erlnode.Replica
 
-  @prefix "erlnode_horde:"
+  @horde "erlnode_horde:"
+  @processhub "erlnode_processhub:"
   @fetch_timeout 2_000
   @holders :"$erlnode_placed_holders"
 
-  def horde_name(sup, key) when is_atom(sup) do
+  def horde_name(sup, key) when is_atom(sup), do: name(@horde, sup, key)
+
+  def processhub_name(hub, cid) when is_atom(hub), do: name(@processhub, hub, cid)
+
+  defp name(prefix, owner, key) do
     case kind(key) do
       nil ->
         nil
 
       k ->
-        name = @prefix <> Atom.to_string(sup) <> ":" <> k
+        name = prefix <> Atom.to_string(owner) <> ":" <> k
         if String.length(name) <= 255, do: String.to_atom(name), else: nil
     end
   end
@@ -31,18 +38,26 @@ defmodule Erlnode.Replica.Placed do
   defp kind(key) when is_integer(key), do: "i" <> Integer.to_string(key)
   defp kind(_), do: nil
 
-  def placed?(name) when is_atom(name), do: String.starts_with?(Atom.to_string(name), @prefix)
+  def placed?(name) when is_atom(name), do: String.starts_with?(Atom.to_string(name), [@horde, @processhub])
   def placed?(_), do: false
 
   # The latest replica of `name` on any connected node's store:
   # `{seq, versioned_state}` or nil. The nodes that held one are kept
   # (process dictionary) so `forget_dead_owner/1` can clear them once
-  # the process runs.
-  def fetch(name) do
+  # the process runs. With `:dead_owner`, only entries whose owner's node
+  # is down count (a ProcessHub child also starts on moves and crash
+  # restarts, when its previous owner's node is up).
+  def fetch(name, which \\ :any) do
     {replies, _bad} =
       :gen_server.multi_call([node() | Node.list()], Replica.store_name(), {Replica.tag(), Replica.vsn(), :fetch, name}, @fetch_timeout)
 
-    found = for {n, {:ok, seq, owner, state}} <- replies, is_integer(seq), do: {n, seq, owner, state}
+    up = [node() | Node.list(:connected)]
+
+    found =
+      for {n, {:ok, seq, owner, state}} <- replies,
+          is_integer(seq) and is_pid(owner),
+          which == :any or node(owner) not in up,
+          do: {n, seq, owner, state}
 
     case Enum.max_by(found, fn {_, seq, _, _} -> seq end, fn -> nil end) do
       nil ->
