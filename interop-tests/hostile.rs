@@ -453,6 +453,64 @@ async fn bad_fragment_sequences_close_the_link() {
     s.assert_still_serves().await;
 }
 
+/// Large frames are read past the link's buffer, and a continuation's
+/// body straight into its message (issue 16): two fragmented messages of
+/// uneven, interleaved fragments (a first fragment smaller than the
+/// rest, so the announced size is short and the buffer grows; small and
+/// large continuations; an empty one), and a large unfragmented message,
+/// all arrive intact and in order.
+#[tokio::test(flavor = "multi_thread")]
+async fn interleaved_large_fragments_arrive_intact() {
+    let mut s = setup(|b| b).await;
+    let mut mb = s.rust.spawn_mailbox();
+    let mut h = s.hostile().await;
+    let body_of = |fill: u8, n: usize| {
+        let mut body = encode(&Term::tuple([Term::Int(2), Term::atom(""), Term::Pid(mb.pid().clone())]));
+        let payload: Vec<u8> = (0..n).map(|i| fill ^ (i % 251) as u8).collect();
+        body.extend(encode(&Term::binary(payload.clone())));
+        (body, payload)
+    };
+    let (one, one_payload) = body_of(0x11, 300_000);
+    let (two, two_payload) = body_of(0x22, 200_000);
+    // one: 20 KB, 100 KB, 0 B, 3 KB, the rest; two: 64 KB, 64 KB, the rest.
+    let cuts = |b: &[u8], sizes: &[usize]| -> Vec<Vec<u8>> {
+        let mut out = vec![];
+        let mut at = 0;
+        for n in sizes {
+            out.push(b[at..at + n].to_vec());
+            at += n;
+        }
+        out.push(b[at..].to_vec());
+        out
+    };
+    let p1 = cuts(&one, &[20_000, 100_000, 0, 3_000]);
+    let p2 = cuts(&two, &[65_536, 65_536]);
+    let mut bytes = frag_first(1, p1.len() as u64, &p1[0]);
+    bytes.extend(frag_first(2, p2.len() as u64, &p2[0]));
+    let (mut i1, mut i2) = (1, 1);
+    while i1 < p1.len() || i2 < p2.len() {
+        if i1 < p1.len() {
+            bytes.extend(frag_cont(1, (p1.len() - i1) as u64, &p1[i1]));
+            i1 += 1;
+        }
+        if i2 < p2.len() {
+            bytes.extend(frag_cont(2, (p2.len() - i2) as u64, &p2[i2]));
+            i2 += 1;
+        }
+    }
+    // A large message in one frame.
+    let (three, three_payload) = body_of(0x33, 50_000);
+    let mut whole = vec![131, 68, 0];
+    whole.extend(three);
+    bytes.extend(frame(&whole));
+    h.write(&bytes).await;
+    // two completes first (3 fragments against 5).
+    assert_eq!(mb.recv_timeout(T).await.unwrap(), Term::binary(two_payload));
+    assert_eq!(mb.recv_timeout(T).await.unwrap(), Term::binary(one_payload));
+    assert_eq!(mb.recv_timeout(T).await.unwrap(), Term::binary(three_payload));
+    s.assert_still_serves().await;
+}
+
 // ---------------------------------------------------------------------
 // Well-formed terms that are not valid control messages: logged and
 // dropped, the link stays up.

@@ -3,27 +3,34 @@
 //! different messages may interleave, so partial messages are keyed by
 //! sequence id.
 //!
-//! Pieces are kept as received (no growing buffer that would hold up to
-//! twice its contents) and joined into one buffer of the exact size when
-//! the last one arrives. [`Reassembler::buffered`] is what the pieces
-//! cost, bookkeeping included; the link charges it to its memory budget.
+//! Each message is assembled in one buffer reserved at its first
+//! fragment for the size that fragment announces (its length times the
+//! number of fragments, within `max_message`), and the link reads each
+//! continuation's body from the socket straight into it
+//! ([`Reassembler::cont_buffer`]): the kernel's copy is the only one, as
+//! on the BEAM, and no second buffer joins pieces (issue 16, large
+//! messages). The reservation is address space only until bytes arrive
+//! (the allocator maps large blocks lazily) and is made with
+//! `try_reserve`, so an announcement the system cannot back is refused,
+//! never an abort. [`Reassembler::buffered`] counts the bytes received
+//! and the bookkeeping, as memory holds them; the link charges it to its
+//! memory budget.
 
 use super::FrameError;
 use crate::term::Atom;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::collections::HashMap;
 
-/// What holding one piece costs beyond its bytes: the frame header of a
-/// continuation, the `Bytes` handle and its slot in the list. Counting it
-/// keeps a flood of empty fragments from being free.
+/// What each fragment costs beyond its bytes: the frame header of a
+/// continuation and the bookkeeping. Counting it keeps a flood of empty
+/// fragments from being free.
 pub const PIECE_OVERHEAD: usize = 64;
 
 struct Partial {
     atoms: Vec<Atom>,
     next_id: u64,
-    pieces: Vec<Bytes>,
-    /// Message bytes in `pieces`.
-    len: usize,
+    /// The message so far, with room reserved for the rest.
+    buf: Vec<u8>,
     /// What this partial message costs (its share of `buffered`).
     cost: usize,
 }
@@ -59,44 +66,67 @@ impl Reassembler {
         if body.len() > self.max_message {
             return Err(FrameError::Limit(format!("fragmented message larger than {} bytes", self.max_message)));
         }
-        // A copy, so the frame (whose header may carry up to 64 KiB of
-        // atom-cache text) is not kept alive by a slice of it.
-        let body = Bytes::copy_from_slice(&body);
-        let cost = body.len() + PIECE_OVERHEAD + atoms.len() * std::mem::size_of::<Atom>() + std::mem::size_of::<Partial>();
+        // The BEAM cuts a message into equal fragments (the last one
+        // shorter): this one's length times their number covers it.
+        let announced = (body.len() as u64).saturating_mul(fragment_id).min(self.max_message as u64) as usize;
+        let mut buf = Vec::new();
+        if buf.try_reserve_exact(announced).is_err() {
+            // Refused by the system: grow as fragments come instead.
+            buf.try_reserve_exact(body.len()).map_err(|_| FrameError::Limit(format!("cannot allocate {} bytes", body.len())))?;
+        }
+        buf.extend_from_slice(&body);
+        let cost = buf.len() + PIECE_OVERHEAD + atoms.len() * std::mem::size_of::<Atom>() + std::mem::size_of::<Partial>();
         self.buffered += cost;
-        self.partial.insert(seq, Partial { atoms, next_id: fragment_id - 1, len: body.len(), pieces: vec![body], cost });
+        self.partial.insert(seq, Partial { atoms, next_id: fragment_id - 1, buf, cost });
         Ok(None)
     }
 
-    /// Adds a continuation; returns the message when it is complete.
-    pub fn cont(&mut self, seq: u64, fragment_id: u64, body: Bytes) -> Result<Option<(Vec<Atom>, Bytes)>, FrameError> {
+    /// The buffer the body of continuation `fragment_id` of `seq`, `len`
+    /// bytes, is to be appended to (room for it reserved, and charged to
+    /// [`Reassembler::buffered`]); then call
+    /// [`Reassembler::cont_appended`]. Errors for an unknown sequence, a
+    /// fragment out of order or a message over `max_message`.
+    pub fn cont_buffer(&mut self, seq: u64, fragment_id: u64, len: usize) -> Result<&mut Vec<u8>, FrameError> {
         let Some(p) = self.partial.get_mut(&seq) else {
             return Err(FrameError::Malformed(format!("continuation of unknown fragment sequence {seq}")));
         };
         if fragment_id != p.next_id {
             return Err(FrameError::Malformed(format!("fragment {fragment_id} of sequence {seq} out of order (expected {})", p.next_id)));
         }
-        let len = body.len();
-        if p.len + len > self.max_message {
+        if p.buf.len() + len > self.max_message {
             return Err(FrameError::Limit(format!("fragmented message larger than {} bytes", self.max_message)));
         }
-        p.len += len;
+        if p.buf.capacity() - p.buf.len() < len {
+            // The first fragment announced too little (or its reservation
+            // was refused): grow, amortised.
+            tracing::debug!(seq, announced = p.buf.capacity(), "fragmented message longer than its first fragment announced");
+            p.buf.try_reserve(len).map_err(|_| FrameError::Limit(format!("cannot allocate {} more bytes", len)))?;
+        }
         p.cost += len + PIECE_OVERHEAD;
         self.buffered += len + PIECE_OVERHEAD;
-        p.pieces.push(body);
+        Ok(&mut p.buf)
+    }
+
+    /// After the body of `fragment_id` was appended to
+    /// [`Reassembler::cont_buffer`]'s buffer: the message when it was the
+    /// last fragment.
+    pub fn cont_appended(&mut self, seq: u64, fragment_id: u64) -> Option<(Vec<Atom>, Bytes)> {
+        let p = self.partial.get_mut(&seq)?;
         if fragment_id > 1 {
             p.next_id -= 1;
-            return Ok(None);
+            return None;
         }
         let p = self.partial.remove(&seq).expect("present above");
         self.buffered -= p.cost;
-        // Each piece is freed as soon as it is copied: the peak is the
-        // message plus one piece, not twice the message.
-        let mut whole = BytesMut::with_capacity(p.len);
-        for piece in p.pieces {
-            whole.extend_from_slice(&piece);
-        }
-        Ok(Some((p.atoms, whole.freeze())))
+        // Bytes takes the Vec's allocation over: no copy.
+        Some((p.atoms, Bytes::from(p.buf)))
+    }
+
+    /// Adds a continuation already read; returns the message when it is
+    /// complete.
+    pub fn cont(&mut self, seq: u64, fragment_id: u64, body: Bytes) -> Result<Option<(Vec<Atom>, Bytes)>, FrameError> {
+        self.cont_buffer(seq, fragment_id, body.len())?.extend_from_slice(&body);
+        Ok(self.cont_appended(seq, fragment_id))
     }
 }
 
@@ -138,6 +168,34 @@ mod tests {
         assert_eq!(r.buffered(), after_first + PIECE_OVERHEAD);
         let (_, m) = r.cont(1, 1, Bytes::from(vec![2u8; 10])).unwrap().unwrap();
         assert_eq!(m.len(), 1010);
+        assert_eq!(&m[..1000], &[1u8; 1000][..]);
+        assert_eq!(r.buffered(), 0);
+    }
+
+    #[test]
+    fn the_announced_size_is_reserved_capped_and_a_short_one_grows() {
+        // Room for the three fragments the first announces: appending the
+        // rest does not move the buffer.
+        let mut r = Reassembler::new(1 << 20, 16);
+        r.first(1, 3, vec![], Bytes::from(vec![1u8; 1000])).unwrap();
+        let at = r.cont_buffer(1, 2, 1000).unwrap();
+        assert!(at.capacity() >= 3000, "{}", at.capacity());
+        let start = at.as_ptr();
+        at.extend_from_slice(&[2u8; 1000]);
+        assert!(r.cont_appended(1, 2).is_none());
+        r.cont_buffer(1, 1, 900).unwrap().extend_from_slice(&[3u8; 900]);
+        let (_, m) = r.cont_appended(1, 1).unwrap();
+        assert_eq!((m.len(), m.as_ptr()), (2900, start), "assembled in place, handed over without a copy");
+        // A first fragment claiming 2^40 fragments reserves max_message
+        // at most, and only the bytes received count.
+        let mut r = Reassembler::new(1 << 16, 16);
+        r.first(7, 1 << 40, vec![], Bytes::from(vec![0u8; 100])).unwrap();
+        assert!(r.buffered() < 1024, "{}", r.buffered());
+        // A first fragment smaller than the rest: the buffer grows.
+        let mut r = Reassembler::new(1 << 20, 16);
+        r.first(1, 2, vec![], Bytes::from(vec![1u8; 10])).unwrap();
+        let (_, m) = r.cont(1, 1, Bytes::from(vec![2u8; 5000])).unwrap().unwrap();
+        assert_eq!(m.len(), 5010);
         assert_eq!(r.buffered(), 0);
     }
 }

@@ -13,6 +13,21 @@ pub const DIST_FRAG_HEADER: u8 = 69;
 pub const DIST_FRAG_CONT: u8 = 70;
 pub const PASS_THROUGH: u8 = 112;
 
+/// The header of a continuation fragment: 131, 70, sequence id and
+/// fragment id (8 bytes each); its body follows.
+pub const CONT_HEAD: usize = 18;
+
+/// The sequence and fragment id of a continuation fragment's header
+/// (`head`, its first [`CONT_HEAD`] bytes); `None` for any other frame.
+pub fn continuation(head: &[u8]) -> Option<(u64, u64)> {
+    match head {
+        [VERSION_MAGIC, DIST_FRAG_CONT, rest @ ..] if rest.len() == 16 => {
+            Some((u64::from_be_bytes(rest[..8].try_into().unwrap()), u64::from_be_bytes(rest[8..].try_into().unwrap())))
+        }
+        _ => None,
+    }
+}
+
 /// A frame's meaning once its header is read.
 #[derive(Debug)]
 pub enum FramePart {

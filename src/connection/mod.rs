@@ -3,7 +3,9 @@
 //! keeps the link alive with ticks.
 //!
 //! Flow in: socket -> 4-byte length -> [`header::parse_frame`] (atom cache,
-//! fragments) -> ETF decode of control + payload -> [`Control`] ->
+//! fragments; a continuation fragment's body is read from the socket
+//! straight into its message, [`fragments`]) -> ETF decode of control +
+//! payload -> [`Control`] ->
 //! [`Inbound::deliver`] (the node routes it to a mailbox or service).
 //! Flow out: [`Connection::send`] encodes into the [`outbox::Outbox`] buffer
 //! -> writer task -> one `write_all` for everything queued.
@@ -23,7 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufRead, AsyncReadExt, AsyncWriteExt, BufReader};
 
-/// Frames at least this large are read past the BufReader.
+/// Frames at least this large are read past the BufReader (and the
+/// length of the frame after one).
 const DIRECT_READ: usize = 16 * 1024;
 
 pub use budget::{BudgetError, InputBudget};
@@ -239,12 +242,15 @@ async fn read_frames(
     let mut rd = BufReader::with_capacity(128 * 1024, rd);
     let mut cache = atom_cache::AtomCache::default();
     let mut reasm = fragments::Reassembler::new(cfg.max_message, cfg.max_fragment_sequences);
+    let tick = cfg.net_ticktime;
+    // In a run of large frames (the fragments of a large message) the
+    // next length is read past the BufReader too: refilling it would pull
+    // the next fragment's body into its buffer, a copy more.
+    let mut large = false;
     loop {
-        let len = match tokio::time::timeout(cfg.net_ticktime, rd.read_u32()).await {
-            Err(_) => return Err(format!("net_tick_timeout: nothing received for {:?}", cfg.net_ticktime)),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Ok(Err(e)) => return Err(format!("read error: {e}")),
-            Ok(Ok(n)) => n as usize,
+        let len = match read_len(&mut rd, large, tick).await? {
+            None => return Ok(()),
+            Some(n) => n,
         };
         if len == 0 {
             continue; // tick
@@ -258,38 +264,39 @@ async fn read_frames(
             tracing::warn!(peer = %conn.peer, frame = len, held = budget.held(), error = %e, "closing the link: over its memory budget");
             return Err(e.to_string());
         }
-        let mut buf = BytesMut::with_capacity(len);
-        // A large frame (a fragment) takes what the BufReader holds, then
-        // the rest straight from the socket: one copy fewer than through
-        // the BufReader's buffer (issue 16, large messages).
-        if len >= DIRECT_READ {
-            let held = rd.buffer();
-            let n = held.len().min(len);
-            buf.extend_from_slice(&held[..n]);
-            std::pin::Pin::new(&mut rd).consume(n);
-        }
-        // SAFETY-free fill: read_buf appends; loop until the frame is whole.
-        while buf.len() < len {
-            let want = len - buf.len();
-            let read = if len >= DIRECT_READ {
-                // The BufReader is empty here (taken above, never refilled).
-                tokio::time::timeout(cfg.net_ticktime, rd.get_mut().take(want as u64).read_buf(&mut buf)).await
-            } else {
-                tokio::time::timeout(cfg.net_ticktime, (&mut rd).take(want as u64).read_buf(&mut buf)).await
-            };
-            match read {
-                Err(_) => return Err("net_tick_timeout in the middle of a frame".into()),
-                Ok(Ok(0)) => return Err("peer closed the connection in the middle of a frame".into()),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(format!("read error: {e}")),
+        large = len >= DIRECT_READ;
+        let whole = if large {
+            // A large frame is read straight from the socket (after what
+            // the BufReader holds); a continuation's body goes straight
+            // into its message's buffer (issue 16, large messages).
+            let mut head = Vec::with_capacity(header::CONT_HEAD);
+            read_direct(&mut rd, &mut head, len.min(header::CONT_HEAD), tick).await?;
+            match header::continuation(&head) {
+                Some((seq, fragment_id)) => {
+                    let body = len - header::CONT_HEAD;
+                    let dst = reasm.cont_buffer(seq, fragment_id, body).map_err(|e| e.to_string())?;
+                    read_direct(&mut rd, dst, body, tick).await?;
+                    reasm.cont_appended(seq, fragment_id)
+                }
+                None => {
+                    let mut buf = Vec::with_capacity(len);
+                    buf.extend_from_slice(&head);
+                    read_direct(&mut rd, &mut buf, len - head.len(), tick).await?;
+                    reassemble(Bytes::from(buf), &mut cache, &mut reasm)?
+                }
             }
-        }
-        let whole = match header::parse_frame(buf.freeze(), &mut cache).map_err(|e| e.to_string())? {
-            header::FramePart::Whole { atoms, body } => Some((atoms, body)),
-            header::FramePart::First { seq, fragment_id, atoms, body } => {
-                reasm.first(seq, fragment_id, atoms, body).map_err(|e| e.to_string())?
+        } else {
+            let mut buf = BytesMut::with_capacity(len);
+            while buf.len() < len {
+                let want = len - buf.len();
+                match tokio::time::timeout(tick, (&mut rd).take(want as u64).read_buf(&mut buf)).await {
+                    Err(_) => return Err("net_tick_timeout in the middle of a frame".into()),
+                    Ok(Ok(0)) => return Err("peer closed the connection in the middle of a frame".into()),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(format!("read error: {e}")),
+                }
             }
-            header::FramePart::Cont { seq, fragment_id, body } => reasm.cont(seq, fragment_id, body).map_err(|e| e.to_string())?,
+            reassemble(buf.freeze(), &mut cache, &mut reasm)?
         };
         if let Some((atoms, body)) = whole {
             let (ctl, payload) = decode_message(&body, &atoms, &cfg.decode).map_err(|e| format!("{e}"))?;
@@ -298,9 +305,57 @@ async fn read_frames(
                 Err(e) => tracing::warn!(peer = %conn.peer, error = %e, "dropping unknown or malformed control message"),
             }
         }
-        // Shrinking never fails.
+        // Shrinking never fails (what the frame added was charged above).
         let _ = budget.hold(reasm.buffered());
     }
+}
+
+/// The next frame's length; `None` when the peer closed the link between
+/// frames. `direct`: read past the BufReader when it is empty.
+async fn read_len(rd: &mut BufReader<Reader>, direct: bool, tick: Duration) -> Result<Option<usize>, String> {
+    let read = if direct && rd.buffer().is_empty() {
+        let mut b = [0u8; 4];
+        tokio::time::timeout(tick, rd.get_mut().read_exact(&mut b)).await.map(|r| r.map(|_| u32::from_be_bytes(b)))
+    } else {
+        tokio::time::timeout(tick, rd.read_u32()).await
+    };
+    match read {
+        Err(_) => Err(format!("net_tick_timeout: nothing received for {tick:?}")),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Ok(Err(e)) => Err(format!("read error: {e}")),
+        Ok(Ok(n)) => Ok(Some(n as usize)),
+    }
+}
+
+/// Appends exactly `n` more bytes of the frame to `dst`: what the
+/// BufReader holds first, then straight from the socket, so a large body
+/// is copied once, by the kernel.
+async fn read_direct(rd: &mut BufReader<Reader>, dst: &mut Vec<u8>, n: usize, tick: Duration) -> Result<(), String> {
+    let held = rd.buffer();
+    let k = held.len().min(n);
+    dst.extend_from_slice(&held[..k]);
+    std::pin::Pin::new(&mut *rd).consume(k);
+    let end = dst.len() + (n - k);
+    dst.reserve(n - k);
+    while dst.len() < end {
+        let want = end - dst.len();
+        match tokio::time::timeout(tick, rd.get_mut().take(want as u64).read_buf(dst)).await {
+            Err(_) => return Err("net_tick_timeout in the middle of a frame".into()),
+            Ok(Ok(0)) => return Err("peer closed the connection in the middle of a frame".into()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("read error: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// A whole frame's header, then the message it completes, if any.
+fn reassemble(frame: Bytes, cache: &mut atom_cache::AtomCache, reasm: &mut fragments::Reassembler) -> Result<Option<(Vec<Atom>, Bytes)>, String> {
+    Ok(match header::parse_frame(frame, cache).map_err(|e| e.to_string())? {
+        header::FramePart::Whole { atoms, body } => Some((atoms, body)),
+        header::FramePart::First { seq, fragment_id, atoms, body } => reasm.first(seq, fragment_id, atoms, body).map_err(|e| e.to_string())?,
+        header::FramePart::Cont { seq, fragment_id, body } => reasm.cont(seq, fragment_id, body).map_err(|e| e.to_string())?,
+    })
 }
 
 /// Decodes the control term and, when present, the payload term.
