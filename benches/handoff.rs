@@ -103,7 +103,13 @@ async fn run() {
     println!();
     println!("| state | queue | Rust -> Rust p50 | p99 | Elixir -> Elixir p50 (erlnode_ex, same run) | p99 | floor (bytes/bandwidth + RTT) | Rust p50 / floor |");
     println!("|---|---|---|---|---|---|---|---|");
+    // For profiling: HANDOFF_ONLY=<state label> ("1 MB") runs that
+    // state's rows alone, without the rebalance rows.
+    let only = std::env::var("HANDOFF_ONLY").ok();
     for (size, label) in [(1024usize, "1 KB"), (1024 * 1024, "1 MB")] {
+        if only.as_deref().is_some_and(|o| o != label) {
+            continue;
+        }
         for queue in [0usize, 1000] {
             let name = format!("blob_{size}_{queue}");
             ma.start_process::<Blob>(size, &name).await.unwrap();
@@ -161,6 +167,9 @@ async fn run() {
     println!("| accounts on c | moved to d on its join | registered in global | rebalance on join | per process moved |");
     println!("|---|---|---|---|---|");
     for n in summary::pick(vec![1_000, 10_000, 30_000], vec![1_000, 5_000]) {
+        if only.is_some() {
+            break;
+        }
         rebalance_on_join(epmd, n).await;
     }
     a.shutdown().await;
