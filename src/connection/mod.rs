@@ -8,7 +8,8 @@
 //! payload -> [`Control`] ->
 //! [`Inbound::deliver`] (the node routes it to a mailbox or service).
 //! Flow out: [`Connection::send`] encodes into the [`outbox::Outbox`] buffer
-//! -> writer task -> one `write_all` for everything queued.
+//! -> writer task -> one `write_all` for everything queued (a vectored
+//! write when a fragmented message's headers go between its chunks).
 
 pub mod atom_cache;
 pub mod budget;
@@ -358,6 +359,21 @@ fn reassemble(frame: Bytes, cache: &mut atom_cache::AtomCache, reasm: &mut fragm
     })
 }
 
+/// Writes every piece, in order, with as few `writev`s as the kernel
+/// takes (the standard library caps each at IOV_MAX slices).
+async fn write_pieces(wr: &mut Writer, pieces: &[&[u8]]) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> = pieces.iter().filter(|p| !p.is_empty()).map(|p| std::io::IoSlice::new(p)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = wr.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
+}
+
 /// Decodes the control term and, when present, the payload term.
 pub fn decode_message(body: &Bytes, atoms: &[Atom], limits: &DecodeLimits) -> Result<(Term, Option<Term>), FrameError> {
     let (ctl, used) = decode_bytes_with_cache(body, atoms, limits)?;
@@ -372,7 +388,11 @@ pub fn decode_message(body: &Bytes, atoms: &[Atom], limits: &DecodeLimits) -> Re
 }
 
 async fn write_loop(conn: Arc<Connection>, mut wr: Writer, tick_every: Duration, inbound: Arc<dyn Inbound>) {
-    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut taken = outbox::Taken::default();
+    taken.bytes.reserve(64 * 1024);
+    // For writers without vectored writes (TLS): the pieces in one buffer.
+    let mut flat = Vec::new();
+    let vectored = wr.is_write_vectored();
     let mut last_write = Instant::now();
     let result: Result<(), String> = async {
         loop {
@@ -382,9 +402,15 @@ async fn write_loop(conn: Arc<Connection>, mut wr: Writer, tick_every: Duration,
                     _ = tokio::time::sleep(tick_every) => {}
                 }
             }
-            conn.outbox.take(&mut buf);
-            if !buf.is_empty() {
-                wr.write_all(&buf).await.map_err(|e| format!("write error: {e}"))?;
+            conn.outbox.take(&mut taken);
+            if !taken.is_empty() {
+                if taken.is_plain() {
+                    wr.write_all(&taken.bytes).await.map_err(|e| format!("write error: {e}"))?;
+                } else if vectored {
+                    write_pieces(&mut wr, &taken.pieces()).await.map_err(|e| format!("write error: {e}"))?;
+                } else {
+                    wr.write_all(taken.flatten_into(&mut flat)).await.map_err(|e| format!("write error: {e}"))?;
+                }
                 // TLS holds records until flushed; a no-op over TCP.
                 wr.flush().await.map_err(|e| format!("write error: {e}"))?;
                 last_write = Instant::now();
@@ -392,8 +418,12 @@ async fn write_loop(conn: Arc<Connection>, mut wr: Writer, tick_every: Duration,
                 // but keep it during one: the next large message then
                 // reuses its pages instead of faulting in fresh ones
                 // (measured: most of a 64 MB send's time).
-                if buf.capacity() > 4 * 1024 * 1024 && buf.len() < buf.capacity() / 8 {
-                    buf = Vec::with_capacity(64 * 1024);
+                if taken.bytes.capacity() > 4 * 1024 * 1024 && taken.bytes.len() < taken.bytes.capacity() / 8 {
+                    taken = outbox::Taken::default();
+                    taken.bytes.reserve(64 * 1024);
+                }
+                if flat.capacity() > 4 * 1024 * 1024 {
+                    flat = Vec::new();
                 }
             } else if conn.outbox.is_closed() {
                 let _ = wr.shutdown().await;
@@ -408,5 +438,77 @@ async fn write_loop(conn: Arc<Connection>, mut wr: Writer, tick_every: Duration,
     .await;
     if let Err(reason) = result {
         conn.finish(&inbound, reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A writer that takes at most 7 bytes per call, from any slices.
+    struct Trickle(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl tokio::io::AsyncWrite for Trickle {
+        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+            let n = buf.len().min(7);
+            self.0.lock().unwrap().extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_write_vectored(self: Pin<&mut Self>, _: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+            let mut left = 7;
+            let mut out = self.0.lock().unwrap();
+            for b in bufs {
+                let n = b.len().min(left);
+                out.extend_from_slice(&b[..n]);
+                left -= n;
+                if left == 0 {
+                    break;
+                }
+            }
+            Poll::Ready(Ok(7 - left))
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn vectored_writes_send_every_piece_in_order_across_partial_writes() {
+        // A small message, a fragmented one, a small one: what a writer
+        // taking 7 bytes at a time gets is exactly the flattened queue,
+        // and the fragments' chunks were never copied within the queue.
+        let o = outbox::Outbox::new(true, outbox::DEFAULT_BUSY_LIMIT, false, true);
+        o.push(&Term::Int(1), None).unwrap();
+        let big = Term::Binary(Bytes::from((0..outbox::FRAGMENT_SIZE * 2 + 99).map(|i| (i % 253) as u8).collect::<Vec<u8>>()));
+        o.push(&Term::atom("ctl"), Some(&big)).unwrap();
+        o.push(&Term::Int(2), None).unwrap();
+        let mut t = outbox::Taken::default();
+        o.take(&mut t);
+        let pieces = t.pieces();
+        let inside = |p: &[u8]| t.bytes.as_ptr_range().contains(&p.as_ptr());
+        assert_eq!(pieces.iter().filter(|p| p.len() >= outbox::FRAGMENT_SIZE && inside(p)).count(), 2, "the full chunks are the queue's own bytes");
+        let mut flat = Vec::new();
+        let want = t.flatten_into(&mut flat).to_vec();
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut wr: Writer = Box::new(Trickle(got.clone()));
+        write_pieces(&mut wr, &pieces).await.unwrap();
+        assert_eq!(*got.lock().unwrap(), want);
+        // 1 small frame, 3 fragments, 1 small frame.
+        let mut frames = 0;
+        let mut b = &want[..];
+        while !b.is_empty() {
+            let len = u32::from_be_bytes(b[..4].try_into().unwrap()) as usize;
+            b = &b[4 + len..];
+            frames += 1;
+        }
+        assert_eq!(frames, 5);
     }
 }

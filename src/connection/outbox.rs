@@ -39,6 +39,9 @@ pub struct Outbox {
 /// holds, which must change in the order frames are queued.
 struct Queue {
     bytes: Vec<u8>,
+    /// How `bytes` goes out once a fragmented message is in it (else
+    /// empty: `bytes` as it is).
+    frames: Frames,
     cache: Option<SendCache>,
     /// Without the atom cache: atoms as text, and whether the peer takes
     /// native records.
@@ -88,6 +91,7 @@ impl Outbox {
         Outbox {
             buf: Mutex::new(Queue {
                 bytes: Vec::with_capacity(64 * 1024),
+                frames: Frames::default(),
                 cache: atom_cache.then(|| SendCache::new(records)),
                 text: LinkAtoms::new(records),
                 header: Vec::new(),
@@ -155,7 +159,7 @@ impl Outbox {
     }
 
     fn encode(&self, q: &mut Queue, control: &Term, payload: Option<&Term>) -> Result<(), Unencodable> {
-        let Queue { bytes: buf, cache, text, header } = q;
+        let Queue { bytes: buf, frames, cache, text, header } = q;
         let start = buf.len();
         buf.extend_from_slice(&[0, 0, 0, 0, VERSION_MAGIC, DIST_HEADER]);
         header.clear();
@@ -212,7 +216,7 @@ impl Outbox {
             } else {
                 start + 6
             };
-            fragment_in_place(buf, start, body_start, seq, header);
+            frames.fragment(buf, start, body_start, seq, header);
         } else {
             buf[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
         }
@@ -221,14 +225,16 @@ impl Outbox {
 
     /// Takes everything queued, leaving `spare` (emptied) in its place so
     /// its capacity is reused.
-    pub(super) fn take(&self, spare: &mut Vec<u8>) {
-        spare.clear();
+    pub(super) fn take(&self, spare: &mut Taken) {
+        spare.bytes.clear();
+        spare.frames.clear();
         let mut q = self.buf.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::swap(&mut q.bytes, spare);
+        std::mem::swap(&mut q.bytes, &mut spare.bytes);
+        std::mem::swap(&mut q.frames, &mut spare.frames);
         drop(q);
         // Senders wait only while the queue is at the limit, and the queue
         // only grows until taken: a smaller take has no one to wake.
-        if spare.len() >= self.busy_limit {
+        if spare.bytes.len() >= self.busy_limit {
             self.space.notify_waiters();
         }
     }
@@ -244,48 +250,116 @@ impl Outbox {
     }
 }
 
-/// Bytes of a fragment's frame before its share of the message: length
-/// prefix, `131`, the tag, sequence id and fragment id, and for the first
-/// one the atom cache header (`cache_header` bytes).
-const fn fragment_header_len(first: bool, cache_header: usize) -> usize {
-    4 + 2 + 16 + if first { cache_header } else { 0 }
+/// What the writer got from [`Outbox::take`]: the queued bytes and, when
+/// a fragmented message is among them, how they go out.
+#[derive(Default)]
+pub struct Taken {
+    pub bytes: Vec<u8>,
+    frames: Frames,
 }
 
-/// Rewrites the single frame at `buf[start..]` (length prefix not yet
-/// filled, `131 68`, then up to `body_start` what is not message bytes,
-/// then the message) as one DIST_FRAG_HEADER frame carrying
-/// `cache_header` and DIST_FRAG_CONT frames, each with at most
-/// FRAGMENT_SIZE message bytes, in place: the buffer grows by the
-/// headers' bytes and the chunks move towards its end, last chunk first,
-/// so that none is overwritten before it has moved (each chunk's new
-/// place starts after its old one, and its header ends before it). One
-/// `memmove` of the message, no second buffer: a 64 MB message used to
-/// cost a copy into a fresh vector, with its page faults, and a copy
-/// back.
-fn fragment_in_place(buf: &mut Vec<u8>, start: usize, body_start: usize, seq: u64, cache_header: &[u8]) {
-    let body_len = buf.len() - body_start;
-    let total = body_len.div_ceil(FRAGMENT_SIZE);
-    let (first_len, cont_len) = (fragment_header_len(true, cache_header.len()), fragment_header_len(false, 0));
-    debug_assert!(start + first_len >= body_start, "chunks only move up");
-    buf.resize(start + body_len + first_len + (total - 1) * cont_len, 0);
-    for i in (0..total).rev() {
-        let from = body_start + i * FRAGMENT_SIZE;
-        let len = FRAGMENT_SIZE.min(body_len - i * FRAGMENT_SIZE);
-        // Headers of chunks 0..=i precede chunk i's new place.
-        let to = start + i * FRAGMENT_SIZE + first_len + i * cont_len;
-        buf.copy_within(from..from + len, to);
-        let first = i == 0;
-        let header_len = if first { first_len } else { cont_len };
-        let fragment_id = (total - i) as u64;
-        let h = &mut buf[to - header_len..to];
-        h[..4].copy_from_slice(&((header_len - 4 + len) as u32).to_be_bytes());
-        h[4] = VERSION_MAGIC;
-        h[5] = if first { DIST_FRAG_HEADER } else { DIST_FRAG_CONT };
-        h[6..14].copy_from_slice(&seq.to_be_bytes());
-        h[14..22].copy_from_slice(&fragment_id.to_be_bytes());
-        if first {
-            h[22..].copy_from_slice(cache_header);
+impl Taken {
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// No fragmented message among the bytes: they go out as they are.
+    pub fn is_plain(&self) -> bool {
+        self.frames.pieces.is_empty()
+    }
+
+    /// The pieces to write, in order: all of `bytes` as one piece when no
+    /// message was fragmented.
+    pub fn pieces(&self) -> Vec<&[u8]> {
+        if self.frames.pieces.is_empty() {
+            return vec![&self.bytes];
         }
+        let mut v: Vec<&[u8]> = self.frames.pieces.iter().map(|p| p.of(&self.bytes, &self.frames.headers)).collect();
+        if self.frames.covered < self.bytes.len() {
+            v.push(&self.bytes[self.frames.covered..]);
+        }
+        v
+    }
+
+    /// Everything in one buffer, for writers that take no vectored writes
+    /// (TLS) and for tests.
+    pub fn flatten_into<'a>(&'a self, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+        if self.frames.pieces.is_empty() {
+            return &self.bytes;
+        }
+        scratch.clear();
+        for p in self.pieces() {
+            scratch.extend_from_slice(p);
+        }
+        scratch
+    }
+}
+
+/// A fragmented message is not rewritten in the queue: its chunks stay
+/// where they were encoded, and the fragment headers go in between at
+/// write time (vectored), so sending it costs no copy beyond encoding
+/// (issue 16: a 64 MB message used to be moved up in place to make room
+/// for its headers, a `memmove` of the whole message).
+#[derive(Default)]
+struct Frames {
+    /// Runs of the queue's bytes and headers, in wire order, up to
+    /// `covered`; what follows `covered` goes as it is.
+    pieces: Vec<Piece>,
+    headers: Vec<u8>,
+    covered: usize,
+}
+
+enum Piece {
+    Queued(std::ops::Range<usize>),
+    Header(std::ops::Range<usize>),
+}
+
+impl Piece {
+    fn of<'a>(&self, bytes: &'a [u8], headers: &'a [u8]) -> &'a [u8] {
+        match self {
+            Piece::Queued(r) => &bytes[r.clone()],
+            Piece::Header(r) => &headers[r.clone()],
+        }
+    }
+}
+
+impl Frames {
+    fn clear(&mut self) {
+        self.pieces.clear();
+        self.headers.clear();
+        self.covered = 0;
+    }
+
+    /// The single frame at `buf[start..]` (length prefix not filled,
+    /// `131 68`, then up to `body_start` what is not message bytes, then
+    /// the message, to the end of `buf`) goes out as one DIST_FRAG_HEADER
+    /// frame carrying `cache_header` and DIST_FRAG_CONT frames, each with
+    /// at most FRAGMENT_SIZE message bytes; `buf[start..body_start]` is
+    /// skipped.
+    fn fragment(&mut self, buf: &[u8], start: usize, body_start: usize, seq: u64, cache_header: &[u8]) {
+        if self.covered < start {
+            self.pieces.push(Piece::Queued(self.covered..start));
+        }
+        let body_len = buf.len() - body_start;
+        let total = body_len.div_ceil(FRAGMENT_SIZE);
+        for i in 0..total {
+            let from = body_start + i * FRAGMENT_SIZE;
+            let len = FRAGMENT_SIZE.min(body_len - i * FRAGMENT_SIZE);
+            let first = i == 0;
+            let h0 = self.headers.len();
+            let header_len = 2 + 16 + if first { cache_header.len() } else { 0 };
+            self.headers.extend_from_slice(&((header_len + len) as u32).to_be_bytes());
+            self.headers.push(VERSION_MAGIC);
+            self.headers.push(if first { DIST_FRAG_HEADER } else { DIST_FRAG_CONT });
+            self.headers.extend_from_slice(&seq.to_be_bytes());
+            self.headers.extend_from_slice(&((total - i) as u64).to_be_bytes());
+            if first {
+                self.headers.extend_from_slice(cache_header);
+            }
+            self.pieces.push(Piece::Header(h0..self.headers.len()));
+            self.pieces.push(Piece::Queued(from..from + len));
+        }
+        self.covered = buf.len();
     }
 }
 
@@ -297,6 +371,14 @@ mod tests {
     use super::*;
     use crate::term::{encode_into, Atom};
     use bytes::Bytes;
+
+    /// What the writer would send, in one buffer.
+    fn take_flat(o: &Outbox) -> Vec<u8> {
+        let mut t = Taken::default();
+        o.take(&mut t);
+        let mut scratch = Vec::new();
+        t.flatten_into(&mut scratch).to_vec()
+    }
 
     fn split_frames(mut b: &[u8]) -> Vec<Bytes> {
         let mut out = vec![];
@@ -313,8 +395,7 @@ mod tests {
         let o = Outbox::new(true, DEFAULT_BUSY_LIMIT, false, true);
         let big = Term::Binary(Bytes::from(vec![7u8; FRAGMENT_SIZE * 3 + 5]));
         o.push(&Term::atom("ctl"), Some(&big)).unwrap();
-        let mut out = Vec::new();
-        o.take(&mut out);
+        let out = take_flat(&o);
         let frames = split_frames(&out);
         assert_eq!(frames.len(), 4);
         let mut cache = AtomCache::default();
@@ -346,8 +427,7 @@ mod tests {
         let big = Term::Binary(Bytes::from((0..FRAGMENT_SIZE * 2 + 777).map(|i| (i % 251) as u8).collect::<Vec<u8>>()));
         o.push(&Term::atom("ctl"), Some(&big)).unwrap();
         o.push(&Term::Int(2), None).unwrap();
-        let mut out = Vec::new();
-        o.take(&mut out);
+        let out = take_flat(&o);
         let frames = split_frames(&out);
         assert_eq!(frames.len(), 5, "one small, three fragments, one small");
         let mut cache = AtomCache::default();
@@ -373,8 +453,7 @@ mod tests {
 
     /// Every message `o` queued, decoded as the peer's reader does.
     fn decode_all(o: &Outbox, cache: &mut AtomCache) -> Vec<(Term, Option<Term>)> {
-        let mut out = Vec::new();
-        o.take(&mut out);
+        let out = take_flat(o);
         let mut r = Reassembler::new(1 << 26, 4);
         let mut msgs = vec![];
         for f in split_frames(&out) {
@@ -486,8 +565,7 @@ mod tests {
         for i in 0..10 {
             o.push(&Term::Int(i), None).unwrap();
         }
-        let mut out = Vec::new();
-        o.take(&mut out);
+        let out = take_flat(&o);
         assert_eq!(split_frames(&out).len(), 10);
         o.close();
         assert!(o.push(&Term::Int(1), None).is_err());
@@ -505,11 +583,10 @@ mod tests {
         let o2 = o.clone();
         let waiter = tokio::spawn(async move { o2.push_wait(&Term::Int(5), None).await });
         tokio::task::yield_now().await;
-        let mut out = Vec::new();
-        o.take(&mut out);
+        let out = take_flat(&o);
         assert_eq!(split_frames(&out).len(), 3);
         waiter.await.unwrap().unwrap();
-        o.take(&mut out);
+        let out = take_flat(&o);
         assert_eq!(split_frames(&out).len(), 1, "the waiting sender queued after the take");
     }
 
