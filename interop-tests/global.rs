@@ -735,9 +735,9 @@ end)()
 
 /// Everything erlnode sends a BEAM node's global_name_server, through a
 /// whole life: syncs in both roles, registrations, a third node joining
-/// (new_nodes, in_sync), a node dying (lost_connection) and a link cut
-/// (remove_connection). Each message must be one of the shapes in
-/// notes/global.md.
+/// (new_nodes, in_sync), a node dying (lost_connection) and a reported
+/// link loss between two nodes it sees (remove_connection). Each message
+/// must be one of the shapes in notes/global.md.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_beam_side_receives_only_documented_shapes() {
     init_log();
@@ -771,11 +771,18 @@ async fn the_beam_side_receives_only_documented_shapes() {
     let e2_name = e2.name().to_string();
     drop(e2);
     poll(T, || async { (!r0.global().known_nodes().iter().any(|n| n.as_str() == e2_name)).then_some(()) }).await.unwrap();
-    // r1 cuts its link to e: r1 reports it to r0 (its own nodedown comes
-    // first), and r0 asks e to drop its overlapping connection to r0:
-    // remove_connection. (Had e cut the link, r1 might hear of it from
-    // r0 before its own nodedown and, as a BEAM node would, not report.)
-    assert!(r1.disconnect(e.name()));
+    // r0 hears that r1 lost its link to e, while r0 still sees both: it
+    // asks e to drop its connection to r0 (remove_connection). The report
+    // is delivered to r0's name server directly: with a real cut between
+    // r1 and e, both r1 and e report it, and when e's report (e lost r1)
+    // reaches r0 first, r0 drops r1 instead and e never gets a
+    // remove_connection (OTP's rule, seen in 1 of 4 CI runs under load).
+    let report = format!(
+        "{{global_name_server, '{}'}} ! {{lost_connection, '{}', 1, 1, node()}}, ok",
+        r0.name(),
+        r1.name()
+    );
+    assert!(e.eval(&report).await.is_atom("ok"));
     let want = [
         "init_connect", "init_connect_ack", "set_lock", "del_lock", "lock_set", "exchange", "resolved", "register", "unregister", "new_nodes",
         "in_sync", "lost_connection", "remove_connection",

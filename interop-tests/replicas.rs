@@ -1143,3 +1143,57 @@ async fn processhub_members_restart_a_killed_members_children_from_their_replica
     r2.kill().await;
     drv.shutdown().await;
 }
+
+/// docs/replicas.md, "Failover": two stores hold a replica of the same
+/// process from the same owner, one older than the other (the owner
+/// moved its replica and died before the old holder dropped its entry).
+/// Whichever store ranks first for a name, the process restarts from the
+/// newer state. Eight names, the older entry on the Rust store for half
+/// and on the Elixir store for the other half, so that for some names the
+/// older holder ranks first (all ranking the other way: 1 in 256).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failover_restores_the_newest_replica_whichever_holder_ranks_first() {
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("rnew");
+    let e1 = elixir_node("rne", &cookie, epmd.port()).await;
+    let r1_name = format!("{}@127.0.0.1", support::unique("rnr"));
+    let _r1 = rust_member(&r1_name, &cookie, epmd.port(), Some(e1.name()), &[]).await;
+    let drv = driver(&cookie, epmd.port()).await;
+    let stores = [r1_name.as_str(), e1.name()];
+    for store in stores {
+        connect_to_store(&drv, store).await;
+    }
+    let doomed = driver(&cookie, epmd.port()).await;
+    let mut owner = doomed.spawn_mailbox();
+    let dead_owner = owner.pid().clone();
+    let names: Vec<Atom> = (0..8).map(|_| Atom::new(&support::unique("pnew"))).collect();
+    for store in stores {
+        doomed.connect(store).await.unwrap();
+    }
+    for (i, name) in names.iter().enumerate() {
+        // (store, seq, balance): the older entry, then the newer one.
+        let (old, new) = if i % 2 == 0 { (stores[0], stores[1]) } else { (stores[1], stores[0]) };
+        for (store, seq, balance) in [(old, 3u64, 300i64), (new, 7, 700)] {
+            let put = Msg::Put {
+                name: name.clone(),
+                type_name: "account".into(),
+                args: Term::nil(),
+                seq,
+                state: account_state(balance, seq as i64),
+                owner: dead_owner.clone(),
+                cfg: erlnode::migration::replica::ReplicaConfig::sync(1),
+                ack_to: Some(dead_owner.clone()),
+            };
+            owner.send_to(&Dest::local(STORE_NAME, store), put.to_term());
+            let ack = Msg::parse(&owner.recv_timeout(CALL).await.unwrap()).and_then(|r| r.ok());
+            assert_eq!(ack, Some(Msg::Ack { node: Atom::new(store), seq }), "{store}");
+        }
+    }
+    doomed.shutdown().await;
+    for name in &names {
+        wait_until(&format!("{name} restored"), T, || async { drv.global().whereis_name(&Term::Atom(name.clone())).is_some() }).await;
+        let st = get_state(&drv, name.as_str()).await.unwrap();
+        assert_eq!(st.balance, 700, "{name}: restored from the newer replica (seq 7), not the older (seq 3)");
+    }
+    drv.shutdown().await;
+}

@@ -8,6 +8,12 @@
 //! `global`'s registration, serialised cluster-wide by its lock, lets
 //! exactly one win: the others stop their unregistered copy before it
 //! has served a single message (it waits for [`Msg::Go`] first).
+//!
+//! The holder that steps in restores the newest replica any store holds
+//! for the dead owner, not necessarily its own: an owner that moved its
+//! replica to another node (a join changed the ring) and died before the
+//! old holder processed its `drop` leaves two entries, and the old,
+//! older one may rank first.
 
 use super::messages::Msg;
 use super::store::Entry;
@@ -27,6 +33,8 @@ const TRY_FOR: Duration = Duration::from_secs(10);
 const ALIVE_CHECK: Duration = Duration::from_secs(2);
 /// Failovers run at once on one node.
 const CONCURRENCY: usize = 16;
+/// How long the other stores get to say what they hold.
+const COMPARE_FOR: Duration = Duration::from_millis(500);
 
 #[derive(Debug)]
 enum Outcome {
@@ -88,7 +96,7 @@ async fn take_over(node: &Node, shared: &Arc<Shared>, dead: &Atom, name: &Atom, 
         match shared.registry.whereis(name.as_str()) {
             Some(p) if &p.node != dead => return Outcome::TakenElsewhere,
             Some(_) => {} // the dead owner's name has not left global yet
-            None => match shared.restore(node, name, &e) {
+            None => match shared.restore(node, name, &newest(node, dead, name, &e).await) {
                 Ok(pid) => match shared.register_name(&e.type_name, name.as_str(), &pid).await {
                     Ok(()) => {
                         go(node, &pid, name, &e.owner);
@@ -107,6 +115,18 @@ async fn take_over(node: &Node, shared: &Arc<Shared>, dead: &Atom, name: &Atom, 
             return Outcome::Failed("the name stayed taken by the dead node".into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `e`, or a newer entry of the same dead owner another store holds.
+async fn newest(node: &Node, dead: &Atom, name: &Atom, e: &Entry) -> Entry {
+    let others = node.connected_nodes();
+    match super::placed::newest_of_dead_owner(node, &others, name, dead, COMPARE_FOR).await {
+        Some(f) if f.seq > e.seq => {
+            tracing::info!(%name, own = e.seq, newer = f.seq, "a newer replica is held elsewhere: restoring that one");
+            Entry { seq: f.seq, state: f.state, owner: f.owner, ..e.clone() }
+        }
+        _ => e.clone(),
     }
 }
 

@@ -84,7 +84,14 @@ pub struct Fetched {
 /// answer in time, or of a release without `fetch`, count as holding
 /// nothing.
 pub async fn fetch(node: &Node, nodes: &[Atom], name: &Atom) -> Option<Fetched> {
-    fetch_if(node, nodes, name, |_| true).await
+    fetch_if(node, nodes, name, FETCH_TIMEOUT, |_| true).await
+}
+
+/// The newest entry for `name` in the stores of `nodes` whose owner lived
+/// on `dead`, each store given `timeout`: what a failover compares its
+/// own entry with (failover.rs).
+pub(crate) async fn newest_of_dead_owner(node: &Node, nodes: &[Atom], name: &Atom, dead: &Atom, timeout: Duration) -> Option<Fetched> {
+    fetch_if(node, nodes, name, timeout, |owner| &owner.node == dead).await
 }
 
 /// [`fetch`], counting only entries whose owner's node is down: the
@@ -94,10 +101,10 @@ pub async fn fetch(node: &Node, nodes: &[Atom], name: &Atom) -> Option<Fetched> 
 /// node is up and the state, if any, comes by the handover.
 pub async fn fetch_of_dead_owner(node: &Node, nodes: &[Atom], name: &Atom) -> Option<Fetched> {
     let up: std::collections::HashSet<Atom> = node.connected_nodes().into_iter().chain([node.name().clone()]).collect();
-    fetch_if(node, nodes, name, |owner| !up.contains(&owner.node)).await
+    fetch_if(node, nodes, name, FETCH_TIMEOUT, |owner| !up.contains(&owner.node)).await
 }
 
-async fn fetch_if(node: &Node, nodes: &[Atom], name: &Atom, counts: impl Fn(&Pid) -> bool) -> Option<Fetched> {
+async fn fetch_if(node: &Node, nodes: &[Atom], name: &Atom, timeout: Duration, counts: impl Fn(&Pid) -> bool) -> Option<Fetched> {
     let req = Msg::Fetch { name: name.clone() }.to_term();
     let asks = nodes.iter().map(|n| {
         let (node, req, n) = (node.clone(), req.clone(), n.clone());
@@ -107,7 +114,7 @@ async fn fetch_if(node: &Node, nodes: &[Atom], name: &Atom, counts: impl Fn(&Pid
                 .call(
                     crate::process::Dest::local(STORE_NAME, n.as_str()),
                     req,
-                    FETCH_TIMEOUT,
+                    timeout,
                 )
                 .await;
             (n, r.ok().and_then(|t| parse_fetched(&t)))

@@ -8,12 +8,17 @@ defmodule Erlnode.Replica.Failover do
   # ever runs). :global serialises registrations cluster-wide, so when
   # several nodes try at once exactly one wins; the others see
   # {:already_started, pid} and keep their replica for the new owner.
+  # The node that steps in restores the newest replica any store holds
+  # for the dead owner, not necessarily its own: an owner that moved its
+  # replica to another node and died before the old holder processed its
+  # drop leaves an older entry there, which may rank first.
 
   require Logger
   alias Erlnode.Replica
 
   @rank_delay 300
   @try_for 10_000
+  @compare_for 500
 
   # No failover while the owner's node answers: a lost connection is not
   # a crash (OTP's prevent_overlapping_partitions drops live links when
@@ -81,20 +86,22 @@ defmodule Erlnode.Replica.Failover do
         retry(dead, name, e, deadline)
 
       :undefined ->
+        restored = newest(dead, name, e)
+
         with {:ok, module} <- GenServer.call(Erlnode.Migration.name(), {:resolve, e.type}),
              {:ok, pid} <-
                Erlnode.ProcessSupervisor.start_restored(
                  module,
                  e.args,
                  name,
-                 e.state,
-                 e.seq,
+                 restored.state,
+                 restored.seq,
                  e.cfg
                ) do
           send(Replica.store_name(), {Replica.tag(), Replica.vsn(), :drop, name, e.owner})
 
           Logger.info(
-            "took over #{inspect(name)} from its replica seq=#{e.seq} pid=#{inspect(pid)}"
+            "took over #{inspect(name)} from its replica seq=#{restored.seq} pid=#{inspect(pid)}"
           )
 
           :restored
@@ -104,6 +111,28 @@ defmodule Erlnode.Replica.Failover do
           other -> {:failed, other}
         end
     end
+  end
+
+  # `e`, or a newer entry of the same dead owner held by another store.
+  defp newest(dead, name, e) do
+    {replies, _} =
+      :gen_server.multi_call(Node.list(), Replica.store_name(), {Replica.tag(), Replica.vsn(), :fetch, name}, @compare_for)
+
+    newer =
+      for {_, {:ok, seq, owner, state}} <- replies,
+          is_integer(seq) and is_pid(owner) and node(owner) == dead and seq > e.seq,
+          do: %{seq: seq, state: state}
+
+    case Enum.max_by(newer, & &1.seq, fn -> nil end) do
+      nil ->
+        e
+
+      n ->
+        Logger.info("#{inspect(name)}: a newer replica (seq #{n.seq}, own #{e.seq}) is held elsewhere; restoring that one")
+        %{e | seq: n.seq, state: n.state}
+    end
+  catch
+    :exit, _ -> e
   end
 
   defp retry(dead, name, e, deadline) do
