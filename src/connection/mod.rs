@@ -20,7 +20,7 @@ pub mod outbox;
 use crate::control::Control;
 use crate::term::decode::DecodeLimits;
 use crate::term::{decode_bytes_with_cache, Atom, DecodeError, Term};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -287,17 +287,9 @@ async fn read_frames(
                 }
             }
         } else {
-            let mut buf = BytesMut::with_capacity(len);
-            while buf.len() < len {
-                let want = len - buf.len();
-                match tokio::time::timeout(tick, (&mut rd).take(want as u64).read_buf(&mut buf)).await {
-                    Err(_) => return Err("net_tick_timeout in the middle of a frame".into()),
-                    Ok(Ok(0)) => return Err("peer closed the connection in the middle of a frame".into()),
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Err(format!("read error: {e}")),
-                }
-            }
-            reassemble(buf.freeze(), &mut cache, &mut reasm)?
+            let mut buf = Vec::with_capacity(len);
+            fill(&mut rd, &mut buf, len, tick).await?;
+            reassemble(Bytes::from(buf), &mut cache, &mut reasm)?
         };
         if let Some((atoms, body)) = whole {
             let (ctl, payload) = decode_message(&body, &atoms, &cfg.decode).map_err(|e| format!("{e}"))?;
@@ -336,11 +328,16 @@ async fn read_direct(rd: &mut BufReader<Reader>, dst: &mut Vec<u8>, n: usize, ti
     let k = held.len().min(n);
     dst.extend_from_slice(&held[..k]);
     std::pin::Pin::new(&mut *rd).consume(k);
-    let end = dst.len() + (n - k);
-    dst.reserve(n - k);
+    fill(rd.get_mut(), dst, n - k, tick).await
+}
+
+/// Appends exactly `n` more bytes of the frame from `r` to `dst`.
+async fn fill<R: tokio::io::AsyncRead + Unpin>(r: &mut R, dst: &mut Vec<u8>, n: usize, tick: Duration) -> Result<(), String> {
+    let end = dst.len() + n;
+    dst.reserve(n);
     while dst.len() < end {
         let want = end - dst.len();
-        match tokio::time::timeout(tick, rd.get_mut().take(want as u64).read_buf(dst)).await {
+        match tokio::time::timeout(tick, (&mut *r).take(want as u64).read_buf(dst)).await {
             Err(_) => return Err("net_tick_timeout in the middle of a frame".into()),
             Ok(Ok(0)) => return Err("peer closed the connection in the middle of a frame".into()),
             Ok(Ok(_)) => {}

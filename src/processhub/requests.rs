@@ -76,15 +76,12 @@ impl Member {
             return StartOutcome::Error(Term::atom("erlnode_hub_leaving"));
         }
         let mut opts = self.start_opts(&c.child_id);
-        if let (Some(f), Some(_)) = (&restored, &opts.replica) {
-            let (vsn, state) = crate::migration::versioned::unwrap(f.state.clone());
-            opts.initial = Some((vsn, state, f.seq));
-        }
+        let restored = restored.filter(|f| opts.restore(f)).zip(opts.replica.as_ref().map(|(_, name)| name.clone()));
         match self.types.start_with(&self.node, &c.child_id, &c.child_spec, self.dialect, opts).await {
             Ok(s) => {
-                if let (Some(f), Some(name)) = (&restored, placed::processhub_name(&self.hub, &c.child_id)) {
+                if let Some((f, name)) = &restored {
                     tracing::info!(hub = %self.hub, %name, pid = %s.pid, seq = f.seq, dead_owner = %f.owner, "hub child of a dead member started from its replica");
-                    placed::drop_dead_owner(&self.mb, &name, f);
+                    placed::drop_dead_owner(&self.mb, name, f);
                 }
                 let monitor = self.mb.monitor(&s.pid);
                 self.view.write().unwrap().registry.put(&c.child_id, &c.child_spec, &c.metadata, &self.me, &s.pid);

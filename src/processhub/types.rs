@@ -42,6 +42,20 @@ pub(crate) struct StartOpts {
     pub initial: Option<(u32, Term, u64)>,
 }
 
+impl StartOpts {
+    /// Starts from `f`, a dead owner's replica, when the child keeps
+    /// replicas and has no state to start from yet (a handed-over state
+    /// is newer than any replica: it wins). Whether it will.
+    pub fn restore(&mut self, f: &crate::migration::replica::placed::Fetched) -> bool {
+        if self.replica.is_none() || self.initial.is_some() {
+            return false;
+        }
+        let (vsn, state) = crate::migration::versioned::unwrap(f.state.clone());
+        self.initial = Some((vsn, state, f.seq));
+        true
+    }
+}
+
 /// Module name (`Elixir.MyApp.Counter`) -> how to start the Rust twin.
 #[derive(Clone, Default)]
 pub(crate) struct ChildTypes {

@@ -625,18 +625,11 @@ impl Supervisor {
             opts.replica = Some((ctx.clone(), n.clone()));
         }
         // A handed-over state is newer than any replica: it wins.
-        let restored = match (replica, &name) {
-            (Some(f), Some(n)) if opts.initial.is_none() => {
-                let (vsn, state) = crate::migration::versioned::unwrap(f.state.clone());
-                opts.initial = Some((vsn, state, f.seq));
-                Some((n.clone(), f))
-            }
-            _ => None,
-        };
+        let restored = replica.filter(|f| opts.restore(f)).zip(name);
         let started = self.cfg.types.start_with(&self.node, id, spec, Dialect::V0_4_1, opts).await?;
         let pid = started.pid;
         tracing::debug!(supervisor = %self.cfg.name, child = ?id, %pid, args = ?field(spec, "start"), "horde supervisor: child started");
-        if let Some((name, f)) = &restored {
+        if let Some((f, name)) = &restored {
             tracing::info!(supervisor = %self.cfg.name, %name, %pid, seq = f.seq, dead_owner = %f.owner, "horde supervisor: child of a dead member started from its replica");
             placed::drop_dead_owner(&self.procs, name, f);
         }

@@ -66,26 +66,12 @@ defmodule Erlnode.Migratable.Runtime do
     do: init_arg(module, {:"$erlnode_horde", sup, key, args, nil})
 
   def init_arg(module, {:"$erlnode_horde", sup, key, args, registry}) do
-    put_meta(module, args, nil, [])
+    rname = placed_meta(module, args, fn -> Erlnode.Replica.Placed.horde_name(sup, key) end)
     Erlnode.Horde.Runtime.watch_name(registry, key)
-    meta = Process.get(@meta)
-    {n, _} = Erlnode.Replica.config(meta.type, meta.opts)
-    rname = if n > 0, do: Erlnode.Replica.Placed.horde_name(sup, key), else: nil
-    Process.put(@meta, Map.put(meta, :replica_name, rname))
 
     case Erlnode.Horde.Runtime.take(module, sup, key) do
-      nil when rname != nil ->
-        case Erlnode.Replica.Placed.fetch(rname) do
-          nil ->
-            {:placed, args, nil, 0}
-
-          {seq, state} ->
-            Logger.info("#{inspect(module)} #{inspect(key)}: started from its replica (seq #{seq})")
-            {:placed, args, unversioned(state), seq}
-        end
-
-      handed ->
-        {:placed, args, handed, 0}
+      nil when rname != nil -> placed_start(module, key, args, Erlnode.Replica.Placed.fetch(rname))
+      handed -> {:placed, args, handed, 0}
     end
   end
 
@@ -94,20 +80,8 @@ defmodule Erlnode.Migratable.Runtime do
   # latest replica (ProcessHub restarted it after that node died); on a
   # move the state comes later, by HotSwap's handover message.
   def init_arg(module, {:"$erlnode_processhub", hub, cid, args}) do
-    put_meta(module, args, nil, [])
-    meta = Process.get(@meta)
-    {n, _} = Erlnode.Replica.config(meta.type, meta.opts)
-    rname = if n > 0, do: Erlnode.Replica.Placed.processhub_name(hub, cid), else: nil
-    Process.put(@meta, Map.put(meta, :replica_name, rname))
-
-    case rname && Erlnode.Replica.Placed.fetch(rname, :dead_owner) do
-      {seq, state} ->
-        Logger.info("#{inspect(module)} #{inspect(cid)}: started from its replica (seq #{seq})")
-        {:placed, args, unversioned(state), seq}
-
-      _ ->
-        {:placed, args, nil, 0}
-    end
+    rname = placed_meta(module, args, fn -> Erlnode.Replica.Placed.processhub_name(hub, cid) end)
+    placed_start(module, cid, args, rname && Erlnode.Replica.Placed.fetch(rname, :dead_owner))
   end
 
   def init_arg(module, {:"$erlnode_start", args, name, opts}) when is_list(opts) do
@@ -121,6 +95,25 @@ defmodule Erlnode.Migratable.Runtime do
     put_meta(module, args, nil, [])
     {:source, args}
   end
+
+  # A child a library places: its metadata, with the replica name
+  # `make_name` gives when the type has replicas (else nil), returned.
+  defp placed_meta(module, args, make_name) do
+    put_meta(module, args, nil, [])
+    meta = Process.get(@meta)
+    {n, _} = Erlnode.Replica.config(meta.type, meta.opts)
+    rname = if n > 0, do: make_name.(), else: nil
+    Process.put(@meta, Map.put(meta, :replica_name, rname))
+    rname
+  end
+
+  # Such a child's start: from its fetched replica `{seq, state}`, if any.
+  defp placed_start(module, key, args, {seq, state}) do
+    Logger.info("#{inspect(module)} #{inspect(key)}: started from its replica (seq #{seq})")
+    {:placed, args, unversioned(state), seq}
+  end
+
+  defp placed_start(_module, _key, args, nil), do: {:placed, args, nil, 0}
 
   defp put_meta(module, args, name, opts) do
     own_opts = opts

@@ -115,24 +115,19 @@ defmodule Erlnode.Replica.Failover do
 
   # `e`, or a newer entry of the same dead owner held by another store.
   defp newest(dead, name, e) do
-    {replies, _} =
-      :gen_server.multi_call(Node.list(), Replica.store_name(), {Replica.tag(), Replica.vsn(), :fetch, name}, @compare_for)
-
     newer =
-      for {_, {:ok, seq, owner, state}} <- replies,
-          is_integer(seq) and is_pid(owner) and node(owner) == dead and seq > e.seq,
-          do: %{seq: seq, state: state}
+      for {_, seq, owner, _} = n <- Replica.Placed.entries(Node.list(), name, @compare_for),
+          node(owner) == dead and seq > e.seq,
+          do: n
 
-    case Enum.max_by(newer, & &1.seq, fn -> nil end) do
+    case Enum.max_by(newer, fn {_, seq, _, _} -> seq end, fn -> nil end) do
       nil ->
         e
 
-      n ->
-        Logger.info("#{inspect(name)}: a newer replica (seq #{n.seq}, own #{e.seq}) is held elsewhere; restoring that one")
-        %{e | seq: n.seq, state: n.state}
+      {_, seq, _, state} ->
+        Logger.info("#{inspect(name)}: a newer replica (seq #{seq}, own #{e.seq}) is held elsewhere; restoring that one")
+        %{e | seq: seq, state: state}
     end
-  catch
-    :exit, _ -> e
   end
 
   defp retry(dead, name, e, deadline) do

@@ -48,16 +48,12 @@ defmodule Erlnode.Replica.Placed do
   # is down count (a ProcessHub child also starts on moves and crash
   # restarts, when its previous owner's node is up).
   def fetch(name, which \\ :any) do
-    {replies, _bad} =
-      :gen_server.multi_call([node() | Node.list()], Replica.store_name(), {Replica.tag(), Replica.vsn(), :fetch, name}, @fetch_timeout)
-
     up = [node() | Node.list(:connected)]
 
     found =
-      for {n, {:ok, seq, owner, state}} <- replies,
-          is_integer(seq) and is_pid(owner),
+      for {_, _, owner, _} = e <- entries([node() | Node.list()], name, @fetch_timeout),
           which == :any or node(owner) not in up,
-          do: {n, seq, owner, state}
+          do: e
 
     case Enum.max_by(found, fn {_, seq, _, _} -> seq end, fn -> nil end) do
       nil ->
@@ -67,8 +63,18 @@ defmodule Erlnode.Replica.Placed do
         Process.put(@holders, {name, for({n, _, owner, _} <- found, do: {n, owner})})
         {seq, state}
     end
+  end
+
+  # What the stores of `nodes` hold for `name`, each given `timeout`:
+  # `[{node, seq, owner, versioned_state}]` (a store that does not answer,
+  # or of a release without `fetch`, holds nothing).
+  def entries(nodes, name, timeout) do
+    {replies, _bad} =
+      :gen_server.multi_call(nodes, Replica.store_name(), {Replica.tag(), Replica.vsn(), :fetch, name}, timeout)
+
+    for {n, {:ok, seq, owner, state}} <- replies, is_integer(seq) and is_pid(owner), do: {n, seq, owner, state}
   catch
-    :exit, _ -> nil
+    :exit, _ -> []
   end
 
   # After a restored process's init succeeded: the dead owner's entries
