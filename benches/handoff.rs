@@ -17,7 +17,7 @@ mod support;
 
 use erlnode::gen_server::{Ctx, Flow, GenServer, Reply};
 use erlnode::migration::messages::Op;
-use erlnode::migration::{HandoffConfig, Migratable, Migration, Mode};
+use erlnode::migration::{HandoffConfig, Migratable, Migration, Mode, Phase, PhaseHook};
 use erlnode::{Node, Term};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -85,7 +85,9 @@ async fn run() {
     let b = Node::builder(format!("hb_b_{tag}@127.0.0.1")).cookie("bench").epmd_port(epmd).start().await.unwrap();
     a.connect(b.name().as_str()).await.unwrap();
     a.global().sync(Duration::from_secs(30)).await.unwrap();
-    let cfg = HandoffConfig { retention: Duration::from_millis(50), rebalance_on_join: false, ..Default::default() };
+    let phases = Phases::default();
+    let hook = std::env::var("HANDOFF_PHASES").is_ok().then(|| phases.hook());
+    let cfg = HandoffConfig { retention: Duration::from_millis(50), rebalance_on_join: false, hook, ..Default::default() };
     let ma = Migration::start(&a, Arc::new(a.global()), cfg.clone()).unwrap();
     let mb = Migration::start(&b, Arc::new(b.global()), cfg).unwrap();
     ma.register_type::<Blob>();
@@ -126,6 +128,7 @@ async fn run() {
                     me.send(&src, cast("bump"));
                 }
                 let t0 = Instant::now();
+                phases.start(t0);
                 me.send(&src, Term::atom("go"));
                 let result = me
                     .recv_match(Duration::from_secs(60), |m| match Op::parse(m) {
@@ -138,6 +141,7 @@ async fn run() {
                 assert!(result.is_ok(), "hop {hop}: {result:?}");
             }
             lat.sort();
+            phases.report(&format!("{label}, queue {queue}"));
             let p50 = lat[lat.len() / 2];
             let p99 = lat[(lat.len() * 99 / 100).min(lat.len() - 1)];
             let floor = Duration::from_secs_f64(size as f64 / bandwidth) + rtt;
@@ -283,6 +287,44 @@ async fn elixir_baseline(epmd: u16) -> Vec<(usize, usize, Duration, Duration)> {
         }
     }
     out
+}
+
+/// `HANDOFF_PHASES=1`: when each phase of the source's handoff began,
+/// from the bench's `go` (median over a row's hops), to see which step a
+/// row's time goes to.
+#[derive(Clone, Default)]
+struct Phases(Arc<std::sync::Mutex<(Option<Instant>, Vec<(Phase, Duration)>)>>);
+
+impl Phases {
+    fn hook(&self) -> PhaseHook {
+        let me = self.clone();
+        PhaseHook(Arc::new(move |p| {
+            let mut g = me.0.lock().unwrap();
+            if let Some(t0) = g.0 {
+                g.1.push((p, t0.elapsed()));
+            }
+            Box::pin(async {})
+        }))
+    }
+    fn start(&self, t0: Instant) {
+        self.0.lock().unwrap().0 = Some(t0);
+    }
+    fn report(&self, row: &str) {
+        let mut g = self.0.lock().unwrap();
+        let seen = std::mem::take(&mut g.1);
+        if seen.is_empty() {
+            return;
+        }
+        let line: Vec<String> = [Phase::TargetStarted, Phase::HandoverSent, Phase::Accepted, Phase::Switched]
+            .iter()
+            .map(|p| {
+                let mut at: Vec<Duration> = seen.iter().filter(|(q, _)| q == p).map(|(_, d)| *d).collect();
+                at.sort();
+                format!("{p:?} {:.3} ms", at.get(at.len() / 2).map(|d| ms(*d)).unwrap_or(f64::NAN))
+            })
+            .collect();
+        println!("phases ({row}, median from go): {}", line.join(", "));
+    }
 }
 
 fn ms(d: Duration) -> f64 {

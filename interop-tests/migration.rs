@@ -482,3 +482,56 @@ async fn cli_migrate_and_rebalance() {
     let on_r1 = 21 - on_r2;
     assert!(on_r1.abs_diff(on_r2) <= 1, "balanced: r1 {on_r1}, r2 {on_r2}");
 }
+
+/// A source puts a small handover into its start request; a manager of a
+/// release before that ignores it and answers `{ok, T}` as it always did:
+/// the source then sends the handover as its own message, and the move
+/// completes. The manager here is a mailbox under the manager's name on a
+/// node without erlnode's migration, the target another mailbox there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manager_that_ignores_an_inline_handover_gets_it_as_its_own_message() {
+    use erlnode::migration::messages::{Op, Request};
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("inline");
+    let (r1, m1) = rust_node("r1", &cookie, epmd.port()).await;
+    let r2 = support::rust_node_builder("r2", &cookie, epmd.port()).start().await.unwrap();
+    assert!(r1.ping(r2.name().as_str()).await);
+    r1.global().sync(T).await.unwrap();
+    let mut manager = r2.spawn_mailbox();
+    r2.register("erlnode_migration", manager.pid()).unwrap();
+    let mut target = r2.spawn_mailbox();
+    let name = "inline_old_acct";
+    let pid = m1.start_process::<Account>(Term::nil(), name).await.unwrap().pid().clone();
+    let c = r1.spawn_mailbox();
+    for seq in 1..=3 {
+        c.send(&pid, Term::tuple([Term::atom("$gen_cast"), deposit("c", seq)]));
+    }
+    let m = m1.clone();
+    let to = r2.name().to_string();
+    let moved = tokio::spawn(async move { m.migrate(name, &to, Mode::Hot, T).await });
+    let (from, start) = manager
+        .recv_match(T, |m| erlnode::node::gen_call_parts(m).and_then(|(f, r)| Some((f.clone(), Request::parse(r)?))))
+        .await
+        .expect("start request");
+    let Request::Start { reference, handover, .. } = start else { panic!("not a start request: {start:?}") };
+    assert!(handover.is_some(), "a small state rides with the start request");
+    manager.reply(&from, Term::tuple([Term::atom("ok"), Term::Pid(target.pid().clone())]));
+    let (state, queue, source) = target
+        .recv_match(T, |m| match Op::parse(m) {
+            Some(Ok(Op::Handover { reference: r, state, queue, source })) if r == reference => Some((state, queue, source)),
+            _ => None,
+        })
+        .await
+        .expect("the source sends the handover itself");
+    let st: Account = from_term(state).unwrap();
+    assert_eq!(st.applied as usize + queue.len(), 3, "every deposit is in the state or the queue");
+    target.send(&source, Op::Accepted { reference: reference.clone(), target: target.pid().clone() }.to_term());
+    target
+        .recv_match(T, |m| matches!(Op::parse(m), Some(Ok(Op::Switched { reference: ref r })) if *r == reference).then_some(()))
+        .await
+        .expect("switched");
+    assert_eq!(moved.await.unwrap().unwrap(), *target.pid());
+    assert_eq!(r1.global().whereis_name(&Term::atom(name)).as_ref(), Some(target.pid()));
+    r1.shutdown().await;
+    r2.shutdown().await;
+}

@@ -41,6 +41,15 @@ defmodule Erlnode.MigrationTest do
 
   defp get(name), do: GenServer.call({:global, name}, :get)
 
+  # Stops a process for good (:shutdown: Erlnode.ProcessSupervisor
+  # restarts a :transient process that is killed) and waits until it is
+  # gone, so no later test finds it hosted here.
+  defp stop(pid) do
+    ref = Process.monitor(pid)
+    Process.exit(pid, :shutdown)
+    assert_receive {:DOWN, ^ref, :process, ^pid, _}, 5_000
+  end
+
   # Polls the account until `applied` reaches `n` (messages forwarded
   # during retention may still be in flight), then returns the state.
   defp await_applied(name, n, timeout \\ 5_000) do
@@ -372,6 +381,34 @@ defmodule Erlnode.MigrationTest do
       assert Migration.migrate(name, node()) == {:error, :same_node}
       assert Process.alive?(pid)
       assert {name, "account"} in Migration.hosted()
+    end
+
+    test "a start request carrying a small handover: the manager hands it to the target and says so" do
+      name = unique_name()
+      ref = make_ref()
+      state = Account.new(%{balance: 41})
+      deposit = {:deposit, "inline", 1, 1}
+
+      request =
+        {:"$erlnode_migrate", :start, "account", %{}, name, ref, self(),
+         %{handover: {state, [{:"$gen_cast", deposit}]}}}
+
+      assert {:ok, t, :handed_over} = GenServer.call(:erlnode_migration, request)
+      # the target took the handover the manager passed on: it confirms to
+      # the source (this test) with the queued deposit applied
+      assert_receive {:"$erlnode_migrate", :accepted, ^ref, ^t}, 5_000
+      send(t, {:"$erlnode_migrate", :switched, ref})
+      assert %{balance: 42} = GenServer.call(t, :get)
+      stop(t)
+
+      # a malformed handover is refused, no target started
+      bad = put_elem(request, 7, %{handover: :nope})
+      assert GenServer.call(:erlnode_migration, bad) == {:error, {:bad_request, :handover}}
+      # and without the key the reply keeps its old shape
+      ref2 = make_ref()
+      plain = request |> put_elem(5, ref2) |> put_elem(7, %{})
+      assert {:ok, t2} = GenServer.call(:erlnode_migration, plain)
+      stop(t2)
     end
 
     test "a catch-all handle_info does not shadow migration; continue and handover callbacks run" do

@@ -10,7 +10,7 @@ use crate::term::{Atom, Term};
 use rand::Rng;
 use std::time::Duration;
 
-fn lock_req(tag: &str, id: &LockId) -> Term {
+pub(crate) fn lock_req(tag: &str, id: &LockId) -> Term {
     Term::tuple([Term::atom(tag), Term::tuple([id.res.clone(), id.req.clone()])])
 }
 

@@ -32,6 +32,13 @@ pub(crate) async fn multi_call(mb: &mut Mailbox, nodes: &[Atom], req: &Term) -> 
 /// global server handles them in the order given: they travel on one
 /// connection. The replies per request, in the order of `reqs`.
 pub(crate) async fn multi_call_each(mb: &mut Mailbox, nodes: &[Atom], reqs: &[Term]) -> Vec<Vec<(Atom, Term)>> {
+    multi_call_where(mb, nodes, reqs, |_, _| true).await
+}
+
+/// [`multi_call_each`] where request `i` goes only to the nodes `n` for
+/// which `to(i, n)` holds (the registrar releases its lock on all nodes
+/// but the boss in the round that makes the change).
+pub(crate) async fn multi_call_where(mb: &mut Mailbox, nodes: &[Atom], reqs: &[Term], to: impl Fn(usize, &Atom) -> bool) -> Vec<Vec<(Atom, Term)>> {
     let node = mb.node();
     let me = node.name().clone();
     let connected = node.connected_nodes();
@@ -56,7 +63,7 @@ pub(crate) async fn multi_call_each(mb: &mut Mailbox, nodes: &[Atom], reqs: &[Te
     }
     let mut pending: HashMap<Reference, (usize, Atom)> = HashMap::new();
     for (i, req) in reqs.iter().enumerate() {
-        for n in &targets {
+        for n in targets.iter().filter(|n| to(i, n)) {
             let mref = mb.monitor_name(GNS, n.as_str());
             let msg = super::messages::gen_call(mb.pid(), Term::Ref(mref.clone()), req.clone());
             mb.send_to(&Dest::Name { name: Atom::new(GNS), node: (*n).clone() }, msg);

@@ -2,17 +2,18 @@
 //! registration and unregistration of this node's API, one at a time.
 //!
 //! Each is one `trans_all_known`: lock `{global, RegistrarPid}` on the
-//! boss (the greatest node name) and then on every known node, make the
-//! change on all of them with `gen_server:multi_call`, release. Unlike
+//! boss (the greatest node name) and then on every other known node, make
+//! the change on all of them with `gen_server:multi_call` and release all
+//! but the boss in the same round, then release the boss. Unlike
 //! global.erl, changes queued together share one lock round (see
 //! [`run`]): peers see the same messages, several under one lock. The lock,
 //! the change and the release all come from this one process: a BEAM
 //! node keeps a registration only if the pid that sent `{register, ...}`
 //! holds the `global` lock there.
 
-use super::lockops::{del_lock, delete_global_lock, random_sleep, set_lock_on_nodes, subtract};
+use super::lockops::{del_lock, lock_req, random_sleep, set_lock_on_nodes, subtract};
 use super::messages::NameInfo;
-use super::multicall::multi_call_each;
+use super::multicall::multi_call_where;
 use super::names::Key;
 use super::order::the_boss;
 use super::{LockId, Shared};
@@ -84,14 +85,20 @@ pub(crate) async fn run(mut mb: Mailbox, mut rx: UnboundedReceiver<Request>, sha
                 }
             }
         }
-        if !calls.is_empty() {
-            multi_call_each(&mut mb, &nodes, &calls).await;
-        }
-        // Released before the callers go on, as global.erl does: answering
-        // them first (two round trips sooner) made a caller's next
+        // The change and the release on every node but the boss go in one
+        // round: each node's global server takes `del_lock` after the
+        // changes (one connection, in order), so no node is released
+        // before it has them. The boss, released last as in global.erl
+        // (while it is held no competitor gets far), only once every
+        // other node has answered. The callers are answered after that,
+        // as global.erl does: answering them first made a caller's next
         // registration, from another node, meet the lock still held, and
         // two interop tests failed under load on OTP 27.
-        delete_global_lock(&mut mb, &id, &nodes).await;
+        let boss = the_boss(&nodes).expect("not empty");
+        let unlock = calls.len();
+        calls.push(lock_req("del_lock", &id));
+        multi_call_where(&mut mb, &nodes, &calls, |i, n| i < unlock || *n != boss).await;
+        del_lock(&mut mb, &id, std::slice::from_ref(&boss)).await;
         for d in done {
             let _ = match d {
                 Done::Register(reply, ok) => reply.send(ok).is_ok(),
@@ -156,7 +163,11 @@ async fn set_lock_known(mb: &mut Mailbox, shared: &Shared, id: &LockId) -> Vec<A
         nodes.extend(known.iter().cloned());
         let boss = the_boss(&nodes).expect("not empty");
         if set_lock_on_nodes(mb, shared, id, std::slice::from_ref(&boss)).await {
-            if set_lock_on_nodes(mb, shared, id, &nodes).await && subtract(&shared.known(), &known).is_empty() {
+            // The boss is ours already (same lock id): the rest only, where
+            // global.erl asks the boss again (a round trip when the boss is
+            // another node, and a no-op there).
+            let rest: Vec<Atom> = nodes.iter().filter(|n| **n != boss).cloned().collect();
+            if set_lock_on_nodes(mb, shared, id, &rest).await && subtract(&shared.known(), &known).is_empty() {
                 return nodes;
             }
             del_lock(mb, id, &[boss]).await;

@@ -7,7 +7,7 @@
 //! and placement moves run in their own task.
 
 use super::hosted::{Hosted, Members};
-use super::messages::{result_term, Op, Request};
+use super::messages::{result_term, Op, Request, HANDED_OVER};
 use super::runtime::{run_fresh, run_restored, run_target, Meta};
 use super::replica::placement::ReplicaCtx;
 use super::replica::ReplicaConfig;
@@ -560,9 +560,23 @@ async fn manager_loop(node: Node, shared: Arc<Shared>, mut mb: crate::process::M
 
 fn handle_call(node: &Node, shared: &Arc<Shared>, mb: &mut crate::process::Mailbox, pending: &mut HashMap<Reference, Term>, from: &Term, request: &Term) {
     match Request::parse(request) {
-        Some(Request::Start { type_name, args, name, reference, source, replicas }) => {
-            let reply = match shared.types.read().unwrap().get(&type_name).cloned() {
-                Some(f) => result_term(&f(node, shared, args, name, StartAs::Target(reference, source, replicas))),
+        Some(Request::Start { type_name, args, name, reference, source, replicas, handover }) => {
+            let factory = shared.types.read().unwrap().get(&type_name).cloned();
+            let reply = match factory {
+                Some(f) => match f(node, shared, args, name, StartAs::Target(reference.clone(), source.clone(), replicas)) {
+                    // The handover that came with the request goes to the
+                    // target as the source would have sent it (it waits
+                    // for exactly this message), and the source learns it
+                    // need not send it.
+                    Ok(pid) => match handover {
+                        Some((state, queue)) => {
+                            mb.send(&pid, Op::Handover { reference, state, queue, source }.to_term());
+                            Term::tuple([Term::atom("ok"), Term::Pid(pid), Term::atom(HANDED_OVER)])
+                        }
+                        None => result_term(&Ok(pid)),
+                    },
+                    Err(e) => result_term(&Err(e)),
+                },
                 None => unknown_type(&type_name),
             };
             mb.reply(from, reply);

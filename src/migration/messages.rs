@@ -107,6 +107,10 @@ impl Op {
     }
 }
 
+/// The third element of a start reply, `{ok, Pid, handed_over}`: the
+/// manager gave the target the handover that came with the request.
+pub const HANDED_OVER: &str = "handed_over";
+
 pub fn result_term(result: &Result<Pid, Term>) -> Term {
     match result {
         Ok(p) => Term::tuple([Term::atom("ok"), Term::Pid(p.clone())]),
@@ -170,7 +174,14 @@ pub enum Request {
     /// element, `#{replicas => {N, sync | async}}` (without one the
     /// request keeps its old seven-element shape, which every release
     /// reads).
-    Start { type_name: String, args: Term, name: Atom, reference: Reference, source: Pid, replicas: Option<ReplicaConfig> },
+    ///
+    /// A small handover rides along as `#{handover => {State, Queue}}` in
+    /// the same map (docs/handoff.md, "The messages"): a manager that
+    /// reads it gives the new target the handover itself and answers
+    /// `{ok, Pid, handed_over}`, one round trip less for the source. A
+    /// manager of an earlier release ignores the key and answers
+    /// `{ok, Pid}`; the source then sends the handover as before.
+    Start { type_name: String, args: Term, name: Atom, reference: Reference, source: Pid, replicas: Option<ReplicaConfig>, handover: Option<(Term, Vec<Term>)> },
     /// Move the process registered as `name` (hosted on the receiving
     /// node) to `target`.
     Migrate { name: Atom, target: Atom, mode: Mode },
@@ -194,7 +205,7 @@ pub enum Request {
 impl Request {
     pub fn to_term(&self) -> Term {
         match self {
-            Request::Start { type_name, args, name, reference, source, replicas } => {
+            Request::Start { type_name, args, name, reference, source, replicas, handover } => {
                 let mut t = vec![
                     tag(),
                     Term::atom("start"),
@@ -204,8 +215,15 @@ impl Request {
                     Term::Ref(reference.clone()),
                     Term::Pid(source.clone()),
                 ];
+                let mut extra = vec![];
                 if let Some(c) = replicas {
-                    t.push(Term::Map(vec![(Term::atom("replicas"), c.to_term())]));
+                    extra.push((Term::atom("replicas"), c.to_term()));
+                }
+                if let Some((state, queue)) = handover {
+                    extra.push((Term::atom("handover"), Term::tuple([state.clone(), Term::List(queue.clone())])));
+                }
+                if !extra.is_empty() {
+                    t.push(Term::Map(extra));
                 }
                 Term::Tuple(t)
             }
@@ -227,12 +245,22 @@ impl Request {
                 // Unknown keys of the extra map are ignored (a later
                 // release may add some); a malformed setting refuses the
                 // request rather than starting with the wrong one.
-                let replicas = match extra {
-                    [] => None,
-                    [Term::Map(kv)] => match kv.iter().find(|(k, _)| k.is_atom("replicas")) {
-                        Some((_, v)) => Some(ReplicaConfig::from_term(v)?),
-                        None => None,
-                    },
+                let (replicas, handover) = match extra {
+                    [] => (None, None),
+                    [Term::Map(kv)] => {
+                        let replicas = match kv.iter().find(|(k, _)| k.is_atom("replicas")) {
+                            Some((_, v)) => Some(ReplicaConfig::from_term(v)?),
+                            None => None,
+                        };
+                        let handover = match kv.iter().find(|(k, _)| k.is_atom("handover")) {
+                            Some((_, v)) => match v.as_tuple() {
+                                Some([state, Term::List(queue)]) => Some((state.clone(), queue.clone())),
+                                _ => return None,
+                            },
+                            None => None,
+                        };
+                        (replicas, handover)
+                    }
                     _ => return None,
                 };
                 Some(Request::Start {
@@ -242,6 +270,7 @@ impl Request {
                     reference: r.clone(),
                     source: s.clone(),
                     replicas,
+                    handover,
                 })
             }
             [tg, op, Term::Atom(name), Term::Atom(target), mode] if tg.is_atom(TAG) && op.is_atom("migrate") => {
@@ -288,16 +317,20 @@ mod tests {
         for op in ops {
             assert_eq!(Op::parse(&op.to_term()), Some(Ok(op.clone())));
         }
+        let start = |replicas, handover| Request::Start {
+            type_name: "account".into(),
+            args: Term::nil(),
+            name: Atom::new("acc"),
+            reference: rf(),
+            source: pid(),
+            replicas,
+            handover,
+        };
         let reqs = vec![
-            Request::Start { type_name: "account".into(), args: Term::nil(), name: Atom::new("acc"), reference: rf(), source: pid(), replicas: None },
-            Request::Start {
-                type_name: "account".into(),
-                args: Term::nil(),
-                name: Atom::new("acc"),
-                reference: rf(),
-                source: pid(),
-                replicas: Some(ReplicaConfig { replicas: 2, mode: crate::migration::ReplicaMode::Async }),
-            },
+            start(None, None),
+            start(Some(ReplicaConfig { replicas: 2, mode: crate::migration::ReplicaMode::Async }), None),
+            start(None, Some((Term::Int(5), vec![Term::atom("q")]))),
+            start(Some(ReplicaConfig { replicas: 1, mode: crate::migration::ReplicaMode::Sync }), Some((Term::Int(5), vec![]))),
             Request::Migrate { name: Atom::new("acc"), target: Atom::new("b@h"), mode: Mode::Hot },
             Request::Hosted,
             Request::Status,

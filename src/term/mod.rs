@@ -100,6 +100,40 @@ pub struct Reference {
 pub struct OpaqueFun(pub Bytes);
 
 impl Term {
+    /// Whether this term's external encoding takes at most about `budget`
+    /// bytes, taking what it uses from `budget`. An estimate, cheap for
+    /// large terms: binaries by their length, atoms by their text, every
+    /// other node 9 bytes; it stops at the first part that does not fit,
+    /// so a 1 GB state costs one look at its first large binary.
+    pub fn fits_within(&self, budget: &mut usize) -> bool {
+        fn take(budget: &mut usize, n: usize) -> bool {
+            match budget.checked_sub(n) {
+                Some(left) => {
+                    *budget = left;
+                    true
+                }
+                None => false,
+            }
+        }
+        let b = budget;
+        match self {
+            Term::Binary(x) | Term::BitBinary { bytes: x, .. } | Term::Fun(OpaqueFun(x)) => take(b, x.len() + 6),
+            Term::Atom(a) => take(b, a.as_str().len() + 3),
+            Term::Big(n) => take(b, (n.bits() as usize).div_ceil(8) + 7),
+            Term::Pid(p) => take(b, p.node.as_str().len() + 15),
+            Term::Port(p) => take(b, p.node.as_str().len() + 19),
+            Term::Ref(r) => take(b, r.node.as_str().len() + 7 + 4 * r.ids.len()),
+            Term::List(items) | Term::Tuple(items) => take(b, 5) && items.iter().all(|t| t.fits_within(b)),
+            Term::ImproperList(items, tail) => take(b, 5) && items.iter().all(|t| t.fits_within(b)) && tail.fits_within(b),
+            Term::Map(kv) => take(b, 5) && kv.iter().all(|(k, v)| k.fits_within(b) && v.fits_within(b)),
+            Term::Record(r) => {
+                take(b, r.module().as_str().len() + r.name().as_str().len() + 9)
+                    && r.fields().iter().all(|(k, v)| take(b, k.as_str().len() + 3) && v.fits_within(b))
+            }
+            Term::Int(_) | Term::Float(_) => take(b, 9),
+        }
+    }
+
     pub fn atom(s: &str) -> Term {
         Term::Atom(Atom::new(s))
     }

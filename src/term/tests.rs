@@ -576,3 +576,23 @@ fn encoder_shapes() {
     encode_into(&Term::nil(), &mut out);
     assert_eq!(out, [9, 106]);
 }
+
+#[test]
+fn fits_within_bounds_the_encoding_and_stops_at_the_first_large_part() {
+    let state = Term::Map(vec![
+        (Term::atom("name"), Term::from("ann")),
+        (Term::atom("data"), Term::binary(vec![0u8; 1000])),
+        (Term::atom("tags"), Term::List(vec![int(1), Term::atom("x"), Term::tuple([int(2), Term::nil()])])),
+    ]);
+    // The estimate is never below the real encoding (what the inline
+    // handover limit relies on).
+    let mut budget = 1 << 20;
+    assert!(state.fits_within(&mut budget));
+    assert!((1 << 20) - budget >= encode(&state).len() - 1, "estimate {} below encoding {}", (1 << 20) - budget, encode(&state).len());
+    let mut small = 500;
+    assert!(!state.fits_within(&mut small), "a 1000-byte binary does not fit in 500");
+    // A large binary is one step: the rest of a huge term is not walked.
+    let huge = Term::List(std::iter::once(Term::binary(vec![0u8; 70_000])).chain((0..1_000_000).map(int)).collect());
+    let mut b = 64 * 1024;
+    assert!(!huge.fits_within(&mut b));
+}

@@ -28,7 +28,12 @@ defmodule Erlnode.Migration do
       and replies `{:ok, pid}` or `{:error, reason}`
       (`{:unknown_type, type}` when the type is not known here); a source
       with its own replica setting adds an eighth element,
-      `%{replicas: {n, :sync | :async}}`, which the target keeps;
+      `%{replicas: {n, :sync | :async}}`, which the target keeps; a
+      source with a small handover puts it in the same map,
+      `%{handover: {state, queue}}`: the manager sends it to the new
+      target as the source would have (`{:"$erlnode_migrate", :handover,
+      ref, state, queue, src}`) and replies `{:ok, pid, :handed_over}`,
+      one round trip less for the source;
     * `{:"$erlnode_migrate", :migrate, name, target_node, mode}` from a
       requester: sends the process holding `name`
       `{:"$erlnode_migrate", :begin, ref, target_node, mode, self()}` and
@@ -395,17 +400,34 @@ defmodule Erlnode.Migration do
   # target keeps (unknown keys of the map are ignored).
   def handle_call({@tag, :start, type, args, name, ref, src, extra} = request, from, st)
       when is_reference(ref) and is_pid(src) and is_atom(name) and is_map(extra) do
-    case Map.get(extra, :replicas) do
-      nil ->
-        handle_call({@tag, :start, type, args, name, ref, src}, from, st)
+    opts =
+      case Map.get(extra, :replicas) do
+        nil -> {:ok, []}
+        {n, mode} when is_integer(n) and n >= 0 and n <= 16 and mode in [:sync, :async] -> {:ok, [replicas: n, replica_mode: mode]}
+        _ -> {:error, :replicas}
+      end
 
-      {n, mode} when is_integer(n) and n >= 0 and n <= 16 and mode in [:sync, :async] ->
-        init_arg = {:"$erlnode_handover", ref, src, args, name, [replicas: n, replica_mode: mode]}
-        start_async(type, st, from, &Erlnode.ProcessSupervisor.start_target(&1, init_arg))
+    handover =
+      case Map.get(extra, :handover) do
+        nil -> {:ok, nil}
+        {hs, q} when is_list(q) -> {:ok, {@tag, :handover, ref, hs, q, src}}
+        _ -> {:error, :handover}
+      end
 
-      _ ->
-        Logger.warning("migration manager: start request with a malformed replica setting refused: #{inspect(request, limit: 8)}")
-        {:reply, {:error, {:bad_request, :replicas}}, st}
+    case {opts, handover} do
+      {{:ok, opts}, {:ok, handover}} ->
+        init_arg =
+          if opts == [],
+            do: {:"$erlnode_handover", ref, src, args, name},
+            else: {:"$erlnode_handover", ref, src, args, name, opts}
+
+        start_async(type, st, from, &Erlnode.ProcessSupervisor.start_target(&1, init_arg), handover)
+
+      {{:error, what}, _} ->
+        bad_start(request, what, st)
+
+      {_, {:error, what}} ->
+        bad_start(request, what, st)
     end
   end
 
@@ -487,18 +509,34 @@ defmodule Erlnode.Migration do
     {:reply, {:error, :unknown_request}, st}
   end
 
+  defp bad_start(request, what, st) do
+    Logger.warning("migration manager: start request with a malformed #{what} refused: #{inspect(request, limit: 8)}")
+    {:reply, {:error, {:bad_request, what}}, st}
+  end
+
   # Starts a process of `type` from a short-lived process (a slow
   # `init/1` delays only its own caller), which replies `{:ok, pid}` or
   # `{:error, reason}`.
-  defp start_async(type, st, from, start) do
+  defp start_async(type, st, from, start, handover \\ nil) do
     case resolve_type(type, st.types) do
       {:ok, module} ->
         spawn(fn ->
           reply =
             case start.(module) do
-              {:ok, pid} -> {:ok, pid}
-              :ignore -> {:error, :ignore}
-              {:error, reason} -> {:error, reason}
+              {:ok, pid} when handover == nil ->
+                {:ok, pid}
+
+              # the handover that came with the request, as the source
+              # would have sent it
+              {:ok, pid} ->
+                send(pid, handover)
+                {:ok, pid, :handed_over}
+
+              :ignore ->
+                {:error, :ignore}
+
+              {:error, reason} ->
+                {:error, reason}
             end
 
           GenServer.reply(from, reply)
