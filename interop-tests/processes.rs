@@ -1125,3 +1125,31 @@ async fn messages_at_the_fragment_boundary_reach_the_beam() {
     assert_eq!(got, Term::tuple([Term::Int(N as i64), Term::Int(bytes)]));
     assert!(c.rust.connected_nodes().iter().any(|n| n.as_str() == c.beam.name()), "the link stayed up");
 }
+
+/// Large binaries leave a Rust node from their own buffers, not copied into
+/// the link's queue (issue 16): several in one message, across fragment
+/// boundaries, with the atom cache. A BEAM process echoes each message
+/// back, and what returns is what was sent, byte for byte.
+#[tokio::test(flavor = "multi_thread")]
+async fn large_binaries_reach_the_beam_intact_and_come_back() {
+    let c = cluster("bigbin").await;
+    c.beam
+        .eval("P = spawn(fun L() -> receive {From, M} -> From ! {echo, M}, L() end end), true = register(bigbin_echo, P), ok")
+        .await;
+    let mut mb = c.rust.spawn_mailbox();
+    let bin = |n: usize, seed: u8| Term::binary((0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect::<Vec<u8>>());
+    let msgs = [
+        bin(64 * 1024, 1),
+        Term::tuple([Term::atom("pair"), bin(200 * 1024 + 7, 2), Term::Int(5), bin(70_000, 3)]),
+        Term::Map(vec![(Term::atom("data"), bin(1 << 20, 4)), (Term::atom("note"), Term::from("after"))]),
+        Term::List(vec![bin(3 * 64 * 1024, 5), Term::atom("between"), bin(65 * 1024, 6)]),
+    ];
+    for m in &msgs {
+        mb.send_to(&Dest::local("bigbin_echo", c.beam.name()), Term::tuple([Term::Pid(mb.pid().clone()), m.clone()]));
+    }
+    for m in &msgs {
+        let back = mb.recv_timeout(Duration::from_secs(30)).await.expect("echo");
+        assert!(back == Term::tuple([Term::atom("echo"), m.clone()]), "a message came back changed");
+    }
+    assert!(c.rust.connected_nodes().iter().any(|n| n.as_str() == c.beam.name()), "the link stayed up");
+}

@@ -70,7 +70,20 @@ pub trait AtomRefs {
     fn record(&mut self) -> bool {
         true
     }
+
+    /// Called at each binary of at least [`LARGE_BINARY`] bytes, once its
+    /// tag and length are in `out` (`at` is `out`'s length then): `true`
+    /// when the caller takes the bytes to send them from `b` itself, at
+    /// `at` in the output, so the encoder does not copy them (a link's
+    /// outbox does: issue 16, large messages).
+    #[inline(always)]
+    fn large_binary(&mut self, _b: &bytes::Bytes, _at: usize) -> bool {
+        false
+    }
 }
+
+/// Binaries from this size on are offered to [`AtomRefs::large_binary`].
+pub const LARGE_BINARY: usize = 64 * 1024;
 
 /// Atoms as text, always.
 pub struct NoCache;
@@ -208,9 +221,10 @@ fn one<'a, const M: u8, C: AtomRefs>(t: &'a Term, out: &mut Vec<u8>, c: &mut C) 
             }
         }
         Term::Binary(b) => {
-            out.reserve(5 + b.len());
             put_tag_u32(out, BINARY, b.len());
-            out.extend_from_slice(b);
+            if !(M == DIST && b.len() >= LARGE_BINARY && c.large_binary(b, out.len())) {
+                out.extend_from_slice(b);
+            }
         }
         Term::BitBinary { bytes, bits } => put_bit_binary(out, bytes, *bits),
         Term::Float(f) => {

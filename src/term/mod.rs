@@ -31,7 +31,7 @@ pub use record::{records_as_tuples, DuplicateField, NativeRecord};
 pub use decode::{
     decode, decode_bytes, decode_bytes_with_cache, decode_with_cache, DecodeError, DecodeLimits,
 };
-pub use encode::{encode, encode_into, encode_latin1_atoms, encode_latin1_atoms_into, encode_otp26, encode_with_atom_refs, AtomRefs, NoCache};
+pub use encode::{encode, encode_into, encode_latin1_atoms, encode_latin1_atoms_into, encode_otp26, encode_with_atom_refs, AtomRefs, NoCache, LARGE_BINARY};
 
 use bytes::Bytes;
 use num_bigint::BigInt;
