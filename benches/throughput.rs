@@ -20,7 +20,7 @@ mod summary;
 mod support;
 
 use erlnode::{Node, Pid, Term};
-use sink::{median, rate, rust_sink, ERL_SINK};
+use sink::{median, own_cpu_ms, rate, rust_sink, ERL_SINK};
 use std::time::{Duration, Instant};
 use summary::{pick, summary};
 use support::{BeamNode, Epmd};
@@ -37,6 +37,16 @@ fn main() {
 /// already started), messages/s. Large messages wait on the link's busy
 /// limit (`send_async`), as a BEAM sender is suspended on a busy
 /// distribution port; small ones are sent without waiting.
+/// `BlastCpu` on BEAM node `from` towards `bench_sink` on `to`:
+/// (microseconds, sending node's CPU milliseconds).
+async fn blast_cpu(from: &BeamNode, to: &str, n: i64, size: usize) -> (i64, i64) {
+    let t = from.eval(&format!("BlastCpu({{bench_sink, '{to}'}}, {n}, {size})")).await;
+    match t.as_tuple() {
+        Some([Term::Int(us), Term::Int(ms)]) => (*us, *ms),
+        _ => panic!("BlastCpu: {t:?}"),
+    }
+}
+
 async fn rust_blast(from: &Node, sink: &Pid, n: i64, size: usize) -> f64 {
     let mut mb = from.spawn_mailbox();
     mb.send(sink, Term::tuple([Term::atom("start"), Term::Pid(mb.pid().clone())]));
@@ -89,20 +99,34 @@ async fn run() {
     println!("|---|---|---|---|---|---|");
     for (label, size, n) in sizes {
         let mut rates: Vec<Vec<f64>> = vec![vec![]; DIRECTIONS.len()];
+        // Sender's and receiver's CPU per wall second (1.0 = one core
+        // busy throughout) for BEAM -> BEAM, BEAM -> Rust and Rust ->
+        // BEAM: which side bounds those rows.
+        let mut cpu: [Vec<(f64, f64)>; 3] = [vec![], vec![], vec![]];
         for round in 0..ROUNDS {
             // BEAM -> BEAM
             b.eval(&format!("StartSink({n})")).await;
-            let us = a.eval(&format!("Blast({{bench_sink, '{}'}}, {n}, {size})", b.name())).await.as_int().unwrap();
+            let rx0 = b.eval("Cpu()").await.as_int().unwrap();
+            let (us, tx_ms) = blast_cpu(&a, b.name(), n, size).await;
+            let rx_ms = b.eval("Cpu()").await.as_int().unwrap() - rx0;
             rates[0].push(rate(n, us));
+            cpu[0].push((tx_ms as f64 * 1e3 / us as f64, rx_ms as f64 * 1e3 / us as f64));
             // BEAM -> Rust
             let sink = rust_sink(&rust, n);
-            let us = a.eval(&format!("Blast({{bench_sink, '{}'}}, {n}, {size})", rust.name())).await.as_int().unwrap();
+            let rx0 = own_cpu_ms();
+            let (us, tx_ms) = blast_cpu(&a, rust.name().as_str(), n, size).await;
+            let rx_ms = own_cpu_ms() - rx0;
             rates[1].push(rate(n, us));
+            cpu[1].push((tx_ms as f64 * 1e3 / us as f64, rx_ms * 1e3 / us as f64));
             drop(sink);
             // Rust -> BEAM
             b.eval(&format!("StartSink({n})")).await;
             let Term::Pid(sink) = b.eval("whereis(bench_sink)").await else { panic!("no bench_sink on b") };
+            let (rx0, tx0, t0) = (b.eval("Cpu()").await.as_int().unwrap(), own_cpu_ms(), Instant::now());
             rates[2].push(rust_blast(&rust, &sink, n, size).await);
+            let wall_ms = t0.elapsed().as_secs_f64() * 1e3;
+            let rx_ms = b.eval("Cpu()").await.as_int().unwrap() - rx0;
+            cpu[2].push(((own_cpu_ms() - tx0) / wall_ms, rx_ms as f64 / wall_ms));
             // Rust -> Rust
             let done = rust_sink(&rust2, n);
             let sink = rust2.whereis("bench_sink").expect("bench_sink on rust2");
@@ -116,6 +140,11 @@ async fn run() {
                 "{label} round {round}: {}",
                 DIRECTIONS.iter().zip(&rates).map(|(d, r)| format!("{d} {:.0}/s", r[round])).collect::<Vec<_>>().join(", ")
             );
+        }
+        for (i, d) in DIRECTIONS.iter().take(3).enumerate() {
+            let tx = median(cpu[i].iter().map(|c| c.0).collect());
+            let rx = median(cpu[i].iter().map(|c| c.1).collect());
+            println!("{label}, {d}: sending node {tx:.2} cores, receiving node {rx:.2} cores (CPU per wall second, median)");
         }
         let base = median(rates[0].clone());
         for (d, r) in DIRECTIONS.iter().zip(&rates) {

@@ -6,7 +6,9 @@ use erlnode::{Node, Term};
 /// Erlang helpers bound in a BEAM node's shell: `StartSink(N)` registers
 /// `bench_sink`, which counts N `{msg, _, _}` then sends `done`;
 /// `Blast(Dest, N, Size)` sends N messages with a Size-byte binary and
-/// returns the microseconds until `done`.
+/// returns the microseconds until `done`; `BlastCpu` the same and the
+/// CPU milliseconds the sending node used meanwhile, `{Us, Ms}`;
+/// `Cpu()` the node's CPU milliseconds so far.
 pub const ERL_SINK: &str = r#"
 SinkLoop = fun Loop(0, From) -> From ! done;
                Loop(K, From) -> receive {msg, _, _} -> Loop(K - 1, From) end
@@ -25,6 +27,13 @@ Blast = fun(Dest, Count, Size) ->
     receive done -> ok after 300000 -> exit(timeout) end,
     erlang:monotonic_time(microsecond) - T0
 end,
+BlastCpu = fun(Dest, Count, Size) ->
+    {R0, _} = statistics(runtime),
+    Us = Blast(Dest, Count, Size),
+    {R1, _} = statistics(runtime),
+    {Us, R1 - R0}
+end,
+Cpu = fun() -> {R, _} = statistics(runtime), R end,
 ok
 "#;
 
@@ -57,4 +66,17 @@ pub fn rate(n: i64, us: i64) -> f64 {
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
+}
+
+/// CPU time this OS process (the bench and its Rust nodes) has used, in
+/// milliseconds (user + system, from /proc/self/stat).
+#[allow(dead_code)] // throughput.rs only
+pub fn own_cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at ")".
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat: 12 and 13 after ")".
+    (ticks(11) + ticks(12)) * 1000.0 / 100.0
 }
