@@ -186,7 +186,7 @@ demo-connect: deps build
 ## ratios (scripts/bench-summary.sh); BENCH_QUICK=1: fewer rounds and
 ## messages, under two minutes once built. Full output: $(BENCH_LOG).
 BENCH_LOG      ?= $(TARGET_DIR)/bench.log
-E2E_BENCHES    := throughput calls processes handoff global tls_throughput
+E2E_BENCHES    := throughput calls processes handoff global tls_throughput replicas
 CRITERION_ARGS := $(if $(BENCH_QUICK),--warm-up-time 0.2 --measurement-time 0.5 --noplot,--noplot)
 bench: deps elixir-lib
 	$(CARGO) bench --no-run

@@ -17,6 +17,9 @@
 
 #[path = "../interop-tests/support/mod.rs"]
 mod support;
+#[path = "common/summary.rs"]
+#[allow(dead_code)]
+mod summary;
 
 use erlnode::examples::account::Account;
 use erlnode::migration::{HandoffConfig, Migration, ReplicaConfig, ReplicaMode};
@@ -27,7 +30,11 @@ use std::time::{Duration, Instant};
 use support::{BeamNode, Epmd};
 
 const CALLERS: usize = 8;
-const CALLS: usize = 2_000;
+
+/// Calls per caller (BENCH_QUICK: 500).
+fn calls_each() -> usize {
+    summary::pick(2_000, 500)
+}
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -54,15 +61,16 @@ async fn run() {
     while !ma.members("account").contains(b.name()) {
         tokio::time::sleep(Duration::from_millis(20)).await; // bounded by the announcement
     }
-    println!("{CALLERS} callers x {CALLS} synchronous deposit calls each, own account per caller; accounts on A, replicas (if any) on B");
+    println!("{CALLERS} callers x {} synchronous deposit calls each, own account per caller; accounts on A, replicas (if any) on B", calls_each());
     println!("{:<14} {:>10} {:>10} {:>10}", "replicas", "calls/s", "p50 us", "p99 us");
     let modes: [(&str, Option<ReplicaConfig>); 3] = [("none", None), ("1 sync", Some(ReplicaConfig::sync(1))), ("1 async", Some(ReplicaConfig::async_(1)))];
+    let mut rates = vec![];
     for (label, cfg) in modes {
         let names: Vec<String> = (0..CALLERS).map(|i| support::unique(&format!("bacc{i}"))).collect();
         for n in &names {
             ma.start_process_with::<Account>(Term::nil(), n, Some(cfg.unwrap_or_default())).await.unwrap();
         }
-        print_calls(label, calls(&c, &names).await);
+        rates.push((label, print_calls(label, calls(&c, &names).await)));
         if cfg.is_some() {
             let held = mb.replicas_held().await.unwrap();
             let ours: Vec<_> = held.iter().filter(|(n, ..)| names.iter().any(|x| x == n.as_str())).collect();
@@ -73,7 +81,18 @@ async fn run() {
             async_lag(&c, &mb, &names[0]).await;
         }
     }
-    elixir_owners(&c, &cookie, epmd.port(), [&ma, &mb]).await;
+    summarize("Rust owner", &rates);
+    let rates = elixir_owners(&c, &cookie, epmd.port(), [&ma, &mb]).await;
+    summarize("Elixir owner", &rates);
+}
+
+/// `make bench`'s summary: calls/s with a replica against none, same run
+/// (the cost of replicas; no target).
+fn summarize(owner: &str, rates: &[(&str, f64)]) {
+    let none = rates[0].1;
+    for (label, r) in &rates[1..] {
+        summary::summary("replicas", &format!("deposit calls, {label} replica vs none, {owner}"), &format!("{r:.0} calls/s"), &format!("{none:.0} calls/s"), Some(r / none), "-");
+    }
 }
 
 /// K callers on `c`, M deposit calls each to their own account by
@@ -85,8 +104,8 @@ async fn calls(c: &Node, names: &[String]) -> (f64, Vec<Duration>) {
         let (c, n) = (c.clone(), n.clone());
         tasks.push(tokio::spawn(async move {
             let mut mb = c.spawn_mailbox();
-            let mut lat = Vec::with_capacity(CALLS);
-            for seq in 1..=CALLS {
+            let mut lat = Vec::with_capacity(calls_each());
+            for seq in 1..=calls_each() {
                 let msg = Term::tuple([Term::atom("deposit"), Term::from(format!("c{i}").as_str()), Term::Int(seq as i64), Term::Int(1)]);
                 let t = Instant::now();
                 mb.call(Dest::Global(Term::atom(&n)), msg, Duration::from_secs(10)).await.expect("call");
@@ -99,14 +118,15 @@ async fn calls(c: &Node, names: &[String]) -> (f64, Vec<Duration>) {
     for t in tasks {
         lat.extend(t.await.unwrap());
     }
-    let rate = (names.len() * CALLS) as f64 / started.elapsed().as_secs_f64();
+    let rate = (names.len() * calls_each()) as f64 / started.elapsed().as_secs_f64();
     lat.sort();
     (rate, lat)
 }
 
-fn print_calls(label: &str, (rate, lat): (f64, Vec<Duration>)) {
+fn print_calls(label: &str, (rate, lat): (f64, Vec<Duration>)) -> f64 {
     let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)].as_micros();
     println!("{:<14} {:>10.0} {:>10} {:>10}", label, rate, pct(50), pct(99));
+    rate
 }
 
 /// The same workload with Elixir owners: the accounts on A' with a
@@ -114,7 +134,7 @@ fn print_calls(label: &str, (rate, lat): (f64, Vec<Duration>)) {
 /// m)`), the calls from C. Their replicas go where the ring of the nodes
 /// hosting accounts puts them: B', or the Rust nodes A and B, which host
 /// the type too (each is counted).
-async fn elixir_owners(c: &Node, cookie: &str, epmd: u16, rust_members: [&Migration; 2]) {
+async fn elixir_owners(c: &Node, cookie: &str, epmd: u16, rust_members: [&Migration; 2]) -> Vec<(&'static str, f64)> {
     let start = |prefix: &'static str| async move {
         let n = BeamNode::builder().prefix(prefix).cookie(cookie).epmd_port(epmd).erlnode_ex(true).start().await;
         let r = n.eval("application:load(erlnode_ex), application:set_env(erlnode_ex, rebalance_on_join, false), application:ensure_all_started(erlnode_ex)").await;
@@ -132,6 +152,7 @@ async fn elixir_owners(c: &Node, cookie: &str, epmd: u16, rust_members: [&Migrat
     }
     println!("the same with Elixir owners: accounts on Elixir node A', replicas (if any) where the ring of account hosts puts them, calls from C");
     println!("{:<14} {:>10} {:>10} {:>10}", "replicas", "calls/s", "p50 us", "p99 us");
+    let mut rates = vec![];
     for (label, opts) in [("none", "[]"), ("1 sync", "[replicas: 1, replica_mode: :sync]"), ("1 async", "[replicas: 1, replica_mode: :async]")] {
         let names: Vec<String> = (0..CALLERS).map(|i| support::unique(&format!("beacc{i}"))).collect();
         for n in &names {
@@ -142,7 +163,7 @@ async fn elixir_owners(c: &Node, cookie: &str, epmd: u16, rust_members: [&Migrat
         while names.iter().any(|n| c.global().whereis_name(&Term::atom(n)).is_none()) {
             tokio::time::sleep(Duration::from_millis(5)).await; // bounded by global's broadcast
         }
-        print_calls(label, calls(c, &names).await);
+        rates.push((label, print_calls(label, calls(c, &names).await)));
         if opts != "[]" {
             let list = names.iter().map(|n| format!(":{n}")).collect::<Vec<_>>().join(", ");
             let held = eb
@@ -162,6 +183,7 @@ async fn elixir_owners(c: &Node, cookie: &str, epmd: u16, rust_members: [&Migrat
             );
         }
     }
+    rates
 }
 
 /// `:async` mode's lag: a deposit call returns as soon as the owner has

@@ -101,9 +101,10 @@ pub struct OpaqueFun(pub Bytes);
 
 impl Term {
     /// Whether this term's external encoding takes at most about `budget`
-    /// bytes, taking what it uses from `budget`. An estimate, cheap for
-    /// large terms: binaries by their length, atoms by their text, every
-    /// other node 9 bytes; it stops at the first part that does not fit,
+    /// bytes, taking what it uses from `budget`. An estimate, never below
+    /// the encoding with atoms as text and cheap for large terms: binaries
+    /// by their length, atoms by their text, numbers 9 bytes, containers
+    /// their header; it stops at the first part that does not fit,
     /// so a 1 GB state costs one look at its first large binary.
     pub fn fits_within(&self, budget: &mut usize) -> bool {
         fn take(budget: &mut usize, n: usize) -> bool {
@@ -122,8 +123,8 @@ impl Term {
             Term::Big(n) => take(b, (n.bits() as usize).div_ceil(8) + 7),
             Term::Pid(p) => take(b, p.node.as_str().len() + 15),
             Term::Port(p) => take(b, p.node.as_str().len() + 19),
-            Term::Ref(r) => take(b, r.node.as_str().len() + 7 + 4 * r.ids.len()),
-            Term::List(items) | Term::Tuple(items) => take(b, 5) && items.iter().all(|t| t.fits_within(b)),
+            Term::Ref(r) => take(b, r.node.as_str().len() + 9 + 4 * r.ids.len()),
+            Term::List(items) | Term::Tuple(items) => take(b, 6) && items.iter().all(|t| t.fits_within(b)),
             Term::ImproperList(items, tail) => take(b, 5) && items.iter().all(|t| t.fits_within(b)) && tail.fits_within(b),
             Term::Map(kv) => take(b, 5) && kv.iter().all(|(k, v)| k.fits_within(b) && v.fits_within(b)),
             Term::Record(r) => {

@@ -579,16 +579,24 @@ fn encoder_shapes() {
 
 #[test]
 fn fits_within_bounds_the_encoding_and_stops_at_the_first_large_part() {
+    let pid = Term::Pid(Pid { node: Atom::new("a@host"), id: 1, serial: 2, creation: 3 });
+    let rf = Term::Ref(Reference { node: Atom::new("a@host"), creation: 3, ids: smallvec::smallvec![1, 2, 3] });
     let state = Term::Map(vec![
         (Term::atom("name"), Term::from("ann")),
         (Term::atom("data"), Term::binary(vec![0u8; 1000])),
         (Term::atom("tags"), Term::List(vec![int(1), Term::atom("x"), Term::tuple([int(2), Term::nil()])])),
+        (Term::atom("who"), Term::List(vec![pid, rf, Term::Float(1.5), int(i64::MAX)])),
     ]);
     // The estimate is never below the real encoding (what the inline
     // handover limit relies on).
     let mut budget = 1 << 20;
     assert!(state.fits_within(&mut budget));
     assert!((1 << 20) - budget >= encode(&state).len() - 1, "estimate {} below encoding {}", (1 << 20) - budget, encode(&state).len());
+    for part in [Term::List(vec![]), Term::List(vec![int(1)]), Term::tuple([]), Term::atom("abc")] {
+        let mut b = 1000;
+        assert!(part.fits_within(&mut b));
+        assert!(1000 - b >= encode(&part).len() - 1, "{part:?}: estimate {} below {}", 1000 - b, encode(&part).len() - 1);
+    }
     let mut small = 500;
     assert!(!state.fits_within(&mut small), "a 1000-byte binary does not fit in 500");
     // A large binary is one step: the rest of a huge term is not walked.
