@@ -535,3 +535,81 @@ async fn a_manager_that_ignores_an_inline_handover_gets_it_as_its_own_message() 
     r1.shutdown().await;
     r2.shutdown().await;
 }
+
+/// A target that accepted but never heard `switched` takes the name when
+/// nobody live holds it, and gives way when a process it can reach does
+/// (the source resumed and took the name back, or a partition healed
+/// first): it stops with `{shutdown, {name_conflict, Name, Holder}}`
+/// instead of serving without the name, so the process stays single. The
+/// source here is a mailbox on r1 speaking the protocol; the target runs on
+/// r2 with a short `switch_timeout`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_left_without_a_switch_takes_a_free_name_and_gives_way_to_a_live_holder() {
+    use erlnode::migration::messages::{Op, Request};
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("giveway");
+    let r1 = support::rust_node_builder("r1", &cookie, epmd.port()).start().await.unwrap();
+    let r2 = support::rust_node_builder("r2", &cookie, epmd.port()).start().await.unwrap();
+    let cfg = HandoffConfig { rebalance_on_join: false, switch_timeout: Duration::from_millis(300), ..Default::default() };
+    let m2 = Migration::start(&r2, Arc::new(r2.global()), cfg).unwrap();
+    m2.register_type::<Account>();
+    assert!(r1.ping(r2.name().as_str()).await);
+    r1.global().sync(T).await.unwrap();
+    let state = erlnode::term::serde::to_term(&Account::default()).unwrap();
+    // Starts a target for `name` with the handover inline; returns it once
+    // it accepted, and the source mailbox (which then stays silent).
+    let start = |name: String| {
+        let (r1, r2, state) = (r1.clone(), r2.clone(), state.clone());
+        async move {
+            let mut src = r1.spawn_mailbox();
+            let reference = r1.make_ref();
+            let req = Request::Start {
+                type_name: "account".into(),
+                args: Term::nil(),
+                name: erlnode::Atom::new(&name),
+                reference: reference.clone(),
+                source: src.pid().clone(),
+                replicas: None,
+                handover: Some((state, vec![])),
+            };
+            let reply = src.call(("erlnode_migration", r2.name().as_str()), req.to_term(), T).await.unwrap();
+            let Some([_, Term::Pid(t), _]) = reply.as_tuple() else { panic!("start reply {reply:?}") };
+            let t = t.clone();
+            src.recv_match(T, |m| matches!(Op::parse(m), Some(Ok(Op::Accepted { reference: ref r, .. })) if *r == reference).then_some(()))
+                .await
+                .expect("accepted");
+            (src, t)
+        }
+    };
+
+    // A free name: the target takes it after the switch timeout.
+    let free = support::unique("gw_free");
+    let (_src, t) = start(free.clone()).await;
+    let deadline = tokio::time::Instant::now() + T;
+    while r1.global().whereis_name(&Term::atom(&free)).as_ref() != Some(&t) {
+        assert!(tokio::time::Instant::now() < deadline, "the target never took the free name");
+        tokio::time::sleep(Duration::from_millis(20)).await; // bounded by global's broadcast
+    }
+
+    // A name a live process on r1 holds: the target stops rather than
+    // serve without it.
+    let taken = support::unique("gw_taken");
+    let holder = r1.spawn_mailbox();
+    assert!(r1.global().register_name(Term::atom(&taken), holder.pid()).await.unwrap());
+    r2.global().sync(T).await.unwrap();
+    let (mut src, t) = start(taken.clone()).await;
+    let watch = src.monitor(&t);
+    let reason = src
+        .recv_match(T, |m| match m.as_tuple() {
+            Some([d, Term::Ref(r), _, _, reason]) if d.is_atom("DOWN") && *r == watch => Some(reason.clone()),
+            _ => None,
+        })
+        .await
+        .expect("the target stops");
+    let want = Term::tuple([Term::atom("shutdown"), Term::tuple([Term::atom("name_conflict"), Term::atom(&taken), Term::Pid(holder.pid().clone())])]);
+    assert_eq!(reason, want);
+    assert_eq!(r2.global().whereis_name(&Term::atom(&taken)).as_ref(), Some(holder.pid()), "the holder keeps the name");
+    assert!(!m2.hosted().iter().any(|(n, ..)| n.as_str() == taken), "the stopped target is not hosted");
+    r1.shutdown().await;
+    r2.shutdown().await;
+}

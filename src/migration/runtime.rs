@@ -212,13 +212,19 @@ pub(crate) async fn run_target<M: Migratable>(mut mb: Mailbox, mut meta: Meta, a
             Ok(Err(Some(reason))) => {
                 // The source died after we accepted: we own the process.
                 tracing::warn!(name = %meta.name, ?reason, "source died before the switch; target takes the name");
-                claim_name(&meta, &me).await;
+                if let Err(r) = claim_name(&meta, &mb, &me).await {
+                    st.terminate(&r, &mut mb).await;
+                    return r;
+                }
                 break;
             }
             Err(RecvError::Timeout) => {
                 tracing::warn!(name = %meta.name, "no switch from the source in time; target takes the name");
                 mb.demonitor(&watch);
-                claim_name(&meta, &me).await;
+                if let Err(r) = claim_name(&meta, &mb, &me).await {
+                    st.terminate(&r, &mut mb).await;
+                    return r;
+                }
                 break;
             }
             Err(RecvError::Exited(r)) => return r,
@@ -227,15 +233,38 @@ pub(crate) async fn run_target<M: Migratable>(mut mb: Mailbox, mut meta: Meta, a
     serve(st, &mut mb, meta).await
 }
 
-async fn claim_name(meta: &Meta, me: &Pid) {
-    let r = match meta.registry.whereis(meta.name.as_str()) {
-        Some(p) if &p == me => Ok(()),
-        Some(_) => meta.registry.re_register(meta.name.as_str(), me).await,
-        None => meta.registry.register(meta.name.as_str(), me).await,
-    };
-    if let Err(e) = r {
-        tracing::error!(name = %meta.name, error = %e, "target could not take the name");
+/// Takes the name for a target whose source is gone or silent after it
+/// accepted. A holder on a node this node cannot reach is stale (its node
+/// died, or it is across a partition): the target re-registers over it,
+/// and if both sides of a partition do, `global`'s conflict resolution
+/// keeps one at the heal. A holder this node can reach is live (the source
+/// resumed and took the name back, or the partition healed first): the
+/// target gives way and stops (`{shutdown, {name_conflict, Name, Holder}}`,
+/// as an Elixir target does), so the process stays single. A refused
+/// registration (`global` not done cleaning up, or a holder that appeared
+/// meanwhile) is retried for a few seconds.
+async fn claim_name(meta: &Meta, mb: &Mailbox, me: &Pid) -> Result<(), Term> {
+    const ATTEMPTS: usize = 25;
+    let node = mb.node();
+    let mut last = String::new();
+    for _ in 0..ATTEMPTS {
+        let r = match meta.registry.whereis(meta.name.as_str()) {
+            Some(p) if &p == me => return Ok(()),
+            Some(p) if p.node == *node.name() || node.connected_nodes().contains(&p.node) => {
+                tracing::warn!(name = %meta.name, holder = %p, "a live process holds the name; the target gives way and stops");
+                return Err(Term::tuple([Term::atom("shutdown"), Term::tuple([Term::atom("name_conflict"), Term::Atom(meta.name.clone()), Term::Pid(p)])]));
+            }
+            Some(_) => meta.registry.re_register(meta.name.as_str(), me).await,
+            None => meta.registry.register(meta.name.as_str(), me).await,
+        };
+        match r {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+    tracing::error!(name = %meta.name, error = %last, "target could not take the name; it stops");
+    Err(Term::tuple([Term::atom("shutdown"), Term::tuple([Term::atom("name_unavailable"), Term::Atom(meta.name.clone())])]))
 }
 
 fn shutdown(why: &str) -> Term {
