@@ -54,12 +54,15 @@ struct Queue {
     large: Vec<(usize, Bytes)>,
 }
 
-fn encode_terms(buf: &mut Vec<u8>, control: &Term, payload: Option<&Term>, refs: &mut impl AtomRefs, large: &mut Vec<(usize, Bytes)>) {
+/// Encodes the message's terms into `buf`, its large binaries into
+/// `large`; returns their bytes (the message's length beyond `buf`).
+fn encode_terms(buf: &mut Vec<u8>, control: &Term, payload: Option<&Term>, refs: &mut impl AtomRefs, large: &mut Vec<(usize, Bytes)>) -> usize {
     let mut refs = TakeLarge { refs, large };
     encode_with_atom_refs(control, buf, &mut refs);
     if let Some(p) = payload {
         encode_with_atom_refs(p, buf, &mut refs);
     }
+    large.iter().map(|(_, b)| b.len()).sum()
 }
 
 /// The link's atom references, and large binaries left where they are:
@@ -109,10 +112,6 @@ pub enum Busy {
     Closed,
     #[error(transparent)]
     Unencodable(#[from] Unencodable),
-}
-
-fn large_len(large: &[(usize, Bytes)]) -> usize {
-    large.iter().map(|(_, b)| b.len()).sum()
 }
 
 impl Queue {
@@ -211,16 +210,16 @@ impl Outbox {
         // a message whose body fitted a frame but not with its header went
         // out as a whole frame with no header, which the BEAM rejects as a
         // corrupted distribution header and drops the link.
-        let fragment = match cache {
+        let (fragment, large_len) = match cache {
             None => {
                 buf.push(0); // no atom cache references
                 text.refused = false;
-                encode_terms(buf, control, payload, text, large);
+                let large_len = encode_terms(buf, control, payload, text, large);
                 if text.refused {
                     buf.truncate(start);
                     return Err(Unencodable);
                 }
-                self.fragments && buf.len() - start - 4 + large_len(large) > FRAGMENT_SIZE
+                (self.fragments && buf.len() - start - 4 + large_len > FRAGMENT_SIZE, large_len)
             }
             Some(c) => {
                 // Which atoms the header lists is known only once the
@@ -229,14 +228,14 @@ impl Outbox {
                 // of the one fragmenting does anyway).
                 c.begin();
                 let body_start = buf.len();
-                encode_terms(buf, control, payload, c, large);
+                let large_len = encode_terms(buf, control, payload, c, large);
                 if c.records.refused {
                     c.abort();
                     buf.truncate(start);
                     return Err(Unencodable);
                 }
                 c.write_header(header);
-                let fragment = self.fragments && 2 + header.len() + buf.len() - body_start + large_len(large) > FRAGMENT_SIZE;
+                let fragment = self.fragments && 2 + header.len() + buf.len() - body_start + large_len > FRAGMENT_SIZE;
                 if !fragment {
                     let (h, end) = (header.len(), buf.len());
                     buf.resize(end + h, 0);
@@ -246,10 +245,10 @@ impl Outbox {
                         *at += h;
                     }
                 }
-                fragment
+                (fragment, large_len)
             }
         };
-        let len = buf.len() - start - 4 + large_len(large);
+        let len = buf.len() - start - 4 + large_len;
         if fragment {
             let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
             // The message bytes start after the atom cache header, which
@@ -387,32 +386,22 @@ impl Piece {
     }
 }
 
-/// A run of a message's bytes: in the queue, or in one of its large
-/// binaries.
-enum Span {
-    Queued(std::ops::Range<usize>),
-    Large(usize, std::ops::Range<usize>),
-}
-
-impl Span {
+impl Piece {
     fn len(&self) -> usize {
         match self {
-            Span::Queued(r) | Span::Large(_, r) => r.len(),
+            Piece::Queued(r) | Piece::Header(r) | Piece::Large(_, r) => r.len(),
         }
     }
-    /// The first `n` bytes as a piece; `self` keeps the rest.
+
+    /// The first `n` bytes as a piece of their own; `self` keeps the rest.
     fn split(&mut self, n: usize) -> Piece {
+        let (Piece::Queued(r) | Piece::Header(r) | Piece::Large(_, r)) = self;
+        let head = r.start..r.start + n;
+        r.start += n;
         match self {
-            Span::Queued(r) => {
-                let head = r.start..r.start + n;
-                r.start += n;
-                Piece::Queued(head)
-            }
-            Span::Large(i, r) => {
-                let head = r.start..r.start + n;
-                r.start += n;
-                Piece::Large(*i, head)
-            }
+            Piece::Queued(_) => Piece::Queued(head),
+            Piece::Header(_) => Piece::Header(head),
+            Piece::Large(i, _) => Piece::Large(*i, head),
         }
     }
 }
@@ -428,21 +417,21 @@ impl Frames {
 
     /// `buf[from..]` with `large` (positions in `buf`, ascending, each
     /// binary going before the byte at its position) in between: the
-    /// message's bytes in wire order.
-    fn spans(&mut self, buf: &[u8], from: usize, large: &mut Vec<(usize, Bytes)>) -> Vec<Span> {
+    /// message's bytes in wire order, as queued and large pieces.
+    fn spans(&mut self, buf: &[u8], from: usize, large: &mut Vec<(usize, Bytes)>) -> Vec<Piece> {
         let mut spans = Vec::with_capacity(2 * large.len() + 1);
         let mut at = from;
         for (pos, b) in large.drain(..) {
             if at < pos {
-                spans.push(Span::Queued(at..pos));
+                spans.push(Piece::Queued(at..pos));
             }
             self.large_bytes += b.len();
-            spans.push(Span::Large(self.large.len(), 0..b.len()));
+            spans.push(Piece::Large(self.large.len(), 0..b.len()));
             self.large.push(b);
             at = pos;
         }
         if at < buf.len() {
-            spans.push(Span::Queued(at..buf.len()));
+            spans.push(Piece::Queued(at..buf.len()));
         }
         spans
     }
@@ -453,10 +442,8 @@ impl Frames {
         if self.covered < start {
             self.pieces.push(Piece::Queued(self.covered..start));
         }
-        for mut s in self.spans(buf, start, large) {
-            let n = s.len();
-            self.pieces.push(s.split(n));
-        }
+        let spans = self.spans(buf, start, large);
+        self.pieces.extend(spans);
         self.covered = buf.len();
     }
 
@@ -470,8 +457,9 @@ impl Frames {
         if self.covered < start {
             self.pieces.push(Piece::Queued(self.covered..start));
         }
-        let mut spans = self.spans(buf, body_start, large).into_iter();
-        let body_len = buf.len() - body_start + spans.as_slice().iter().filter(|s| matches!(s, Span::Large(..))).map(Span::len).sum::<usize>();
+        let spans = self.spans(buf, body_start, large);
+        let body_len: usize = spans.iter().map(Piece::len).sum();
+        let mut spans = spans.into_iter();
         let total = body_len.div_ceil(FRAGMENT_SIZE);
         let mut current = spans.next();
         for i in 0..total {

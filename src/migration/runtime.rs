@@ -188,7 +188,8 @@ pub(crate) async fn run_target<M: Migratable>(mut mb: Mailbox, mut meta: Meta, a
     // sent to us directly stay queued (selective receive), which keeps
     // per-sender order across the switch.
     let watch = mb.monitor(&source);
-    loop {
+    // Whether the source went away without switching the name to us.
+    let orphaned = loop {
         let next = mb
             .recv_match(meta.cfg.switch_timeout, |m| match Op::parse(m) {
                 Some(Ok(Op::Fwd { reference: r, msgs })) if r == reference => Some(Ok(msgs)),
@@ -207,27 +208,25 @@ pub(crate) async fn run_target<M: Migratable>(mut mb: Mailbox, mut meta: Meta, a
             }
             Ok(Err(None)) => {
                 mb.demonitor(&watch);
-                break;
+                break false;
             }
             Ok(Err(Some(reason))) => {
                 // The source died after we accepted: we own the process.
                 tracing::warn!(name = %meta.name, ?reason, "source died before the switch; target takes the name");
-                if let Err(r) = claim_name(&meta, &mb, &me).await {
-                    st.terminate(&r, &mut mb).await;
-                    return r;
-                }
-                break;
+                break true;
             }
             Err(RecvError::Timeout) => {
                 tracing::warn!(name = %meta.name, "no switch from the source in time; target takes the name");
                 mb.demonitor(&watch);
-                if let Err(r) = claim_name(&meta, &mb, &me).await {
-                    st.terminate(&r, &mut mb).await;
-                    return r;
-                }
-                break;
+                break true;
             }
             Err(RecvError::Exited(r)) => return r,
+        }
+    };
+    if orphaned {
+        if let Err(r) = claim_name(&meta, &mb, &me).await {
+            st.terminate(&r, &mut mb).await;
+            return r;
         }
     }
     serve(st, &mut mb, meta).await
@@ -616,6 +615,7 @@ fn fits_inline(state: &Term, queue: &[Term]) -> bool {
 /// Asks `node`'s manager for a target; `Ok((pid, true))` when it also
 /// handed `inline` to the target.
 async fn start_target(mb: &mut Mailbox, meta: &Meta, node: &Atom, reference: &Reference, inline: Option<(Term, Vec<Term>)>) -> Result<(Pid, bool), Term> {
+    let extra = meta.own_replicas.is_some() || inline.is_some();
     let req = Request::Start {
         type_name: meta.type_name.to_string(),
         args: meta.args.clone(),
@@ -625,7 +625,6 @@ async fn start_target(mb: &mut Mailbox, meta: &Meta, node: &Atom, reference: &Re
         replicas: meta.own_replicas,
         handover: inline,
     };
-    let extra = meta.own_replicas.is_some() || matches!(&req, Request::Start { handover: Some(_), .. });
     let failed = |e: crate::process::CallError| Term::tuple([Term::atom("start_failed"), Term::from(e.to_string().as_str())]);
     let mut reply = mb.call(("erlnode_migration", node.as_str()), req.to_term(), meta.cfg.start_timeout).await.map_err(failed)?;
     // A manager of a release before the eighth element (the process's own
