@@ -252,6 +252,49 @@ async fn two_elixir_and_two_rust_members_share_one_registry() {
     r2.shutdown().await;
 }
 
+/// A member's last deletes reach the Elixir members before it goes:
+/// 200 Rust owners registered (the Rust member syncing only every 5 s),
+/// all killed, then `flush`: it returns acked, and the Elixir CRDT
+/// already holds none of the keys, read right after it returns. Without
+/// the flush the deletes wait for the next sync (up to 5 s here), and a
+/// member shutting down meanwhile leaves its keys to the Elixir members,
+/// whose later drop of them by key can take a newer registration along.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs HORDE_LIBS: make test-horde HORDE_LIBS=DIR"]
+async fn flush_delivers_the_last_deletes_before_the_member_goes() {
+    let ebins = horde_libs();
+    let mut epmd = Epmd::start().await;
+    let cookie = support::unique("cookie");
+    let mut ex = horde_node("hfa", &cookie, epmd.port(), &ebins).await;
+    let r1 = support::rust_node("hf1", &cookie, epmd.port()).await;
+    r1.connect(ex.name()).await.expect("connect");
+    let reg = HordeRegistry::builder(REG).sync_interval(Duration::from_secs(5)).start(&r1).expect("registry");
+    poll("both members", T, || async { if member_nodes(&ex).await.len() == 2 && reg.members().len() == 2 { Ok(()) } else { Err("members".into()) } }).await;
+    let n = 200;
+    let pids = register_rust(&r1, &reg, "f", n).await;
+    let crdt_keys = || async {
+        let t = ex.eval_elixir(&format!(r#"DeltaCrdt.to_map({REG}.Crdt) |> Enum.count(fn {{{{:key, "f" <> _}}, _}} -> true; _ -> false end)"#)).await;
+        int(&t)
+    };
+    poll("the Elixir member holds the Rust keys", T, || async { if crdt_keys().await == n as i64 { Ok(()) } else { Err("not yet".into()) } }).await;
+
+    // Every owner is down (its exit signal to the registry sent before
+    // its DOWN), then the flush.
+    let mut watcher = r1.spawn_mailbox();
+    let refs: Vec<_> = pids.iter().map(|p| watcher.monitor(p)).collect();
+    for p in &pids {
+        r1.exit(p, Term::atom("kill"));
+    }
+    for _ in &refs {
+        watcher.recv_match(T, |m| match m.as_tuple() { Some([t, ..]) if t.is_atom("DOWN") => Some(()), _ => None }).await.expect("DOWN");
+    }
+    assert!(reg.flush(Duration::from_secs(10)).await.expect("flush"), "every member acked");
+    assert_eq!(crdt_keys().await, 0, "the Elixir CRDT holds none of the killed owners' keys right after the flush");
+    assert_eq!(reg.count(), 0);
+    ex.stop().await;
+    epmd.kill().await;
+}
+
 /// A name registered on both sides of a netsplit (the link cut with
 /// `:erlang.disconnect_node/1`, a wrong cookie keeping it down): after
 /// the reconnect both nodes settle on the same owner, and the other gets

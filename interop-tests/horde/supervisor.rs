@@ -288,6 +288,109 @@ async fn await_all_accounts(ex: &BeamNode, n: usize, gone: Option<&str>) {
     .await;
 }
 
+/// Records, on `ex`, when its registry was asked to register a key, when
+/// it dropped keys from its CRDT and when it was given new members (host
+/// clock, so the nodes' records compare), for
+/// [`dropped_after_registering`].
+///
+/// Why: Horde 0.10.0's registry drops every key of a member it removes,
+/// by key. When a child of a crashed member restarts elsewhere and
+/// registers before a registry has handled the member's removal, that
+/// drop removes the new registration too and the child runs unnamed
+/// (elixir-horde/horde pull request 291; the same happens with an Elixir
+/// member killed). Only such children may be left unnamed after a crash.
+async fn trace_registry_drops(ex: &BeamNode) {
+    let code = format!(
+        r#"me = self()
+           spawn(fn ->
+             :ets.new(:hi_reg_trace, [:named_table, :public, :bag])
+             send(me, :ready)
+             receive do :stop -> :ok end
+           end)
+           receive do :ready -> :ok end
+           h = fn
+             {{:trace, _, :receive, {{:"$gen_call", _, {{:register, key, _, pid}}}}}}, n ->
+               :ets.insert(:hi_reg_trace, {{{{:register, key}}, pid, :os.system_time(:microsecond)}})
+               n
+             {{:trace, _, :receive, {{:"$gen_call", _, {{:set_members, _}}}}}}, n ->
+               :ets.insert(:hi_reg_trace, {{:set_members, :os.system_time(:microsecond)}})
+               n
+             {{:trace, _, :call, {{DeltaCrdt, :drop, [_, keys, _]}}}}, n ->
+               t = :os.system_time(:microsecond)
+               for {{:key, k}} <- keys, do: :ets.insert(:hi_reg_trace, {{{{:drop, k}}, node(), t}})
+               n
+             _, n -> n
+           end
+           {{:ok, _}} = :dbg.tracer(:process, {{h, 0}})
+           {{:ok, _}} = :dbg.p(Process.whereis({REG}), [:c, :r])
+           {{:ok, _}} = :dbg.tpl(DeltaCrdt, :drop, 3, [])
+           :ok"#
+    );
+    assert_eq!(ex.eval_elixir(&code).await, Term::atom("ok"), "{}: registry trace", ex.name());
+}
+
+/// The children `ex`'s supervisor runs without a registry name, each as
+/// `(name, true)` when some node in `exs` (all traced with
+/// [`trace_registry_drops`]) dropped the key after the child asked its
+/// node's registry to register it: Horde's own race, not a lost write.
+async fn dropped_after_registering(ex: &BeamNode, exs: &[&BeamNode]) -> Vec<(String, bool, String)> {
+    let t = ex
+        .eval_elixir(&format!(
+            r#"keys = Horde.Registry.select({REG}, [{{{{:"$1", :_, :_}}, [], [:"$1"]}}]) |> MapSet.new()
+               DeltaCrdt.to_map({SUP}.Crdt)
+               |> Enum.flat_map(fn {{{{:process, _}}, {{{{_, n}}, %{{start: {{_, _, [%{{name: name}}]}}}}, pid}}}} -> [{{name, n, pid}}]; _ -> [] end)
+               |> Enum.reject(fn {{name, _, _}} -> MapSet.member?(keys, name) end)
+               |> Enum.map(fn {{name, n, pid}} ->
+                    traced = fn x, k -> case :rpc.call(x, :ets, :lookup, [:hi_reg_trace, k], 5_000) do l when is_list(l) -> l; _ -> [] end end
+                    at = for {{_, ^pid, t}} <- traced.(n, {{:register, name}}), do: t
+                    drops = Enum.flat_map([{}], fn x -> traced.(x, {{:drop, name}}) end)
+                    race = at != [] and Enum.any?(drops, fn {{_, _, t}} -> t > Enum.min(at) end)
+                    members = Enum.map([{}], fn x -> {{x, traced.(x, :set_members)}} end)
+                    {{name, race, inspect({{pid, at, drops, members}})}}
+                  end)"#,
+            exs.iter().map(|e| format!(r#":"{}""#, e.name())).collect::<Vec<_>>().join(", "),
+            exs.iter().map(|e| format!(r#":"{}""#, e.name())).collect::<Vec<_>>().join(", ")
+        ))
+        .await;
+    let Term::List(l) = t else { panic!("{}: {t:?}", ex.name()) };
+    l.iter()
+        .map(|e| match e.as_tuple() {
+            Some([name, race, detail]) => {
+                let name = support::binaries_to_strings(&Term::List(vec![name.clone()]))[0].clone();
+                let detail = support::binaries_to_strings(&Term::List(vec![detail.clone()]))[0].clone();
+                (name, race.is_atom("true"), detail)
+            }
+            _ => panic!("{e:?}"),
+        })
+        .collect()
+}
+
+/// [`await_all_accounts`] after a member crashed: `n` children, placed,
+/// none on `gone`, every one named except those Horde's own race left
+/// unnamed ([`dropped_after_registering`]), which are returned.
+async fn await_all_accounts_after_crash(ex: &BeamNode, exs: &[&BeamNode], n: usize, gone: &str) -> Vec<String> {
+    poll(&format!("{}: {n} children after the crash of {gone}", ex.name()), T, || async {
+        let (counts, consistent) = placement(ex).await;
+        let total: i64 = counts.iter().map(|(_, k)| k).sum();
+        let on_gone = counts.iter().any(|(node, _)| node == gone);
+        let (names, distinct) = registered(ex).await;
+        let left = dropped_after_registering(ex, exs).await;
+        let unexplained: Vec<(&String, &String)> = left.iter().filter(|(_, race, _)| !race).map(|(k, _, d)| (k, d)).collect();
+        if total == n as i64 && consistent && !on_gone && distinct == names && names + left.len() as i64 == n as i64 && unexplained.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "placement {counts:?} consistent {consistent}, registered {names} ({distinct} distinct); unnamed, not by Horde's race: {unexplained:?}; unnamed: {}; relinquished: {}; twice: {}",
+                unnamed(ex).await,
+                relinquished(ex).await,
+                twice(ex).await
+            ))
+        }
+    })
+    .await;
+    dropped_after_registering(ex, exs).await.into_iter().map(|(k, _, d)| format!("{k} {d}")).collect()
+}
+
 /// Children relinquished (`{nil, spec}`) that nobody started, with the
 /// member `ex`'s Horde would choose for them now and its member view.
 async fn relinquished(ex: &BeamNode) -> String {
@@ -355,7 +458,9 @@ async fn supervisor_rust_member_takes_its_share_then_leaves_and_is_killed() {
 
     // 1. N accounts over three members, placed as the ring says.
     start_accounts(&e1, &e2, n).await;
+    // Both views: the checks below read e1's CRDT, which may trail e2's.
     await_all_accounts(&e2, n, None).await;
+    await_all_accounts(&e1, n, None).await;
     let (counts, _) = placement(&e1).await;
     eprintln!("placement with the Rust member: {counts:?}");
     assert_eq!(counts.len(), 3, "children on all three members: {counts:?}");
@@ -387,6 +492,9 @@ async fn supervisor_rust_member_takes_its_share_then_leaves_and_is_killed() {
     let left = rust.output().into_iter().find(|l| l.contains("left the Horde supervisor")).unwrap_or_default();
     eprintln!("leave: {left}");
     assert!(left.contains("synced=true"), "the leave was acked by the other members: {left}");
+    // The registry's last deletes (the children it stopped) were acked
+    // too: no Elixir member keeps a key of this member to drop later.
+    assert!(left.contains("registry_synced=Some(true)"), "the registry's deletes were acked: {left}");
     await_all_accounts(&e1, n, Some(&rname)).await;
     await_all_accounts(&e2, n, Some(&rname)).await;
     let after = poll_balances(&e1, &sample).await;
@@ -398,12 +506,22 @@ async fn supervisor_rust_member_takes_its_share_then_leaves_and_is_killed() {
     let (mut rust2, rname2) = rust_member(&cookie, epmd.port(), e2.name(), &[]).await;
     await_alive(&e1, &rname2).await;
     await_share_on(&e1, &rname2, "children redistributed to the new Rust member").await;
+    // Both views settled before the kill, as before the leave.
     await_all_accounts(&e1, n, None).await;
+    await_all_accounts(&e2, n, None).await;
+    for ex in [&e1, &e2] {
+        trace_registry_drops(ex).await;
+    }
     rust2.kill().await;
-    await_all_accounts(&e1, n, Some(&rname2)).await;
-    await_all_accounts(&e2, n, Some(&rname2)).await;
-    let b = poll_balances(&e2, &sample).await;
-    assert_eq!(b.len(), sample.len());
+    let mut race = vec![];
+    for ex in [&e1, &e2] {
+        race = await_all_accounts_after_crash(ex, &[&e1, &e2], n, &rname2).await;
+        eprintln!("{}: after the kill, {} of {n} children named; left unnamed by Horde's registry race: {race:?}", ex.name(), n - race.len());
+    }
+    // Every sampled account Horde's race did not leave unnamed answers.
+    let named: Vec<usize> = sample.iter().copied().filter(|i| !race.iter().any(|r| r.split(' ').next() == Some(&format!("a{i}")))).collect();
+    let b = poll_balances(&e2, &named).await;
+    assert_eq!(b.len(), named.len());
 
     for ex in [&e1, &e2] {
         let bad = ex.output().into_iter().filter(|l| l.contains("[error]") || l.contains("** (")).collect::<Vec<_>>();
@@ -735,3 +853,43 @@ async fn wait_replicated(a: &BeamNode, b: &BeamNode, n: usize) {
     .await;
 }
 
+
+/// The baseline of the kill step above with Horde alone: three Elixir
+/// members, one SIGKILLed. Horde's registry race
+/// ([`trace_registry_drops`]) leaves a restarted child unnamed here too
+/// (2 runs of 15 when it was written; the Rust member's test 1 of 10), so
+/// the same allowance applies to both, checked the same way.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs HORDE_LIBS: make test-horde HORDE_LIBS=DIR"]
+async fn supervisor_elixir_member_killed_baseline() {
+    let ebins = horde_libs();
+    let n = accounts();
+    let mut epmd = Epmd::start().await;
+    let cookie = support::unique("c");
+    let strategy = "Horde.UniformDistribution";
+    let mut e1 = horde_node("hce1", &cookie, epmd.port(), &ebins, strategy, false).await;
+    let mut e2 = horde_node("hce2", &cookie, epmd.port(), &ebins, strategy, false).await;
+    let mut e3 = horde_node("hce3", &cookie, epmd.port(), &ebins, strategy, false).await;
+    assert_eq!(e1.eval_elixir(&format!(r#"Node.connect(:"{}")"#, e2.name())).await, Term::atom("true"));
+    assert_eq!(e3.eval_elixir(&format!(r#"Node.connect(:"{}")"#, e2.name())).await, Term::atom("true"));
+    let e3name = e3.name().to_string();
+    await_alive(&e1, &e3name).await;
+    await_alive(&e2, &e3name).await;
+    start_accounts(&e1, &e2, n).await;
+    await_all_accounts(&e1, n, None).await;
+    await_all_accounts(&e2, n, None).await;
+    let (counts, _) = placement(&e1).await;
+    eprintln!("baseline placement: {counts:?}");
+    assert_eq!(counts.len(), 3, "children on all three members: {counts:?}");
+    for ex in [&e1, &e2] {
+        trace_registry_drops(ex).await;
+    }
+    e3.kill().await;
+    for ex in [&e1, &e2] {
+        let race = await_all_accounts_after_crash(ex, &[&e1, &e2], n, &e3name).await;
+        eprintln!("baseline {}: after the kill, {} of {n} children named; left unnamed by Horde's registry race: {race:?}", ex.name(), n - race.len());
+    }
+    e1.stop().await;
+    e2.stop().await;
+    epmd.kill().await;
+}

@@ -410,7 +410,7 @@ pub async fn run(a: RunArgs) -> ExitCode {
     if let Some(s) = &horde_sup {
         tracing::info!(supervisor = %s.name(), "leaving the Horde supervisor: handing children back to the other members");
         match s.leave(std::time::Duration::from_secs(30)).await {
-            Ok(r) => tracing::info!(relinquished = r.relinquished, synced = r.synced, still_running = r.still_running, "left the Horde supervisor"),
+            Ok(r) => tracing::info!(relinquished = r.relinquished, synced = r.synced, still_running = r.still_running, registry_synced = ?r.registry_synced, "left the Horde supervisor"),
             Err(e) => tracing::warn!(error = %e, "leaving the Horde supervisor failed"),
         }
     }
@@ -429,6 +429,14 @@ pub async fn run(a: RunArgs) -> ExitCode {
             } else {
                 tracing::warn!(moved = report.moved, failed = report.failed.len(), first = ?report.failed.first(), "drain incomplete");
             }
+        }
+    }
+    // The registries last: the leaves above stopped owners whose keys'
+    // deletes must reach the other members before this node goes.
+    for reg in &horde {
+        match reg.flush(std::time::Duration::from_secs(5)).await {
+            Ok(acked) => tracing::info!(registry = %reg.name(), acked, "synced the Horde registry with the other members"),
+            Err(e) => tracing::warn!(registry = %reg.name(), error = %e, "syncing the Horde registry failed"),
         }
     }
     tracing::info!("shutting down");

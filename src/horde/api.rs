@@ -261,6 +261,23 @@ impl HordeRegistry {
         rx.await.map_err(|_| HordeError::NotRunning(self.name.to_string()))
     }
 
+    /// Offers every other member this member's registrations as they are
+    /// now and waits until each acked them: `Ok(true)`, or `Ok(false)`
+    /// when `timeout` passed first (a member that did not answer).
+    ///
+    /// Call it after this node's owners stopped and before the node shuts
+    /// down: the deletes of their keys then reach the Elixir members
+    /// before this member goes away. Without it a key whose delete was not
+    /// synced yet stays with them until they drop this member, and that
+    /// drop can take a registration of the same key made elsewhere with
+    /// it (Horde's registry drops a departed member's keys by key).
+    pub async fn flush(&self, timeout: Duration) -> Result<bool, HordeError> {
+        let (tx, rx) = oneshot::channel();
+        let until = std::time::Instant::now() + timeout;
+        self.requests.send(Request::Flush { until, reply: tx }).map_err(|_| HordeError::NotRunning(self.name.to_string()))?;
+        rx.await.map_err(|_| HordeError::NotRunning(self.name.to_string()))
+    }
+
     /// Stops the registry's processes (peers see their DOWNs).
     pub fn stop(&self) {
         self.node.exit(&self.pid, Term::atom("kill"));

@@ -44,6 +44,25 @@ pub(crate) enum Request {
     PutMeta { key: Term, value: Term, reply: oneshot::Sender<()> },
     /// Run `f` inside the process (tests, stats).
     Inspect(Box<dyn FnOnce(&super::crdt::Crdt) + Send>),
+    /// Offer every neighbour the tree as it is now; `true` once each
+    /// acked it, `false` at `until` (see [`Flush`]).
+    Flush { until: std::time::Instant, reply: oneshot::Sender<bool> },
+}
+
+/// A [`Request::Flush`] waiting for its acks.
+///
+/// Why: a member that leaves takes its unsynced writes with it. The
+/// deletes of its stopped processes' keys are among them, and the Elixir
+/// members then keep those keys until they drop the departed member; that
+/// drop removes every version of the key their CRDT holds, a newer
+/// registration by the child restarted elsewhere included when the
+/// registry has not yet seen it (the restarted child then runs unnamed).
+/// DeltaCrdt syncs once when it terminates, without waiting; a Rust
+/// member waits for the acks.
+struct Flush {
+    started: std::time::Instant,
+    until: std::time::Instant,
+    reply: oneshot::Sender<bool>,
 }
 
 pub(crate) struct Config {
@@ -85,12 +104,13 @@ pub(crate) struct Registry {
     tables: Arc<RwLock<Tables>>,
     /// `state.members` of RegistryImpl: `{Reg, Node}` terms.
     members: Vec<Term>,
+    flushes: Vec<Flush>,
 }
 
 impl Registry {
     pub fn new(cfg: Config, reg: Mailbox, crdt_mb: Mailbox, tables: Arc<RwLock<Tables>>) -> Registry {
         let peer = CrdtPeer::new(cfg.name.clone(), crdt_mb, cfg.max_items);
-        Registry { contested: Default::default(), auto: Default::default(), node: reg.node(), cfg, reg, peer, tables, members: vec![] }
+        Registry { contested: Default::default(), auto: Default::default(), node: reg.node(), cfg, reg, peer, tables, members: vec![], flushes: vec![] }
     }
 
     fn me(&self) -> Term {
@@ -136,6 +156,12 @@ impl Registry {
                     Some(m) => {
                         let changes = self.peer.on_messages(m);
                         self.process_changes(changes);
+                        if !self.flushes.is_empty() {
+                            // A neighbour that acked an older round gets
+                            // the round the flush waits for right away.
+                            let changes = self.peer.tick();
+                            self.process_changes(changes);
+                        }
                     }
                     None => return Term::atom("normal"),
                 },
@@ -149,6 +175,38 @@ impl Registry {
                 _ = contest_deadline(&self.contested) => {}
             }
             self.contests_expired();
+            self.flushes_done();
+        }
+    }
+
+    /// Starts a [`Flush`]: the exits already queued (owners that just
+    /// stopped) are handled first, so their keys' deletes are in the tree
+    /// the neighbours are offered.
+    fn flush(&mut self, until: std::time::Instant, reply: oneshot::Sender<bool>) {
+        for m in self.reg.drain() {
+            self.reg_message(m);
+        }
+        self.flushes.push(Flush { started: std::time::Instant::now(), until, reply });
+        let changes = self.peer.tick();
+        self.process_changes(changes);
+    }
+
+    /// Answers the flushes every neighbour acked, and those past their
+    /// deadline.
+    fn flushes_done(&mut self) {
+        if self.flushes.is_empty() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        for f in std::mem::take(&mut self.flushes) {
+            if self.peer.crdt.all_acked_since(f.started) {
+                let _ = f.reply.send(true);
+            } else if f.until <= now {
+                tracing::warn!(registry = %self.cfg.name, neighbours = self.peer.crdt.neighbours().len(), "horde registry: flush timed out; a neighbour did not ack");
+                let _ = f.reply.send(false);
+            } else {
+                self.flushes.push(f);
+            }
         }
     }
 
@@ -340,6 +398,7 @@ impl Registry {
                 let _ = reply.send(());
             }
             Request::Inspect(f) => f(&self.peer.crdt),
+            Request::Flush { until, reply } => self.flush(until, reply),
         }
     }
 

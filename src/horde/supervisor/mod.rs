@@ -66,6 +66,10 @@ pub struct LeaveReport {
     pub synced: bool,
     /// Children still running when the deadline passed (stopped then).
     pub still_running: usize,
+    /// With [`HordeSupervisorBuilder::register_in`]: whether every other
+    /// member of that registry acked the deletes of the stopped children's
+    /// names ([`HordeRegistry::flush`]). `None` without a registry.
+    pub registry_synced: Option<bool>,
 }
 
 /// How to start a member; see [`HordeSupervisor::builder`].
@@ -183,12 +187,13 @@ impl HordeSupervisorBuilder {
             max_restarts: self.max_restarts,
             max_seconds: self.max_seconds,
             types: self.types,
-            via: self.via,
+            via: self.via.clone(),
             handoff: self.handoff,
             replicas: self.replicas,
         };
         let pid = process::spawn(node, cfg, rx).map_err(|e| HordeError::Start(e.to_string()))?;
-        Ok(HordeSupervisor { node: node.clone(), name: self.name, pid, requests: tx })
+        let registry = self.via.map(|(r, _)| r);
+        Ok(HordeSupervisor { node: node.clone(), name: self.name, pid, requests: tx, registry })
     }
 }
 
@@ -214,6 +219,9 @@ pub struct HordeSupervisor {
     name: Atom,
     pid: Pid,
     requests: mpsc::UnboundedSender<Request>,
+    /// The registry children are named in ([`HordeSupervisorBuilder::register_in`]):
+    /// flushed at the end of a leave.
+    registry: Option<HordeRegistry>,
 }
 
 impl HordeSupervisor {
@@ -285,6 +293,13 @@ impl HordeSupervisor {
     /// chooses starts it), waits until every other member acked those
     /// writes or `timeout` passed, and stops the member.
     pub async fn leave(&self, timeout: Duration) -> Result<LeaveReport, HordeError> {
-        self.ask(|reply| Request::Leave { timeout, reply }).await.map_err(|_| self.not_running())
+        let started = std::time::Instant::now();
+        let mut report = self.ask(|reply| Request::Leave { timeout, reply }).await.map_err(|_| self.not_running())?;
+        if let Some(reg) = &self.registry {
+            // What is left of the deadline, and at least a sync round.
+            let left = timeout.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
+            report.registry_synced = Some(reg.flush(left).await.unwrap_or(false));
+        }
+        Ok(report)
     }
 }

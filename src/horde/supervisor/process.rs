@@ -907,7 +907,7 @@ impl Supervisor {
             return false;
         }
         let lv = self.leaving.take().expect("checked");
-        let report = LeaveReport { relinquished: lv.relinquished, synced: done, still_running: self.local.len() };
+        let report = LeaveReport { relinquished: lv.relinquished, synced: done, still_running: self.local.len(), registry_synced: None };
         let _ = lv.reply.send(report);
         for l in self.local.values() {
             let _ = l.ctl.send(ChildCtl::Stop);
