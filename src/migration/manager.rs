@@ -360,10 +360,18 @@ impl Migration {
 }
 
 fn announce(node: &Node, shared: &Shared, peer: &Atom, ack: bool) {
-    let types: Vec<String> = shared.types.read().unwrap().keys().cloned().collect();
-    let msg = Op::Members { node: node.name().clone(), types, ack, encoding: None }.to_term();
+    // An announcement is the whole list and replaces the last one, so two
+    // must arrive in the order their lists were read: the read lock is
+    // held until the message is queued on the link (in order), and a type
+    // registered meanwhile (the write lock) is announced after it. Read
+    // and sent apart, the manager's answer to a peer's nodeup could read
+    // the list before a `register_type`, be queued after that type's own
+    // announcement and make the peer forget the type (CI saw it once).
+    let types = shared.types.read().unwrap();
+    let msg = Op::Members { node: node.name().clone(), types: types.keys().cloned().collect(), ack, encoding: None }.to_term();
     let from = node.spawn_mailbox();
     from.send_to(&crate::process::Dest::Name { name: Atom::new(MANAGER_NAME), node: peer.clone() }, msg);
+    drop(types);
 }
 
 /// One call to the manager on node `on`, from a short-lived mailbox.
