@@ -483,6 +483,81 @@ async fn cli_migrate_and_rebalance() {
     assert!(on_r1.abs_diff(on_r2) <= 1, "balanced: r1 {on_r1}, r2 {on_r2}");
 }
 
+/// Sends a start request carrying its handover inline (`req`) from the
+/// stand-in source `src` to `on`'s manager; returns the target once it
+/// accepted.
+async fn start_accepted(src: &mut erlnode::process::Mailbox, on: &Node, req: &erlnode::migration::messages::Request, reference: &erlnode::term::Reference) -> Pid {
+    use erlnode::migration::messages::Op;
+    let reply = src.call(("erlnode_migration", on.name().as_str()), req.to_term(), T).await.unwrap();
+    let Some([_, Term::Pid(t), _]) = reply.as_tuple() else { panic!("start reply {reply:?}") };
+    let t = t.clone();
+    src.recv_match(T, |m| matches!(Op::parse(m), Some(Ok(Op::Accepted { reference: ref r, .. })) if r == reference).then_some(()))
+        .await
+        .expect("accepted");
+    t
+}
+
+/// A target with `Sync` replicas answers the calls that travelled in the
+/// handover's queue only once its state with them is on its replicas: an
+/// answer is an acknowledgement, and the source's replicas hold the state
+/// from before the handoff. The source is a stand-in on r1 that switches
+/// when the test says; the caller also sits on r1, so a reply sent before
+/// `accepted` would be in its mailbox when `accepted` is read (one link,
+/// in order). r3 hosts the type and keeps the replica.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replicated_target_answers_queued_calls_once_its_replicas_hold_them() {
+    use erlnode::migration::messages::{Op, Request};
+    use erlnode::migration::ReplicaConfig;
+    let epmd = Epmd::start().await;
+    let cookie = support::unique("held");
+    let r1 = support::rust_node_builder("r1", &cookie, epmd.port()).start().await.unwrap();
+    let (r2, _m2) = rust_node("r2", &cookie, epmd.port()).await;
+    let (r3, m3) = rust_node("r3", &cookie, epmd.port()).await;
+    for (a, b) in [(&r1, &r2), (&r1, &r3), (&r2, &r3)] {
+        assert!(a.ping(b.name().as_str()).await);
+    }
+    let deadline = tokio::time::Instant::now() + T;
+    while !m3.members("account").iter().any(|n| n == r2.name()) {
+        assert!(tokio::time::Instant::now() < deadline, "r3 never learnt that r2 hosts account");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut src = r1.spawn_mailbox();
+    let mut caller = r1.spawn_mailbox();
+    let reference = r1.make_ref();
+    let tag = r1.make_ref();
+    let call = Term::tuple([Term::atom("$gen_call"), Term::tuple([Term::Pid(caller.pid().clone()), Term::Ref(tag.clone())]), deposit("held", 1)]);
+    let state = erlnode::term::serde::to_term(&Account::default()).unwrap();
+    let name = erlnode::Atom::new(&support::unique("held_acct"));
+    let req = Request::Start {
+        type_name: "account".into(),
+        args: Term::nil(),
+        name: name.clone(),
+        reference: reference.clone(),
+        source: src.pid().clone(),
+        replicas: Some(ReplicaConfig::sync(1)),
+        handover: Some((state, vec![call])),
+    };
+    let t = start_accepted(&mut src, &r2, &req, &reference).await;
+    assert!(caller.recv_timeout(Duration::ZERO).await.is_err(), "the queued call was answered before the target replicated it");
+
+    // The switch: the target serves, replicates, and answers.
+    src.send(&t, Op::Switched { reference: reference.clone() }.to_term());
+    let answer = caller
+        .recv_match(T, |m| match m.as_tuple() {
+            Some([Term::Ref(r), a]) if *r == tag => Some(a.clone()),
+            _ => None,
+        })
+        .await
+        .expect("the queued call is answered after the switch");
+    assert_eq!(answer.as_tuple().map(|t| t[0].clone()), Some(Term::atom("ok")), "{answer:?}");
+    // By then r3 holds the target's state (Sync: the answer waited for it).
+    let held = m3.replicas_held().await.unwrap();
+    assert!(held.iter().any(|(n, _, owner, _)| *n == name && *owner == t), "r3's replicas: {held:?}");
+    r1.shutdown().await;
+    r2.shutdown().await;
+    r3.shutdown().await;
+}
+
 /// A source puts a small handover into its start request; a manager of a
 /// release before that ignores it and answers `{ok, T}` as it always did:
 /// the source then sends the handover as its own message, and the move
@@ -545,7 +620,7 @@ async fn a_manager_that_ignores_an_inline_handover_gets_it_as_its_own_message() 
 /// r2 with a short `switch_timeout`.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_target_left_without_a_switch_takes_a_free_name_and_gives_way_to_a_live_holder() {
-    use erlnode::migration::messages::{Op, Request};
+    use erlnode::migration::messages::Request;
     let epmd = Epmd::start().await;
     let cookie = support::unique("giveway");
     let r1 = support::rust_node_builder("r1", &cookie, epmd.port()).start().await.unwrap();
@@ -572,12 +647,7 @@ async fn a_target_left_without_a_switch_takes_a_free_name_and_gives_way_to_a_liv
                 replicas: None,
                 handover: Some((state, vec![])),
             };
-            let reply = src.call(("erlnode_migration", r2.name().as_str()), req.to_term(), T).await.unwrap();
-            let Some([_, Term::Pid(t), _]) = reply.as_tuple() else { panic!("start reply {reply:?}") };
-            let t = t.clone();
-            src.recv_match(T, |m| matches!(Op::parse(m), Some(Ok(Op::Accepted { reference: ref r, .. })) if *r == reference).then_some(()))
-                .await
-                .expect("accepted");
+            let t = start_accepted(&mut src, &r2, &req, &reference).await;
             (src, t)
         }
     };

@@ -159,14 +159,15 @@ pub(crate) async fn run_target<M: Migratable>(mut mb: Mailbox, mut meta: Meta, a
         return reason;
     }
     // The source's queue comes before anything that reached us directly.
+    let me = mb.pid().clone();
+    let mut holding = held_until_replicated(&meta);
     let mut stop = None;
     for m in queue {
-        if let Flow::Stop(r) = dispatch(&mut st, m, &mut mb).await {
+        if let Flow::Stop(r) = dispatch_holding(&mut st, m, &mut mb, &mut holding, &me).await {
             stop = Some(r);
             break;
         }
     }
-    let me = mb.pid().clone();
     // Hosted from the accept on: the source may point the name here and
     // answer the requester before we see `switched`, and a table that
     // lags the name would hide the process from this node's plans and
@@ -200,7 +201,7 @@ pub(crate) async fn run_target<M: Migratable>(mut mb: Mailbox, mut meta: Meta, a
         match next {
             Ok(Ok(msgs)) => {
                 for m in msgs {
-                    if let Flow::Stop(r) = dispatch(&mut st, m, &mut mb).await {
+                    if let Flow::Stop(r) = dispatch_holding(&mut st, m, &mut mb, &mut holding, &me).await {
                         st.terminate(&r, &mut mb).await;
                         return r;
                     }
@@ -230,6 +231,35 @@ pub(crate) async fn run_target<M: Migratable>(mut mb: Mailbox, mut meta: Meta, a
         }
     }
     serve(st, &mut mb, meta).await
+}
+
+/// For a target with replicas in `Sync` mode, what holds the replies to
+/// the calls it handles before it serves (the source's queue and its
+/// forwards): a reply is an acknowledgement, and until the first flush to
+/// the replicas (when serving starts, after `switched`) the deposit lives
+/// only here; the source's replicas hold the state from before the
+/// handoff. The held replies come back to the target as messages and are
+/// released by the replicator once the state with them is replicated.
+fn held_until_replicated(meta: &Meta) -> Option<Replicator> {
+    let (cfg, ctx, seq) = meta.replication.as_ref()?;
+    Some(Replicator::new(ctx.clone(), *cfg, meta.type_name, meta.name.clone(), meta.args.clone(), *seq))
+}
+
+/// [`dispatch`], with calls' replies held as [`held_until_replicated`]
+/// says (as `serve_replicated` holds them).
+async fn dispatch_holding<M: Migratable>(st: &mut M, m: Term, mb: &mut Mailbox, holding: &mut Option<Replicator>, me: &Pid) -> Flow {
+    let Some(rep) = holding else { return dispatch(st, m, mb).await };
+    match rep.intercept(m, me) {
+        Intercepted::Consumed => Flow::Continue,
+        Intercepted::AckedCast { from, cast } => match dispatch(st, cast, mb).await {
+            Flow::Continue => {
+                mb.reply(&from, Term::atom("ok"));
+                Flow::Continue
+            }
+            stop => stop,
+        },
+        Intercepted::Pass(m) => dispatch(st, m, mb).await,
+    }
 }
 
 /// Takes the name for a target whose source is gone or silent after it
