@@ -669,13 +669,7 @@ async fn a_target_left_without_a_switch_takes_a_free_name_and_gives_way_to_a_liv
     r2.global().sync(T).await.unwrap();
     let (mut src, t) = start(taken.clone()).await;
     let watch = src.monitor(&t);
-    let reason = src
-        .recv_match(T, |m| match m.as_tuple() {
-            Some([d, Term::Ref(r), _, _, reason]) if d.is_atom("DOWN") && *r == watch => Some(reason.clone()),
-            _ => None,
-        })
-        .await
-        .expect("the target stops");
+    let (_, reason) = support::down(&mut src, &watch, T).await; // the target stops
     let want = Term::tuple([Term::atom("shutdown"), Term::tuple([Term::atom("name_conflict"), Term::atom(&taken), Term::Pid(holder.pid().clone())])]);
     assert_eq!(reason, want);
     assert_eq!(r2.global().whereis_name(&Term::atom(&taken)).as_ref(), Some(holder.pid()), "the holder keeps the name");

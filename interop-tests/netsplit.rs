@@ -87,13 +87,7 @@ async fn a_process_killed_by_a_name_conflict_leaves_the_hosted_list() {
     let (loser_mb, loser_ref, loser_m, winner_m) =
         if winner == pa { (&mut wb, rb, &mb, &ma) } else { (&mut wa, ra, &ma, &mb) };
     assert!(winner == pa || winner == pb);
-    let down = loser_mb
-        .recv_match(T, |m| match m.as_tuple() {
-            Some([tag, Term::Ref(r), _, _, reason]) if tag.is_atom("DOWN") && *r == loser_ref => Some(reason.clone()),
-            _ => None,
-        })
-        .await
-        .expect("the loser is killed");
+    let (_, down) = support::down(loser_mb, &loser_ref, T).await; // the loser is killed
     eprintln!("conflict over dup: winner {winner}, loser died with {down:?}");
     assert!(!hosts_dup(loser_m), "the killed loser left its node's hosted list: {:?}", loser_m.hosted());
     assert!(hosts_dup(winner_m), "the winner is still hosted");

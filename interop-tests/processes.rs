@@ -83,12 +83,7 @@ fn pid_of(t: &Term) -> Pid {
 
 /// Waits for the `{'DOWN', r, process, Object, Reason}` of `r`.
 async fn down(mb: &mut Mailbox, r: &Reference) -> (Term, Term) {
-    mb.recv_match(T, |m| match m.as_tuple() {
-        Some([d, Term::Ref(x), p, object, reason]) if d.is_atom("DOWN") && x == r && p.is_atom("process") => Some((object.clone(), reason.clone())),
-        _ => None,
-    })
-    .await
-    .unwrap_or_else(|e| panic!("no DOWN for {r}: {e}"))
+    support::down(mb, r, T).await
 }
 
 /// Waits for `{'EXIT', from, Reason}`.

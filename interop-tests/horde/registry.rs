@@ -285,8 +285,8 @@ async fn flush_delivers_the_last_deletes_before_the_member_goes() {
     for p in &pids {
         r1.exit(p, Term::atom("kill"));
     }
-    for _ in &refs {
-        watcher.recv_match(T, |m| match m.as_tuple() { Some([t, ..]) if t.is_atom("DOWN") => Some(()), _ => None }).await.expect("DOWN");
+    for r in &refs {
+        support::down(&mut watcher, r, T).await;
     }
     assert!(reg.flush(Duration::from_secs(10)).await.expect("flush"), "every member acked");
     assert_eq!(crdt_keys().await, 0, "the Elixir CRDT holds none of the killed owners' keys right after the flush");

@@ -27,6 +27,18 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+/// Waits up to `within` for the `{'DOWN', r, process, Object, Reason}`
+/// of monitor `r` in `mb`: `(Object, Reason)`. Panics without one.
+pub async fn down(mb: &mut ::erlnode::process::Mailbox, r: &::erlnode::term::Reference, within: std::time::Duration) -> (::erlnode::Term, ::erlnode::Term) {
+    use ::erlnode::Term;
+    mb.recv_match(within, |m| match m.as_tuple() {
+        Some([d, Term::Ref(x), p, object, reason]) if d.is_atom("DOWN") && x == r && p.is_atom("process") => Some((object.clone(), reason.clone())),
+        _ => None,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("no DOWN for {r}: {e}"))
+}
+
 /// A name unique across parallel test processes and runs:
 /// `<prefix>_<pid>_<counter>_<random>`. Only `[a-z0-9_]` plus whatever
 /// safe characters the prefix had, so it is valid as the name part of an

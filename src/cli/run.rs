@@ -407,10 +407,17 @@ pub async fn run(a: RunArgs) -> ExitCode {
     };
     tracing::info!(node = %node.name(), port = node.listen_port(), epmd_port = node.epmd_port(), embedded_epmd = node.serves_epmd(), "ready");
     super::wait_for_signal().await;
+    // The registry the supervisor's leave already flushed (its children's).
+    let mut flushed = None;
     if let Some(s) = &horde_sup {
         tracing::info!(supervisor = %s.name(), "leaving the Horde supervisor: handing children back to the other members");
         match s.leave(std::time::Duration::from_secs(30)).await {
-            Ok(r) => tracing::info!(relinquished = r.relinquished, synced = r.synced, still_running = r.still_running, registry_synced = ?r.registry_synced, "left the Horde supervisor"),
+            Ok(r) => {
+                tracing::info!(relinquished = r.relinquished, synced = r.synced, still_running = r.still_running, registry_synced = ?r.registry_synced, "left the Horde supervisor");
+                if r.registry_synced.is_some() {
+                    flushed = a.horde_register_in.as_deref().map(crate::horde::elixir_name);
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "leaving the Horde supervisor failed"),
         }
     }
@@ -433,7 +440,7 @@ pub async fn run(a: RunArgs) -> ExitCode {
     }
     // The registries last: the leaves above stopped owners whose keys'
     // deletes must reach the other members before this node goes.
-    for reg in &horde {
+    for reg in horde.iter().filter(|r| flushed.as_ref() != Some(r.name())) {
         match reg.flush(std::time::Duration::from_secs(5)).await {
             Ok(acked) => tracing::info!(registry = %reg.name(), acked, "synced the Horde registry with the other members"),
             Err(e) => tracing::warn!(registry = %reg.name(), error = %e, "syncing the Horde registry failed"),

@@ -160,10 +160,17 @@ pub(crate) async fn run_target<M: Migratable>(mut mb: Mailbox, mut meta: Meta, a
     }
     // The source's queue comes before anything that reached us directly.
     let me = mb.pid().clone();
-    let mut holding = held_until_replicated(&meta);
+    // With Sync replicas, the replies to what we handle before serving
+    // (the queue, the forwards) are held: a reply is an acknowledgement,
+    // and until the first flush to the replicas (when serving starts,
+    // after `switched`) the deposit lives only here, the source's
+    // replicas holding the state from before the handoff. The held
+    // replies come back to us as messages; the same replicator releases
+    // them once the state with them is replicated.
+    let mut rep = replicator(&meta);
     let mut stop = None;
     for m in queue {
-        if let Flow::Stop(r) = dispatch_holding(&mut st, m, &mut mb, &mut holding, &me).await {
+        if let Flow::Stop(r) = dispatch_held(&mut st, m, &mut mb, rep.as_mut(), &me).await {
             stop = Some(r);
             break;
         }
@@ -201,7 +208,7 @@ pub(crate) async fn run_target<M: Migratable>(mut mb: Mailbox, mut meta: Meta, a
         match next {
             Ok(Ok(msgs)) => {
                 for m in msgs {
-                    if let Flow::Stop(r) = dispatch_holding(&mut st, m, &mut mb, &mut holding, &me).await {
+                    if let Flow::Stop(r) = dispatch_held(&mut st, m, &mut mb, rep.as_mut(), &me).await {
                         st.terminate(&r, &mut mb).await;
                         return r;
                     }
@@ -230,36 +237,34 @@ pub(crate) async fn run_target<M: Migratable>(mut mb: Mailbox, mut meta: Meta, a
             return r;
         }
     }
-    serve(st, &mut mb, meta).await
+    serve_with(st, &mut mb, meta, rep).await
 }
 
-/// For a target with replicas in `Sync` mode, what holds the replies to
-/// the calls it handles before it serves (the source's queue and its
-/// forwards): a reply is an acknowledgement, and until the first flush to
-/// the replicas (when serving starts, after `switched`) the deposit lives
-/// only here; the source's replicas hold the state from before the
-/// handoff. The held replies come back to the target as messages and are
-/// released by the replicator once the state with them is replicated.
-fn held_until_replicated(meta: &Meta) -> Option<Replicator> {
+/// The replicator of a process with replicas (`None` without).
+fn replicator(meta: &Meta) -> Option<Replicator> {
     let (cfg, ctx, seq) = meta.replication.as_ref()?;
     Some(Replicator::new(ctx.clone(), *cfg, meta.type_name, meta.name.clone(), meta.args.clone(), *seq))
 }
 
-/// [`dispatch`], with calls' replies held as [`held_until_replicated`]
-/// says (as `serve_replicated` holds them).
-async fn dispatch_holding<M: Migratable>(st: &mut M, m: Term, mb: &mut Mailbox, holding: &mut Option<Replicator>, me: &Pid) -> Flow {
-    let Some(rep) = holding else { return dispatch(st, m, mb).await };
+/// [`dispatch`] through `rep` when there is one: a call's reply held in
+/// Sync mode, replica business consumed, as `serve_replicated` does.
+async fn dispatch_held<M: Migratable>(st: &mut M, m: Term, mb: &mut Mailbox, rep: Option<&mut Replicator>, me: &Pid) -> Flow {
+    let Some(rep) = rep else { return dispatch(st, m, mb).await };
     match rep.intercept(m, me) {
         Intercepted::Consumed => Flow::Continue,
-        Intercepted::AckedCast { from, cast } => match dispatch(st, cast, mb).await {
-            Flow::Continue => {
-                mb.reply(&from, Term::atom("ok"));
-                Flow::Continue
-            }
-            stop => stop,
-        },
+        Intercepted::AckedCast { from, cast } => acked_cast(st, from, cast, mb).await,
         Intercepted::Pass(m) => dispatch(st, m, mb).await,
     }
+}
+
+/// An acked cast (`replica::acked_cast`): applied, then answered `ok`
+/// (through `from`, which holds the answer in Sync mode).
+async fn acked_cast<M: Migratable>(st: &mut M, from: Term, cast: Term, mb: &mut Mailbox) -> Flow {
+    let flow = dispatch(st, cast, mb).await;
+    if matches!(flow, Flow::Continue) {
+        mb.reply(&from, Term::atom("ok"));
+    }
+    flow
 }
 
 /// Takes the name for a target whose source is gone or silent after it
@@ -303,12 +308,18 @@ fn shutdown(why: &str) -> Term {
 /// The serving loop, with migration requests handled in place. The
 /// process is already in the hosted table: a fresh one from its spawn
 /// (the manager's factory), a target from its accept.
-async fn serve<M: Migratable>(mut st: M, mb: &mut Mailbox, meta: Meta) -> Term {
+async fn serve<M: Migratable>(st: M, mb: &mut Mailbox, meta: Meta) -> Term {
+    let rep = replicator(&meta);
+    serve_with(st, mb, meta, rep).await
+}
+
+/// [`serve`] with the process's replicator (a target's already holds the
+/// replies it must release).
+async fn serve_with<M: Migratable>(mut st: M, mb: &mut Mailbox, meta: Meta, rep: Option<Replicator>) -> Term {
     let me = mb.pid().clone();
-    let reason = match &meta.replication {
+    let reason = match rep {
         None => serve_loop(&mut st, mb, &meta).await,
-        Some((cfg, ctx, seq)) => {
-            let mut rep = Replicator::new(ctx.clone(), *cfg, meta.type_name, meta.name.clone(), meta.args.clone(), *seq);
+        Some(mut rep) => {
             let reason = serve_replicated(&mut st, mb, &meta, &mut rep).await;
             rep.finish(mb, is_migrated(&reason));
             reason
@@ -351,12 +362,9 @@ async fn serve_replicated<M: Migratable>(st: &mut M, mb: &mut Mailbox, meta: &Me
         while let Some(msg) = next.take() {
             let stop = match rep.intercept(msg, &me) {
                 Intercepted::Consumed => None,
-                Intercepted::AckedCast { from, cast } => match dispatch(st, cast, mb).await {
+                Intercepted::AckedCast { from, cast } => match acked_cast(st, from, cast, mb).await {
                     Flow::Stop(r) => Some(r),
-                    Flow::Continue => {
-                        mb.reply(&from, Term::atom("ok"));
-                        None
-                    }
+                    Flow::Continue => None,
                 },
                 Intercepted::Pass(msg) => {
                     if matches!(Op::parse(&msg), Some(Ok(Op::Begin { .. }))) {
