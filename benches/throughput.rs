@@ -10,6 +10,11 @@
 //! answers `done`; the rate is N over the time from the first send to
 //! `done`. The directions are interleaved within each round; three
 //! rounds; the median is reported, with the spread (min..max).
+//!
+//! Two rows are A/Bs of a change, in the same run: "Rust -> BEAM, atoms
+//! as text" (a sender without the send-side atom cache) and, for
+//! messages of 4 MiB or more, "Rust -> Rust, small pages" (a receiver
+//! whose large buffers do not ask for transparent huge pages).
 
 #[path = "common/sink.rs"]
 mod sink;
@@ -26,7 +31,8 @@ use summary::{pick, summary};
 use support::{BeamNode, Epmd};
 
 const ROUNDS: usize = 3;
-const DIRECTIONS: [&str; 5] = ["BEAM -> BEAM", "BEAM -> Rust", "Rust -> BEAM", "Rust -> Rust", "Rust -> BEAM, atoms as text"];
+const DIRECTIONS: [&str; 6] =
+    ["BEAM -> BEAM", "BEAM -> Rust", "Rust -> BEAM", "Rust -> Rust", "Rust -> BEAM, atoms as text", "Rust -> Rust, small pages"];
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -74,6 +80,9 @@ async fn run() {
     // The same sender without the send-side atom cache (every atom as
     // text, as before issue 16): an A/B of that change in the same run.
     let rust_text = support::rust_node_builder("rust_text", &cookie, epmd.port()).send_atom_cache(false).start().await.unwrap();
+    // A receiver without transparent huge pages for large messages, as
+    // before issue 16's last receive change: the A/B of that change.
+    let rust_small = support::rust_node_builder("rust_small", &cookie, epmd.port()).huge_pages(false).start().await.unwrap();
     let a = BeamNode::builder().prefix("a").cookie(&cookie).epmd_port(epmd.port()).start().await;
     let b = BeamNode::builder().prefix("b").cookie(&cookie).epmd_port(epmd.port()).start().await;
     for n in [&a, &b] {
@@ -81,6 +90,7 @@ async fn run() {
     }
     assert_eq!(a.eval(&format!("net_adm:ping('{}')", b.name())).await, Term::atom("pong"));
     assert!(rust.ping(a.name()).await && rust.ping(b.name()).await && rust.ping(rust2.name().as_str()).await && rust_text.ping(b.name()).await);
+    assert!(rust.ping(rust_small.name().as_str()).await);
 
     // (label, payload bytes, messages per round)
     let sizes: Vec<(&str, usize, i64)> = vec![
@@ -136,9 +146,16 @@ async fn run() {
             b.eval(&format!("StartSink({n})")).await;
             let Term::Pid(sink) = b.eval("whereis(bench_sink)").await else { panic!("no bench_sink on b") };
             rates[4].push(rust_blast(&rust_text, &sink, n, size).await);
+            // Rust -> Rust, the receiver on small pages (large messages only)
+            if size >= erlnode::connection::huge_pages::MIN_LEN {
+                let done = rust_sink(&rust_small, n);
+                let sink = rust_small.whereis("bench_sink").expect("bench_sink on rust_small");
+                rates[5].push(rust_blast(&rust, &sink, n, size).await);
+                drop(done);
+            }
             eprintln!(
                 "{label} round {round}: {}",
-                DIRECTIONS.iter().zip(&rates).map(|(d, r)| format!("{d} {:.0}/s", r[round])).collect::<Vec<_>>().join(", ")
+                DIRECTIONS.iter().zip(&rates).filter_map(|(d, r)| Some(format!("{d} {:.0}/s", r.get(round)?))).collect::<Vec<_>>().join(", ")
             );
         }
         for (i, d) in DIRECTIONS.iter().take(3).enumerate() {
@@ -147,7 +164,7 @@ async fn run() {
             println!("{label}, {d}: sending node {tx:.2} cores, receiving node {rx:.2} cores (CPU per wall second, median)");
         }
         let base = median(rates[0].clone());
-        for (d, r) in DIRECTIONS.iter().zip(&rates) {
+        for (d, r) in DIRECTIONS.iter().zip(&rates).filter(|(_, r)| !r.is_empty()) {
             let m = median(r.clone());
             let (lo, hi) = r.iter().fold((f64::MAX, 0f64), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
             println!("| {label} | {d} | {m:.0} | {:.1} | {lo:.0}..{hi:.0} | {:.2} |", m * size as f64 / 1e6, m / base);
@@ -173,9 +190,20 @@ async fn run() {
                 Some(bytes / loopback),
                 ">= 0.5x",
             );
+            if !rates[5].is_empty() {
+                summary(
+                    "throughput",
+                    &format!("{label} messages, Rust -> Rust, receiver on small pages (before)"),
+                    &fmt(5),
+                    &fmt(0),
+                    Some(ratio(5)),
+                    "-",
+                );
+            }
         }
     }
     rust.shutdown().await;
     rust2.shutdown().await;
     rust_text.shutdown().await;
+    rust_small.shutdown().await;
 }

@@ -106,6 +106,12 @@ pub struct NodeOpts {
     /// and senders with backpressure wait (the BEAM's +zdbbl). Default 1M.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub dist_buf_busy_limit: Option<usize>,
+    /// Receive messages of 4 MiB or more into buffers backed by small
+    /// pages only. By default such buffers ask the kernel for transparent
+    /// huge pages (32 page faults for 64 MiB instead of 16,384); turn
+    /// that off where huge page compaction stalls the host.
+    #[arg(long)]
+    pub no_huge_pages: bool,
     #[command(flatten)]
     pub tls: TlsOpts,
 }
@@ -193,6 +199,9 @@ impl NodeOpts {
         }
         if let Some(n) = self.dist_buf_busy_limit {
             b = b.dist_buf_busy_limit(n);
+        }
+        if self.no_huge_pages {
+            b = b.huge_pages(false);
         }
         Ok(b)
     }

@@ -12,7 +12,10 @@
 //! messages). The reservation is address space only until bytes arrive
 //! (the allocator maps large blocks lazily) and is made with
 //! `try_reserve`, so an announcement the system cannot back is refused,
-//! never an abort. [`Reassembler::buffered`] counts the bytes received
+//! never an abort; with huge pages on (the default), the buffer of a
+//! message of 4 MiB or more is advised to use them ([`super::huge_pages`]:
+//! the page faults of a fresh buffer were the receiving side's largest
+//! cost after the copy). [`Reassembler::buffered`] counts the bytes received
 //! and the bookkeeping, as memory holds them; the link charges it to its
 //! memory budget.
 
@@ -40,11 +43,20 @@ pub struct Reassembler {
     buffered: usize,
     max_message: usize,
     max_sequences: usize,
+    /// Advise huge pages for large message buffers ([`super::huge_pages`]).
+    huge_pages: bool,
 }
 
 impl Reassembler {
     pub fn new(max_message: usize, max_sequences: usize) -> Self {
-        Reassembler { partial: HashMap::new(), buffered: 0, max_message, max_sequences }
+        Reassembler { partial: HashMap::new(), buffered: 0, max_message, max_sequences, huge_pages: false }
+    }
+
+    /// Whether buffers of 4 MiB or more are advised to use transparent
+    /// huge pages (the link turns it on unless configured off).
+    pub fn huge_pages(mut self, on: bool) -> Self {
+        self.huge_pages = on;
+        self
     }
 
     /// Bytes held in unfinished messages, bookkeeping included.
@@ -74,6 +86,9 @@ impl Reassembler {
             // Refused by the system: grow as fragments come instead.
             buf.try_reserve_exact(body.len()).map_err(|_| FrameError::Limit(format!("cannot allocate {} bytes", body.len())))?;
         }
+        if self.huge_pages {
+            super::huge_pages::advise(&mut buf);
+        }
         buf.extend_from_slice(&body);
         let cost = buf.len() + PIECE_OVERHEAD + atoms.len() * std::mem::size_of::<Atom>() + std::mem::size_of::<Partial>();
         self.buffered += cost;
@@ -101,6 +116,9 @@ impl Reassembler {
             // was refused): grow, amortised.
             tracing::debug!(seq, announced = p.buf.capacity(), "fragmented message longer than its first fragment announced");
             p.buf.try_reserve(len).map_err(|_| FrameError::Limit(format!("cannot allocate {} more bytes", len)))?;
+            if self.huge_pages {
+                super::huge_pages::advise(&mut p.buf);
+            }
         }
         p.cost += len + PIECE_OVERHEAD;
         self.buffered += len + PIECE_OVERHEAD;

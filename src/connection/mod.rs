@@ -15,6 +15,7 @@ pub mod atom_cache;
 pub mod budget;
 pub mod fragments;
 pub mod header;
+pub mod huge_pages;
 pub mod outbox;
 
 use crate::control::Control;
@@ -75,6 +76,9 @@ pub struct LinkConfig {
     /// Send atoms as references to the peer's atom cache when it
     /// negotiated DIST_HDR_ATOM_CACHE (default on; docs/design.md).
     pub send_atom_cache: bool,
+    /// Advise transparent huge pages for the buffers messages of 4 MiB or
+    /// more are received into (default on; [`huge_pages`]).
+    pub huge_pages: bool,
     /// Like `-kernel net_ticktime`: a peer silent this long is down; we
     /// send a tick after a quarter of it without traffic.
     pub net_ticktime: Duration,
@@ -89,6 +93,7 @@ impl Default for LinkConfig {
             input_share: budget::DEFAULT_INPUT_SHARE,
             busy_limit: outbox::DEFAULT_BUSY_LIMIT,
             send_atom_cache: true,
+            huge_pages: true,
             max_fragment_sequences: 1024,
             net_ticktime: Duration::from_secs(60),
             decode: DecodeLimits::default(),
@@ -242,7 +247,7 @@ async fn read_frames(
 ) -> Result<(), String> {
     let mut rd = BufReader::with_capacity(128 * 1024, rd);
     let mut cache = atom_cache::AtomCache::default();
-    let mut reasm = fragments::Reassembler::new(cfg.max_message, cfg.max_fragment_sequences);
+    let mut reasm = fragments::Reassembler::new(cfg.max_message, cfg.max_fragment_sequences).huge_pages(cfg.huge_pages);
     let tick = cfg.net_ticktime;
     // In a run of large frames (the fragments of a large message) the
     // next length is read past the BufReader too: refilling it would pull
@@ -281,6 +286,9 @@ async fn read_frames(
                 }
                 None => {
                     let mut buf = Vec::with_capacity(len);
+                    if cfg.huge_pages {
+                        huge_pages::advise(&mut buf);
+                    }
                     buf.extend_from_slice(&head);
                     read_direct(&mut rd, &mut buf, len - head.len(), tick).await?;
                     reassemble(Bytes::from(buf), &mut cache, &mut reasm)?
