@@ -551,4 +551,121 @@ mod member {
         assert!(seen.contains(&HubNotice::ChildrenStopped(vec![Term::from("c1")])), "{seen:?}");
         node.shutdown().await;
     }
+
+    fn spec_of(id: &str) -> Term {
+        let cid = Term::from(id);
+        Term::Map(vec![
+            (Term::atom("id"), cid.clone()),
+            (Term::atom("start"), Term::tuple([Term::atom("Elixir.PhTrace.Counter"), Term::atom("start_link"), Term::list([Term::Map(vec![(Term::atom("id"), cid)])])])),
+        ])
+    }
+
+    fn spec_id(spec: &Term) -> Term {
+        match spec {
+            Term::Map(e) => e.iter().find(|(k, _)| k.is_atom("id")).map(|(_, v)| v.clone()).expect("spec id"),
+            other => panic!("not a spec: {other:?}"),
+        }
+    }
+
+    /// A member joins a ColdSwap hub: the host stops the children the
+    /// ring now gives to the joiner, unregisters them, asks the joiner to
+    /// start them, and sends it the list of the children that stay only
+    /// after the unregistration, as a ProcessHub host does (recorded in
+    /// coldswap-05: unregistration of c1, migration_add of c1, then the
+    /// list with c3 alone). ProcessHub applies that list in a task of its
+    /// own and merges it into its registry: a list sent first that named
+    /// the moved children could be applied after their unregistration and
+    /// leave the joiner pointing at the host's old pids (the opt-in
+    /// ColdSwap test caught the Rust member doing so). The joiner here is
+    /// a stand-in: a mailbox in every group of the hub's pg scope on a
+    /// second node.
+    #[tokio::test]
+    async fn a_joiner_gets_the_list_of_what_stays_after_the_unregistration() {
+        // The joiner dials the host through the host's embedded EPMD.
+        let epmd = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let start = |name: String| Node::builder(name).cookie("c").epmd_port(epmd).start();
+        let host = start(format!("phhost{}@127.0.0.1", std::process::id())).await.unwrap();
+        let joiner_node = start(format!("phjoiner{}@127.0.0.1", std::process::id())).await.unwrap();
+        let cfg = erlnode::processhub::HubConfig {
+            handover: false,
+            ring_encoding: Some(erlnode::migration::RingEncoding::Otp25),
+            ..Default::default()
+        };
+        let hub = host.processhub("my_hub").child::<TraceCounter>("PhTrace.Counter").config(cfg).join().await.unwrap();
+        let mut probe = host.spawn_mailbox();
+        const N: usize = 40;
+        let ids: Vec<String> = (1..=N).map(|i| format!("c{i}")).collect();
+        let children = ids
+            .iter()
+            .map(|id| ChildStart {
+                child_id: Term::from(id.as_str()),
+                child_spec: spec_of(id),
+                hub_id: Atom::new("my_hub"),
+                metadata: Term::Map(vec![]),
+                nodes: vec![host.name().clone()],
+                migration_add: None,
+                reply_to: None,
+                extra: vec![],
+            })
+            .collect();
+        let mut opts = Keyword::new();
+        opts.push("reply_to", Term::list([Term::Pid(probe.pid().clone())]));
+        host.send(hub.coordinator(), d().build(&HubMessage::StartChildren { children, opts }).unwrap());
+        let r = results(&mut probe).await;
+        for id in &ids {
+            ok_pid(&r, id);
+        }
+
+        // The joiner: connected, then its coordinator in every group,
+        // `cluster_join_event` (by which members count each other) last.
+        joiner_node.connect(host.name().as_str()).await.unwrap();
+        let scope = joiner_node.pg_scope("hub.my_hub.event_queue_pg").unwrap();
+        let mut joiner = joiner_node.spawn_mailbox();
+        let mut groups: Vec<HubEvent> = HubEvent::ALL.into_iter().filter(|e| *e != HubEvent::ClusterJoin).collect();
+        groups.push(HubEvent::ClusterJoin);
+        for ev in groups {
+            scope.join(Term::atom(ev.atom_name()), joiner.pid()).await.unwrap();
+        }
+        // What the host sends the joiner, in order, up to the list.
+        let mut unregistered: Vec<Term> = vec![];
+        let mut kinds = vec![];
+        let stays: Vec<Term> = loop {
+            let m = joiner.recv_timeout(T).await.expect("the host's sync_remote_children_event");
+            let Ok(msg) = d().parse(&m) else { continue };
+            kinds.push(msg.kind().to_string());
+            match msg {
+                HubMessage::ChildrenUnregistration { children, node, .. } => {
+                    assert_eq!(&node, host.name());
+                    unregistered.extend(children.into_iter().map(|c| c.child_id));
+                }
+                HubMessage::SyncRemoteChildren { children, from_node } => {
+                    assert_eq!(&from_node, host.name());
+                    break children.iter().map(|c| spec_id(&c.child_spec)).collect();
+                }
+                _ => {}
+            }
+        };
+        println!("the host sent the joiner: {kinds:?}");
+        // The ring gives the joiner about half of the 40 (none: 2^-40).
+        assert!(!unregistered.is_empty(), "no unregistration before the list of what stays: {kinds:?}");
+        let moved_listed: Vec<&Term> = stays.iter().filter(|c| unregistered.contains(c)).collect();
+        assert!(moved_listed.is_empty(), "the list names children already unregistered (moved): {moved_listed:?}; order {kinds:?}");
+        assert_eq!(unregistered.len() + stays.len(), N, "every child either moved or is listed");
+        // The start request for the moved ones (ColdSwap: no reply_to, no state).
+        let add = joiner
+            .recv_match(T, |m| match d().parse(m) {
+                Ok(HubMessage::MigrationAdd { children, .. }) => Some(children),
+                _ => None,
+            })
+            .await
+            .expect("migration_add_event");
+        let key = |t: &Term| format!("{t:?}");
+        let mut asked: Vec<Term> = add.into_iter().map(|c| c.child_id).collect();
+        asked.sort_by_key(key);
+        unregistered.sort_by_key(key);
+        assert_eq!(asked, unregistered, "the joiner is asked to start exactly the children unregistered");
+        assert_eq!(hub.local_children().len(), stays.len(), "the others run on the host");
+        host.shutdown().await;
+        joiner_node.shutdown().await;
+    }
 }

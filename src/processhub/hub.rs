@@ -174,6 +174,7 @@ impl HubBuilder {
             moving: HashSet::new(),
             encodings: HashMap::new(),
             pending: HashSet::new(),
+            sync_after_moves: HashSet::new(),
             internal_tx: tx.clone(),
             leaving: false,
             handing: HashMap::new(),

@@ -78,6 +78,9 @@ pub(crate) struct Member {
     pub encodings: HashMap<Atom, RingEncoding>,
     /// Nodes seen, waiting for their release before being counted.
     pub pending: HashSet<Atom>,
+    /// Members that joined and get this node's children list once the
+    /// moves to them are done (see [`Member::node_up`]).
+    pub sync_after_moves: HashSet<Atom>,
     pub internal_tx: mpsc::UnboundedSender<Internal>,
     pub leaving: bool,
     /// While leaving: frozen children waiting for their new pid.
@@ -299,23 +302,40 @@ impl Member {
         }
     }
 
-    /// `n` joined the hub: ring, sync, and the local children the ring
-    /// now gives to `n` move there.
+    /// `n` joined the hub: ring, the local children the ring now gives to
+    /// `n` move there, then `n` gets the list of the children that stay.
+    ///
+    /// In that order, as a ProcessHub member does it (its node-up handler
+    /// waits for the moves before it propagates its children). The joiner
+    /// applies `sync_remote_children_event` in a task of its own, not in
+    /// order with the other events, and merges the entries into its
+    /// registry: a list sent first, naming children about to move, could
+    /// be applied after their unregistration and leave the joiner
+    /// pointing at this node's old pids for good (the opt-in ColdSwap
+    /// test caught it 3 times in 17 runs).
     pub(crate) fn node_up(&mut self, n: Atom) {
         if !self.view.write().unwrap().nodes.insert(n.clone()) {
             return;
         }
         tracing::info!(hub = %self.hub, node = %n, "hub member joined");
         self.notify(super::HubNotice::NodeJoined(n.clone()));
+        if !self.leaving && self.rebalance_to(&n) {
+            // HotSwap moves run in a handler task: the list goes when it
+            // reports (`moved`).
+            self.sync_after_moves.insert(n);
+            return;
+        }
+        self.sync_children_to(&n);
+    }
+
+    /// `{:sync_remote_children_event, ...}` to `n`: the children hosted here.
+    pub(crate) fn sync_children_to(&self, n: &Atom) {
         let children = self
             .local
             .values()
             .map(|c| super::messages::SyncedChild { child_spec: c.spec.clone(), pid: c.pid.clone(), metadata: c.meta.clone() })
             .collect();
-        self.send_to_node(HubEvent::SyncRemoteChildren, &n, &HubMessage::SyncRemoteChildren { children, from_node: self.me.clone() });
-        if !self.leaving {
-            self.rebalance_to(&n);
-        }
+        self.send_to_node(HubEvent::SyncRemoteChildren, n, &HubMessage::SyncRemoteChildren { children, from_node: self.me.clone() });
     }
 
     /// `n` left the hub (leave event, its coordinator's pg leave, or
@@ -323,6 +343,7 @@ impl Member {
     /// gives this node start here (with a stored state if one came).
     pub async fn node_gone(&mut self, n: &Atom, why: &str) {
         self.pending.remove(n);
+        self.sync_after_moves.remove(n);
         let was = self.view.write().unwrap().nodes.remove(n);
         let orphans = self.view.write().unwrap().registry.drop_node(n);
         self.encodings.remove(n);

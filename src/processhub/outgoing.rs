@@ -43,8 +43,11 @@ struct Handler {
 }
 
 impl Member {
-    /// The local children the ring now gives to `n` move there.
-    pub fn rebalance_to(&mut self, n: &Atom) {
+    /// The local children the ring now gives to `n` move there. `true`
+    /// when the moves go on in a handler task (HotSwap), which reports
+    /// with [`Internal::Moved`]; `false` when they are done (ColdSwap
+    /// stops and unregisters at once) or there were none.
+    pub fn rebalance_to(&mut self, n: &Atom) -> bool {
         let ring = self.ring(None);
         let mut leavers = Vec::new();
         for (k, c) in &self.local {
@@ -64,7 +67,7 @@ impl Member {
             leavers.push((k.clone(), Leaver { start, ctl: c.ctl.clone() }));
         }
         if leavers.is_empty() {
-            return;
+            return false;
         }
         tracing::info!(hub = %self.hub, target = %n, children = leavers.len(), "moving children to a new member");
         let leavers: Vec<Leaver> = leavers
@@ -76,7 +79,7 @@ impl Member {
             .collect();
         if !self.cfg.handover {
             self.cold_move(n, leavers);
-            return;
+            return false;
         }
         let h = Handler {
             mb: self.node.spawn_mailbox(),
@@ -94,6 +97,7 @@ impl Member {
             let (moved, failed) = h.run(leavers).await;
             let _ = tx.send(Internal::Moved { target, moved, failed });
         });
+        true
     }
 
     /// ColdSwap, as ProcessHub 0.4.1 does it: stop here and unregister
@@ -154,9 +158,14 @@ impl Member {
             self.notify(super::HubNotice::ChildrenMigrated { target: target.clone(), children: gone.clone() });
         }
         if !failed.is_empty() {
-            self.notify(super::HubNotice::MigrationFailed { target, children: failed });
+            self.notify(super::HubNotice::MigrationFailed { target: target.clone(), children: failed });
         }
         self.unregistered(gone, Keyword::new());
+        // The joiner's list of what stays here, after the unregistration
+        // (node_up says why).
+        if self.sync_after_moves.remove(&target) {
+            self.sync_children_to(&target);
+        }
     }
 }
 
