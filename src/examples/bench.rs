@@ -26,7 +26,7 @@
 
 use crate::gen_server::{Ctx, Flow, GenServer, Reply};
 use crate::migration::Migratable;
-use crate::term::Term;
+use crate::term::{Binary, Term};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -38,8 +38,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Bench {
-    #[serde(with = "serde_bytes")]
-    pub data: Vec<u8>,
+    /// Shared, not copied, when the process moves (`Binary`).
+    pub data: Binary,
     pub received: i64,
 }
 
@@ -119,6 +119,6 @@ impl Migratable for Bench {
     type Args = usize;
 
     fn init_state(size: usize) -> Result<Self, Term> {
-        Ok(Bench { data: vec![7; size], received: 0 })
+        Ok(Bench { data: Binary::from(vec![7; size]), received: 0 })
     }
 }

@@ -11,6 +11,7 @@
 //! [`NativeRecord`], and re-encoded byte-identical to `term_to_binary`.
 
 mod atom;
+mod binary;
 mod compressed;
 pub mod decode;
 pub mod encode;
@@ -27,6 +28,7 @@ mod record_tests;
 mod tests;
 
 pub use atom::Atom;
+pub use binary::Binary;
 pub use record::{records_as_tuples, DuplicateField, NativeRecord};
 pub use decode::{
     decode, decode_bytes, decode_bytes_with_cache, decode_with_cache, DecodeError, DecodeLimits,

@@ -10,6 +10,7 @@
 //! | `Port`      | struct `{node, id, creation}`                             |
 //! | `Reference` | struct `{node, creation, ids}`                            |
 //! | `Term`      | the natural shape, lossy: see [`Natural`]                 |
+//! | `Binary`    | bytes (a sequence of integers where the format has none)  |
 //!
 //! The same forms are what the erlnode deserializer itself sees when serde
 //! buffers a value (untagged enums, `#[serde(flatten)]`), because serde then
@@ -203,6 +204,44 @@ impl FromForm for Reference {
 }
 
 struct_form!(Reference, "Reference", &["node", "creation", "ids"], "a reference");
+
+pub(crate) struct BinaryVisitor;
+
+impl<'de> Visitor<'de> for BinaryVisitor {
+    type Value = crate::term::Binary;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a binary")
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+        Ok(crate::term::Binary::from(v))
+    }
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Self::Value, E> {
+        Ok(crate::term::Binary::from(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(crate::term::Binary::from(v.as_bytes()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+        while let Some(b) = seq.next_element::<u8>()? {
+            v.push(b);
+        }
+        Ok(crate::term::Binary::from(v))
+    }
+}
+
+impl Foreign for crate::term::Binary {
+    type Visitor = BinaryVisitor;
+    fn visitor() -> BinaryVisitor {
+        BinaryVisitor
+    }
+    fn serialize_foreign<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self)
+    }
+    fn deserialize_foreign<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_byte_buf(BinaryVisitor)
+    }
+}
 
 impl Foreign for Term {
     type Visitor = NaturalVisitor;

@@ -12,6 +12,7 @@
 //! | `f32`, `f64`                           | float (NaN and infinity are errors)  |
 //! | `String`, `&str`, `char`               | UTF-8 binary `"ann"`                 |
 //! | bytes (`serde_bytes::ByteBuf`, ...)    | binary `<<1, 2>>`                    |
+//! | [`Binary`](crate::term::Binary)        | binary, shared both ways (no copy)   |
 //! | `Vec<T>`, `HashSet<T>`, ... (incl. `Vec<u8>`) | list `[1, 2]`                 |
 //! | `(A, B)`, `[T; N]`, tuple struct       | tuple `{a, b}`                       |
 //! | `()`, unit struct, `None`              | `nil`                                |

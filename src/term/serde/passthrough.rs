@@ -14,7 +14,7 @@
 
 use super::deepclone;
 use super::foreign::Foreign;
-use crate::term::{Atom, Pid, Port, Reference, Term};
+use crate::term::{Atom, Binary, Pid, Port, Reference, Term};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
 use std::cell::Cell;
@@ -26,6 +26,7 @@ pub(crate) const ATOM: &str = "$erlnode::Atom";
 pub(crate) const PID: &str = "$erlnode::Pid";
 pub(crate) const PORT: &str = "$erlnode::Port";
 pub(crate) const REF: &str = "$erlnode::Reference";
+pub(crate) const BINARY: &str = "$erlnode::Binary";
 
 /// Which pass-through type a newtype name announces.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -35,6 +36,7 @@ pub(crate) enum Kind {
     Pid,
     Port,
     Ref,
+    Binary,
 }
 
 impl Kind {
@@ -45,6 +47,7 @@ impl Kind {
             PID => Some(Kind::Pid),
             PORT => Some(Kind::Port),
             REF => Some(Kind::Ref),
+            BINARY => Some(Kind::Binary),
             _ => None,
         }
     }
@@ -56,6 +59,7 @@ impl Kind {
             Kind::Pid => matches!(term, Term::Pid(_)),
             Kind::Port => matches!(term, Term::Port(_)),
             Kind::Ref => matches!(term, Term::Ref(_)),
+            Kind::Binary => matches!(term, Term::Binary(_)),
         }
     }
 
@@ -66,6 +70,7 @@ impl Kind {
             Kind::Pid => "a pid",
             Kind::Port => "a port",
             Kind::Ref => "a reference",
+            Kind::Binary => "a binary",
         }
     }
 }
@@ -224,5 +229,10 @@ pass_through!(Port, PORT, |p| Term::Port(p.clone()), |t| match t {
 });
 pass_through!(Reference, REF, |r| Term::Ref(r.clone()), |t| match t {
     Term::Ref(r) => Some(r),
+    _ => None,
+});
+// Shared, not copied, in both directions (crate::term::binary).
+pass_through!(Binary, BINARY, |b| Term::Binary(b.bytes().clone()), |t| match t {
+    Term::Binary(b) => Some(Binary::from(b)),
     _ => None,
 });

@@ -711,6 +711,60 @@ fn pass_through_with_serde_value_deserializers() {
     assert_eq!(Term::deserialize(d).unwrap(), i(5));
 }
 
+/// A `Binary` field crosses the bridge as the same bytes, both ways; on
+/// the wire it is what a `serde_bytes` vector gives.
+#[test]
+fn binary_fields_are_shared_not_copied() {
+    use crate::term::Binary;
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Blob {
+        data: Binary,
+        n: u32,
+    }
+    #[derive(Serialize)]
+    struct AsVec {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        n: u32,
+    }
+    let blob = Blob { data: Binary::from(vec![7u8; 100_000]), n: 1 };
+    let term = to_term(&blob).unwrap();
+    let Term::Map(entries) = &term else { panic!("{term:?}") };
+    let Some((_, Term::Binary(inner))) = entries.iter().find(|(k, _)| *k == a("data")) else { panic!("{term:?}") };
+    assert_eq!(inner.as_ptr(), blob.data.as_ptr(), "serialized without a copy");
+    assert_eq!(term, to_term(&AsVec { data: vec![7u8; 100_000], n: 1 }).unwrap(), "the same term as a serde_bytes vector");
+
+    // Decoded from a received message, the field is a slice of it.
+    let wire = Bytes::from(crate::term::encode(&term));
+    let received = crate::term::decode_bytes(&wire).unwrap();
+    let back: Blob = from_term(received.clone()).unwrap();
+    assert_eq!(back, blob);
+    let within = wire.as_ptr() as usize..wire.as_ptr() as usize + wire.len();
+    assert!(within.contains(&(back.data.as_ptr() as usize)), "taken from the message, not copied");
+    // By reference too (the clone of a binary term shares its bytes).
+    let by_ref: Blob = from_term_ref(&received).unwrap();
+    assert!(within.contains(&(by_ref.data.as_ptr() as usize)));
+    // detached() copies, and no longer points into the message.
+    assert!(!within.contains(&(back.data.detached().as_ptr() as usize)));
+
+    let e = de_err::<Blob>(m(vec![(a("data"), l(vec![i(1)])), (a("n"), i(1))]));
+    assert_eq!(e.to_string(), "expected a binary for field `data`, found list [1]");
+    // Through serde's buffered replay (an untagged enum), and from other
+    // formats: plain bytes.
+    #[derive(Deserialize, Debug, PartialEq)]
+    #[serde(untagged)]
+    enum Either {
+        Blob(Binary),
+        Count(i64),
+    }
+    assert_eq!(from_term::<Either>(b("xyz")).unwrap(), Either::Blob(Binary::from(&b"xyz"[..])));
+    assert_eq!(from_term::<Either>(i(3)).unwrap(), Either::Count(3));
+    use serde::de::IntoDeserializer;
+    let d: serde::de::value::BytesDeserializer<serde::de::value::Error> = (&b"ab"[..]).into_deserializer();
+    assert_eq!(Binary::deserialize(d).unwrap(), Binary::from(&b"ab"[..]));
+    assert_eq!(format!("{:?}", Binary::from(vec![1u8; 40])), "Binary(40 bytes: [01, 01, 01, 01, 01, 01, 01, 01, 01, 01, 01, 01, 01, 01, 01, 01] ..)");
+}
+
 // ---- robustness ------------------------------------------------------------
 
 #[derive(Deserialize, Debug)]
