@@ -18,6 +18,7 @@ mod support;
 use erlnode::gen_server::{Ctx, Flow, GenServer, Reply};
 use erlnode::migration::messages::Op;
 use erlnode::migration::{HandoffConfig, Migratable, Migration, Mode, Phase, PhaseHook};
+use erlnode::term::Binary;
 use erlnode::{Node, Term};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -28,12 +29,20 @@ fn hops() -> usize {
     summary::pick(40, 10)
 }
 
+/// The state handed over. `D` is how it holds its bytes: [`Binary`]
+/// (shared, not copied by serde at either end: every row) or a
+/// `serde_bytes` `Vec<u8>` ([`VecBytes`], copied into the term at the
+/// source and out of it at the target: the 1 MB row once more, as the
+/// state type a first version of a user's code likely has). Both are
+/// the same binary on the wire.
 #[derive(Serialize, Deserialize)]
-struct Blob {
-    #[serde(with = "serde_bytes")]
-    data: Vec<u8>,
+struct Blob<D> {
+    data: D,
     applied: i64,
 }
+
+#[derive(Serialize, Deserialize)]
+struct VecBytes(#[serde(with = "serde_bytes")] Vec<u8>);
 
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -43,7 +52,7 @@ enum Cast {
     Hold,
 }
 
-impl GenServer for Blob {
+impl<D: Serialize + serde::de::DeserializeOwned + Send + 'static> GenServer for Blob<D> {
     type Call = ();
     type Cast = Cast;
     type Reply = i64;
@@ -61,11 +70,19 @@ impl GenServer for Blob {
     }
 }
 
-impl Migratable for Blob {
+impl Migratable for Blob<Binary> {
     const TYPE: &'static str = "bench_blob";
     type Args = usize;
     fn init_state(size: usize) -> Result<Self, Term> {
-        Ok(Blob { data: vec![7; size], applied: 0 })
+        Ok(Blob { data: Binary::from(vec![7; size]), applied: 0 })
+    }
+}
+
+impl Migratable for Blob<VecBytes> {
+    const TYPE: &'static str = "bench_blob_vec";
+    type Args = usize;
+    fn init_state(size: usize) -> Result<Self, Term> {
+        Ok(Blob { data: VecBytes(vec![7; size]), applied: 0 })
     }
 }
 
@@ -75,7 +92,11 @@ fn cast(m: &str) -> Term {
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    rt.block_on(run());
+    // Everything runs in a task on the runtime's workers, as a user's code
+    // does: timed from `block_on`'s own thread, each wake of that parked
+    // thread added tens of microseconds to every latency (the round trip
+    // read 49-75 us from there, 7-12 us from a task; docs/benchmarks.md).
+    rt.block_on(async { tokio::spawn(run()).await.unwrap() });
 }
 
 async fn run() {
@@ -90,13 +111,15 @@ async fn run() {
     let cfg = HandoffConfig { retention: Duration::from_millis(50), rebalance_on_join: false, hook, ..Default::default() };
     let ma = Migration::start(&a, Arc::new(a.global()), cfg.clone()).unwrap();
     let mb = Migration::start(&b, Arc::new(b.global()), cfg).unwrap();
-    ma.register_type::<Blob>();
-    mb.register_type::<Blob>();
+    ma.register_type::<Blob<Binary>>();
+    mb.register_type::<Blob<Binary>>();
+    ma.register_type::<Blob<VecBytes>>();
+    mb.register_type::<Blob<VecBytes>>();
 
     let (node_bandwidth, rtt) = floor(&a, &b).await;
     let bandwidth = summary::raw_loopback_bandwidth(summary::pick(256, 64) << 20).await;
     println!(
-        "loopback TCP: {:.0} MB/s; erlnode node-to-node (64 MB message): {:.0} MB/s; round trip {:.0} us",
+        "loopback TCP: {:.0} MB/s; erlnode node-to-node (64 MB message): {:.0} MB/s; call round trip {:.1} us",
         bandwidth / 1e6,
         node_bandwidth / 1e6,
         rtt.as_secs_f64() * 1e6
@@ -114,32 +137,8 @@ async fn run() {
         }
         for queue in [0usize, 1000] {
             let name = format!("blob_{size}_{queue}");
-            ma.start_process::<Blob>(size, &name).await.unwrap();
-            let mut lat = Vec::with_capacity(hops());
-            let mut me = a.spawn_mailbox();
-            for hop in 0..hops() {
-                let src = a.global().whereis_name(&Term::atom(&name)).unwrap();
-                let target = if src.node == *a.name() { b.name().clone() } else { a.name().clone() };
-                me.send(&src, cast("hold"));
-                let reference = a.make_ref();
-                let begin = Op::Begin { reference: reference.clone(), target, mode: Mode::Hot, reply_to: Some(me.pid().clone()) };
-                me.send(&src, begin.to_term());
-                for _ in 0..queue {
-                    me.send(&src, cast("bump"));
-                }
-                let t0 = Instant::now();
-                phases.start(t0);
-                me.send(&src, Term::atom("go"));
-                let result = me
-                    .recv_match(Duration::from_secs(60), |m| match Op::parse(m) {
-                        Some(Ok(Op::Result { reference: r, result })) if r == reference => Some(result),
-                        _ => None,
-                    })
-                    .await
-                    .expect("handoff result");
-                lat.push(t0.elapsed());
-                assert!(result.is_ok(), "hop {hop}: {result:?}");
-            }
+            ma.start_process::<Blob<Binary>>(size, &name).await.unwrap();
+            let mut lat = hop_latencies(&a, &b, &name, queue, &phases).await;
             lat.sort();
             phases.report(&format!("{label}, queue {queue}"));
             let p50 = lat[lat.len() / 2];
@@ -159,11 +158,27 @@ async fn run() {
             summary::summary("handoff", &format!("{path} vs Elixir -> Elixir"), &format!("{:.2} ms", ms(p50)), &format!("{:.2} ms", ms(bp50)), Some(bp50.as_secs_f64() / p50.as_secs_f64()), "-");
             if queue == 0 && size == 1024 {
                 let r = p50.as_secs_f64() / rtt.as_secs_f64();
-                summary::summary("handoff", &format!("{path} / Rust -> Rust round trip"), &format!("{:.3} ms", ms(p50)), &format!("{:.3} ms", ms(rtt)), Some(r), "<= 3 (p50 / round trip)");
+                summary::summary("handoff", &format!("{path} / Rust -> Rust call round trip"), &format!("{:.3} ms", ms(p50)), &format!("{:.3} ms", ms(rtt)), Some(r), "<= 3 (p50 / round trip)");
             }
             if queue == 0 && size > 1024 {
                 let r = p50.as_secs_f64() / floor.as_secs_f64();
                 summary::summary("handoff", &format!("{path} / floor"), &format!("{:.3} ms", ms(p50)), &format!("{:.3} ms", ms(floor)), Some(r), "<= 2 (p50 / floor)");
+                // The same with the state's bytes in a Vec<u8>.
+                let name = format!("blob_vec_{size}");
+                ma.start_process::<Blob<VecBytes>>(size, &name).await.unwrap();
+                let mut lat = hop_latencies(&a, &b, &name, 0, &phases).await;
+                lat.sort();
+                phases.report(&format!("{label}, queue 0, Vec<u8> state"));
+                let p50v = lat[lat.len() / 2];
+                println!(
+                    "| {label}, Vec<u8> state | 0 | {:.2} ms | {:.2} ms | | | {:.3} ms | {:.1}x |",
+                    ms(p50v),
+                    ms(lat[(lat.len() * 99 / 100).min(lat.len() - 1)]),
+                    ms(floor),
+                    p50v.as_secs_f64() / floor.as_secs_f64()
+                );
+                let r = p50v.as_secs_f64() / floor.as_secs_f64();
+                summary::summary("handoff", &format!("{path} / floor, Vec<u8> state (before Binary)"), &format!("{:.3} ms", ms(p50v)), &format!("{:.3} ms", ms(floor)), Some(r), "-");
             }
         }
     }
@@ -327,12 +342,45 @@ impl Phases {
     }
 }
 
+/// Hops the process registered as `name` between `a` and `b`, `hops()`
+/// times, each with `queue` casts queued behind its `begin`: the latency
+/// of each, from releasing the held source to the requester's `{ok, T}`.
+async fn hop_latencies(a: &Node, b: &Node, name: &str, queue: usize, phases: &Phases) -> Vec<Duration> {
+    let mut lat = Vec::with_capacity(hops());
+    let mut me = a.spawn_mailbox();
+    for hop in 0..hops() {
+        let src = a.global().whereis_name(&Term::atom(name)).unwrap();
+        let target = if src.node == *a.name() { b.name().clone() } else { a.name().clone() };
+        me.send(&src, cast("hold"));
+        let reference = a.make_ref();
+        let begin = Op::Begin { reference: reference.clone(), target, mode: Mode::Hot, reply_to: Some(me.pid().clone()) };
+        me.send(&src, begin.to_term());
+        for _ in 0..queue {
+            me.send(&src, cast("bump"));
+        }
+        let t0 = Instant::now();
+        phases.start(t0);
+        me.send(&src, Term::atom("go"));
+        let result = me
+            .recv_match(Duration::from_secs(60), |m| match Op::parse(m) {
+                Some(Ok(Op::Result { reference: r, result })) if r == reference => Some(result),
+                _ => None,
+            })
+            .await
+            .expect("handoff result");
+        lat.push(t0.elapsed());
+        assert!(result.is_ok(), "hop {hop}: {result:?}");
+    }
+    lat
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
 /// Loopback bandwidth between the two nodes (a 64 MB binary, a -> b, as
-/// a message) and the round trip of a small message.
+/// a message) and the round trip of a call (`Mailbox::call`, monitor and
+/// all, to a process on b that answers at once), median of 200.
 async fn floor(a: &Node, b: &Node) -> (f64, Duration) {
     let mut sink = b.spawn_mailbox();
     let src = a.spawn_mailbox();
@@ -349,8 +397,10 @@ async fn floor(a: &Node, b: &Node) -> (f64, Duration) {
     let echo_pid = echo.pid().clone();
     tokio::spawn(async move {
         while let Some(m) = echo.recv().await {
-            if let Some(Term::Pid(p)) = m.as_tuple().and_then(|t| t.first()) {
-                echo.send(p, Term::atom("pong"));
+            if let Some([tag, from, _]) = m.as_tuple() {
+                if tag.is_atom("$gen_call") {
+                    echo.reply(from, Term::atom("pong"));
+                }
             }
         }
     });
@@ -358,9 +408,9 @@ async fn floor(a: &Node, b: &Node) -> (f64, Duration) {
     let mut rtts = vec![];
     for _ in 0..200 {
         let t0 = Instant::now();
-        me.send(&echo_pid, Term::tuple([Term::Pid(me.pid().clone())]));
-        me.recv_timeout(Duration::from_secs(5)).await.unwrap();
+        let r = me.call(&echo_pid, Term::atom("ping"), Duration::from_secs(5)).await.unwrap();
         rtts.push(t0.elapsed());
+        assert!(r.is_atom("pong"));
     }
     rtts.sort();
     (bandwidth, rtts[rtts.len() / 2])

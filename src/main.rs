@@ -12,5 +12,16 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    rt.block_on(erlnode::cli::main(cli))
+    // The command runs as a task on the runtime's workers, not on this
+    // thread: waking a thread parked in `block_on` costs tens of
+    // microseconds each time, which `erlnode bench` would time as part of
+    // every handoff (docs/benchmarks.md).
+    let command = rt.spawn(erlnode::cli::main(cli));
+    match rt.block_on(command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("erlnode: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
