@@ -352,7 +352,15 @@ async fn await_placement(node: &BeamNode, expected: &[String], within: Duration)
                 .take(10)
                 .map(|(i, (g, e))| format!("c{}: {g:?} (ring: {e})", i + 1))
                 .collect();
-            panic!("{}: {} children misplaced, e.g. {wrong:?}", node.name(), got.iter().zip(expected).filter(|(g, e)| g != e).count());
+            // What the node logged at warning level or above, for the
+            // diagnosis (a start ProcessHub refused shows up there).
+            let logged = warnings(node);
+            let logged = &logged[logged.len().saturating_sub(20)..];
+            panic!(
+                "{}: {} children misplaced, e.g. {wrong:?}; its last warnings: {logged:#?}",
+                node.name(),
+                got.iter().zip(expected).filter(|(g, e)| g != e).count()
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
