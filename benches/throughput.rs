@@ -13,8 +13,9 @@
 //!
 //! Two rows are A/Bs of a change, in the same run: "Rust -> BEAM, atoms
 //! as text" (a sender without the send-side atom cache) and, for
-//! messages of 4 MiB or more, "Rust -> Rust, small pages" (a receiver
-//! whose large buffers do not ask for transparent huge pages).
+//! messages of 4 MiB or more, "Rust -> Rust, fresh small pages" (a
+//! receiver whose large buffers neither ask for transparent huge pages
+//! nor come from its cache of freed receive buffers).
 
 #[path = "common/sink.rs"]
 mod sink;
@@ -32,7 +33,7 @@ use support::{BeamNode, Epmd};
 
 const ROUNDS: usize = 3;
 const DIRECTIONS: [&str; 6] =
-    ["BEAM -> BEAM", "BEAM -> Rust", "Rust -> BEAM", "Rust -> Rust", "Rust -> BEAM, atoms as text", "Rust -> Rust, small pages"];
+    ["BEAM -> BEAM", "BEAM -> Rust", "Rust -> BEAM", "Rust -> Rust", "Rust -> BEAM, atoms as text", "Rust -> Rust, fresh small pages"];
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -80,9 +81,11 @@ async fn run() {
     // The same sender without the send-side atom cache (every atom as
     // text, as before issue 16): an A/B of that change in the same run.
     let rust_text = support::rust_node_builder("rust_text", &cookie, epmd.port()).send_atom_cache(false).start().await.unwrap();
-    // A receiver without transparent huge pages for large messages, as
-    // before issue 16's last receive change: the A/B of that change.
-    let rust_small = support::rust_node_builder("rust_small", &cookie, epmd.port()).huge_pages(false).start().await.unwrap();
+    // A receiver without transparent huge pages and without its cache of
+    // freed receive buffers, as before issue 16's last two receive
+    // changes: the A/B of both.
+    let rust_small =
+        support::rust_node_builder("rust_small", &cookie, epmd.port()).huge_pages(false).receive_buffer_cache(0).start().await.unwrap();
     let a = BeamNode::builder().prefix("a").cookie(&cookie).epmd_port(epmd.port()).start().await;
     let b = BeamNode::builder().prefix("b").cookie(&cookie).epmd_port(epmd.port()).start().await;
     for n in [&a, &b] {
@@ -146,7 +149,7 @@ async fn run() {
             b.eval(&format!("StartSink({n})")).await;
             let Term::Pid(sink) = b.eval("whereis(bench_sink)").await else { panic!("no bench_sink on b") };
             rates[4].push(rust_blast(&rust_text, &sink, n, size).await);
-            // Rust -> Rust, the receiver on small pages (large messages only)
+            // Rust -> Rust, the receiver on fresh small pages (large messages only)
             if size >= erlnode::connection::huge_pages::MIN_LEN {
                 let done = rust_sink(&rust_small, n);
                 let sink = rust_small.whereis("bench_sink").expect("bench_sink on rust_small");
@@ -193,7 +196,7 @@ async fn run() {
             if !rates[5].is_empty() {
                 summary(
                     "throughput",
-                    &format!("{label} messages, Rust -> Rust, receiver on small pages (before)"),
+                    &format!("{label} messages, Rust -> Rust, receiver on fresh small pages (before)"),
                     &fmt(5),
                     &fmt(0),
                     Some(ratio(5)),

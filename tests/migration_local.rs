@@ -211,3 +211,91 @@ async fn ten_thousand_processes_rebalance_on_join_and_drain_on_leave() {
         assert!(st.anomalies.is_empty());
     }
 }
+
+/// A state that reports its own drop: `instance` is set by `init_state`
+/// (counted from 1), 0 for one built from a handover.
+mod tracked {
+    use erlnode::gen_server::{Ctx, GenServer, Reply};
+    use erlnode::migration::Migratable;
+    use erlnode::Term;
+    use serde::{Deserialize, Serialize};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Mutex;
+    use tokio::sync::mpsc::UnboundedSender;
+
+    pub static DROPS: Mutex<Option<UnboundedSender<u32>>> = Mutex::new(None);
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+
+    #[derive(Serialize, Deserialize)]
+    pub struct Tracked {
+        pub value: u32,
+        #[serde(skip)]
+        pub instance: u32,
+    }
+
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            if let Some(tx) = DROPS.lock().unwrap().as_ref() {
+                let _ = tx.send(self.instance);
+            }
+        }
+    }
+
+    impl GenServer for Tracked {
+        type Call = ();
+        type Cast = ();
+        type Reply = u32;
+        async fn handle_call(&mut self, _r: (), _f: &Term, _c: &mut Ctx) -> Reply<u32> {
+            Reply::Reply(self.value)
+        }
+    }
+
+    impl Migratable for Tracked {
+        const TYPE: &'static str = "tracked";
+        type Args = u32;
+        fn init_state(value: u32) -> Result<Self, Term> {
+            Ok(Tracked { value, instance: NEXT.fetch_add(1, Ordering::SeqCst) })
+        }
+    }
+}
+
+/// The source lets go of its state when the name points at the target,
+/// not at the end of its retention: the state the process started with
+/// is dropped while the old pid is still alive, forwarding (retention 60
+/// s here; before, the drop came after it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_drops_its_state_at_the_switch_not_after_retention() {
+    use tracked::{Tracked, DROPS};
+    let epmd = free_port();
+    let a = node("drop_a", epmd).await;
+    let b = node("drop_b", epmd).await;
+    let (tx, mut drops) = tokio::sync::mpsc::unbounded_channel();
+    *DROPS.lock().unwrap() = Some(tx);
+    let registry = SharedRegistry { names: Default::default(), node: a.clone() };
+    let cfg = HandoffConfig { retention: Duration::from_secs(60), rebalance_on_join: false, ..Default::default() };
+    let ma = Migration::start(&a, registry.view(&a), cfg.clone()).unwrap();
+    let mb_ = Migration::start(&b, registry.view(&b), cfg).unwrap();
+    ma.register_type::<Tracked>();
+    mb_.register_type::<Tracked>();
+    let old = ma.start_process::<Tracked>(7, "tracked").await.unwrap().pid().clone();
+    let new = ma.migrate("tracked", b.name().as_str(), Mode::Hot, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(new.node, *b.name());
+    // Instance 1 is the source's state (the target's own init_state made
+    // instance 2, dropped for the handover's).
+    let dropped = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(i) = drops.recv().await {
+            if i == 1 {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(dropped.is_ok(), "the source's state was not dropped within 20 s of the switch (retention 60 s)");
+    assert!(a.is_alive(&old), "the old pid is still in retention");
+    let mut caller = a.spawn_mailbox();
+    let v = caller.call(&new, Term::atom("nil"), Duration::from_secs(5)).await.unwrap();
+    assert_eq!(v, Term::Int(7), "the target serves the state");
+    *DROPS.lock().unwrap() = None;
+    a.shutdown().await;
+    b.shutdown().await;
+}

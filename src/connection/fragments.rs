@@ -15,14 +15,18 @@
 //! never an abort; with huge pages on (the default), the buffer of a
 //! message of 4 MiB or more is advised to use them ([`super::huge_pages`]:
 //! the page faults of a fresh buffer were the receiving side's largest
-//! cost after the copy). [`Reassembler::buffered`] counts the bytes received
+//! cost after the copy), and a buffer of 256 KiB or more comes from, and
+//! goes back to, the node's [`super::buffer_cache`] (mapped memory, no
+//! faults at all). [`Reassembler::buffered`] counts the bytes received
 //! and the bookkeeping, as memory holds them; the link charges it to its
 //! memory budget.
 
+use super::buffer_cache::BufferCache;
 use super::FrameError;
 use crate::term::Atom;
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What each fragment costs beyond its bytes: the frame header of a
 /// continuation and the bookkeeping. Counting it keeps a flood of empty
@@ -45,11 +49,20 @@ pub struct Reassembler {
     max_sequences: usize,
     /// Advise huge pages for large message buffers ([`super::huge_pages`]).
     huge_pages: bool,
+    /// Where large message buffers come from and go back to
+    /// ([`super::buffer_cache`]).
+    cache: Option<Arc<BufferCache>>,
 }
 
 impl Reassembler {
     pub fn new(max_message: usize, max_sequences: usize) -> Self {
-        Reassembler { partial: HashMap::new(), buffered: 0, max_message, max_sequences, huge_pages: false }
+        Reassembler { partial: HashMap::new(), buffered: 0, max_message, max_sequences, huge_pages: false, cache: None }
+    }
+
+    /// Takes large message buffers from `cache` and gives them back to it.
+    pub fn buffer_cache(mut self, cache: Arc<BufferCache>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// Whether buffers of 4 MiB or more are advised to use transparent
@@ -81,12 +94,14 @@ impl Reassembler {
         // The BEAM cuts a message into equal fragments (the last one
         // shorter): this one's length times their number covers it.
         let announced = (body.len() as u64).saturating_mul(fragment_id).min(self.max_message as u64) as usize;
-        let mut buf = Vec::new();
+        let cached = self.cache.as_ref().and_then(|c| c.take(announced));
+        let fresh = cached.is_none();
+        let mut buf = cached.unwrap_or_default();
         if buf.try_reserve_exact(announced).is_err() {
             // Refused by the system: grow as fragments come instead.
             buf.try_reserve_exact(body.len()).map_err(|_| FrameError::Limit(format!("cannot allocate {} bytes", body.len())))?;
         }
-        if self.huge_pages {
+        if self.huge_pages && fresh {
             super::huge_pages::advise(&mut buf);
         }
         buf.extend_from_slice(&body);
@@ -137,7 +152,11 @@ impl Reassembler {
         let p = self.partial.remove(&seq).expect("present above");
         self.buffered -= p.cost;
         // Bytes takes the Vec's allocation over: no copy.
-        Some((p.atoms, Bytes::from(p.buf)))
+        let bytes = match &self.cache {
+            Some(c) => c.bytes(p.buf),
+            None => Bytes::from(p.buf),
+        };
+        Some((p.atoms, bytes))
     }
 
     /// Adds a continuation already read; returns the message when it is

@@ -13,6 +13,7 @@
 
 pub mod atom_cache;
 pub mod budget;
+pub mod buffer_cache;
 pub mod fragments;
 pub mod header;
 pub mod huge_pages;
@@ -79,6 +80,10 @@ pub struct LinkConfig {
     /// Advise transparent huge pages for the buffers messages of 4 MiB or
     /// more are received into (default on; [`huge_pages`]).
     pub huge_pages: bool,
+    /// Where the buffers of messages of 256 KiB or more come from and go
+    /// back to when their bytes are dropped ([`buffer_cache`]); one per
+    /// node, shared by its links.
+    pub buffer_cache: Arc<buffer_cache::BufferCache>,
     /// Like `-kernel net_ticktime`: a peer silent this long is down; we
     /// send a tick after a quarter of it without traffic.
     pub net_ticktime: Duration,
@@ -94,6 +99,7 @@ impl Default for LinkConfig {
             busy_limit: outbox::DEFAULT_BUSY_LIMIT,
             send_atom_cache: true,
             huge_pages: true,
+            buffer_cache: buffer_cache::BufferCache::new(buffer_cache::DEFAULT_BYTES),
             max_fragment_sequences: 1024,
             net_ticktime: Duration::from_secs(60),
             decode: DecodeLimits::default(),
@@ -247,7 +253,9 @@ async fn read_frames(
 ) -> Result<(), String> {
     let mut rd = BufReader::with_capacity(128 * 1024, rd);
     let mut cache = atom_cache::AtomCache::default();
-    let mut reasm = fragments::Reassembler::new(cfg.max_message, cfg.max_fragment_sequences).huge_pages(cfg.huge_pages);
+    let mut reasm = fragments::Reassembler::new(cfg.max_message, cfg.max_fragment_sequences)
+        .huge_pages(cfg.huge_pages)
+        .buffer_cache(cfg.buffer_cache.clone());
     let tick = cfg.net_ticktime;
     // In a run of large frames (the fragments of a large message) the
     // next length is read past the BufReader too: refilling it would pull
@@ -285,13 +293,19 @@ async fn read_frames(
                     reasm.cont_appended(seq, fragment_id)
                 }
                 None => {
-                    let mut buf = Vec::with_capacity(len);
-                    if cfg.huge_pages {
-                        huge_pages::advise(&mut buf);
-                    }
+                    let mut buf = match cfg.buffer_cache.take(len) {
+                        Some(b) => b,
+                        None => {
+                            let mut b = Vec::with_capacity(len);
+                            if cfg.huge_pages {
+                                huge_pages::advise(&mut b);
+                            }
+                            b
+                        }
+                    };
                     buf.extend_from_slice(&head);
                     read_direct(&mut rd, &mut buf, len - head.len(), tick).await?;
-                    reassemble(Bytes::from(buf), &mut cache, &mut reasm)?
+                    reassemble(cfg.buffer_cache.bytes(buf), &mut cache, &mut reasm)?
                 }
             }
         } else {

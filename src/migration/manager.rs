@@ -159,6 +159,7 @@ impl Migration {
                 hosted: shared.hosted.clone(),
                 carried: vec![],
                 own_replicas,
+                moved_to: Default::default(),
             };
             let (hosted, name) = (meta.hosted.clone(), meta.name.clone());
             let pid = match start_as {

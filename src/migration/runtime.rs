@@ -21,7 +21,6 @@ use super::Migratable;
 const REPLICA_BATCH: usize = 64;
 
 /// What a process needs to hand itself over.
-#[derive(Clone)]
 pub(crate) struct Meta {
     pub type_name: &'static str,
     /// The start arguments, in term form, for the target's `init_state`.
@@ -41,6 +40,10 @@ pub(crate) struct Meta {
     /// by a failover or a migration), which travels with it to the next
     /// node; `None`: the type's setting on each node applies.
     pub own_replicas: Option<ReplicaConfig>,
+    /// Set at a completed handoff: the target, to which this process
+    /// forwards what still arrives during retention, after it has let go
+    /// of its state ([`serve_with`]).
+    pub moved_to: std::sync::Mutex<Option<Pid>>,
 }
 
 enum Outcome {
@@ -327,6 +330,16 @@ async fn serve_with<M: Migratable>(mut st: M, mb: &mut Mailbox, meta: Meta, rep:
     };
     meta.hosted.remove(&meta.name, &me);
     st.terminate(&reason, mb).await;
+    // Moved away: the state is the target's now. Dropped before the
+    // retention, not after it (5 s by default), so a node that hands off
+    // many processes does not hold every state twice meanwhile, and a
+    // large state's buffer goes back to the node's receive cache
+    // (connection::buffer_cache) for the next one that arrives.
+    drop(st);
+    let moved_to = meta.moved_to.lock().unwrap().take();
+    if let Some(target) = moved_to {
+        retain(mb, &meta, &target).await;
+    }
     reason
 }
 
@@ -552,11 +565,17 @@ async fn hand_over<M: Migratable>(
     meta.hosted.remove(&meta.name, &me);
     report(mb, Ok(target.clone()));
     phase(meta, Phase::Switched).await;
-    // Retention: late arrivals addressed to our pid go on to the target
-    // unchanged (calls keep their From, so the target answers them).
-    // A call forwarded just before we exit would race the target's reply
-    // against our DOWN at the caller: while forwards keep coming, retention
-    // is extended in short steps, up to twice its length.
+    // Retention follows once the state is dropped (serve_with).
+    *meta.moved_to.lock().unwrap() = Some(target.clone());
+    Outcome::Migrated(target)
+}
+
+/// Retention: late arrivals addressed to our pid go on to the target
+/// unchanged (calls keep their From, so the target answers them). A call
+/// forwarded just before we exit would race the target's reply against
+/// our DOWN at the caller: while forwards keep coming, retention is
+/// extended in short steps, up to twice its length.
+async fn retain(mb: &mut Mailbox, meta: &Meta, target: &Pid) {
     let start = tokio::time::Instant::now();
     let mut deadline = start + meta.cfg.retention;
     let hard = start + meta.cfg.retention * 2;
@@ -573,14 +592,13 @@ async fn hand_over<M: Migratable>(
         }
         match mb.recv_timeout(left).await {
             Ok(m) => {
-                mb.send(&target, m);
+                mb.send(target, m);
                 last_forward = Some(tokio::time::Instant::now());
             }
             Err(RecvError::Timeout) => {}
             Err(RecvError::Exited(_)) => break,
         }
     }
-    Outcome::Migrated(target)
 }
 
 async fn phase(meta: &Meta, p: Phase) {

@@ -179,6 +179,18 @@ impl NodeBuilder {
         self.cfg.link.huge_pages = on;
         self
     }
+    /// The most bytes of freed receive buffers the node keeps for the
+    /// next large messages (default 160 MiB, at most 8 buffers; 0: none).
+    /// A message of 256 KiB or more is read into a buffer of its size;
+    /// fresh from the allocator, its pages fault on first write (0.3-0.6
+    /// ms per MiB on a VM), so the buffer of a message whose bytes were
+    /// dropped is kept and reused, as the BEAM keeps freed carriers.
+    /// Memory kept this way is not returned to the system until reused
+    /// or replaced.
+    pub fn receive_buffer_cache(mut self, bytes: usize) -> Self {
+        self.cfg.link.buffer_cache = crate::connection::buffer_cache::BufferCache::new(bytes);
+        self
+    }
     /// The most unfinished input all links together may hold (default
     /// 256 MiB): the bound on what peers, hostile ones included, can make
     /// the node buffer. A link that needs more than what is left is closed.
