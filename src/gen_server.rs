@@ -90,6 +90,14 @@ pub trait GenServer: Send + Sized + 'static {
         }
     }
 
+    /// Called once as the process ends, with its exit reason: after a
+    /// callback returned [`Flow::Stop`] or [`Reply::Stop`], or when a
+    /// [`Migratable`](crate::migration::Migratable) process has moved to
+    /// another node (`{shutdown, {migrated, Node}}`). A moved process gets
+    /// it as soon as its name points at the new process, and its state is
+    /// dropped right after; it then only forwards late messages to the new
+    /// process for the handoff's retention, so cleanup here must not wait
+    /// for those.
     fn terminate(&mut self, _reason: &Term, _ctx: &mut Ctx) -> impl Future<Output = ()> + Send {
         async {}
     }

@@ -20,8 +20,16 @@ use bytes::Bytes;
 use std::fmt;
 use std::ops::Deref;
 
-/// An Erlang binary as a field of a serde-typed state or message; see the
-/// [module documentation](self).
+/// An Erlang binary as a field of a serde-typed state or message, shared
+/// instead of copied when it crosses the term bridge: [`to_term`]
+/// puts its bytes into the term as they are, and [`from_term`] takes a
+/// received binary as it arrived, a slice of its message (which stays
+/// alive while the `Binary` is held; [`Binary::detached`] copies). On the
+/// wire it is the `BINARY_EXT` a `serde_bytes` `Vec<u8>` field gives;
+/// other serde formats see plain bytes.
+///
+/// [`to_term`]: crate::term::serde::to_term
+/// [`from_term`]: crate::term::serde::from_term
 ///
 /// ```
 /// use erlnode::term::Binary;
