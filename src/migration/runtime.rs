@@ -673,48 +673,7 @@ fn fits_inline(state: &Term, queue: &[Term]) -> bool {
         return false;
     }
     let (mut copied, mut shared) = (INLINE_HANDOVER, INLINE_SHARED);
-    // Walked with a stack of its own: a handover may nest deeper than the
-    // thread's stack allows recursion.
-    let mut todo: Vec<&Term> = std::iter::once(state).chain(queue).collect();
-    while let Some(t) = todo.pop() {
-        let ok = match t {
-            Term::Binary(b) if b.len() >= crate::term::LARGE_BINARY => match shared.checked_sub(b.len()) {
-                Some(left) => {
-                    shared = left;
-                    take(&mut copied, 6)
-                }
-                None => false,
-            },
-            Term::List(items) | Term::Tuple(items) => {
-                todo.extend(items);
-                take(&mut copied, 6)
-            }
-            Term::ImproperList(items, tail) => {
-                todo.extend(items);
-                todo.push(tail);
-                take(&mut copied, 5)
-            }
-            Term::Map(kv) => {
-                todo.extend(kv.iter().flat_map(|(k, v)| [k, v]));
-                take(&mut copied, 5)
-            }
-            leaf => leaf.fits_within(&mut copied),
-        };
-        if !ok {
-            return false;
-        }
-    }
-    true
-}
-
-fn take(budget: &mut usize, n: usize) -> bool {
-    match budget.checked_sub(n) {
-        Some(left) => {
-            *budget = left;
-            true
-        }
-        None => false,
-    }
+    std::iter::once(state).chain(queue).all(|t| t.fits_within_sharing(&mut copied, &mut shared, crate::term::LARGE_BINARY))
 }
 
 /// Asks `node`'s manager for a target; `Ok((pid, true))` when it also

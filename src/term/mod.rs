@@ -109,6 +109,15 @@ impl Term {
     /// their header; it stops at the first part that does not fit,
     /// so a 1 GB state costs one look at its first large binary.
     pub fn fits_within(&self, budget: &mut usize) -> bool {
+        self.fits_within_sharing(budget, &mut 0, usize::MAX)
+    }
+
+    /// [`Term::fits_within`], except that binaries of `large` bytes or
+    /// more are taken from `shared` (their 6-byte header still from
+    /// `budget`): clones of a term share such binaries and a link sends
+    /// them from their own buffers, so `budget` bounds what is copied.
+    /// Walked with a stack of its own, however deep the term nests.
+    pub fn fits_within_sharing(&self, budget: &mut usize, shared: &mut usize, large: usize) -> bool {
         fn take(budget: &mut usize, n: usize) -> bool {
             match budget.checked_sub(n) {
                 Some(left) => {
@@ -118,22 +127,73 @@ impl Term {
                 None => false,
             }
         }
+        /// The parts of a container still to look at.
+        enum Rest<'a> {
+            Items(std::slice::Iter<'a, Term>),
+            /// A map's pairs, and the value of the pair whose key was taken.
+            Pairs(std::slice::Iter<'a, (Term, Term)>, Option<&'a Term>),
+            Fields(std::slice::Iter<'a, (Atom, Term)>),
+        }
         let b = budget;
-        match self {
-            Term::Binary(x) | Term::BitBinary { bytes: x, .. } | Term::Fun(OpaqueFun(x)) => take(b, x.len() + 6),
-            Term::Atom(a) => take(b, a.as_str().len() + 3),
-            Term::Big(n) => take(b, (n.bits() as usize).div_ceil(8) + 7),
-            Term::Pid(p) => take(b, p.node.as_str().len() + 15),
-            Term::Port(p) => take(b, p.node.as_str().len() + 19),
-            Term::Ref(r) => take(b, r.node.as_str().len() + 9 + 4 * r.ids.len()),
-            Term::List(items) | Term::Tuple(items) => take(b, 6) && items.iter().all(|t| t.fits_within(b)),
-            Term::ImproperList(items, tail) => take(b, 5) && items.iter().all(|t| t.fits_within(b)) && tail.fits_within(b),
-            Term::Map(kv) => take(b, 5) && kv.iter().all(|(k, v)| k.fits_within(b) && v.fits_within(b)),
-            Term::Record(r) => {
-                take(b, r.module().as_str().len() + r.name().as_str().len() + 9)
-                    && r.fields().iter().all(|(k, v)| take(b, k.as_str().len() + 3) && v.fits_within(b))
+        let mut stack: Vec<Rest<'_>> = Vec::new();
+        let mut next = Some(self);
+        loop {
+            if let Some(t) = next.take() {
+                let fits = match t {
+                    Term::Binary(x) if x.len() >= large => take(shared, x.len()) && take(b, 6),
+                    Term::Binary(x) | Term::BitBinary { bytes: x, .. } | Term::Fun(OpaqueFun(x)) => take(b, x.len() + 6),
+                    Term::Atom(a) => take(b, a.as_str().len() + 3),
+                    Term::Big(n) => take(b, (n.bits() as usize).div_ceil(8) + 7),
+                    Term::Pid(p) => take(b, p.node.as_str().len() + 15),
+                    Term::Port(p) => take(b, p.node.as_str().len() + 19),
+                    Term::Ref(r) => take(b, r.node.as_str().len() + 9 + 4 * r.ids.len()),
+                    Term::Int(_) | Term::Float(_) => take(b, 9),
+                    Term::List(items) | Term::Tuple(items) => {
+                        stack.push(Rest::Items(items.iter()));
+                        take(b, 6)
+                    }
+                    Term::ImproperList(items, tail) => {
+                        stack.push(Rest::Items(std::slice::from_ref(&**tail).iter()));
+                        stack.push(Rest::Items(items.iter()));
+                        take(b, 5)
+                    }
+                    Term::Map(kv) => {
+                        stack.push(Rest::Pairs(kv.iter(), None));
+                        take(b, 5)
+                    }
+                    Term::Record(r) => {
+                        stack.push(Rest::Fields(r.fields().iter()));
+                        take(b, r.module().as_str().len() + r.name().as_str().len() + 9)
+                    }
+                };
+                if !fits {
+                    return false;
+                }
             }
-            Term::Int(_) | Term::Float(_) => take(b, 9),
+            match stack.last_mut() {
+                None => return true,
+                Some(Rest::Items(it)) => next = it.next(),
+                Some(Rest::Pairs(it, value)) => {
+                    next = value.take();
+                    if next.is_none() {
+                        if let Some((k, v)) = it.next() {
+                            next = Some(k);
+                            *value = Some(v);
+                        }
+                    }
+                }
+                Some(Rest::Fields(it)) => {
+                    if let Some((k, v)) = it.next() {
+                        if !take(b, k.as_str().len() + 3) {
+                            return false;
+                        }
+                        next = Some(v);
+                    }
+                }
+            }
+            if next.is_none() {
+                stack.pop();
+            }
         }
     }
 

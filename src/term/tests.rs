@@ -592,7 +592,9 @@ fn fits_within_bounds_the_encoding_and_stops_at_the_first_large_part() {
     let mut budget = 1 << 20;
     assert!(state.fits_within(&mut budget));
     assert!((1 << 20) - budget >= encode(&state).len() - 1, "estimate {} below encoding {}", (1 << 20) - budget, encode(&state).len());
-    for part in [Term::List(vec![]), Term::List(vec![int(1)]), Term::tuple([]), Term::atom("abc")] {
+    let improper = Term::ImproperList(vec![int(1), Term::atom("x")], Box::new(Term::from("tail")));
+    let nested = Term::Map(vec![(Term::atom("m"), Term::Map(vec![(int(1), Term::List(vec![improper.clone()]))]))]);
+    for part in [Term::List(vec![]), Term::List(vec![int(1)]), Term::tuple([]), Term::atom("abc"), improper, nested] {
         let mut b = 1000;
         assert!(part.fits_within(&mut b));
         assert!(1000 - b >= encode(&part).len() - 1, "{part:?}: estimate {} below {}", 1000 - b, encode(&part).len() - 1);
