@@ -76,6 +76,22 @@ impl BufferCache {
         Some(b)
     }
 
+    /// A buffer to read a message of `len` bytes into: a kept one that
+    /// fits, else a fresh one, whose 2 MiB-aligned part asks for huge
+    /// pages when `huge_pages` ([`super::huge_pages`]). `None` when the
+    /// system refuses the memory.
+    pub fn receive_buffer(&self, len: usize, huge_pages: bool) -> Option<Vec<u8>> {
+        if let Some(b) = self.take(len) {
+            return Some(b);
+        }
+        let mut b = Vec::new();
+        b.try_reserve_exact(len).ok()?;
+        if huge_pages {
+            super::huge_pages::advise(&mut b);
+        }
+        Some(b)
+    }
+
     /// The bytes of `buf` as a message's `Bytes`; a buffer of
     /// [`MIN_LEN`] or more comes back to the cache when the last
     /// reference to them goes.

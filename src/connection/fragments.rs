@@ -50,18 +50,18 @@ pub struct Reassembler {
     /// Advise huge pages for large message buffers ([`super::huge_pages`]).
     huge_pages: bool,
     /// Where large message buffers come from and go back to
-    /// ([`super::buffer_cache`]).
-    cache: Option<Arc<BufferCache>>,
+    /// ([`super::buffer_cache`]; one that keeps nothing unless given).
+    cache: Arc<BufferCache>,
 }
 
 impl Reassembler {
     pub fn new(max_message: usize, max_sequences: usize) -> Self {
-        Reassembler { partial: HashMap::new(), buffered: 0, max_message, max_sequences, huge_pages: false, cache: None }
+        Reassembler { partial: HashMap::new(), buffered: 0, max_message, max_sequences, huge_pages: false, cache: BufferCache::new(0) }
     }
 
     /// Takes large message buffers from `cache` and gives them back to it.
     pub fn buffer_cache(mut self, cache: Arc<BufferCache>) -> Self {
-        self.cache = Some(cache);
+        self.cache = cache;
         self
     }
 
@@ -94,16 +94,11 @@ impl Reassembler {
         // The BEAM cuts a message into equal fragments (the last one
         // shorter): this one's length times their number covers it.
         let announced = (body.len() as u64).saturating_mul(fragment_id).min(self.max_message as u64) as usize;
-        let cached = self.cache.as_ref().and_then(|c| c.take(announced));
-        let fresh = cached.is_none();
-        let mut buf = cached.unwrap_or_default();
-        if buf.try_reserve_exact(announced).is_err() {
+        let mut buf = match self.cache.receive_buffer(announced, self.huge_pages) {
+            Some(b) => b,
             // Refused by the system: grow as fragments come instead.
-            buf.try_reserve_exact(body.len()).map_err(|_| FrameError::Limit(format!("cannot allocate {} bytes", body.len())))?;
-        }
-        if self.huge_pages && fresh {
-            super::huge_pages::advise(&mut buf);
-        }
+            None => self.cache.receive_buffer(body.len(), self.huge_pages).ok_or_else(|| FrameError::Limit(format!("cannot allocate {} bytes", body.len())))?,
+        };
         buf.extend_from_slice(&body);
         let cost = buf.len() + PIECE_OVERHEAD + atoms.len() * std::mem::size_of::<Atom>() + std::mem::size_of::<Partial>();
         self.buffered += cost;
@@ -152,11 +147,7 @@ impl Reassembler {
         let p = self.partial.remove(&seq).expect("present above");
         self.buffered -= p.cost;
         // Bytes takes the Vec's allocation over: no copy.
-        let bytes = match &self.cache {
-            Some(c) => c.bytes(p.buf),
-            None => Bytes::from(p.buf),
-        };
-        Some((p.atoms, bytes))
+        Some((p.atoms, self.cache.bytes(p.buf)))
     }
 
     /// Adds a continuation already read; returns the message when it is

@@ -293,16 +293,7 @@ async fn read_frames(
                     reasm.cont_appended(seq, fragment_id)
                 }
                 None => {
-                    let mut buf = match cfg.buffer_cache.take(len) {
-                        Some(b) => b,
-                        None => {
-                            let mut b = Vec::with_capacity(len);
-                            if cfg.huge_pages {
-                                huge_pages::advise(&mut b);
-                            }
-                            b
-                        }
-                    };
+                    let mut buf = cfg.buffer_cache.receive_buffer(len, cfg.huge_pages).ok_or_else(|| format!("cannot allocate a {len}-byte frame"))?;
                     buf.extend_from_slice(&head);
                     read_direct(&mut rd, &mut buf, len - head.len(), tick).await?;
                     reassemble(cfg.buffer_cache.bytes(buf), &mut cache, &mut reasm)?
