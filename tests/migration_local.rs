@@ -72,15 +72,22 @@ async fn node(tag: &str, epmd: u16) -> Node {
         .unwrap()
 }
 
+/// Nodes `{tag}_a` and `{tag}_b` on one fresh EPMD, a name table both
+/// see, and a migration manager with `cfg` on each (no types yet).
+async fn two_managers(tag: &str, cfg: HandoffConfig) -> (Node, Node, SharedRegistry, Migration, Migration) {
+    let epmd = free_port();
+    let a = node(&format!("{tag}_a"), epmd).await;
+    let b = node(&format!("{tag}_b"), epmd).await;
+    let registry = SharedRegistry { names: Default::default(), node: a.clone() };
+    let ma = Migration::start(&a, registry.view(&a), cfg.clone()).unwrap();
+    let mb = Migration::start(&b, registry.view(&b), cfg).unwrap();
+    (a, b, registry, ma, mb)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_hops_between_rust_nodes_under_traffic() {
-    let epmd = free_port();
-    let a = node("mig_a", epmd).await;
-    let b = node("mig_b", epmd).await;
-    let registry = SharedRegistry { names: Default::default(), node: a.clone() };
     let cfg = HandoffConfig { retention: Duration::from_millis(300), rebalance_on_join: false, ..Default::default() };
-    let ma = Migration::start(&a, registry.view(&a), cfg.clone()).unwrap();
-    let mb_ = Migration::start(&b, registry.view(&b), cfg).unwrap();
+    let (a, b, registry, ma, mb_) = two_managers("mig", cfg).await;
     ma.register_type::<Account>();
     mb_.register_type::<Account>();
     ma.start_process::<Account>(Term::nil(), "acc").await.unwrap();
@@ -142,14 +149,8 @@ async fn account_hops_between_rust_nodes_under_traffic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_type_and_dead_target_roll_back() {
-    let epmd = free_port();
-    let a = node("rb_a", epmd).await;
-    let b = node("rb_b", epmd).await;
-    let registry = SharedRegistry { names: Default::default(), node: a.clone() };
-    let cfg = HandoffConfig { rebalance_on_join: false, ..Default::default() };
-    let ma = Migration::start(&a, registry.view(&a), cfg.clone()).unwrap();
     // b runs a manager that does not know "account": the start is refused.
-    let _mb = Migration::start(&b, registry.view(&b), cfg).unwrap();
+    let (a, b, registry, ma, _mb) = two_managers("rb", HandoffConfig { rebalance_on_join: false, ..Default::default() }).await;
     let pid = ma.start_process::<Account>(Term::nil(), "acc2").await.unwrap().pid().clone();
     let mut c = a.spawn_mailbox();
     for seq in 1..=3 {
@@ -266,15 +267,10 @@ mod tracked {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_drops_its_state_at_the_switch_not_after_retention() {
     use tracked::{Tracked, DROPS};
-    let epmd = free_port();
-    let a = node("drop_a", epmd).await;
-    let b = node("drop_b", epmd).await;
     let (tx, mut drops) = tokio::sync::mpsc::unbounded_channel();
     *DROPS.lock().unwrap() = Some(tx);
-    let registry = SharedRegistry { names: Default::default(), node: a.clone() };
     let cfg = HandoffConfig { retention: Duration::from_secs(60), rebalance_on_join: false, ..Default::default() };
-    let ma = Migration::start(&a, registry.view(&a), cfg.clone()).unwrap();
-    let mb_ = Migration::start(&b, registry.view(&b), cfg).unwrap();
+    let (a, b, _registry, ma, mb_) = two_managers("drop", cfg).await;
     ma.register_type::<Tracked>();
     mb_.register_type::<Tracked>();
     let old = ma.start_process::<Tracked>(7, "tracked").await.unwrap().pid().clone();
