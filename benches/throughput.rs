@@ -11,11 +11,14 @@
 //! `done`. The directions are interleaved within each round; three
 //! rounds; the median is reported, with the spread (min..max).
 //!
-//! Two rows are A/Bs of a change, in the same run: "Rust -> BEAM, atoms
-//! as text" (a sender without the send-side atom cache) and, for
-//! messages of 4 MiB or more, "Rust -> Rust, fresh small pages" (a
-//! receiver whose large buffers neither ask for transparent huge pages
-//! nor come from its cache of freed receive buffers).
+//! Three rows are A/Bs of a change, in the same run: "Rust -> BEAM, atoms
+//! as text" (a sender without the send-side atom cache); for messages of
+//! 4 MiB or more, "Rust -> Rust, fresh small pages" (a receiver whose
+//! large buffers neither ask for transparent huge pages nor come from its
+//! cache of freed receive buffers); and for small messages "Rust -> BEAM,
+//! on-heap sink" (the BEAM sink with the default on-heap message queue,
+//! as before the sink moved its queue off the heap: common/sink.rs says
+//! why).
 
 #[path = "common/sink.rs"]
 mod sink;
@@ -32,8 +35,15 @@ use summary::{pick, summary};
 use support::{BeamNode, Epmd};
 
 const ROUNDS: usize = 3;
-const DIRECTIONS: [&str; 6] =
-    ["BEAM -> BEAM", "BEAM -> Rust", "Rust -> BEAM", "Rust -> Rust", "Rust -> BEAM, atoms as text", "Rust -> Rust, fresh small pages"];
+const DIRECTIONS: [&str; 7] = [
+    "BEAM -> BEAM",
+    "BEAM -> Rust",
+    "Rust -> BEAM",
+    "Rust -> Rust",
+    "Rust -> BEAM, atoms as text",
+    "Rust -> Rust, fresh small pages",
+    "Rust -> BEAM, on-heap sink",
+];
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -149,6 +159,12 @@ async fn run() {
             b.eval(&format!("StartSink({n})")).await;
             let Term::Pid(sink) = b.eval("whereis(bench_sink)").await else { panic!("no bench_sink on b") };
             rates[4].push(rust_blast(&rust_text, &sink, n, size).await);
+            // Rust -> BEAM, the sink's queue on its heap (small messages only)
+            if size <= 1024 {
+                b.eval(&format!("StartSinkOnHeap({n})")).await;
+                let Term::Pid(sink) = b.eval("whereis(bench_sink)").await else { panic!("no bench_sink on b") };
+                rates[6].push(rust_blast(&rust, &sink, n, size).await);
+            }
             // Rust -> Rust, the receiver on fresh small pages (large messages only)
             if size >= erlnode::connection::huge_pages::MIN_LEN {
                 let done = rust_sink(&rust_small, n);
@@ -182,6 +198,7 @@ async fn run() {
             summary("throughput", "one-way small, Rust -> BEAM", &fmt(2), &fmt(0), Some(ratio(2)), ">= 1.2x");
             summary("throughput", "one-way small, Rust -> Rust", &fmt(3), &fmt(0), Some(ratio(3)), ">= 3x");
             summary("throughput", "one-way small, Rust -> BEAM, atoms as text (before)", &fmt(4), &fmt(0), Some(ratio(4)), "-");
+            summary("throughput", "one-way small, Rust -> BEAM, on-heap sink (before)", &fmt(6), &fmt(0), Some(ratio(6)), "-");
         } else {
             summary("throughput", &format!("{label} messages, Rust -> Rust"), &fmt(3), &fmt(0), Some(ratio(3)), ">= 1x");
             let bytes = median(rates[3].clone()) * size as f64;

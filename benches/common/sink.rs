@@ -4,20 +4,36 @@
 use erlnode::{Node, Term};
 
 /// Erlang helpers bound in a BEAM node's shell: `StartSink(N)` registers
-/// `bench_sink`, which counts N `{msg, _, _}` then sends `done`;
+/// `bench_sink`, which counts N `{msg, _, _}` then sends `done`, its
+/// message queue kept off its heap (`StartSinkOnHeap(N)`: the same sink
+/// with the default on-heap queue);
 /// `Blast(Dest, N, Size)` sends N messages with a Size-byte binary and
 /// returns the microseconds until `done`; `BlastCpu` the same and the
 /// CPU milliseconds the sending node used meanwhile, `{Us, Ms}`;
 /// `Cpu()` the node's CPU milliseconds so far.
+///
+/// Why off the heap: a sender faster than the sink (an erlnode sender
+/// is, by 2-4x) leaves hundreds of thousands of messages queued at the
+/// sink, and with the default on-heap queue every garbage collection of
+/// the sink first moves the queued messages onto its heap
+/// (`erts_proc_sig_move_msgs_to_heap`, `erts_msg_attached_data_size_aux`
+/// in a `perf` profile of the sink's node), so that row measured the
+/// sink's collections, not the link: 3.9 us of the receiving node's CPU
+/// per message against 3.1 us when a BEAM sender (slower than the sink,
+/// so its queue stays short) feeds it. `off_heap` is OTP's setting for a
+/// process that receives bursts; every direction uses the same sink, and
+/// the throughput bench keeps an on-heap row (docs/benchmarks.md).
 pub const ERL_SINK: &str = r#"
 SinkLoop = fun Loop(0, From) -> From ! done;
                Loop(K, From) -> receive {msg, _, _} -> Loop(K - 1, From) end
            end,
-StartSink = fun(Count) ->
+StartSinkWith = fun(Count, Opts) ->
     catch unregister(bench_sink),
-    Pid = spawn(fun() -> receive {start, From} -> SinkLoop(Count, From) end end),
+    Pid = spawn_opt(fun() -> receive {start, From} -> SinkLoop(Count, From) end end, Opts),
     register(bench_sink, Pid), ok
 end,
+StartSink = fun(Count) -> StartSinkWith(Count, [{message_queue_data, off_heap}]) end,
+StartSinkOnHeap = fun(Count) -> StartSinkWith(Count, []) end,
 Blast = fun(Dest, Count, Size) ->
     Payload = binary:copy(<<"p">>, Size),
     Dest ! {start, self()},
