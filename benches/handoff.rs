@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 
 /// Handoffs per row (BENCH_QUICK: 10).
 fn hops() -> usize {
-    summary::pick(40, 10)
+    // For profiling: HANDOFF_HOPS=<n> hops per row.
+    std::env::var("HANDOFF_HOPS").ok().and_then(|n| n.parse().ok()).unwrap_or(summary::pick(40, 10))
 }
 
 /// The state handed over. `D` is how it holds its bytes: [`Binary`]
@@ -118,11 +119,15 @@ async fn run() {
 
     let (node_bandwidth, rtt) = floor(&a, &b).await;
     let bandwidth = summary::raw_loopback_bandwidth(summary::pick(256, 64) << 20).await;
+    // Not the floor: what one 1 MB transfer and its answer take
+    // over raw loopback TCP, in this runtime (docs/benchmarks.md).
+    let raw_1mb = summary::raw_loopback_transfer(1 << 20, summary::pick(200, 50)).await;
     println!(
-        "loopback TCP: {:.0} MB/s; erlnode node-to-node (64 MB message): {:.0} MB/s; call round trip {:.1} us",
+        "loopback TCP: {:.0} MB/s; erlnode node-to-node (64 MB message): {:.0} MB/s; call round trip {:.1} us; raw TCP 1 MB write + 1-byte answer {:.3} ms (median)",
         bandwidth / 1e6,
         node_bandwidth / 1e6,
-        rtt.as_secs_f64() * 1e6
+        rtt.as_secs_f64() * 1e6,
+        ms(raw_1mb)
     );
     let beam = elixir_baseline(epmd).await;
     println!();
@@ -163,6 +168,8 @@ async fn run() {
             if queue == 0 && size > 1024 {
                 let r = p50.as_secs_f64() / floor.as_secs_f64();
                 summary::summary("handoff", &format!("{path} / floor"), &format!("{:.3} ms", ms(p50)), &format!("{:.3} ms", ms(floor)), Some(r), "<= 2 (p50 / floor)");
+                let raw = p50.as_secs_f64() / raw_1mb.as_secs_f64();
+                summary::summary("handoff", &format!("{path} / raw TCP 1 MB write + answer"), &format!("{:.3} ms", ms(p50)), &format!("{:.3} ms", ms(raw_1mb)), Some(raw), "-");
                 // The same with the state's bytes in a Vec<u8>.
                 let name = format!("blob_vec_{size}");
                 ma.start_process::<Blob<VecBytes>>(size, &name).await.unwrap();

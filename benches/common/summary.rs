@@ -57,3 +57,39 @@ pub async fn raw_loopback_bandwidth(total: usize) -> f64 {
     reader.await.unwrap();
     total as f64 / t0.elapsed().as_secs_f64()
 }
+
+/// Raw loopback TCP, one `size`-byte write answered by one byte, on this
+/// runtime (the writer and the reader are tasks, as a link's are): the
+/// median of `rounds` such exchanges. What moving `size` bytes once, and
+/// hearing back, costs on this machine with nothing else in the way; a
+/// stream's bandwidth (above) overlaps writes and reads that a single
+/// transfer cannot.
+#[allow(dead_code)] // handoff.rs only
+pub async fn raw_loopback_transfer(size: usize, rounds: usize) -> std::time::Duration {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let reader = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut buf = vec![0u8; size];
+        while s.read_exact(&mut buf).await.is_ok() {
+            s.write_all(b"k").await.unwrap();
+        }
+    });
+    let mut w = tokio::net::TcpStream::connect(addr).await.unwrap();
+    w.set_nodelay(true).unwrap();
+    let data = vec![3u8; size];
+    let mut ack = [0u8; 1];
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t0 = Instant::now();
+        w.write_all(&data).await.unwrap();
+        w.read_exact(&mut ack).await.unwrap();
+        times.push(t0.elapsed());
+    }
+    drop(w);
+    reader.await.unwrap();
+    times.sort();
+    times[times.len() / 2]
+}
