@@ -5,8 +5,9 @@
 //!
 //! Each message is assembled in one buffer reserved at its first
 //! fragment for the size that fragment announces (its length times the
-//! number of fragments, within `max_message`), and the link reads each
-//! continuation's body from the socket straight into it
+//! number of fragments, within `max_message`); the link reads a large
+//! first fragment whole into it ([`Reassembler::first_in_place`]) and
+//! each continuation's body from the socket straight into it
 //! ([`Reassembler::cont_buffer`]): the kernel's copy is the only one, as
 //! on the BEAM, and no second buffer joins pieces (issue 16, large
 //! messages). The reservation is address space only until bytes arrive
@@ -36,8 +37,11 @@ pub const PIECE_OVERHEAD: usize = 64;
 struct Partial {
     atoms: Vec<Atom>,
     next_id: u64,
-    /// The message so far, with room reserved for the rest.
+    /// The message so far from `start` on (before it, the first
+    /// fragment's frame header when that frame was read into this
+    /// buffer), with room reserved for the rest.
     buf: Vec<u8>,
+    start: usize,
     /// What this partial message costs (its share of `buffered`).
     cost: usize,
 }
@@ -82,28 +86,58 @@ impl Reassembler {
         if fragment_id == 1 {
             return Ok(Some((atoms, body)));
         }
+        self.check_first(seq, body.len())?;
+        let mut buf = self.message_buffer(body.len(), fragment_id, body.len())?;
+        buf.extend_from_slice(&body);
+        Ok(self.start(seq, fragment_id, atoms, buf, 0))
+    }
+
+    /// Starts a message whose first fragment was read whole into `frame`
+    /// (from [`Reassembler::message_buffer`]), its body from `start` on:
+    /// the message is assembled in that buffer, so the first fragment's
+    /// body is not copied again (issue 16: that copy was a tenth of a
+    /// 64 KB message's receiving cost).
+    pub fn first_in_place(&mut self, seq: u64, fragment_id: u64, atoms: Vec<Atom>, frame: Vec<u8>, start: usize) -> Result<Option<(Vec<Atom>, Bytes)>, FrameError> {
+        if fragment_id == 1 {
+            return Ok(Some((atoms, self.cache.bytes(frame).slice(start..))));
+        }
+        self.check_first(seq, frame.len() - start)?;
+        Ok(self.start(seq, fragment_id, atoms, frame, start))
+    }
+
+    /// A buffer for a message whose first fragment is `first_len` bytes
+    /// (its frame, when the frame is to be read into it) and announces
+    /// `fragment_id` fragments, with room for `at_least` bytes: the BEAM
+    /// cuts a message into equal fragments (the last one shorter), so the
+    /// first one's length times their number covers it, within
+    /// `max_message`. Refused by the system: one of `at_least`, grown as
+    /// fragments come.
+    pub fn message_buffer(&self, first_len: usize, fragment_id: u64, at_least: usize) -> Result<Vec<u8>, FrameError> {
+        let announced = (first_len as u64).saturating_mul(fragment_id).min(self.max_message as u64) as usize;
+        match self.cache.receive_buffer(announced.max(at_least), self.huge_pages) {
+            Some(b) => Ok(b),
+            None => self.cache.receive_buffer(at_least, self.huge_pages).ok_or_else(|| FrameError::Limit(format!("cannot allocate {at_least} bytes"))),
+        }
+    }
+
+    fn check_first(&self, seq: u64, body_len: usize) -> Result<(), FrameError> {
         if self.partial.contains_key(&seq) {
             return Err(FrameError::Malformed(format!("fragment sequence {seq} started twice")));
         }
         if self.partial.len() >= self.max_sequences {
             return Err(FrameError::Limit(format!("more than {} fragmented messages in flight", self.max_sequences)));
         }
-        if body.len() > self.max_message {
+        if body_len > self.max_message {
             return Err(FrameError::Limit(format!("fragmented message larger than {} bytes", self.max_message)));
         }
-        // The BEAM cuts a message into equal fragments (the last one
-        // shorter): this one's length times their number covers it.
-        let announced = (body.len() as u64).saturating_mul(fragment_id).min(self.max_message as u64) as usize;
-        let mut buf = match self.cache.receive_buffer(announced, self.huge_pages) {
-            Some(b) => b,
-            // Refused by the system: grow as fragments come instead.
-            None => self.cache.receive_buffer(body.len(), self.huge_pages).ok_or_else(|| FrameError::Limit(format!("cannot allocate {} bytes", body.len())))?,
-        };
-        buf.extend_from_slice(&body);
+        Ok(())
+    }
+
+    fn start(&mut self, seq: u64, fragment_id: u64, atoms: Vec<Atom>, buf: Vec<u8>, start: usize) -> Option<(Vec<Atom>, Bytes)> {
         let cost = buf.len() + PIECE_OVERHEAD + atoms.len() * std::mem::size_of::<Atom>() + std::mem::size_of::<Partial>();
         self.buffered += cost;
-        self.partial.insert(seq, Partial { atoms, next_id: fragment_id - 1, buf, cost });
-        Ok(None)
+        self.partial.insert(seq, Partial { atoms, next_id: fragment_id - 1, buf, start, cost });
+        None
     }
 
     /// The buffer the body of continuation `fragment_id` of `seq`, `len`
@@ -118,7 +152,7 @@ impl Reassembler {
         if fragment_id != p.next_id {
             return Err(FrameError::Malformed(format!("fragment {fragment_id} of sequence {seq} out of order (expected {})", p.next_id)));
         }
-        if p.buf.len() + len > self.max_message {
+        if p.buf.len() - p.start + len > self.max_message {
             return Err(FrameError::Limit(format!("fragmented message larger than {} bytes", self.max_message)));
         }
         if p.buf.capacity() - p.buf.len() < len {
@@ -147,7 +181,7 @@ impl Reassembler {
         let p = self.partial.remove(&seq).expect("present above");
         self.buffered -= p.cost;
         // Bytes takes the Vec's allocation over: no copy.
-        Some((p.atoms, self.cache.bytes(p.buf)))
+        Some((p.atoms, self.cache.bytes(p.buf).slice(p.start..)))
     }
 
     /// Adds a continuation already read; returns the message when it is
@@ -198,6 +232,43 @@ mod tests {
         assert_eq!(m.len(), 1010);
         assert_eq!(&m[..1000], &[1u8; 1000][..]);
         assert_eq!(r.buffered(), 0);
+    }
+
+    #[test]
+    fn a_first_fragment_read_in_place_is_not_copied() {
+        // The frame (a 3-byte stand-in header, then the body) read into
+        // the buffer message_buffer gave: the message is assembled behind
+        // the header in that same buffer and handed over from there.
+        let mut r = Reassembler::new(1 << 20, 16);
+        let mut frame = r.message_buffer(1003, 3, 1003).unwrap();
+        assert!(frame.capacity() >= 3009, "room for the three fragments: {}", frame.capacity());
+        frame.extend_from_slice(b"hdr");
+        frame.extend_from_slice(&[1u8; 1000]);
+        let body_at = frame[3..].as_ptr();
+        assert!(r.first_in_place(5, 3, vec![Atom::new("a")], frame, 3).unwrap().is_none());
+        assert!(r.buffered() >= 1003 + PIECE_OVERHEAD);
+        r.cont(5, 2, Bytes::from(vec![2u8; 1000])).unwrap();
+        let (atoms, m) = r.cont(5, 1, Bytes::from(vec![3u8; 7])).unwrap().unwrap();
+        assert_eq!(atoms, vec![Atom::new("a")]);
+        assert_eq!(m.len(), 2007);
+        assert_eq!(m.as_ptr(), body_at, "assembled where the first fragment was read");
+        assert_eq!((&m[..1000], &m[1000..2000], &m[2000..]), (&[1u8; 1000][..], &[2u8; 1000][..], &[3u8; 7][..]));
+        assert_eq!(r.buffered(), 0);
+        // A single fragment is the message at once, past its header.
+        let mut frame = r.message_buffer(5, 1, 5).unwrap();
+        frame.extend_from_slice(b"hdrxy");
+        let (_, m) = r.first_in_place(6, 1, vec![], frame, 3).unwrap().unwrap();
+        assert_eq!(&m[..], b"xy");
+        // max_message counts the body, not the header before it.
+        let mut r = Reassembler::new(10, 16);
+        let mut frame = r.message_buffer(8, 2, 8).unwrap();
+        frame.extend_from_slice(b"hdrabcde");
+        r.first_in_place(1, 2, vec![], frame, 3).unwrap();
+        assert!(r.cont(1, 1, Bytes::from_static(b"fghij")).unwrap().is_some());
+        let mut frame = r.message_buffer(8, 2, 8).unwrap();
+        frame.extend_from_slice(b"hdrabcde");
+        r.first_in_place(2, 2, vec![], frame, 3).unwrap();
+        assert!(r.cont(2, 1, Bytes::from_static(b"fghijk")).is_err(), "11 bytes are over 10");
     }
 
     #[test]

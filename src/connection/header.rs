@@ -77,12 +77,7 @@ pub fn parse_frame(frame: Bytes, cache: &mut AtomCache) -> Result<FramePart, Fra
                 Ok(FramePart::Whole { atoms, body: frame.slice(pos..) })
             }
             DIST_FRAG_HEADER => {
-                let seq = c.u64()?;
-                let fragment_id = c.u64()?;
-                if fragment_id == 0 {
-                    return Err(FrameError::Malformed("fragment id 0".into()));
-                }
-                let atoms = read_atom_refs(&mut c, cache)?;
+                let (seq, fragment_id, atoms) = first_fragment_fields(&mut c, cache)?;
                 let pos = c.pos;
                 Ok(FramePart::First { seq, fragment_id, atoms, body: frame.slice(pos..) })
             }
@@ -100,6 +95,38 @@ pub fn parse_frame(frame: Bytes, cache: &mut AtomCache) -> Result<FramePart, Fra
 
 /// NumberOfAtomCacheRefs, the flag nibbles, then each reference: new
 /// entries carry their text and are stored; old ones are looked up.
+/// The header of a first fragment held at the start of `frame` (its body
+/// follows): sequence id, fragment id, atoms, and where the body starts.
+/// For a first fragment read into the buffer its message is assembled in.
+pub fn parse_first_fragment(frame: &[u8], cache: &mut AtomCache) -> Result<(u64, u64, Vec<Atom>, usize), FrameError> {
+    let mut c = Cursor { buf: frame, pos: 0 };
+    if (c.u8()?, c.u8()?) != (VERSION_MAGIC, DIST_FRAG_HEADER) {
+        return Err(FrameError::Malformed("not a first fragment".into()));
+    }
+    let (seq, fragment_id, atoms) = first_fragment_fields(&mut c, cache)?;
+    Ok((seq, fragment_id, atoms, c.pos))
+}
+
+/// The fragment id a frame's first [`CONT_HEAD`] bytes announce when they
+/// start a first fragment (the same place as a continuation's).
+pub fn first_fragment(head: &[u8]) -> Option<u64> {
+    match head {
+        [VERSION_MAGIC, DIST_FRAG_HEADER, rest @ ..] if rest.len() == 16 => Some(u64::from_be_bytes(rest[8..].try_into().unwrap())),
+        _ => None,
+    }
+}
+
+/// A first fragment's sequence id, fragment id (never 0) and atom cache
+/// references, after its two tag bytes.
+fn first_fragment_fields(c: &mut Cursor<'_>, cache: &mut AtomCache) -> Result<(u64, u64, Vec<Atom>), FrameError> {
+    let seq = c.u64()?;
+    let fragment_id = c.u64()?;
+    if fragment_id == 0 {
+        return Err(FrameError::Malformed("fragment id 0".into()));
+    }
+    Ok((seq, fragment_id, read_atom_refs(c, cache)?))
+}
+
 fn read_atom_refs(c: &mut Cursor<'_>, cache: &mut AtomCache) -> Result<Vec<Atom>, FrameError> {
     let n = c.u8()? as usize;
     if n == 0 {
@@ -150,6 +177,33 @@ fn read_atom_refs(c: &mut Cursor<'_>, cache: &mut AtomCache) -> Result<Vec<Atom>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_first_fragment_header_read_from_its_buffer() {
+        let mut cache = AtomCache::default();
+        let mut f = vec![131, 69];
+        f.extend_from_slice(&7u64.to_be_bytes());
+        f.extend_from_slice(&3u64.to_be_bytes());
+        f.extend_from_slice(&[1, 0x08, 0x00, 2]);
+        f.extend_from_slice(b"hi");
+        f.extend_from_slice(b"BODY");
+        assert_eq!(first_fragment(&f[..CONT_HEAD]), Some(3));
+        assert_eq!(continuation(&f[..CONT_HEAD]), None);
+        let (seq, id, atoms, start) = parse_first_fragment(&f, &mut cache).unwrap();
+        assert_eq!((seq, id, atoms, &f[start..]), (7, 3, vec![Atom::new("hi")], &b"BODY"[..]));
+        // The same frame through parse_frame: the same parts.
+        let FramePart::First { seq, fragment_id, atoms, body } = parse_frame(Bytes::from(f.clone()), &mut cache).unwrap() else { panic!() };
+        assert_eq!((seq, fragment_id, atoms, &body[..]), (7, 3, vec![Atom::new("hi")], &b"BODY"[..]));
+        // Not a first fragment; fragment id 0; cut short.
+        let mut cont = f.clone();
+        cont[1] = DIST_FRAG_CONT;
+        assert_eq!(first_fragment(&cont[..CONT_HEAD]), None);
+        assert!(parse_first_fragment(&cont, &mut cache).is_err());
+        let mut zero = f.clone();
+        zero[10..18].copy_from_slice(&0u64.to_be_bytes());
+        assert!(parse_first_fragment(&zero, &mut cache).is_err());
+        assert!(parse_first_fragment(&f[..20], &mut cache).is_err());
+    }
 
     #[test]
     fn new_then_cached_entries() {

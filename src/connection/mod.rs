@@ -292,12 +292,23 @@ async fn read_frames(
                     read_direct(&mut rd, dst, body, tick).await?;
                     reasm.cont_appended(seq, fragment_id)
                 }
-                None => {
-                    let mut buf = cfg.buffer_cache.receive_buffer(len, cfg.huge_pages).ok_or_else(|| format!("cannot allocate a {len}-byte frame"))?;
-                    buf.extend_from_slice(&head);
-                    read_direct(&mut rd, &mut buf, len - head.len(), tick).await?;
-                    reassemble(cfg.buffer_cache.bytes(buf), &mut cache, &mut reasm)?
-                }
+                None => match header::first_fragment(&head) {
+                    // A first fragment is read into the buffer its message
+                    // is assembled in (fragments::Reassembler::first_in_place).
+                    Some(fragment_id) => {
+                        let mut buf = reasm.message_buffer(len, fragment_id, len).map_err(|e| e.to_string())?;
+                        buf.extend_from_slice(&head);
+                        read_direct(&mut rd, &mut buf, len - head.len(), tick).await?;
+                        let (seq, fragment_id, atoms, start) = header::parse_first_fragment(&buf, &mut cache).map_err(|e| e.to_string())?;
+                        reasm.first_in_place(seq, fragment_id, atoms, buf, start).map_err(|e| e.to_string())?
+                    }
+                    None => {
+                        let mut buf = cfg.buffer_cache.receive_buffer(len, cfg.huge_pages).ok_or_else(|| format!("cannot allocate a {len}-byte frame"))?;
+                        buf.extend_from_slice(&head);
+                        read_direct(&mut rd, &mut buf, len - head.len(), tick).await?;
+                        reassemble(cfg.buffer_cache.bytes(buf), &mut cache, &mut reasm)?
+                    }
+                },
             }
         } else {
             let mut buf = Vec::with_capacity(len);
