@@ -376,7 +376,18 @@ async fn await_all_accounts_after_crash(ex: &BeamNode, exs: &[&BeamNode], n: usi
         let (names, distinct) = registered(ex).await;
         let left = dropped_after_registering(ex, exs).await;
         let unexplained: Vec<(&String, &String)> = left.iter().filter(|(_, race, _)| !race).map(|(k, _, d)| (k, d)).collect();
-        if total == n as i64 && consistent && !on_gone && distinct == names && names + left.len() as i64 == n as i64 && unexplained.is_empty() {
+        // Horde's own duplicate (docs/horde.md, "A dead member's child
+        // started twice"): allowed only in its exact shape, two copies on
+        // one Elixir member, one of them holding the name.
+        let dups = duplicates(ex).await;
+        let elixir: Vec<&str> = exs.iter().map(|e| e.name()).collect();
+        let horde_own = |(_, nodes, named): &(String, Vec<String>, i64)| nodes.len() == 2 && nodes[0] == nodes[1] && elixir.contains(&nodes[0].as_str()) && *named == 1;
+        let extra = dups.iter().filter(|d| horde_own(d)).count() as i64;
+        let other_dups = dups.iter().any(|d| !horde_own(d));
+        if extra > 0 {
+            eprintln!("{}: Horde started a dead member's child twice on one Elixir member, allowed: {:?}", ex.name(), dups);
+        }
+        if total == n as i64 + extra && !other_dups && consistent && !on_gone && distinct == names && names + left.len() as i64 == n as i64 && unexplained.is_empty() {
             Ok(())
         } else {
             Err(format!(
@@ -389,6 +400,35 @@ async fn await_all_accounts_after_crash(ex: &BeamNode, exs: &[&BeamNode], n: usi
     })
     .await;
     dropped_after_registering(ex, exs).await.into_iter().map(|(k, _, d)| format!("{k} {d}")).collect()
+}
+
+/// Accounts the CRDT lists more than once: the name, the member of each
+/// copy, and how many of the copies hold the name in the registry.
+async fn duplicates(ex: &BeamNode) -> Vec<(String, Vec<String>, i64)> {
+    let t = ex
+        .eval_elixir(&format!(
+            r#"DeltaCrdt.to_map({SUP}.Crdt)
+               |> Enum.flat_map(fn {{{{:process, _}}, {{{{_, n}}, %{{start: {{_, _, [%{{name: name}}]}}}}, pid}}}} -> [{{name, n, pid}}]; _ -> [] end)
+               |> Enum.group_by(fn {{name, _, _}} -> name end)
+               |> Enum.filter(fn {{_, l}} -> length(l) > 1 end)
+               |> Enum.map(fn {{name, l}} ->
+                    held = Horde.Registry.lookup({REG}, name) |> Enum.map(fn {{p, _}} -> p end)
+                    {{name, Enum.map(l, fn {{_, n, _}} -> Atom.to_string(n) end), Enum.count(l, fn {{_, _, pid}} -> pid in held end)}}
+                  end)"#
+        ))
+        .await;
+    let Term::List(items) = t else { panic!("duplicates: {t:?}") };
+    items
+        .iter()
+        .map(|i| match i.as_tuple() {
+            Some([name, nodes, named]) => (
+                support::binaries_to_strings(&Term::List(vec![name.clone()]))[0].clone(),
+                support::binaries_to_strings(nodes),
+                named.as_int().unwrap(),
+            ),
+            _ => panic!("duplicates: {i:?}"),
+        })
+        .collect()
 }
 
 /// Children relinquished (`{nil, spec}`) that nobody started, with the
