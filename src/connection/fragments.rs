@@ -110,17 +110,22 @@ impl Reassembler {
     /// `fragment_id` fragments, with room for `at_least` bytes: the BEAM
     /// cuts a message into equal fragments (the last one shorter), so the
     /// first one's length times their number covers it, within
-    /// `max_message`. Refused by the system: one of `at_least`, grown as
-    /// fragments come.
+    /// `max_message` and the first fragment (a frame read in place keeps
+    /// its header before the body). Refused by the system: one of
+    /// `at_least`, grown as fragments come.
     pub fn message_buffer(&self, first_len: usize, fragment_id: u64, at_least: usize) -> Result<Vec<u8>, FrameError> {
-        let announced = (first_len as u64).saturating_mul(fragment_id).min(self.max_message as u64) as usize;
+        let cap = (self.max_message as u64).saturating_add(first_len as u64);
+        let announced = (first_len as u64).saturating_mul(fragment_id).min(cap) as usize;
         match self.cache.receive_buffer(announced.max(at_least), self.huge_pages) {
             Some(b) => Ok(b),
             None => self.cache.receive_buffer(at_least, self.huge_pages).ok_or_else(|| FrameError::Limit(format!("cannot allocate {at_least} bytes"))),
         }
     }
 
-    fn check_first(&self, seq: u64, body_len: usize) -> Result<(), FrameError> {
+    /// Whether sequence `seq` may start now with a body of `body_len`
+    /// bytes: not started already, not one sequence too many, not over
+    /// `max_message`.
+    pub fn check_first(&self, seq: u64, body_len: usize) -> Result<(), FrameError> {
         if self.partial.contains_key(&seq) {
             return Err(FrameError::Malformed(format!("fragment sequence {seq} started twice")));
         }
@@ -269,6 +274,31 @@ mod tests {
         frame.extend_from_slice(b"hdrabcde");
         r.first_in_place(2, 2, vec![], frame, 3).unwrap();
         assert!(r.cont(2, 1, Bytes::from_static(b"fghijk")).is_err(), "11 bytes are over 10");
+        // Refused like first(): a sequence started twice, one sequence too
+        // many, a first body over max_message; nothing stays counted.
+        let mut r = Reassembler::new(10, 1);
+        let frame = |body: &[u8]| {
+            let mut f = r_buffer(body.len());
+            f.extend_from_slice(b"hdr");
+            f.extend_from_slice(body);
+            f
+        };
+        r.first_in_place(1, 2, vec![], frame(b"ab"), 3).unwrap();
+        let held = r.buffered();
+        assert!(r.check_first(1, 0).is_err() && r.first_in_place(1, 2, vec![], frame(b"ab"), 3).is_err(), "started twice");
+        assert!(r.first_in_place(2, 2, vec![], frame(b"ab"), 3).is_err(), "a second sequence over max_sequences 1");
+        let mut r2 = Reassembler::new(4, 4);
+        assert!(r2.first_in_place(3, 2, vec![], frame(b"abcde"), 3).is_err(), "a first body of 5 over max_message 4");
+        assert_eq!((r.buffered(), r2.buffered()), (held, 0));
+        // The reservation a frame read in place gets: its announced size
+        // within max_message plus the frame, so the header fits beside a
+        // body of max_message.
+        let r = Reassembler::new(1000, 4);
+        assert!(r.message_buffer(100, 1 << 40, 100).unwrap().capacity() >= 1100);
+    }
+
+    fn r_buffer(len: usize) -> Vec<u8> {
+        Vec::with_capacity(len + 3)
     }
 
     #[test]

@@ -93,8 +93,6 @@ pub fn parse_frame(frame: Bytes, cache: &mut AtomCache) -> Result<FramePart, Fra
     }
 }
 
-/// NumberOfAtomCacheRefs, the flag nibbles, then each reference: new
-/// entries carry their text and are stored; old ones are looked up.
 /// The header of a first fragment held at the start of `frame` (its body
 /// follows): sequence id, fragment id, atoms, and where the body starts.
 /// For a first fragment read into the buffer its message is assembled in.
@@ -107,11 +105,14 @@ pub fn parse_first_fragment(frame: &[u8], cache: &mut AtomCache) -> Result<(u64,
     Ok((seq, fragment_id, atoms, c.pos))
 }
 
-/// The fragment id a frame's first [`CONT_HEAD`] bytes announce when they
-/// start a first fragment (the same place as a continuation's).
-pub fn first_fragment(head: &[u8]) -> Option<u64> {
+/// The sequence id and fragment id a frame's first [`CONT_HEAD`] bytes
+/// announce when they start a first fragment (the same places as a
+/// continuation's).
+pub fn first_fragment(head: &[u8]) -> Option<(u64, u64)> {
     match head {
-        [VERSION_MAGIC, DIST_FRAG_HEADER, rest @ ..] if rest.len() == 16 => Some(u64::from_be_bytes(rest[8..].try_into().unwrap())),
+        [VERSION_MAGIC, DIST_FRAG_HEADER, rest @ ..] if rest.len() == 16 => {
+            Some((u64::from_be_bytes(rest[..8].try_into().unwrap()), u64::from_be_bytes(rest[8..].try_into().unwrap())))
+        }
         _ => None,
     }
 }
@@ -127,6 +128,8 @@ fn first_fragment_fields(c: &mut Cursor<'_>, cache: &mut AtomCache) -> Result<(u
     Ok((seq, fragment_id, read_atom_refs(c, cache)?))
 }
 
+/// NumberOfAtomCacheRefs, the flag nibbles, then each reference: new
+/// entries carry their text and are stored; old ones are looked up.
 fn read_atom_refs(c: &mut Cursor<'_>, cache: &mut AtomCache) -> Result<Vec<Atom>, FrameError> {
     let n = c.u8()? as usize;
     if n == 0 {
@@ -187,7 +190,7 @@ mod tests {
         f.extend_from_slice(&[1, 0x08, 0x00, 2]);
         f.extend_from_slice(b"hi");
         f.extend_from_slice(b"BODY");
-        assert_eq!(first_fragment(&f[..CONT_HEAD]), Some(3));
+        assert_eq!(first_fragment(&f[..CONT_HEAD]), Some((7, 3)));
         assert_eq!(continuation(&f[..CONT_HEAD]), None);
         let (seq, id, atoms, start) = parse_first_fragment(&f, &mut cache).unwrap();
         assert_eq!((seq, id, atoms, &f[start..]), (7, 3, vec![Atom::new("hi")], &b"BODY"[..]));

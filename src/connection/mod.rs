@@ -295,7 +295,13 @@ async fn read_frames(
                 None => match header::first_fragment(&head) {
                     // A first fragment is read into the buffer its message
                     // is assembled in (fragments::Reassembler::first_in_place).
-                    Some(fragment_id) => {
+                    Some((seq, fragment_id)) => {
+                        // The checks that need no bytes beyond these come
+                        // before the reservation the fragment announces.
+                        if fragment_id == 0 {
+                            return Err("malformed frame: fragment id 0".into());
+                        }
+                        reasm.check_first(seq, 0).map_err(|e| e.to_string())?;
                         let mut buf = reasm.message_buffer(len, fragment_id, len).map_err(|e| e.to_string())?;
                         buf.extend_from_slice(&head);
                         read_direct(&mut rd, &mut buf, len - head.len(), tick).await?;
@@ -322,7 +328,9 @@ async fn read_frames(
                 Err(e) => tracing::warn!(peer = %conn.peer, error = %e, "dropping unknown or malformed control message"),
             }
         }
-        // Shrinking never fails (what the frame added was charged above).
+        // What the frame added was charged above, bookkeeping aside (a
+        // first fragment's entry counts a little more): the result is
+        // ignored, and the next frame's charge counts it.
         let _ = budget.hold(reasm.buffered());
     }
 }
