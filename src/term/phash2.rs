@@ -104,6 +104,12 @@ pub fn atom_hash(a: &Atom) -> u32 {
 }
 
 fn atom_text_hash(text: &[u8]) -> u32 {
+    // Most atoms are ASCII: no two-byte sequences to fold, one step per
+    // byte. (ERTS keeps this value in its atom table; we compute it per
+    // use, so the loop is kept short.)
+    if text.is_ascii() {
+        return text.iter().fold(0, |h, &v| pjw_step(h, v));
+    }
     let mut h: u32 = 0;
     let mut i = 0;
     while i < text.len() {
@@ -113,14 +119,18 @@ fn atom_text_hash(text: &[u8]) -> u32 {
             v = (v << 6) | (text[i] & 0x3F);
             i += 1;
         }
-        h = (h << 4).wrapping_add(u32::from(v));
-        let g = h & 0xf000_0000;
-        if g != 0 {
-            h ^= g >> 24;
-            h ^= g;
-        }
+        h = pjw_step(h, v);
     }
     h
+}
+
+/// One byte of `hashpjw`. The top nibble folds into bits 4-7 and is
+/// cleared; when it is 0 both XORs are no-ops, so no branch is needed.
+#[inline(always)]
+fn pjw_step(h: u32, v: u8) -> u32 {
+    let h = (h << 4).wrapping_add(u32::from(v));
+    let g = h & 0xf000_0000;
+    h ^ (g >> 24) ^ g
 }
 
 const HCONST: u32 = 0x9e37_79b9;
@@ -302,7 +312,9 @@ enum Op<'a> {
 
 #[derive(Default)]
 struct Walk<'a> {
-    stack: Vec<Op<'a>>,
+    // Inline room for the small terms hashed most (registry entries,
+    // child specs, Merkle leaves): no allocation per hash.
+    stack: smallvec::SmallVec<[Op<'a>; 16]>,
 }
 
 impl<'a> Walk<'a> {
