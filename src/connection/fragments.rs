@@ -278,7 +278,7 @@ mod tests {
         // many, a first body over max_message; nothing stays counted.
         let mut r = Reassembler::new(10, 1);
         let frame = |body: &[u8]| {
-            let mut f = r_buffer(body.len());
+            let mut f = Vec::with_capacity(body.len() + 3);
             f.extend_from_slice(b"hdr");
             f.extend_from_slice(body);
             f
@@ -295,10 +295,6 @@ mod tests {
         // body of max_message.
         let r = Reassembler::new(1000, 4);
         assert!(r.message_buffer(100, 1 << 40, 100).unwrap().capacity() >= 1100);
-    }
-
-    fn r_buffer(len: usize) -> Vec<u8> {
-        Vec::with_capacity(len + 3)
     }
 
     #[test]

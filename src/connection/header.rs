@@ -20,8 +20,15 @@ pub const CONT_HEAD: usize = 18;
 /// The sequence and fragment id of a continuation fragment's header
 /// (`head`, its first [`CONT_HEAD`] bytes); `None` for any other frame.
 pub fn continuation(head: &[u8]) -> Option<(u64, u64)> {
+    fragment_ids(head, DIST_FRAG_CONT)
+}
+
+/// The sequence and fragment id that follow `131, tag` in `head` (a
+/// frame's first [`CONT_HEAD`] bytes): first fragments and continuations
+/// put them in the same places.
+fn fragment_ids(head: &[u8], tag: u8) -> Option<(u64, u64)> {
     match head {
-        [VERSION_MAGIC, DIST_FRAG_CONT, rest @ ..] if rest.len() == 16 => {
+        [VERSION_MAGIC, t, rest @ ..] if *t == tag && rest.len() == 16 => {
             Some((u64::from_be_bytes(rest[..8].try_into().unwrap()), u64::from_be_bytes(rest[8..].try_into().unwrap())))
         }
         _ => None,
@@ -109,12 +116,7 @@ pub fn parse_first_fragment(frame: &[u8], cache: &mut AtomCache) -> Result<(u64,
 /// announce when they start a first fragment (the same places as a
 /// continuation's).
 pub fn first_fragment(head: &[u8]) -> Option<(u64, u64)> {
-    match head {
-        [VERSION_MAGIC, DIST_FRAG_HEADER, rest @ ..] if rest.len() == 16 => {
-            Some((u64::from_be_bytes(rest[..8].try_into().unwrap()), u64::from_be_bytes(rest[8..].try_into().unwrap())))
-        }
-        _ => None,
-    }
+    fragment_ids(head, DIST_FRAG_HEADER)
 }
 
 /// A first fragment's sequence id, fragment id (never 0) and atom cache

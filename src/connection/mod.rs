@@ -292,29 +292,27 @@ async fn read_frames(
                     read_direct(&mut rd, dst, body, tick).await?;
                     reasm.cont_appended(seq, fragment_id)
                 }
-                None => match header::first_fragment(&head) {
+                None => {
                     // A first fragment is read into the buffer its message
-                    // is assembled in (fragments::Reassembler::first_in_place).
-                    Some((seq, fragment_id)) => {
-                        // The checks that need no bytes beyond these come
-                        // before the reservation the fragment announces.
-                        if fragment_id == 0 {
-                            return Err("malformed frame: fragment id 0".into());
+                    // is assembled in (fragments::Reassembler::first_in_place),
+                    // reserved once what these bytes say has been checked.
+                    let first = header::first_fragment(&head);
+                    let mut buf = match first {
+                        Some((seq, fragment_id)) => {
+                            reasm.check_first(seq, 0).map_err(|e| e.to_string())?;
+                            reasm.message_buffer(len, fragment_id, len).map_err(|e| e.to_string())?
                         }
-                        reasm.check_first(seq, 0).map_err(|e| e.to_string())?;
-                        let mut buf = reasm.message_buffer(len, fragment_id, len).map_err(|e| e.to_string())?;
-                        buf.extend_from_slice(&head);
-                        read_direct(&mut rd, &mut buf, len - head.len(), tick).await?;
+                        None => cfg.buffer_cache.receive_buffer(len, cfg.huge_pages).ok_or_else(|| format!("cannot allocate a {len}-byte frame"))?,
+                    };
+                    buf.extend_from_slice(&head);
+                    read_direct(&mut rd, &mut buf, len - head.len(), tick).await?;
+                    if first.is_some() {
                         let (seq, fragment_id, atoms, start) = header::parse_first_fragment(&buf, &mut cache).map_err(|e| e.to_string())?;
                         reasm.first_in_place(seq, fragment_id, atoms, buf, start).map_err(|e| e.to_string())?
-                    }
-                    None => {
-                        let mut buf = cfg.buffer_cache.receive_buffer(len, cfg.huge_pages).ok_or_else(|| format!("cannot allocate a {len}-byte frame"))?;
-                        buf.extend_from_slice(&head);
-                        read_direct(&mut rd, &mut buf, len - head.len(), tick).await?;
+                    } else {
                         reassemble(cfg.buffer_cache.bytes(buf), &mut cache, &mut reasm)?
                     }
-                },
+                }
             }
         } else {
             let mut buf = Vec::with_capacity(len);
