@@ -104,12 +104,6 @@ pub fn atom_hash(a: &Atom) -> u32 {
 }
 
 fn atom_text_hash(text: &[u8]) -> u32 {
-    // Most atoms are ASCII: no two-byte sequences to fold, one step per
-    // byte. (ERTS keeps this value in its atom table; we compute it per
-    // use, so the loop is kept short.)
-    if text.is_ascii() {
-        return text.iter().fold(0, |h, &v| pjw_step(h, v));
-    }
     let mut h: u32 = 0;
     let mut i = 0;
     while i < text.len() {
