@@ -114,7 +114,10 @@ async fn run() {
     ];
     // For profiling: THROUGHPUT_ONLY=<payload label> (e.g. "64 MB").
     let only = std::env::var("THROUGHPUT_ONLY").ok();
-    let sizes: Vec<_> = sizes.into_iter().filter(|(l, _, _)| only.as_deref().is_none_or(|o| *l == o)).collect();
+    // For profiling: THROUGHPUT_SCALE=<k> sends k times as many messages
+    // per round (short rounds are dominated by the TCP window's ramp).
+    let scale: i64 = std::env::var("THROUGHPUT_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let sizes: Vec<_> = sizes.into_iter().filter(|(l, _, _)| only.as_deref().is_none_or(|o| *l == o)).map(|(l, s, n)| (l, s, n * scale)).collect();
     let loopback = summary::raw_loopback_bandwidth(pick(256, 64) << 20).await;
     println!("raw loopback TCP: {:.0} MB/s", loopback / 1e6);
     println!();

@@ -112,6 +112,12 @@ pub struct NodeOpts {
     /// that off where huge page compaction stalls the host.
     #[arg(long)]
     pub no_huge_pages: bool,
+    /// While large messages arrive on a link, how many microseconds its
+    /// reader polls the empty socket again before it sleeps, as the BEAM's
+    /// schedulers busy-wait (+sbwt): a little CPU, and the sender is spared
+    /// waking it. 0 turns it off. Default 20.
+    #[arg(long, value_name = "MICROSECONDS")]
+    pub busy_poll: Option<u64>,
     /// The most bytes of freed receive buffers kept for the next large
     /// messages (256K and up; at most 8 buffers; 0 keeps none). Reusing
     /// mapped memory spares each large message its page faults.
@@ -211,6 +217,9 @@ impl NodeOpts {
         }
         if let Some(n) = self.receive_buffer_cache {
             b = b.receive_buffer_cache(n);
+        }
+        if let Some(us) = self.busy_poll {
+            b = b.busy_poll(std::time::Duration::from_micros(us));
         }
         Ok(b)
     }

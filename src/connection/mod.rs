@@ -84,6 +84,15 @@ pub struct LinkConfig {
     /// back to when their bytes are dropped ([`buffer_cache`]); one per
     /// node, shared by its links.
     pub buffer_cache: Arc<buffer_cache::BufferCache>,
+    /// While large messages arrive, how long the link's reader polls an
+    /// empty socket again before it sleeps (default 20 us; zero: never).
+    /// The BEAM's schedulers busy-wait like this before sleeping (`+sbwt`):
+    /// waking a sleeping reader costs the sending side an interrupt per
+    /// wake (on a VM, a VM exit), and a BEAM sending 64 KB messages to a
+    /// reader that sleeps between them spent 28 us of CPU per message
+    /// instead of 18 (docs/benchmarks.md). Small messages are read
+    /// without it: their senders were no faster with it.
+    pub busy_poll: Duration,
     /// Like `-kernel net_ticktime`: a peer silent this long is down; we
     /// send a tick after a quarter of it without traffic.
     pub net_ticktime: Duration,
@@ -101,6 +110,7 @@ impl Default for LinkConfig {
             huge_pages: true,
             buffer_cache: buffer_cache::BufferCache::new(buffer_cache::DEFAULT_BYTES),
             max_fragment_sequences: 1024,
+            busy_poll: Duration::from_micros(20),
             net_ticktime: Duration::from_secs(60),
             decode: DecodeLimits::default(),
         }
@@ -251,18 +261,27 @@ async fn read_frames(
     budget: &mut budget::LinkBudget,
     inbound: &Arc<dyn Inbound>,
 ) -> Result<(), String> {
-    let mut rd = BufReader::with_capacity(128 * 1024, rd);
+    let mut rd = BufReader::with_capacity(128 * 1024, SocketReader { inner: rd, cap: usize::MAX, busy_poll: cfg.busy_poll, polling: false });
     let mut cache = atom_cache::AtomCache::default();
     let mut reasm = fragments::Reassembler::new(cfg.max_message, cfg.max_fragment_sequences)
         .huge_pages(cfg.huge_pages)
         .buffer_cache(cfg.buffer_cache.clone());
     let tick = cfg.net_ticktime;
-    // In a run of large frames (the fragments of a large message) the
-    // next length is read past the BufReader too: refilling it would pull
-    // the next fragment's body into its buffer, a copy more.
-    let mut large = false;
+    // After a large frame, while a fragmented message is unfinished, and
+    // after the frame that finished one, the BufReader refills at most
+    // LOOKAHEAD bytes: a whole refill would pull most of the next large
+    // frame's body into it, a 64 KiB copy more, and reading each length,
+    // header and short frame on its own costs a system call each (7.4
+    // per 64 KB message from the BEAM instead of 2.9). A large message comes as 64 KiB
+    // fragments and a short last one (from the BEAM and from erlnode), so
+    // the frame before the next message's first fragment is a short one.
+    let mut near_large = false;
     loop {
-        let len = match read_len(&mut rd, large, tick).await? {
+        let in_fragments = reasm.unfinished();
+        let socket = rd.get_mut();
+        socket.cap = if near_large { LOOKAHEAD } else { usize::MAX };
+        socket.polling = near_large;
+        let len = match read_len(&mut rd, tick).await? {
             None => return Ok(()),
             Some(n) => n,
         };
@@ -278,7 +297,8 @@ async fn read_frames(
             tracing::warn!(peer = %conn.peer, frame = len, held = budget.held(), error = %e, "closing the link: over its memory budget");
             return Err(e.to_string());
         }
-        large = len >= DIRECT_READ;
+        let large = len >= DIRECT_READ;
+        rd.get_mut().polling |= large;
         let whole = if large {
             // A large frame is read straight from the socket (after what
             // the BufReader holds); a continuation's body goes straight
@@ -330,19 +350,14 @@ async fn read_frames(
         // first fragment's entry counts a little more): the result is
         // ignored, and the next frame's charge counts it.
         let _ = budget.hold(reasm.buffered());
+        near_large = large || in_fragments || reasm.unfinished();
     }
 }
 
 /// The next frame's length; `None` when the peer closed the link between
-/// frames. `direct`: read past the BufReader when it is empty.
-async fn read_len(rd: &mut BufReader<Reader>, direct: bool, tick: Duration) -> Result<Option<usize>, String> {
-    let read = if direct && rd.buffer().is_empty() {
-        let mut b = [0u8; 4];
-        tokio::time::timeout(tick, rd.get_mut().read_exact(&mut b)).await.map(|r| r.map(|_| u32::from_be_bytes(b)))
-    } else {
-        tokio::time::timeout(tick, rd.read_u32()).await
-    };
-    match read {
+/// frames.
+async fn read_len(rd: &mut BufReader<SocketReader>, tick: Duration) -> Result<Option<usize>, String> {
+    match tokio::time::timeout(tick, rd.read_u32()).await {
         Err(_) => Err(format!("net_tick_timeout: nothing received for {tick:?}")),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
         Ok(Err(e)) => Err(format!("read error: {e}")),
@@ -353,12 +368,14 @@ async fn read_len(rd: &mut BufReader<Reader>, direct: bool, tick: Duration) -> R
 /// Appends exactly `n` more bytes of the frame to `dst`: what the
 /// BufReader holds first, then straight from the socket, so a large body
 /// is copied once, by the kernel.
-async fn read_direct(rd: &mut BufReader<Reader>, dst: &mut Vec<u8>, n: usize, tick: Duration) -> Result<(), String> {
+async fn read_direct(rd: &mut BufReader<SocketReader>, dst: &mut Vec<u8>, n: usize, tick: Duration) -> Result<(), String> {
     let held = rd.buffer();
     let k = held.len().min(n);
     dst.extend_from_slice(&held[..k]);
     std::pin::Pin::new(&mut *rd).consume(k);
-    fill(rd.get_mut(), dst, n - k, tick).await
+    let inner = rd.get_mut();
+    inner.cap = usize::MAX;
+    fill(inner, dst, n - k, tick).await
 }
 
 /// Appends exactly `n` more bytes of the frame from `r` to `dst`.
@@ -375,6 +392,58 @@ async fn fill<R: tokio::io::AsyncRead + Unpin>(r: &mut R, dst: &mut Vec<u8>, n: 
         }
     }
     Ok(())
+}
+
+/// At most this much is read ahead of a frame's length near large frames
+/// (see `read_frames`): the length, the short frame that ends a large
+/// message, and the next length and header fit, and copying the rest of
+/// what came with them is cheap.
+const LOOKAHEAD: usize = 4 * 1024;
+
+/// The link's socket as `read_frames` reads it: each read asks for at
+/// most `cap` bytes (the BufReader's refills are capped near large
+/// frames), and while `polling`, a read that finds nothing tries again
+/// for up to `busy_poll` before it leaves the task to sleep
+/// ([`LinkConfig::busy_poll`]).
+struct SocketReader {
+    inner: Reader,
+    cap: usize,
+    busy_poll: Duration,
+    polling: bool,
+}
+
+impl SocketReader {
+    fn poll_capped(&mut self, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+        if buf.remaining() <= self.cap {
+            return tokio::io::AsyncRead::poll_read(std::pin::Pin::new(&mut self.inner), cx, buf);
+        }
+        let mut part = buf.take(self.cap);
+        let res = tokio::io::AsyncRead::poll_read(std::pin::Pin::new(&mut self.inner), cx, &mut part);
+        let n = part.filled().len();
+        // SAFETY: `part` is the front of `buf`'s unfilled part, and the
+        // reader filled (so initialised) its first `n` bytes.
+        unsafe { buf.assume_init(n) };
+        buf.advance(n);
+        res
+    }
+}
+
+impl tokio::io::AsyncRead for SocketReader {
+    fn poll_read(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        let first = me.poll_capped(cx, buf);
+        if first.is_ready() || !me.polling || me.busy_poll.is_zero() {
+            return first;
+        }
+        let since = Instant::now();
+        loop {
+            std::hint::spin_loop();
+            let again = me.poll_capped(cx, buf);
+            if again.is_ready() || since.elapsed() >= me.busy_poll {
+                return again;
+            }
+        }
+    }
 }
 
 /// A whole frame's header, then the message it completes, if any.
@@ -542,5 +611,44 @@ mod tests {
             frames += 1;
         }
         assert_eq!(frames, 5);
+    }
+
+    fn socket(inner: Reader, cap: usize, busy_poll: Duration, polling: bool) -> SocketReader {
+        SocketReader { inner, cap, busy_poll, polling }
+    }
+
+    #[tokio::test]
+    async fn a_capped_read_takes_at_most_cap_bytes_and_an_uncapped_one_all() {
+        let (mut tx, rx) = tokio::io::duplex(1 << 16);
+        tx.write_all(&(0..20_000u32).map(|i| i as u8).collect::<Vec<u8>>()).await.unwrap();
+        let mut r = socket(Box::new(rx), 100, Duration::ZERO, false);
+        let mut buf = vec![0u8; 8192];
+        assert_eq!(r.read(&mut buf).await.unwrap(), 100, "capped at 100");
+        assert_eq!(&buf[..3], &[0, 1, 2]);
+        r.cap = usize::MAX;
+        assert_eq!(r.read(&mut buf).await.unwrap(), 8192, "uncapped: as much as fits");
+        assert_eq!(buf[0], 100, "the bytes follow on");
+        // Through a BufReader, as read_frames uses it: a refill asks for
+        // at most `cap` bytes.
+        let mut rd = BufReader::with_capacity(128 * 1024, r);
+        rd.get_mut().cap = LOOKAHEAD;
+        let held = tokio::io::AsyncBufReadExt::fill_buf(&mut rd).await.unwrap();
+        assert_eq!(held.len(), LOOKAHEAD, "11,708 bytes wait; the refill took {LOOKAHEAD}");
+        assert_eq!(held[0], ((100 + 8192) % 256) as u8);
+    }
+
+    #[tokio::test]
+    async fn a_busy_poll_gives_up_after_its_limit_and_the_read_then_waits_for_data() {
+        let (mut tx, rx) = tokio::io::duplex(64);
+        let mut r = socket(Box::new(rx), usize::MAX, Duration::from_micros(200), true);
+        let mut buf = [0u8; 8];
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let t0 = Instant::now();
+        let mut rb = tokio::io::ReadBuf::new(&mut buf);
+        assert!(tokio::io::AsyncRead::poll_read(Pin::new(&mut r), &mut cx, &mut rb).is_pending(), "nothing to read: pending after the poll");
+        assert!(t0.elapsed() >= Duration::from_micros(200), "it polled for its limit first");
+        tx.write_all(b"late").await.unwrap();
+        assert_eq!(r.read(&mut buf).await.unwrap(), 4, "data that comes later still wakes the read");
+        assert_eq!(&buf[..4], b"late");
     }
 }

@@ -179,6 +179,16 @@ impl NodeBuilder {
         self.cfg.link.huge_pages = on;
         self
     }
+    /// While large messages arrive on a link, how long its reader polls
+    /// the empty socket again before it sleeps (default 20 us; zero turns
+    /// it off): as the BEAM's schedulers busy-wait before they sleep, it
+    /// trades a little CPU for sparing the sender the cost of waking the
+    /// reader (a BEAM sender of 64 KB messages was 1.5x faster with it).
+    /// Small messages are read without it.
+    pub fn busy_poll(mut self, limit: std::time::Duration) -> Self {
+        self.cfg.link.busy_poll = limit;
+        self
+    }
     /// The most bytes of freed receive buffers the node keeps for the
     /// next large messages (default 160 MiB, at most 8 buffers; 0: none).
     /// A message of 256 KiB or more is read into a buffer of its size;
