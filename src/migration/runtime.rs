@@ -286,7 +286,17 @@ async fn claim_name(meta: &Meta, mb: &Mailbox, me: &Pid) -> Result<(), Term> {
     let mut last = String::new();
     for _ in 0..ATTEMPTS {
         let r = match meta.registry.whereis(meta.name.as_str()) {
-            Some(p) if &p == me => return Ok(()),
+            Some(p) if &p == me => {
+                // This node names us already, but the switch's registration
+                // may have been cut short by a partition and reached only
+                // some nodes of our side (`global` sends it to each node in
+                // turn, and a heal does not repair a disagreement inside one
+                // side): registering again tells every node we reach.
+                if let Err(e) = meta.registry.re_register(meta.name.as_str(), me).await {
+                    tracing::warn!(name = %meta.name, error = %e, "target holds the name here; re-asserting it to the other nodes failed");
+                }
+                return Ok(());
+            }
             Some(p) if p.node == *node.name() || node.connected_nodes().contains(&p.node) => {
                 tracing::warn!(name = %meta.name, holder = %p, "a live process holds the name; the target gives way and stops");
                 return Err(Term::tuple([Term::atom("shutdown"), Term::tuple([Term::atom("name_conflict"), Term::Atom(meta.name.clone()), Term::Pid(p)])]));

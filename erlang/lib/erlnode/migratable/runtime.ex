@@ -774,6 +774,11 @@ defmodule Erlnode.Migratable.Runtime do
       :no ->
         case :global.whereis_name(name) do
           ^me ->
+            # This node names us already, but the switch's registration
+            # may have been cut short by a partition and reached only some
+            # nodes of our side (a heal does not repair a disagreement
+            # inside one side): registering again tells every node we reach.
+            :yes = :global.re_register_name(name, me, reg_method())
             :ok
 
           holder when holder == :undefined or holder == src ->
