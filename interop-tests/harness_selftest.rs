@@ -275,6 +275,21 @@ async fn stdin_eof_halts_the_node() {
     assert!(!support::pid_alive(pid));
 }
 
+/// A test that dies while its node is stuck in an eval (here: one that
+/// waits for ever, abandoned by its timeout) still leaves no node behind:
+/// stdin EOF halts the node in the middle of the eval.
+#[tokio::test(flavor = "multi_thread")]
+async fn stdin_eof_halts_a_node_stuck_in_an_eval() {
+    let mut node = BeamNode::builder().prefix("eofbusy").start().await;
+    let pid = node.os_pid();
+    let r = node.eval_raw_timeout("receive '$never' -> ok end", Duration::from_millis(300)).await;
+    assert!(r.is_err(), "the eval never returns: {r:?}");
+    node.close_stdin().await;
+    let status = node.wait_exit(Duration::from_secs(20)).await.expect("node did not halt on stdin EOF during an eval");
+    assert!(status.success(), "{status:?}");
+    assert!(!support::pid_alive(pid));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stop_is_graceful() {
     let mut node = BeamNode::builder().prefix("stop").start().await;

@@ -7,7 +7,8 @@
 //! `R:<hex of term_to_binary(Result)>`; an exception becomes the result
 //! `{'$eval_error', Class, Reason, Stacktrace}`. Any other stdout line
 //! (logger output, io:format from evaluated code) is kept as log. On
-//! stdin EOF the node halts, so a test that dies leaves no node behind.
+//! stdin EOF the node halts, at once, also in the middle of an eval, so
+//! a test that dies leaves no node behind.
 
 use super::epmd::Epmd;
 use super::proc::{kill_and_reap_blocking, send_signal, SIGKILL};
@@ -29,14 +30,16 @@ pub const EVAL_TIMEOUT: Duration = Duration::from_secs(60);
 /// The control loop, passed with `-eval`. `%ELIXIR%` is replaced with
 /// `true` or `false`. The loop runs in its own process (trapping exits,
 /// so evaluated code may link to processes that die) watched by another
-/// one that halts the node if the loop ever dies.
+/// one that halts the node if the loop ever dies. A third process reads
+/// stdin and hands each line to the loop, and halts the node on EOF even
+/// while the loop is busy: a test killed during an eval that does not
+/// return (a `receive` that waits for ever) leaves no node behind. The
+/// test writes a request only after the previous reply, so a line never
+/// waits in the loop's mailbox while evaluated code runs there.
 const CONTROL_LOOP: &str = r#"
 Elixir = %ELIXIR%,
 Loop = fun Loop(B) ->
-    case io:get_line(standard_io, "") of
-        eof -> erlang:halt(0);
-        {error, _} -> erlang:halt(0);
-        Line ->
+    receive {'$harness_line', Line} ->
             {Res, B2} =
                 try
                     Src = unicode:characters_to_list(binary:decode_hex(string:trim(Line))),
@@ -66,6 +69,13 @@ Loop = fun Loop(B) ->
             Loop(B2)
     end
 end,
+Reader = fun Reader(To) ->
+    case io:get_line(standard_io, "") of
+        eof -> erlang:halt(0);
+        {error, _} -> erlang:halt(0);
+        Line -> To ! {'$harness_line', Line}, Reader(To)
+    end
+end,
 WaitStarted = fun W(N) ->
     case init:get_status() of
         {started, _} -> ok;
@@ -88,6 +98,8 @@ Ctl = fun() ->
         false -> ok
     end,
     io:put_chars(standard_io, [<<"READY ">>, atom_to_binary(node(), utf8), <<"\n">>]),
+    Me = self(),
+    spawn(fun() -> Reader(Me) end),
     Loop(erl_eval:new_bindings())
 end,
 spawn(fun() ->
