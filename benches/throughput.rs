@@ -204,6 +204,8 @@ async fn run() {
             summary("throughput", "one-way small, Rust -> BEAM, on-heap sink (before)", &fmt(6), &fmt(0), Some(ratio(6)), "-");
         } else {
             summary("throughput", &format!("{label} messages, Rust -> Rust"), &fmt(3), &fmt(0), Some(ratio(3)), ">= 1x");
+            summary("throughput", &format!("{label} messages, BEAM -> Rust"), &fmt(1), &fmt(0), Some(ratio(1)), ">= 1x");
+            summary("throughput", &format!("{label} messages, Rust -> BEAM"), &fmt(2), &fmt(0), Some(ratio(2)), ">= 1x");
             let bytes = median(rates[3].clone()) * size as f64;
             summary(
                 "throughput",
