@@ -114,8 +114,9 @@ pub struct NodeOpts {
     pub no_huge_pages: bool,
     /// While large messages arrive on a link, how many microseconds its
     /// reader polls the empty socket again before it sleeps, as the BEAM's
-    /// schedulers busy-wait (+sbwt): a little CPU, and the sender is spared
-    /// waking it. 0 turns it off. Default 20.
+    /// schedulers busy-wait (+sbwt): a little CPU for a reader that is
+    /// awake when the next frame comes. 0 turns it off; at most 1000.
+    /// Default 20.
     #[arg(long, value_name = "MICROSECONDS")]
     pub busy_poll: Option<u64>,
     /// The most bytes of freed receive buffers kept for the next large

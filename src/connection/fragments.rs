@@ -81,11 +81,6 @@ impl Reassembler {
         self.buffered
     }
 
-    /// Whether a message waits for more fragments.
-    pub fn unfinished(&self) -> bool {
-        !self.partial.is_empty()
-    }
-
     /// Starts a message; returns it at once if it has a single fragment.
     pub fn first(&mut self, seq: u64, fragment_id: u64, atoms: Vec<Atom>, body: Bytes) -> Result<Option<(Vec<Atom>, Bytes)>, FrameError> {
         if fragment_id == 1 {

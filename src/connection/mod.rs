@@ -85,13 +85,16 @@ pub struct LinkConfig {
     /// node, shared by its links.
     pub buffer_cache: Arc<buffer_cache::BufferCache>,
     /// While large messages arrive, how long the link's reader polls an
-    /// empty socket again before it sleeps (default 20 us; zero: never).
-    /// The BEAM's schedulers busy-wait like this before sleeping (`+sbwt`):
-    /// waking a sleeping reader costs the sending side an interrupt per
-    /// wake (on a VM, a VM exit), and a BEAM sending 64 KB messages to a
-    /// reader that sleeps between them spent 28 us of CPU per message
-    /// instead of 18 (docs/benchmarks.md). Small messages are read
-    /// without it: their senders were no faster with it.
+    /// empty socket again before it sleeps (default 20 us; zero: never;
+    /// at most [`MAX_BUSY_POLL`], 1 ms).
+    /// The BEAM's schedulers busy-wait like this before sleeping (`+sbwt`).
+    /// A BEAM sending 64 KB messages to a reader that slept between them
+    /// spent 28 us of CPU per message instead of 18 to a BEAM receiver,
+    /// and the polling reader doubled the rate (docs/benchmarks.md; the
+    /// likely cause is the reading CPU going idle between frames, which
+    /// the sender's kernel path then has to wake). Small messages are
+    /// read without it: see docs/benchmarks.md for what polling for them
+    /// cost.
     pub busy_poll: Duration,
     /// Like `-kernel net_ticktime`: a peer silent this long is down; we
     /// send a tick after a quarter of it without traffic.
@@ -261,23 +264,24 @@ async fn read_frames(
     budget: &mut budget::LinkBudget,
     inbound: &Arc<dyn Inbound>,
 ) -> Result<(), String> {
-    let mut rd = BufReader::with_capacity(128 * 1024, SocketReader { inner: rd, cap: usize::MAX, busy_poll: cfg.busy_poll, polling: false });
+    let mut rd = BufReader::with_capacity(128 * 1024, SocketReader { inner: rd, cap: usize::MAX, busy_poll: cfg.busy_poll.min(MAX_BUSY_POLL), polling: false });
     let mut cache = atom_cache::AtomCache::default();
     let mut reasm = fragments::Reassembler::new(cfg.max_message, cfg.max_fragment_sequences)
         .huge_pages(cfg.huge_pages)
         .buffer_cache(cfg.buffer_cache.clone());
     let tick = cfg.net_ticktime;
-    // After a large frame, while a fragmented message is unfinished, and
-    // after the frame that finished one, the BufReader refills at most
-    // LOOKAHEAD bytes: a whole refill would pull most of the next large
-    // frame's body into it, a 64 KiB copy more, and reading each length,
-    // header and short frame on its own costs a system call each (7.4
-    // per 64 KB message from the BEAM instead of 2.9). A large message comes as 64 KiB
-    // fragments and a short last one (from the BEAM and from erlnode), so
-    // the frame before the next message's first fragment is a short one.
-    let mut near_large = false;
+    // After a large frame, and after the frame that follows one, the
+    // BufReader refills at most LOOKAHEAD bytes: a whole refill would
+    // pull most of the next large frame's body into it, a 64 KiB copy
+    // more, and reading each length, header and short frame on its own
+    // costs a system call each (7.4 per 64 KB message from the BEAM
+    // instead of 2.9). A large message comes as 64 KiB fragments and a
+    // short last one (from the BEAM and from erlnode), so the frame
+    // before the next message's first fragment is a short one that
+    // follows a large one. (Not "while a message is unfinished": a peer
+    // that never finishes one would keep the link polling.)
+    let (mut near_large, mut last_large) = (false, false);
     loop {
-        let in_fragments = reasm.unfinished();
         let socket = rd.get_mut();
         socket.cap = if near_large { LOOKAHEAD } else { usize::MAX };
         socket.polling = near_large;
@@ -350,7 +354,8 @@ async fn read_frames(
         // first fragment's entry counts a little more): the result is
         // ignored, and the next frame's charge counts it.
         let _ = budget.hold(reasm.buffered());
-        near_large = large || in_fragments || reasm.unfinished();
+        near_large = large || last_large;
+        last_large = large;
     }
 }
 
@@ -394,6 +399,10 @@ async fn fill<R: tokio::io::AsyncRead + Unpin>(r: &mut R, dst: &mut Vec<u8>, n: 
     Ok(())
 }
 
+/// The longest busy poll taken from [`LinkConfig::busy_poll`]: a poll
+/// holds a runtime worker.
+pub const MAX_BUSY_POLL: Duration = Duration::from_millis(1);
+
 /// At most this much is read ahead of a frame's length near large frames
 /// (see `read_frames`): the length, the short frame that ends a large
 /// message, and the next length and header fit, and copying the rest of
@@ -418,7 +427,9 @@ impl SocketReader {
             return tokio::io::AsyncRead::poll_read(std::pin::Pin::new(&mut self.inner), cx, buf);
         }
         let mut part = buf.take(self.cap);
+        let front = part.filled().as_ptr();
         let res = tokio::io::AsyncRead::poll_read(std::pin::Pin::new(&mut self.inner), cx, &mut part);
+        assert_eq!(part.filled().as_ptr(), front, "the reader replaced the buffer it was given");
         let n = part.filled().len();
         // SAFETY: `part` is the front of `buf`'s unfilled part, and the
         // reader filled (so initialised) its first `n` bytes.
@@ -432,7 +443,9 @@ impl tokio::io::AsyncRead for SocketReader {
     fn poll_read(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
         let me = self.get_mut();
         let first = me.poll_capped(cx, buf);
-        if first.is_ready() || !me.polling || me.busy_poll.is_zero() {
+        // Out of the runtime's cooperative budget, every read is pending
+        // until the task yields: polling would only burn the limit.
+        if first.is_ready() || !me.polling || me.busy_poll.is_zero() || !tokio::task::coop::has_budget_remaining() {
             return first;
         }
         let since = Instant::now();
