@@ -117,7 +117,7 @@ pub struct NodeOpts {
     /// schedulers busy-wait (+sbwt): a little CPU for a reader that is
     /// awake when the next frame comes. At most 1000; 20 measured best.
     /// Default 0 (off): with it on, a Horde registry test stalled short
-    /// of convergence in 3 of 6 runs, not yet understood.
+    /// of convergence in 2 of 6 runs, not yet understood.
     #[arg(long, value_name = "MICROSECONDS")]
     pub busy_poll: Option<u64>,
     /// The most bytes of freed receive buffers kept for the next large

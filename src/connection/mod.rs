@@ -88,7 +88,7 @@ pub struct LinkConfig {
     /// empty socket again before it sleeps (default zero: never; at most
     /// [`MAX_BUSY_POLL`], 1 ms; 20 us measured best). Off by default:
     /// with 20 us, `horde::registry::two_elixir_and_two_rust_members_share_one_registry`
-    /// stalled short of convergence in 3 of 6 runs (0 of 12 without it),
+    /// stalled short of convergence in 2 of 6 runs (0 of 13 without it),
     /// not diagnosed (docs/benchmarks.md).
     /// The BEAM's schedulers busy-wait like this before sleeping (`+sbwt`).
     /// A BEAM sending 64 KB messages to a reader that slept between them
