@@ -56,7 +56,17 @@ fn int(t: &Term) -> i64 {
     t.as_int().unwrap_or_else(|| panic!("not an integer: {t:?}"))
 }
 
-pub(super) async fn poll<F, Fut>(what: &str, within: Duration, mut f: F) -> Duration
+pub(super) async fn poll<F, Fut>(what: &str, within: Duration, f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    poll_or_diag(what, within, async { String::new() }, f).await
+}
+
+/// Polls `f` until it is `Ok` or `within` has passed; then prints `diag`
+/// (when not empty) and panics.
+async fn poll_or_diag<F, Fut>(what: &str, within: Duration, diag: impl std::future::Future<Output = String>, mut f: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
@@ -65,7 +75,13 @@ where
     loop {
         match f().await {
             Ok(()) => return start.elapsed(),
-            Err(e) if start.elapsed() > within => panic!("{what}: not within {within:?}: {e}"),
+            Err(e) if start.elapsed() > within => {
+                let d = diag.await;
+                if !d.is_empty() {
+                    eprintln!("{what}: not converged; state of each member:\n{d}");
+                }
+                panic!("{what}: not within {within:?}: {e}")
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
@@ -90,6 +106,65 @@ fn rust_entries(reg: &HordeRegistry) -> Term {
         _ => std::cmp::Ordering::Equal,
     });
     Term::List(v.into_iter().map(|(k, p, val)| Term::tuple([k, Term::Pid(p), val])).collect())
+}
+
+/// Why the members' entries differ, for a failed convergence: each
+/// member's CRDT (node id, context, size, Merkle root) and, for a few keys
+/// some member lacks, the raw entries (value, timestamp, dots) each member
+/// holds for them. Enough to tell a sync that found no difference from a
+/// delta whose context covered dots its entries did not carry.
+async fn crdt_diag(exs: &[&BeamNode], regs: &[&HordeRegistry]) -> String {
+    let mut out = String::new();
+    let key_set = |t: &Term| -> std::collections::BTreeSet<Vec<u8>> {
+        let Term::List(l) = t else { return Default::default() };
+        l.iter().filter_map(|e| match e.as_tuple() {
+            Some([Term::Binary(k), ..]) => Some(k.to_vec()),
+            _ => None,
+        }).collect()
+    };
+    let mut sets = vec![];
+    for ex in exs {
+        sets.push((ex.name().to_string(), key_set(&elixir_entries(ex).await)));
+        let st = ex
+            .eval_elixir(&format!(
+                r#"s = :sys.get_state({REG}.Crdt)
+                   t = MerkleMap.update_hashes(s.merkle_map).merkle_tree.tree
+                   {{s.node_id, s.crdt_state.dots, map_size(s.crdt_state.value), (if is_tuple(t), do: elem(t, 0), else: t), Map.keys(s.outstanding_syncs)}}"#
+            ))
+            .await;
+        out += &format!("{}: crdt {{node_id, dots, size, root, outstanding}} = {st:?}\n", ex.name());
+    }
+    for reg in regs {
+        sets.push((format!("rust {}", reg.pid()), key_set(&rust_entries(reg))));
+        let st = tokio::time::timeout(Duration::from_secs(5), reg.inspect(|c| (c.store.node_id, c.store.dots.clone(), c.store.len(), c.store.clone().tree().root_hash(), c.sync_states(), c.activity()))).await;
+        out += &format!("rust {}: crdt (node_id, dots, size, root, [(neighbour, in flight for, acked (root, ago))], (last round ago, messages handled)) = {st:?}\n", reg.pid());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for reg in regs {
+        let a = tokio::time::timeout(Duration::from_secs(5), reg.inspect(|c| c.activity())).await;
+        out += &format!("rust {}: 2 s later (last round ago, messages handled) = {a:?}\n", reg.pid());
+    }
+    let all: std::collections::BTreeSet<Vec<u8>> = sets.iter().flat_map(|(_, s)| s.iter().cloned()).collect();
+    let mut sample = vec![];
+    for (who, s) in &sets {
+        let missing: Vec<&Vec<u8>> = all.difference(s).collect();
+        out += &format!("{who}: {} of {} keys missing, e.g. {:?}\n", missing.len(), all.len(), missing.iter().take(5).map(|k| String::from_utf8_lossy(k)).collect::<Vec<_>>());
+        sample.extend(missing.into_iter().take(2).cloned());
+    }
+    sample.dedup();
+    for k in sample.iter().take(4) {
+        let key = String::from_utf8_lossy(k).to_string();
+        for ex in exs {
+            let e = ex.eval_elixir(&format!(r#"Map.get(:sys.get_state({REG}.Crdt).crdt_state.value, {{:key, "{key}"}})"#)).await;
+            out += &format!("  {key:?} in {}: {e:?}\n", ex.name());
+        }
+        for reg in regs {
+            let ck = Term::tuple([Term::atom("key"), Term::binary(k.clone())]);
+            let e = tokio::time::timeout(Duration::from_secs(5), reg.inspect(move |c| c.store.entries_term(&ck))).await;
+            out += &format!("  {key:?} in rust {}: {e:?}\n", reg.pid());
+        }
+    }
+    out
 }
 
 /// Messages (dist packets) `ex` sent to `to` in `secs` seconds at rest.
@@ -196,7 +271,7 @@ async fn two_elixir_and_two_rust_members_share_one_registry() {
         register_rust(&r2, &reg2, "s", 2500),
     );
     let registered = started.elapsed();
-    let converge = poll("10,000 entries everywhere, equal", T, || async {
+    let converge = poll_or_diag("10,000 entries everywhere, equal", T, crdt_diag(&[&ex_a, &ex_b], &[&reg1, &reg2]), || async {
         let ea = elixir_entries(&ex_a).await;
         let eb = elixir_entries(&ex_b).await;
         let (x1, x2) = (rust_entries(&reg1), rust_entries(&reg2));

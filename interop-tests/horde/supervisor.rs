@@ -417,30 +417,37 @@ async fn children_on(ex: &BeamNode, node: &str) -> Vec<String> {
     support::binaries_to_strings(&t)
 }
 
+/// The Elixir query behind [`duplicates`] and [`twice`]: per account the
+/// CRDT lists more than once, `{name, [{child_id, member_node, pid}],
+/// pids_the_registry_holds_the_name_with}`.
+fn copies_query() -> String {
+    format!(
+        r#"DeltaCrdt.to_map({SUP}.Crdt)
+           |> Enum.flat_map(fn {{{{:process, id}}, {{{{_, n}}, %{{start: {{_, _, [%{{name: name}}]}}}}, pid}}}} -> [{{name, id, n, pid}}]; _ -> [] end)
+           |> Enum.group_by(fn {{name, _, _, _}} -> name end, fn {{_, id, n, pid}} -> {{id, n, pid}} end)
+           |> Enum.filter(fn {{_, l}} -> length(l) > 1 end)
+           |> Enum.map(fn {{name, l}} -> {{name, l, Horde.Registry.lookup({REG}, name) |> Enum.map(fn {{p, _}} -> p end)}} end)"#
+    )
+}
+
 /// Accounts the CRDT lists more than once: the name, the member of each
 /// copy, and how many of the copies hold the name in the registry.
 async fn duplicates(ex: &BeamNode) -> Vec<(String, Vec<String>, i64)> {
-    let t = ex
-        .eval_elixir(&format!(
-            r#"DeltaCrdt.to_map({SUP}.Crdt)
-               |> Enum.flat_map(fn {{{{:process, _}}, {{{{_, n}}, %{{start: {{_, _, [%{{name: name}}]}}}}, pid}}}} -> [{{name, n, pid}}]; _ -> [] end)
-               |> Enum.group_by(fn {{name, _, _}} -> name end)
-               |> Enum.filter(fn {{_, l}} -> length(l) > 1 end)
-               |> Enum.map(fn {{name, l}} ->
-                    held = Horde.Registry.lookup({REG}, name) |> Enum.map(fn {{p, _}} -> p end)
-                    {{name, Enum.map(l, fn {{_, n, _}} -> Atom.to_string(n) end), Enum.count(l, fn {{_, _, pid}} -> pid in held end)}}
-                  end)"#
-        ))
-        .await;
+    let t = ex.eval_elixir(&copies_query()).await;
     let Term::List(items) = t else { panic!("duplicates: {t:?}") };
     items
         .iter()
         .map(|i| match i.as_tuple() {
-            Some([name, nodes, named]) => (
-                support::binaries_to_strings(&Term::List(vec![name.clone()]))[0].clone(),
-                support::binaries_to_strings(nodes),
-                named.as_int().unwrap(),
-            ),
+            Some([Term::Binary(name), Term::List(copies), Term::List(held)]) => {
+                let mut nodes = vec![];
+                let mut named = 0;
+                for c in copies {
+                    let Some([_, Term::Atom(n), pid]) = c.as_tuple() else { panic!("duplicates: {c:?}") };
+                    nodes.push(n.as_str().to_string());
+                    named += held.contains(pid) as i64;
+                }
+                (String::from_utf8_lossy(name).into_owned(), nodes, named)
+            }
             _ => panic!("duplicates: {i:?}"),
         })
         .collect()
@@ -462,20 +469,10 @@ async fn relinquished(ex: &BeamNode) -> String {
     format!("{t:?}")
 }
 
-/// Accounts the CRDT lists more than once, each copy with its member and
-/// pid, and what the registry says of the name (for failure messages).
+/// [`copies_query`]'s first three accounts as Elixir prints them, each
+/// copy with its child id, member and pid (for failure messages).
 async fn twice(ex: &BeamNode) -> String {
-    let t = ex
-        .try_eval_elixir(&format!(
-            r#"DeltaCrdt.to_map({SUP}.Crdt)
-               |> Enum.flat_map(fn {{{{:process, id}}, {{{{_, n}}, %{{start: {{_, _, [%{{name: name}}]}}}}, pid}}}} -> [{{name, id, n, pid}}]; _ -> [] end)
-               |> Enum.group_by(fn {{name, _, _, _}} -> name end)
-               |> Enum.filter(fn {{_, l}} -> length(l) > 1 end)
-               |> Enum.take(3)
-               |> Enum.map(fn {{name, l}} -> {{name, l, Horde.Registry.lookup({REG}, name)}} end)
-               |> inspect()"#
-        ))
-        .await;
+    let t = ex.try_eval_elixir(&format!("({}) |> Enum.take(3) |> inspect()", copies_query())).await;
     format!("{t:?}")
 }
 

@@ -66,8 +66,16 @@ pub fn unique(prefix: &str) -> String {
 
 /// An erlnode node for a test: a unique name on loopback, the test's own
 /// epmd (never an embedded one, so tests stay independent).
+///
+/// `ERLNODE_TEST_BUSY_POLL_US=N` sets the link reader's busy poll
+/// (`NodeBuilder::busy_poll`; 0 turns it off) in every such node, to run
+/// a suite with another setting than the default.
 pub fn rust_node_builder(prefix: &str, cookie: &str, epmd_port: u16) -> ::erlnode::NodeBuilder {
-    ::erlnode::Node::builder(format!("{}@127.0.0.1", unique(prefix))).cookie(cookie).epmd_port(epmd_port).embedded_epmd(false)
+    let b = ::erlnode::Node::builder(format!("{}@127.0.0.1", unique(prefix))).cookie(cookie).epmd_port(epmd_port).embedded_epmd(false);
+    match std::env::var("ERLNODE_TEST_BUSY_POLL_US").ok().filter(|v| !v.is_empty()) {
+        Some(us) => b.busy_poll(std::time::Duration::from_micros(us.parse().expect("ERLNODE_TEST_BUSY_POLL_US: microseconds"))),
+        None => b,
+    }
 }
 
 /// [`rust_node_builder`] started with defaults.

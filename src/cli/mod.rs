@@ -115,9 +115,8 @@ pub struct NodeOpts {
     /// While large messages arrive on a link, how many microseconds its
     /// reader polls the empty socket again before it sleeps, as the BEAM's
     /// schedulers busy-wait (+sbwt): a little CPU for a reader that is
-    /// awake when the next frame comes. At most 1000; 20 measured best.
-    /// Default 0 (off): with it on, a Horde registry test stalled short
-    /// of convergence in 2 of 6 runs, not yet understood.
+    /// awake when the next frame comes. At most 1000; 0 turns it off.
+    /// Default 20 (measured best).
     #[arg(long, value_name = "MICROSECONDS")]
     pub busy_poll: Option<u64>,
     /// The most bytes of freed receive buffers kept for the next large

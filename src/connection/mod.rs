@@ -85,11 +85,12 @@ pub struct LinkConfig {
     /// node, shared by its links.
     pub buffer_cache: Arc<buffer_cache::BufferCache>,
     /// While large messages arrive, how long the link's reader polls an
-    /// empty socket again before it sleeps (default zero: never; at most
-    /// [`MAX_BUSY_POLL`], 1 ms; 20 us measured best). Off by default:
-    /// with 20 us, `horde::registry::two_elixir_and_two_rust_members_share_one_registry`
-    /// stalled short of convergence in 2 of 6 runs (0 of 13 without it),
-    /// not diagnosed (docs/benchmarks.md).
+    /// empty socket again before it sleeps (default 20 us, measured best;
+    /// at most [`MAX_BUSY_POLL`], 1 ms; zero: never). It was off by
+    /// default for a while: with it on, a Horde registry test stalled,
+    /// which turned out to be a Horde member's loop starving its own tick
+    /// and link writer when the poll's quicker delivery kept its CRDT's
+    /// mailbox full (fixed; docs/horde.md).
     /// The BEAM's schedulers busy-wait like this before sleeping (`+sbwt`).
     /// A BEAM sending 64 KB messages to a reader that slept between them
     /// spent 28 us of CPU per message instead of 18 to a BEAM receiver,
@@ -116,7 +117,7 @@ impl Default for LinkConfig {
             huge_pages: true,
             buffer_cache: buffer_cache::BufferCache::new(buffer_cache::DEFAULT_BYTES),
             max_fragment_sequences: 1024,
-            busy_poll: Duration::from_micros(0),
+            busy_poll: Duration::from_micros(20),
             net_ticktime: Duration::from_secs(60),
             decode: DecodeLimits::default(),
         }

@@ -43,6 +43,10 @@ pub const RESYNC_AT_REST: Duration = Duration::from_secs(3);
 /// Keys plus trees one message may carry before it is dropped unread.
 pub const DEFAULT_MAX_ITEMS: usize = 1 << 21;
 
+/// A neighbour, how long ago the sync in flight with it started, and the
+/// root hash it last acked and how long ago ([`Crdt::sync_states`]).
+pub type SyncState = (Term, Option<Duration>, Option<(Option<u32>, Duration)>);
+
 /// What handling a message produced.
 #[derive(Debug, Default, PartialEq)]
 pub struct Effects {
@@ -64,11 +68,15 @@ pub struct Crdt {
     /// When the last sync each neighbour acked had started.
     acked_started: HashMap<TermKey, Instant>,
     max_items: usize,
+    /// Diagnostics: when [`Crdt::sync`] last ran, and how many messages
+    /// [`Crdt::handle`] took.
+    last_round: Option<Instant>,
+    handled: u64,
 }
 
 impl Crdt {
     pub fn new(store: Store, me: Term) -> Crdt {
-        Crdt { store, me, neighbours: vec![], outstanding: HashMap::new(), acked: HashMap::new(), acked_started: HashMap::new(), max_items: DEFAULT_MAX_ITEMS }
+        Crdt { store, me, neighbours: vec![], outstanding: HashMap::new(), acked: HashMap::new(), acked_started: HashMap::new(), max_items: DEFAULT_MAX_ITEMS, last_round: None, handled: 0 }
     }
 
     pub fn with_max_items(mut self, n: usize) -> Crdt {
@@ -83,6 +91,7 @@ impl Crdt {
     /// Handles one message. An error means it was not a (well-formed)
     /// DeltaCrdt message: nothing changed, nothing to send.
     pub fn handle(&mut self, msg: &Term) -> Result<Effects, CrdtParseError> {
+        self.handled += 1;
         Ok(match messages::parse(msg, self.max_items)? {
             CrdtMessage::Diff(d) => self.on_diff(d.reversed()),
             CrdtMessage::Data { delta, keys, shape } => {
@@ -180,6 +189,29 @@ impl Crdt {
         self.neighbours.iter().all(|n| self.acked_started.get(&TermKey(n.clone())).is_some_and(|s| *s >= t))
     }
 
+    /// Each neighbour's sync state, for diagnostics: how long ago the
+    /// sync in flight with it started, and how long ago it acked which
+    /// root hash.
+    pub fn sync_states(&self) -> Vec<SyncState> {
+        let now = Instant::now();
+        self.neighbours
+            .iter()
+            .map(|n| {
+                let k = TermKey(n.clone());
+                let out = self.outstanding.get(&k).map(|(t, _)| now.duration_since(*t));
+                let acked = self.acked.get(&k).map(|(r, t)| (*r, now.duration_since(*t)));
+                (n.clone(), out, acked)
+            })
+            .collect()
+    }
+
+    /// How long ago [`Crdt::sync`] last ran, and how many messages this
+    /// CRDT has handled (diagnostics: a peer too busy to offer its own
+    /// keys shows a late round and a fast-growing count).
+    pub fn activity(&self) -> (Option<Duration>, u64) {
+        (self.last_round.map(|t| t.elapsed()), self.handled)
+    }
+
     /// A neighbour's monitor fired: its sync is over.
     pub fn down(&mut self, neighbour: &Term) {
         self.outstanding.remove(&TermKey(neighbour.clone()));
@@ -190,6 +222,7 @@ impl Crdt {
     pub fn sync(&mut self) -> Effects {
         let mut fx = Effects::default();
         let now = Instant::now();
+        self.last_round = Some(now);
         let root = self.store.tree().root_hash();
         let first = SyncDiff {
             continuation: prepare_partial_diff(self.store.tree()),

@@ -131,6 +131,7 @@ impl Registry {
         let initial = crate::horde::peer::initial_members(&self.node, &self.cfg.name, self.cfg.auto, &self.cfg.members);
         self.set_members(initial);
         let mut tick = crate::horde::peer::sync_ticker(self.cfg.sync_interval);
+        let mut yielder = crate::horde::peer::Yielder::new();
         loop {
             // Requests and registry calls first: they are cheap, and a
             // burst of diffs (each a walk of the tree) must not starve them.
@@ -152,6 +153,19 @@ impl Registry {
                     let m = self.auto.on_event(&self.members, &e, visible, |n| member_of(&self.cfg.name, n));
                     self.set_members(m);
                 }
+                // The tick before the CRDT's mailbox: this member's own
+                // keys reach the others only through the syncs it starts
+                // here, and under load the peers' syncs can keep the
+                // mailbox from ever being empty (tests/horde_busy_peer.rs).
+                // A tick is ready once per interval, so it cannot starve
+                // the mailbox in turn.
+                _ = tick.tick() => {
+                    if let Some(m) = self.auto.prune(&self.members) {
+                        self.set_members(m);
+                    }
+                    let changes = self.peer.tick();
+                    self.process_changes(changes);
+                }
                 m = self.peer.mb.recv() => match m {
                     Some(m) => {
                         let changes = self.peer.on_messages(m);
@@ -165,17 +179,12 @@ impl Registry {
                     }
                     None => return Term::atom("normal"),
                 },
-                _ = tick.tick() => {
-                    if let Some(m) = self.auto.prune(&self.members) {
-                        self.set_members(m);
-                    }
-                    let changes = self.peer.tick();
-                    self.process_changes(changes);
-                }
                 _ = contest_deadline(&self.contested) => {}
             }
             self.contests_expired();
             self.flushes_done();
+            // Let the tasks this one woke run (see `Yielder`).
+            yielder.after_turn().await;
         }
     }
 

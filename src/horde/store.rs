@@ -96,6 +96,12 @@ impl Store {
         self.value.get(&TermKey(key.clone())).and_then(read_entries)
     }
 
+    /// A key's raw entries as the BEAM holds them (`%{{Val, Ts} =>
+    /// MapSet of dots}`), for diagnostics: which dots a replica has for it.
+    pub fn entries_term(&self, key: &Term) -> Option<Term> {
+        self.value.get(&TermKey(key.clone())).map(|e| entries_term_shaped(e, self.shape))
+    }
+
     /// Every key and its read value.
     pub fn read_all(&self) -> impl Iterator<Item = (&Term, &Term)> {
         self.value.iter().filter_map(|(k, e)| read_entries(e).map(|v| (&k.0, v)))

@@ -180,10 +180,9 @@ impl NodeBuilder {
         self
     }
     /// While large messages arrive on a link, how long its reader polls
-    /// the empty socket again before it sleeps (default zero, off; at
-    /// most 1 ms, as a poll holds a runtime worker; 20 us measured best).
-    /// Off by default until a Horde registry convergence stall seen with
-    /// it on is understood (`LinkConfig::busy_poll`). As the
+    /// the empty socket again before it sleeps (default 20 us, measured
+    /// best; at most 1 ms, as a poll holds a runtime worker; zero turns it
+    /// off; `LinkConfig::busy_poll`). As the
     /// BEAM's schedulers busy-wait before they sleep, it trades a little
     /// CPU for a reader that is awake when the next frame comes (a BEAM
     /// sender of 64 KB messages was 1.5-2x faster with it). Small

@@ -316,6 +316,8 @@ impl Supervisor {
         self.set_members(initial);
         self.flush().await;
         let mut tick = crate::horde::peer::sync_ticker(self.cfg.sync_interval);
+        // Gives the worker back now and then (see `Yielder`).
+        let mut yielder = crate::horde::peer::Yielder::new();
         loop {
             tokio::select! {
                 biased;
@@ -340,13 +342,8 @@ impl Supervisor {
                     let m = self.auto.on_event(&self.members, &e, visible, |n| Term::tuple([Term::Atom(name.clone()), Term::Atom(n.clone())]));
                     self.set_members(m);
                 }
-                m = self.peer.mb.recv() => match m {
-                    Some(m) => {
-                        let ch = self.peer.on_messages(m);
-                        self.pending.extend(ch);
-                    }
-                    None => return Term::atom("normal"),
-                },
+                // Before the CRDT's mailbox, which the peers' syncs can keep
+                // from ever being empty: see the registry's loop.
                 _ = tick.tick() => {
                     if let Some(m) = self.auto.prune(&self.members) {
                         self.set_members(m);
@@ -359,6 +356,13 @@ impl Supervisor {
                     let ch = self.peer.tick();
                     self.pending.extend(ch);
                 }
+                m = self.peer.mb.recv() => match m {
+                    Some(m) => {
+                        let ch = self.peer.on_messages(m);
+                        self.pending.extend(ch);
+                    }
+                    None => return Term::atom("normal"),
+                },
             }
             self.release_relinquishes();
             self.start_awaiting().await;
@@ -366,6 +370,7 @@ impl Supervisor {
             if self.check_leave() {
                 return Term::atom("shutdown");
             }
+            yielder.after_turn().await;
         }
     }
 
