@@ -375,3 +375,53 @@ async fn nodes_run_the_release_of_the_run() {
     let got = host.eval("list_to_integer(erlang:system_info(otp_release))").await;
     assert_eq!(got, Term::Int(crate::support::otp::release_in(None) as i64));
 }
+
+/// A test process killed by a signal runs no destructor: its epmd and its
+/// erlnode children must still go (the kernel kills them, `PR_SET_PDEATHSIG`).
+/// The test runs itself as a child process (`HARNESS_CHILD=1`), which
+/// starts an epmd and an erlnode-managed child, prints their pids and
+/// waits; the parent SIGKILLs it and waits for both pids to vanish.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_test_killed_by_a_signal_takes_its_epmd_and_children_with_it() {
+    if std::env::var_os("HARNESS_CHILD").is_some() {
+        let epmd = Epmd::start().await;
+        let sleeper = Erlnode::spawn_program("sleep", ["600"], &[]);
+        println!("CHILDREN {} {}", epmd.os_pid(), sleeper.os_pid());
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        return;
+    }
+    use tokio::io::AsyncBufReadExt;
+    let mut me = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "harness_selftest::a_test_killed_by_a_signal_takes_its_epmd_and_children_with_it", "--nocapture", "--test-threads=1"])
+        .env("HARNESS_CHILD", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let me_pid = me.id().unwrap();
+    let mut lines = tokio::io::BufReader::new(me.stdout.take().unwrap()).lines();
+    let pids: Vec<u32> = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            // libtest prints "test NAME ... " before the test runs, on
+            // the same line.
+            if let Some(i) = l.find("CHILDREN ") {
+                return l[i + "CHILDREN ".len()..].split(' ').map(|p| p.parse().unwrap()).collect();
+            }
+        }
+        panic!("the child test ended without printing its children")
+    })
+    .await
+    .expect("the child test printed its children");
+    assert!(pids.iter().all(|&p| support::pid_alive(p)), "{pids:?} alive before the kill");
+    support::send_signal(me_pid, support::SIGKILL);
+    let _ = me.wait().await;
+    let mut outlived = vec![];
+    for p in &pids {
+        if !support::wait_pid_gone(*p, Duration::from_secs(10)).await {
+            support::send_signal(*p, support::SIGKILL);
+            outlived.push(*p);
+        }
+    }
+    assert!(outlived.is_empty(), "pids {outlived:?} of {pids:?} outlived the test process that started them");
+}

@@ -8,7 +8,8 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
 /// A private `epmd -port P` (no -daemon) child, loopback only. Killed by
-/// pid on drop.
+/// pid on drop, and by the kernel if the test process dies first
+/// (`proc::die_with_parent`).
 pub struct Epmd {
     child: Child,
     pid: u32,
@@ -40,7 +41,9 @@ impl Epmd {
     }
 
     async fn try_start(port: u16) -> Result<Epmd, String> {
-        let mut child = Command::new("epmd")
+        let mut cmd = Command::new("epmd");
+        super::proc::die_with_parent(&mut cmd);
+        let mut child = cmd
             .arg("-port")
             .arg(port.to_string())
             .env("ERL_EPMD_ADDRESS", "127.0.0.1")

@@ -103,6 +103,7 @@ impl Erlnode {
         S: AsRef<OsStr>,
     {
         let mut cmd = Command::new(program.as_ref());
+        super::proc::die_with_parent(&mut cmd);
         cmd.args(args);
         cmd.env("NO_COLOR", "1");
         if std::env::var_os("RUST_LOG").is_none() {

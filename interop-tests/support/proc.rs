@@ -74,3 +74,29 @@ pub(crate) fn kill_and_reap_blocking(child: &mut tokio::process::Child, pid: u32
         }
     }
 }
+
+/// Has the child `cmd` starts receive SIGKILL when the thread that
+/// started it ends (Linux `PR_SET_PDEATHSIG`).
+///
+/// Why: a test process killed by a signal (a CI timeout, a Ctrl-C of
+/// `cargo test`) runs no destructor, so the kill-by-pid on drop never
+/// happens; BEAM nodes halt on their stdin's EOF, but epmd and erlnode
+/// would outlive it. The harness starts children from the test's thread or
+/// the runtime's workers, which live as long as the test.
+pub(crate) fn die_with_parent(cmd: &mut tokio::process::Command) {
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec and calls
+    // only async-signal-safe functions (prctl, getppid, _exit).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl.
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
