@@ -45,27 +45,6 @@ pub(crate) struct Sender<T> {
 
 pub(crate) struct Receiver<T> {
     shared: Arc<Shared<T>>,
-    /// When the receiving task started taking messages back to back
-    /// ([`now_ns`]; 0: it last found the queue empty, or yielded).
-    running_since: u64,
-}
-
-/// How long a process may take message after message without giving its
-/// runtime worker back ([`Receiver::should_yield`]).
-///
-/// Why: tokio's cooperative budget counts operations (128 per poll), not
-/// time. A process whose messages each take milliseconds and whose queue
-/// stays full (a peer's open-loop stream) would hold its worker for 128 of
-/// them, and the task it woke last, typically the link writer carrying its
-/// replies, waits in that worker's LIFO slot, which other workers do not
-/// steal from: the process keeps working and sends nothing. The BEAM
-/// preempts a process by reductions; this is the same idea by time.
-pub(crate) const RUN_AT_MOST: std::time::Duration = std::time::Duration::from_millis(2);
-
-/// Nanoseconds since a process-wide origin, never 0.
-fn now_ns() -> u64 {
-    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    ORIGIN.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64 + 1
 }
 
 /// `try_recv` found nothing: the queue is empty (`Empty`) or empty with
@@ -80,7 +59,7 @@ pub(crate) fn channel<T>() -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State { queue: VecDeque::new(), waker: None, senders: 1, receiver_alive: true }),
     });
-    (Sender { shared: shared.clone() }, Receiver { shared, running_since: 0 })
+    (Sender { shared: shared.clone() }, Receiver { shared })
 }
 
 impl<T> Sender<T> {
@@ -137,9 +116,6 @@ impl<T> Receiver<T> {
             match pop(&mut st) {
                 Some(m) => {
                     coop.made_progress();
-                    if self.running_since == 0 {
-                        self.running_since = now_ns();
-                    }
                     Poll::Ready(Some(m))
                 }
                 None if st.senders == 0 => {
@@ -147,7 +123,6 @@ impl<T> Receiver<T> {
                     Poll::Ready(None)
                 }
                 None => {
-                    self.running_since = 0;
                     match &mut st.waker {
                         Some(w) if w.will_wake(cx.waker()) => {}
                         slot => *slot = Some(cx.waker().clone()),
@@ -162,17 +137,6 @@ impl<T> Receiver<T> {
     /// Messages queued now.
     pub(crate) fn len(&self) -> usize {
         self.shared.lock().queue.len()
-    }
-
-    /// Whether the receiving task has taken messages back to back for
-    /// [`RUN_AT_MOST`] and should yield before it takes the next one; a
-    /// `true` restarts the count (the caller yields).
-    pub(crate) fn should_yield(&mut self) -> bool {
-        if self.running_since != 0 && now_ns() - self.running_since >= RUN_AT_MOST.as_nanos() as u64 {
-            self.running_since = 0;
-            return true;
-        }
-        false
     }
 
     pub(crate) fn try_recv(&mut self) -> Result<T, TryRecvError> {

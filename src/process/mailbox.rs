@@ -177,11 +177,6 @@ impl Mailbox {
         if let Some(r) = &self.exited {
             return Err(RecvError::Exited(r.clone()));
         }
-        // Outside the select below, so that a message already queued still
-        // wins over a timer that ran out meanwhile (`chan::RUN_AT_MOST`).
-        if self.rx.should_yield() {
-            tokio::task::yield_now().await;
-        }
         let kill = async {
             match self.kill.as_mut() {
                 Some(k) => k.await.unwrap_or_else(|_| Term::atom("normal")),
