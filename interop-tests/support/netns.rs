@@ -252,7 +252,8 @@ pub fn netns_exists(ns: &str) -> bool {
     String::from_utf8_lossy(&out.stdout).lines().any(|l| l.split_whitespace().next() == Some(ns))
 }
 
-/// `epmd -port 4369` inside a namespace, killed by pid on drop.
+/// `epmd -port 4369` inside a namespace, killed by pid on drop, and by the
+/// kernel if the test process dies first (`proc::die_with_parent`).
 struct NsEpmd {
     child: Child,
     pid: u32,
@@ -261,7 +262,10 @@ struct NsEpmd {
 impl NsEpmd {
     async fn start(ns: &str) -> NsEpmd {
         super::require_erlang();
-        let child = Command::new("ip")
+        let mut cmd = Command::new("ip");
+        // `ip netns exec` execs epmd, which keeps the death signal.
+        super::proc::die_with_parent(&mut cmd);
+        let child = cmd
             .args(["netns", "exec", ns, "epmd", "-port", &EPMD_PORT.to_string()])
             .env_remove("ERL_EPMD_ADDRESS")
             .stdin(Stdio::null())
