@@ -434,6 +434,13 @@ impl Locker {
                             self.inbox.push_back(m);
                             return Ok(true);
                         }
+                        // A stray was dropped. The biased select polls
+                        // the timer only once the queues are empty, so a
+                        // flood of strays would hold the timeout back for
+                        // as long as it lasts: look at the clock here.
+                        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                            return Ok(false);
+                        }
                     }
                     None => return Err(Dead),
                 },
@@ -463,5 +470,47 @@ fn from_mailbox(t: &Term) -> Option<LockerMsg> {
             tracing::trace!(msg = ?t, "global locker: stray message dropped");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Node, Term};
+
+    /// Junk sent straight to the locker's pid (it is visible to every
+    /// peer) must not keep its timer from firing: the locker's rounds
+    /// (`select_node`) run on that timeout. 200,000 strays take far longer
+    /// than the 1 ms wait to drop, so a locker that drains them all first
+    /// returns with none left.
+    #[tokio::test]
+    async fn a_flood_of_strays_does_not_hold_back_the_timeout() {
+        let node = Node::builder(format!("lk_{}@127.0.0.1", std::process::id()))
+            .cookie("c")
+            .publish(false)
+            .embedded_epmd(false)
+            .start()
+            .await
+            .unwrap();
+        let (queued_tx, queued_rx) = tokio::sync::oneshot::channel::<()>();
+        let (out_tx, out_rx) = tokio::sync::oneshot::channel::<(bool, usize)>();
+        let pid = node.spawn(move |mb| async move {
+            let _ = queued_rx.await;
+            let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let (server, _server_rx) = tokio::sync::mpsc::unbounded_channel();
+            let mut locker = Locker::new(mb, rx, Arc::new(Shared::default()), server);
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(1);
+            let got = locker.pull(Some(deadline)).await.ok().unwrap_or(true);
+            let left = locker.mb.drain().len();
+            let _ = out_tx.send((got, left));
+            Term::atom("normal")
+        });
+        for i in 0..200_000 {
+            node.send(&pid, Term::tuple([Term::atom("junk"), Term::Int(i)]));
+        }
+        queued_tx.send(()).unwrap();
+        let (got, left) = out_rx.await.unwrap();
+        assert!(!got, "a stray is no message: the wait ends on its timer");
+        assert!(left > 0, "the timer fired only once all 200,000 strays were dropped");
     }
 }
