@@ -15,6 +15,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use erlnode::epmd::{EpmdClient, EpmdError, EpmdServer, NodeKind};
 use tokio::sync::mpsc;
 
+mod common;
+use common::free_port;
+
 /// Bound on every wait for an external process (BEAM boot is ~1 s, but CI
 /// machines can be slow).
 const WAIT: Duration = Duration::from_secs(60);
@@ -53,14 +56,6 @@ fn unique(prefix: &str) -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind ephemeral port")
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Owns a child process: kills it by pid and reaps it when dropped.

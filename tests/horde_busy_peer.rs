@@ -22,6 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::free_port;
+
 const T: Duration = Duration::from_secs(60);
 /// Read calls kept queued, and keys per call (about 20 ms of work each in
 /// a debug build; ten times the keys in an optimised one). A member that
@@ -29,10 +32,6 @@ const T: Duration = Duration::from_secs(60);
 /// would hold it for 128 turns of 64 calls, minutes: well past `T`.
 const QUEUED: usize = 64;
 const KEYS_PER_READ: usize = if cfg!(debug_assertions) { 20_000 } else { 200_000 };
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 async fn node(tag: &str, epmd: u16, cookie: &str) -> Node {
     Node::builder(format!("{tag}_{}@127.0.0.1", std::process::id())).cookie(cookie).epmd_port(epmd).start().await.unwrap()

@@ -12,13 +12,12 @@ use erlnode::{Node, Term};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::free_port;
+
 const T: Duration = Duration::from_secs(30);
 /// Accounts in the test.
 const N: usize = 40;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 struct Member {
     node: Node,

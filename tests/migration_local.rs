@@ -12,6 +12,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+use common::free_port;
+
 /// A name table shared by the nodes of this test process, seen through
 /// one node. Like `global`, `re_register` returns only after a round trip
 /// to every connected node: a node's answer leaves on the same link as,
@@ -57,10 +60,6 @@ impl NameRegistry for SharedRegistry {
             Ok(())
         })
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 async fn node(tag: &str, epmd: u16) -> Node {

@@ -8,11 +8,10 @@ use erlnode::examples::counter::Counter;
 use erlnode::prelude::*;
 use std::time::Duration;
 
-const T: Duration = Duration::from_secs(10);
+mod common;
+use common::free_port;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+const T: Duration = Duration::from_secs(10);
 
 async fn node(tag: &str, epmd: u16) -> Node {
     Node::builder(format!("{tag}_{}@127.0.0.1", std::process::id())).cookie("placement-pin").epmd_port(epmd).start().await.unwrap()

@@ -1,4 +1,13 @@
-//! Helpers shared by the vector tests (`mod common;`).
+//! Helpers shared by the integration tests (`mod common;`). Each test
+//! crate uses some of them, so the rest would warn as dead code there.
+#![allow(dead_code)]
+
+/// A TCP port nobody listened on a moment ago: for a private epmd or a
+/// node's listener. (Another process can take it in between; on a test
+/// machine that has not happened.)
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().unwrap().port()
+}
 
 /// Decodes standard base64 (padding optional), as the vector files use.
 pub fn b64(s: &str) -> Vec<u8> {
