@@ -183,11 +183,15 @@ async fn run<S: GenServer>(mut s: S, mb: &mut Mailbox) -> Term {
     if let Err(reason) = s.init(mb).await {
         return reason;
     }
+    // Long callbacks with callers queueing up must not keep the replies
+    // in the worker's LIFO slot (see `Yielder`).
+    let mut yielder = crate::process::Yielder::new();
     let reason = loop {
         let Some(msg) = mb.recv().await else { break Term::atom("killed") };
         if let Flow::Stop(reason) = dispatch(&mut s, msg, mb).await {
             break reason;
         }
+        yielder.after_message(mb).await;
     };
     s.terminate(&reason, mb).await;
     reason

@@ -256,48 +256,6 @@ pub(crate) fn initial_members(node: &crate::Node, name: &Atom, auto: bool, given
     m
 }
 
-/// Gives the runtime worker back between two turns of a registry's or
-/// supervisor's loop once the task has held it for [`HOLD_AT_MOST`].
-///
-/// Why: a task gives its worker back only when it has nothing to do or
-/// has spent tokio's cooperative budget, which counts operations (128),
-/// not time. Under a steady stream of peers' syncs the CRDT's mailbox is
-/// never empty, and with turns of milliseconds (a diff of a big tree) the
-/// budget lasts a minute. Meanwhile the task it woke last, typically the
-/// link writer carrying its replies and its own syncs, waits in the
-/// worker's LIFO slot, which the other workers do not steal from: the
-/// member goes silent while it keeps answering (tests/horde_busy_peer.rs).
-/// Yielding after every turn would cost a burst of cheap requests (a
-/// sequence of registrations) a scheduling round each.
-pub(crate) struct Yielder {
-    since: std::time::Instant,
-}
-
-/// How long a registry or supervisor loop runs before it yields.
-pub(crate) const HOLD_AT_MOST: std::time::Duration = std::time::Duration::from_millis(2);
-
-impl Default for Yielder {
-    fn default() -> Yielder {
-        Yielder::new()
-    }
-}
-
-impl Yielder {
-    pub fn new() -> Yielder {
-        Yielder { since: std::time::Instant::now() }
-    }
-
-    /// Call after each turn: yields when [`HOLD_AT_MOST`] has passed since
-    /// the last yield (time spent waiting counts too, which costs one
-    /// yield after an idle spell).
-    pub async fn after_turn(&mut self) {
-        if self.since.elapsed() >= HOLD_AT_MOST {
-            tokio::task::yield_now().await;
-            self.since = std::time::Instant::now();
-        }
-    }
-}
-
 /// DeltaCrdt's sync tick; a late tick is not made up for.
 pub(crate) fn sync_ticker(every: std::time::Duration) -> tokio::time::Interval {
     let mut tick = tokio::time::interval(every);

@@ -131,7 +131,7 @@ impl Registry {
         let initial = crate::horde::peer::initial_members(&self.node, &self.cfg.name, self.cfg.auto, &self.cfg.members);
         self.set_members(initial);
         let mut tick = crate::horde::peer::sync_ticker(self.cfg.sync_interval);
-        let mut yielder = crate::horde::peer::Yielder::new();
+        let mut yielder = crate::process::Yielder::new();
         loop {
             // Requests and registry calls first: they are cheap, and a
             // burst of diffs (each a walk of the tree) must not starve them.

@@ -354,11 +354,15 @@ async fn serve_with<M: Migratable>(mut st: M, mb: &mut Mailbox, meta: Meta, rep:
 }
 
 async fn serve_loop<M: Migratable>(st: &mut M, mb: &mut Mailbox, meta: &Meta) -> Term {
+    // Long turns with messages queued must not keep the replies in the
+    // worker's LIFO slot (see `Yielder`).
+    let mut yielder = crate::process::Yielder::new();
     loop {
         let Some(msg) = mb.recv().await else { break Term::atom("killed") };
         if let Some(reason) = handle_one(st, mb, meta, msg).await {
             break reason;
         }
+        yielder.after_message(mb).await;
     }
 }
 
@@ -375,7 +379,10 @@ async fn serve_replicated<M: Migratable>(st: &mut M, mb: &mut Mailbox, meta: &Me
     if let Err(r) = rep.flush(mb, handover_state(st, meta)).await {
         return r;
     }
+    let mut yielder = crate::process::Yielder::new();
     loop {
+        // Between batches, once the flush has released their replies.
+        yielder.after_message(mb).await;
         let mut next = match mb.recv_timeout(rep.tick()).await {
             Ok(m) => Some(m),
             Err(RecvError::Timeout) => None,

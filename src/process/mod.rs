@@ -11,9 +11,11 @@ mod mailbox;
 pub(crate) mod signals;
 mod spawn;
 mod table;
+mod yielder;
 
 pub use mailbox::{Dest, Mailbox, RecvError, RequestId};
 pub use table::{ProcessTable, RegisterError};
+pub use yielder::{Yielder, HOLD_AT_MOST};
 
 use crate::term::Term;
 

@@ -89,7 +89,10 @@ pub(crate) async fn run<M: Migratable>(mut mb: Mailbox, mut st: M, mut env: Chil
             return reason;
         }
     }
+    // At the top of the loop, not inside the select (see `Yielder`).
+    let mut yielder = crate::process::Yielder::new();
     let reason = loop {
+        yielder.after_message(&mb).await;
         tokio::select! {
             biased;
             c = env.ctl.recv() => match c {

@@ -317,7 +317,7 @@ impl Supervisor {
         self.flush().await;
         let mut tick = crate::horde::peer::sync_ticker(self.cfg.sync_interval);
         // Gives the worker back now and then (see `Yielder`).
-        let mut yielder = crate::horde::peer::Yielder::new();
+        let mut yielder = crate::process::Yielder::new();
         loop {
             tokio::select! {
                 biased;
