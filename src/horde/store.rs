@@ -7,7 +7,7 @@
 //! report the keys whose *read* value changed ([`Change`], what
 //! DeltaCrdt's `on_diffs` callback gets and Horde's registry acts on).
 
-use super::awlww::{entries_eq, entries_term_shaped, join_entries, mapset_shape_of, read_entries, AwLwwMap, Entries, MapSetShape};
+use super::awlww::{entries_eq, entries_term_shaped, join_entries, mapset_shape_of, read_entries, AwLwwMap, Dot, Entries, MapSetShape};
 use super::merkle::MerkleTree;
 use super::term_key::{term_eq, TermKey};
 use crate::term::{Atom, Term};
@@ -154,12 +154,17 @@ impl Store {
         let before = self.dots.clone();
         let theirs_by_key: HashMap<TermKey, &Entries> = delta.value.iter().map(|(k, e)| (TermKey(k.clone()), e)).collect();
         let mut done = std::collections::HashSet::new();
+        let mut restamp = Vec::new();
         for key in keys {
             // A diff's keys may repeat; join each once.
             if !done.insert(TermKey(key.clone())) {
                 continue;
             }
             let theirs = theirs_by_key.get(&TermKey(key.clone())).copied().unwrap_or(&empty);
+            if self.stale_claim(theirs, self.value.get(&TermKey(key.clone())), &before, &delta.dots) {
+                restamp.push(key.clone());
+                continue;
+            }
             let old = self.value.remove(&TermKey(key.clone()));
             let joined = join_entries(old.as_ref().unwrap_or(&empty), &before, theirs, &delta.dots);
             self.store_key(key, joined, old.as_ref());
@@ -169,7 +174,63 @@ impl Store {
             let e = self.dots.entry(n).or_insert(c);
             *e = (*e).max(c);
         }
+        for key in restamp {
+            changes.extend(self.restamp(&key));
+        }
         changes
+    }
+
+    /// The key's current value again, with its timestamp, under a new dot
+    /// of this replica: past anything a peer's context covers, so the peer
+    /// takes it and drops its stale entry. The timestamp stays, so which
+    /// of two concurrent writes wins does not change.
+    fn restamp(&mut self, key: &Term) -> Vec<Change> {
+        let Some(old) = self.value.remove(&TermKey(key.clone())) else { return vec![] };
+        let Some(best) = old.iter().map(|(el, _)| el).max_by_key(|(_, ts)| *ts).cloned() else { return vec![] };
+        let ctr = self.dots.get(&self.node_id).copied().unwrap_or(0) + 1;
+        self.store_key(key, vec![(best, BTreeSet::from([(self.node_id, ctr)]))], Some(&old));
+        self.dots.insert(self.node_id, ctr);
+        self.report(key, Some(&old))
+    }
+
+    /// Whether a peer's entries for a key are stale and its context
+    /// covers a live write of this replica's to it, which the peer does
+    /// not hold: then the peer learned of that write through a context
+    /// alone, and a plain join would drop it here.
+    ///
+    /// Why: DeltaCrdt cuts each step of a sync at `max_sync_size` (Horde:
+    /// 200) keys or subtrees, but sends the originator's whole context
+    /// with the data, one counter per node. A member whose walk was cut
+    /// covers writes it was not sent and still holds what they replaced.
+    /// Its join then refuses those writes (their dots look seen), and
+    /// when it sends its stale entries with that context, a plain join
+    /// here drops this replica's newer entry with the stale one: the key
+    /// is gone from every member after the next round (seen: a leaving
+    /// Rust member's relinquished children, 4 to 10 of 300 under load).
+    /// Stale means every entry the peer sent is one this replica has
+    /// replaced (its dot in this context, not in these entries); a peer
+    /// that deleted the key sends none, and one that wrote it sends a dot
+    /// this replica has not seen, so both still join as before. Such a key
+    /// is kept and written again under a new dot ([`Store::join`]), which
+    /// the peer will take.
+    fn stale_claim(&self, theirs: &Entries, ours: Option<&Entries>, our_ctx: &BTreeMap<u64, u64>, their_ctx: &BTreeMap<u64, u64>) -> bool {
+        let Some(ours) = ours else { return false };
+        let covered = |ctx: &BTreeMap<u64, u64>, d: &Dot| ctx.get(&d.0).is_some_and(|max| d.1 <= *max);
+        let ours_has = |d: &Dot| ours.iter().any(|(_, ds)| ds.contains(d));
+        let stale = !theirs.is_empty() && theirs.iter().flat_map(|(_, ds)| ds.iter()).all(|d| covered(our_ctx, d) && !ours_has(d));
+        let hidden_own = ours.iter().flat_map(|(_, ds)| ds.iter()).any(|d| d.0 == self.node_id && covered(their_ctx, d));
+        stale && hidden_own
+    }
+
+    /// The keys whose entries hold a dot of this replica with a counter
+    /// in `counters` (one pass over the store).
+    pub fn keys_with_own_writes(&self, counters: std::ops::RangeInclusive<u64>) -> Vec<Term> {
+        let me = self.node_id;
+        self.value
+            .iter()
+            .filter(|(_, e)| e.iter().any(|(_, dots)| dots.iter().any(|(n, c)| *n == me && counters.contains(c))))
+            .map(|(k, _)| k.0.clone())
+            .collect()
     }
 
     /// Files the key's new entries, refiling the tree if they changed.
@@ -239,6 +300,44 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer's context covers a write of `a` it was never sent (a cut
+    /// DeltaCrdt sync), and it still holds the entry that write replaced.
+    /// Its stale entry, sent back with that context, must not remove the
+    /// write at `a`; `a` writes the value again under a new dot, which the
+    /// peer then takes.
+    #[test]
+    fn a_stale_entry_sent_with_a_context_covering_a_newer_own_write_does_not_remove_it() {
+        let k = Term::atom("k");
+        let ks = std::slice::from_ref(&k);
+        let mut a = Store::new(1);
+        a.put(k.clone(), Term::atom("old"));
+        let mut b = Store::new(2);
+        b.join(&AwLwwMap::from_term(&a.take_term(ks, &a.dots_term())).unwrap(), ks);
+        a.put(k.clone(), Term::atom("new"));
+        // The cut: b gets a's context, not the key.
+        b.join(&AwLwwMap::from_term(&a.take_term(&[], &a.dots_term())).unwrap(), &[]);
+        // b's refusal, DeltaCrdt's as well: the write's dot looks seen.
+        let mut b2 = Store::new(2);
+        b2.join(&AwLwwMap::from_term(&b.take_term(ks, &b.dots_term())).unwrap(), ks);
+        b2.join(&AwLwwMap::from_term(&b.take_term(&[], &b.dots_term())).unwrap(), &[]);
+        b2.join(&AwLwwMap::from_term(&a.take_term(ks, &a.dots_term())).unwrap(), ks);
+        assert_eq!(b2.read(&k), None, "a peer covering the write refuses it, and drops its stale entry");
+        // b sends its stale entry back with its context.
+        let ts = |s: &Store| s.value[&TermKey(k.clone())].iter().map(|((_, t), _)| *t).max();
+        let stamped = ts(&a);
+        let back = AwLwwMap::from_term(&b.take_term(ks, &b.dots_term())).unwrap();
+        assert_eq!(a.join(&back, ks), vec![], "no read change at a");
+        assert_eq!(a.read(&k), Some(&Term::atom("new")));
+        assert_eq!(ts(&a), stamped, "written again with its timestamp");
+        // Written again under a new dot: b takes it.
+        b.join(&AwLwwMap::from_term(&a.take_term(ks, &a.dots_term())).unwrap(), ks);
+        assert_eq!(b.read(&k), Some(&Term::atom("new")));
+        // A real delete by b (no entries) still removes it at a.
+        b.delete(&k);
+        let del = AwLwwMap::from_term(&b.take_term(ks, &b.dots_term())).unwrap();
+        assert_eq!(a.join(&del, ks), vec![Change::Remove(k.clone())]);
+    }
 
     #[test]
     fn put_delete_and_join_report_read_changes() {
