@@ -220,6 +220,16 @@ impl Crdt {
 
     /// One tick: a diff to every neighbour without a sync in flight.
     pub fn sync(&mut self) -> Effects {
+        self.sync_with(false)
+    }
+
+    /// [`Crdt::sync`], offering the tree also to neighbours that acked it
+    /// unchanged a moment ago (a flush that must see a round end).
+    pub fn sync_forced(&mut self) -> Effects {
+        self.sync_with(true)
+    }
+
+    fn sync_with(&mut self, force: bool) -> Effects {
         let mut fx = Effects::default();
         let now = Instant::now();
         self.last_round = Some(now);
@@ -239,7 +249,7 @@ impl Crdt {
             if self.outstanding.get(&key).is_some_and(|(t, _)| now.duration_since(*t) < STALE_SYNC) {
                 continue;
             }
-            if self.acked.get(&key).is_some_and(|(r, t)| *r == root && now.duration_since(*t) < RESYNC_AT_REST) {
+            if !force && self.acked.get(&key).is_some_and(|(r, t)| *r == root && now.duration_since(*t) < RESYNC_AT_REST) {
                 continue;
             }
             self.outstanding.insert(key, (now, root));

@@ -76,6 +76,13 @@ impl CrdtPeer {
         self.send(fx)
     }
 
+    /// [`Self::tick`] with [`Crdt::sync_forced`].
+    pub fn tick_forced(&mut self) -> Vec<Change> {
+        self.monitor_neighbours();
+        let fx = self.crdt.sync_forced();
+        self.send(fx)
+    }
+
     /// `set_neighbours`: a no-op when the set is unchanged (DeltaCrdt
     /// would start a sync round with everyone).
     pub fn set_neighbours(&mut self, n: Vec<Term>) -> Vec<Change> {

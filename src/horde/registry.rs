@@ -59,10 +59,20 @@ pub(crate) enum Request {
 /// registry has not yet seen it (the restarted child then runs unnamed).
 /// DeltaCrdt syncs once when it terminates, without waiting; a Rust
 /// member waits for the acks.
+///
+/// Two rounds: DeltaCrdt acks a round as soon as it has asked for the
+/// data (`get_diff`), before the data arrives, so the first ack means the
+/// deletes are on their way; the ack of a second round, which each
+/// neighbour handles after that data, means they are applied there.
+/// Without it a reader right after the flush could still see the keys
+/// (seen under load in
+/// `flush_delivers_the_last_deletes_before_the_member_goes`).
 struct Flush {
     started: std::time::Instant,
     until: std::time::Instant,
     reply: oneshot::Sender<bool>,
+    /// The second round was started (at `started`).
+    confirming: bool,
 }
 
 pub(crate) struct Config {
@@ -173,7 +183,7 @@ impl Registry {
                         if !self.flushes.is_empty() {
                             // A neighbour that acked an older round gets
                             // the round the flush waits for right away.
-                            let changes = self.peer.tick();
+                            let changes = self.peer.tick_forced();
                             self.process_changes(changes);
                         }
                     }
@@ -195,8 +205,8 @@ impl Registry {
         for m in self.reg.drain() {
             self.reg_message(m);
         }
-        self.flushes.push(Flush { started: std::time::Instant::now(), until, reply });
-        let changes = self.peer.tick();
+        self.flushes.push(Flush { started: std::time::Instant::now(), until, reply, confirming: false });
+        let changes = self.peer.tick_forced();
         self.process_changes(changes);
     }
 
@@ -207,15 +217,25 @@ impl Registry {
             return;
         }
         let now = std::time::Instant::now();
-        for f in std::mem::take(&mut self.flushes) {
-            if self.peer.crdt.all_acked_since(f.started) {
+        let mut another_round = false;
+        for mut f in std::mem::take(&mut self.flushes) {
+            if self.peer.crdt.all_acked_since(f.started) && f.confirming {
                 let _ = f.reply.send(true);
+            } else if self.peer.crdt.all_acked_since(f.started) {
+                f.started = now;
+                f.confirming = true;
+                another_round = true;
+                self.flushes.push(f);
             } else if f.until <= now {
                 tracing::warn!(registry = %self.cfg.name, neighbours = self.peer.crdt.neighbours().len(), "horde registry: flush timed out; a neighbour did not ack");
                 let _ = f.reply.send(false);
             } else {
                 self.flushes.push(f);
             }
+        }
+        if another_round {
+            let changes = self.peer.tick_forced();
+            self.process_changes(changes);
         }
     }
 

@@ -41,10 +41,22 @@ pub struct Store {
     /// The causal context, compressed: max counter per node id.
     pub dots: BTreeMap<u64, u64>,
     value: HashMap<TermKey, Entries>,
+    /// For a key whose entries include a write of this replica: the dots
+    /// that write replaced (what the key held when it was written, and
+    /// what those had replaced, newest first, at most [`REPLACED_KEPT`]).
+    /// What [`Store::stale_claim`] may call stale.
+    replaced: HashMap<TermKey, Vec<Dot>>,
     tree: MerkleTree,
     /// How the cluster's Elixir spells `MapSet` (leaf hashes depend on it).
     shape: MapSetShape,
 }
+
+fn covered(ctx: &BTreeMap<u64, u64>, (n, c): &Dot) -> bool {
+    ctx.get(n).is_some_and(|max| c <= max)
+}
+
+/// How many replaced dots a key remembers ([`Store::stale_claim`]).
+const REPLACED_KEPT: usize = 16;
 
 impl Store {
     pub fn new(node_id: u64) -> Store {
@@ -135,7 +147,11 @@ impl Store {
         let seen = old.iter().flatten().map(|((_, ts), _)| *ts).max();
         let ts = seen.map_or(monotonic_ns(), |s| monotonic_ns().max(s.saturating_add(1)));
         let entries = vec![((value, ts), BTreeSet::from([dot]))];
+        let mut replaced: Vec<Dot> = old.iter().flatten().flat_map(|(_, ds)| ds.iter().copied()).collect();
+        replaced.extend(self.replaced.remove(&TermKey(key.clone())).unwrap_or_default());
+        replaced.truncate(REPLACED_KEPT);
         self.store_key(&key, entries, old.as_ref());
+        self.replaced.insert(TermKey(key.clone()), replaced);
         self.dots.insert(self.node_id, ctr);
         self.report(&key, old.as_ref())
     }
@@ -143,6 +159,7 @@ impl Store {
     /// `AWLWWMap.remove/3` then the join: all the key's dots go.
     pub fn delete(&mut self, key: &Term) -> Vec<Change> {
         let Some(old) = self.value.remove(&TermKey(key.clone())) else { return vec![] };
+        self.replaced.remove(&TermKey(key.clone()));
         self.tree.delete(key);
         self.report(key, Some(&old))
     }
@@ -161,12 +178,15 @@ impl Store {
                 continue;
             }
             let theirs = theirs_by_key.get(&TermKey(key.clone())).copied().unwrap_or(&empty);
-            if self.stale_claim(theirs, self.value.get(&TermKey(key.clone())), &before, &delta.dots) {
+            if self.stale_claim(key, theirs, &delta.dots) {
                 restamp.push(key.clone());
                 continue;
             }
             let old = self.value.remove(&TermKey(key.clone()));
             let joined = join_entries(old.as_ref().unwrap_or(&empty), &before, theirs, &delta.dots);
+            if !joined.iter().any(|(_, ds)| ds.iter().any(|d| d.0 == self.node_id)) {
+                self.replaced.remove(&TermKey(key.clone()));
+            }
             self.store_key(key, joined, old.as_ref());
             changes.extend(self.report(key, old.as_ref()));
         }
@@ -175,28 +195,49 @@ impl Store {
             *e = (*e).max(c);
         }
         for key in restamp {
-            changes.extend(self.restamp(&key));
+            changes.extend(self.restamp(&key, &delta.dots));
         }
         changes
     }
 
-    /// The key's current value again, with its timestamp, under a new dot
-    /// of this replica: past anything a peer's context covers, so the peer
-    /// takes it and drops its stale entry. The timestamp stays, so which
-    /// of two concurrent writes wins does not change.
-    fn restamp(&mut self, key: &Term) -> Vec<Change> {
-        let Some(old) = self.value.remove(&TermKey(key.clone())) else { return vec![] };
-        let Some(best) = old.iter().map(|(el, _)| el).max_by_key(|(_, ts)| *ts).cloned() else { return vec![] };
-        let ctr = self.dots.get(&self.node_id).copied().unwrap_or(0) + 1;
-        self.store_key(key, vec![(best, BTreeSet::from([(self.node_id, ctr)]))], Some(&old));
-        self.dots.insert(self.node_id, ctr);
+    /// Each entry of this replica's whose dot `their_ctx` covers gets a
+    /// new dot, value and timestamp unchanged: past anything the peer's
+    /// context covers, so the peer takes it and drops its stale entry.
+    /// Other entries stay as they are, so nothing changes which value
+    /// reads, or what a later delete of theirs removes.
+    fn restamp(&mut self, key: &Term, their_ctx: &BTreeMap<u64, u64>) -> Vec<Change> {
+        let k = TermKey(key.clone());
+        let Some(old) = self.value.remove(&k) else { return vec![] };
+        let me = self.node_id;
+        let mut ctr = self.dots.get(&me).copied().unwrap_or(0);
+        let mut moved = Vec::new();
+        let entries: Entries = old
+            .iter()
+            .map(|(el, ds)| {
+                let hidden: Vec<Dot> = ds.iter().copied().filter(|d| d.0 == me && covered(their_ctx, d)).collect();
+                if hidden.is_empty() {
+                    return (el.clone(), ds.clone());
+                }
+                ctr += 1;
+                moved.extend(hidden.iter().copied());
+                let mut nd: BTreeSet<Dot> = ds.iter().copied().filter(|d| !hidden.contains(d)).collect();
+                nd.insert((me, ctr));
+                (el.clone(), nd)
+            })
+            .collect();
+        let replaced = self.replaced.entry(k).or_default();
+        moved.append(replaced);
+        moved.truncate(REPLACED_KEPT);
+        *replaced = moved;
+        self.store_key(key, entries, Some(&old));
+        self.dots.insert(me, ctr);
         self.report(key, Some(&old))
     }
 
-    /// Whether a peer's entries for a key are stale and its context
-    /// covers a live write of this replica's to it, which the peer does
-    /// not hold: then the peer learned of that write through a context
-    /// alone, and a plain join would drop it here.
+    /// Whether a peer's entries for a key are all ones this replica's own
+    /// write to it replaced, while the peer's context covers that write,
+    /// which the peer does not hold: then the peer learned of the write
+    /// through a context alone, and a plain join would drop it here.
     ///
     /// Why: DeltaCrdt cuts each step of a sync at `max_sync_size` (Horde:
     /// 200) keys or subtrees, but sends the originator's whole context
@@ -207,30 +248,17 @@ impl Store {
     /// here drops this replica's newer entry with the stale one: the key
     /// is gone from every member after the next round (seen: a leaving
     /// Rust member's relinquished children, 4 to 10 of 300 under load).
-    /// Stale means every entry the peer sent is one this replica has
-    /// replaced (its dot in this context, not in these entries); a peer
-    /// that deleted the key sends none, and one that wrote it sends a dot
-    /// this replica has not seen, so both still join as before. Such a key
-    /// is kept and written again under a new dot ([`Store::join`]), which
-    /// the peer will take.
-    fn stale_claim(&self, theirs: &Entries, ours: Option<&Entries>, our_ctx: &BTreeMap<u64, u64>, their_ctx: &BTreeMap<u64, u64>) -> bool {
-        let Some(ours) = ours else { return false };
-        let covered = |ctx: &BTreeMap<u64, u64>, d: &Dot| ctx.get(&d.0).is_some_and(|max| d.1 <= *max);
-        let ours_has = |d: &Dot| ours.iter().any(|(_, ds)| ds.contains(d));
-        let stale = !theirs.is_empty() && theirs.iter().flat_map(|(_, ds)| ds.iter()).all(|d| covered(our_ctx, d) && !ours_has(d));
+    /// Only dots this replica's write replaced count as stale, so a peer
+    /// that deleted the key after seeing that write, or holds an entry
+    /// written concurrently with it, joins as before; so does one that
+    /// sends no entry at all. Such a key is kept and its covered entries
+    /// written again under new dots ([`Store::restamp`]).
+    fn stale_claim(&self, key: &Term, theirs: &Entries, their_ctx: &BTreeMap<u64, u64>) -> bool {
+        let k = TermKey(key.clone());
+        let (Some(ours), Some(replaced)) = (self.value.get(&k), self.replaced.get(&k)) else { return false };
+        let stale = !theirs.is_empty() && theirs.iter().flat_map(|(_, ds)| ds.iter()).all(|d| replaced.contains(d));
         let hidden_own = ours.iter().flat_map(|(_, ds)| ds.iter()).any(|d| d.0 == self.node_id && covered(their_ctx, d));
         stale && hidden_own
-    }
-
-    /// The keys whose entries hold a dot of this replica with a counter
-    /// in `counters` (one pass over the store).
-    pub fn keys_with_own_writes(&self, counters: std::ops::RangeInclusive<u64>) -> Vec<Term> {
-        let me = self.node_id;
-        self.value
-            .iter()
-            .filter(|(_, e)| e.iter().any(|(_, dots)| dots.iter().any(|(n, c)| *n == me && counters.contains(c))))
-            .map(|(k, _)| k.0.clone())
-            .collect()
     }
 
     /// Files the key's new entries, refiling the tree if they changed.
@@ -337,6 +365,62 @@ mod tests {
         b.delete(&k);
         let del = AwLwwMap::from_term(&b.take_term(ks, &b.dots_term())).unwrap();
         assert_eq!(a.join(&del, ks), vec![Change::Remove(k.clone())]);
+    }
+
+    fn send(from: &Store, keys: &[Term]) -> AwLwwMap {
+        AwLwwMap::from_term(&from.take_term(keys, &from.dots_term())).unwrap()
+    }
+
+    /// Not stale: a third member deleted this store's write after seeing
+    /// it, and still holds a write made concurrently with it. Its entry
+    /// is no dot this store's write replaced, so the delete applies.
+    #[test]
+    fn a_delete_by_a_member_holding_a_concurrent_entry_still_applies() {
+        let k = Term::atom("k");
+        let ks = std::slice::from_ref(&k);
+        let (mut a, mut q, mut p) = (Store::new(1), Store::new(2), Store::new(3));
+        a.put(k.clone(), Term::atom("va"));
+        q.put(k.clone(), Term::atom("vq"));
+        p.join(&send(&a, ks), ks);
+        p.delete(&k);
+        p.join(&send(&q, ks), ks);
+        assert_eq!(p.read(&k), Some(&Term::atom("vq")));
+        q.delete(&k);
+        a.join(&send(&q, ks), ks);
+        assert_eq!(a.read(&k), Some(&Term::atom("va")));
+        // p sends vq with a context covering a's write, which it deleted.
+        assert_eq!(a.join(&send(&p, ks), ks), vec![Change::Remove(k.clone())]);
+        assert_eq!(a.read(&k), None);
+    }
+
+    /// A stale claim on a key that also holds another member's concurrent
+    /// entry: only this store's covered entry gets a new dot, and that
+    /// member's later delete of its own entry still removes it.
+    #[test]
+    fn a_restamp_leaves_other_members_entries_alone() {
+        let k = Term::atom("k");
+        let ks = std::slice::from_ref(&k);
+        let (mut a, mut b, mut r) = (Store::new(1), Store::new(2), Store::new(3));
+        a.put(k.clone(), Term::atom("old"));
+        b.join(&send(&a, ks), ks);
+        a.put(k.clone(), Term::atom("new"));
+        r.put(k.clone(), Term::atom("vr"));
+        a.join(&send(&r, ks), ks);
+        let entries = |s: &Store| s.value[&TermKey(k.clone())].len();
+        assert_eq!(entries(&a), 2, "a holds its write and r's concurrent one");
+        let read_before = a.read(&k).cloned();
+        // b's view is cut: a's context, not its write; b sends "old" back.
+        b.join(&send(&a, &[]), &[]);
+        assert_eq!(a.join(&send(&b, ks), ks), vec![], "read unchanged");
+        assert_eq!(a.read(&k).cloned(), read_before);
+        assert_eq!(entries(&a), 2, "r's entry is still there");
+        // r deletes its own value: a is left with its write.
+        r.delete(&k);
+        a.join(&send(&r, ks), ks);
+        assert_eq!(a.read(&k), Some(&Term::atom("new")));
+        // and b, which refused "new" under its old dot, takes the new one.
+        b.join(&send(&a, ks), ks);
+        assert_eq!(b.read(&k), Some(&Term::atom("new")));
     }
 
     #[test]

@@ -411,6 +411,8 @@ async fn serve_replicated<M: Migratable>(st: &mut M, mb: &mut Mailbox, meta: &Me
                 return r;
             }
             handled += 1;
+            // Within a batch too: it can be 64 long turns.
+            yielder.after_message(mb).await;
             if handled < REPLICA_BATCH {
                 next = mb.recv_timeout(std::time::Duration::ZERO).await.ok();
             }

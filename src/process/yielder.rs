@@ -11,8 +11,8 @@
 //! (tests/busy_process_sends.rs). The BEAM preempts a process by
 //! reductions; this is the same idea by time, at one clock read per turn.
 //!
-//! The yield belongs at the top of a loop, between two turns, never
-//! inside a receive that sits in a `select!`: a receive that yields is
+//! The yield belongs between two turns of a loop (after a turn, or before
+//! its `select!`), never inside a receive that sits in a `select!`: a receive that yields is
 //! pending once, and a biased select then lets a later branch overtake
 //! messages already queued (tried on 2026-12-05 inside `Mailbox::wait`:
 //! `make test-horde` lost a flush's deletes and a leaving member's
@@ -25,7 +25,10 @@ use std::time::{Duration, Instant};
 pub const HOLD_AT_MOST: Duration = Duration::from_millis(2);
 
 /// Yields the worker once a loop has held it for [`HOLD_AT_MOST`]. Call
-/// one of its methods after each turn of the loop.
+/// one of its methods between two turns of the loop. A run is timed from
+/// the end of its first turn (the start of that turn is not seen), so a
+/// loop whose turns are each longer than the limit yields after every
+/// second turn.
 ///
 /// ```no_run
 /// # async fn serve(mut mb: erlnode::Mailbox) {
