@@ -262,7 +262,8 @@ impl HordeRegistry {
     }
 
     /// Offers every other member this member's registrations as they are
-    /// now and waits until each acked them: `Ok(true)`, or `Ok(false)`
+    /// now and waits until each has applied them (it acked two rounds
+    /// started after the call; see `registry::Flush`): `Ok(true)`, or `Ok(false)`
     /// when `timeout` passed first (a member that did not answer).
     ///
     /// Call it after this node's owners stopped and before the node shuts
