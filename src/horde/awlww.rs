@@ -34,7 +34,7 @@ pub struct AwLwwMap {
     pub value: Vec<(Term, Entries)>,
 }
 
-fn covered(ctx: &BTreeMap<u64, u64>, (n, c): &Dot) -> bool {
+pub(crate) fn covered(ctx: &BTreeMap<u64, u64>, (n, c): &Dot) -> bool {
     ctx.get(n).is_some_and(|max| c <= max)
 }
 

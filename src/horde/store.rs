@@ -7,7 +7,7 @@
 //! report the keys whose *read* value changed ([`Change`], what
 //! DeltaCrdt's `on_diffs` callback gets and Horde's registry acts on).
 
-use super::awlww::{entries_eq, entries_term_shaped, join_entries, mapset_shape_of, read_entries, AwLwwMap, Dot, Entries, MapSetShape};
+use super::awlww::{covered, entries_eq, entries_term_shaped, join_entries, mapset_shape_of, read_entries, AwLwwMap, Dot, Entries, MapSetShape};
 use super::merkle::MerkleTree;
 use super::term_key::{term_eq, TermKey};
 use crate::term::{Atom, Term};
@@ -49,10 +49,6 @@ pub struct Store {
     tree: MerkleTree,
     /// How the cluster's Elixir spells `MapSet` (leaf hashes depend on it).
     shape: MapSetShape,
-}
-
-fn covered(ctx: &BTreeMap<u64, u64>, (n, c): &Dot) -> bool {
-    ctx.get(n).is_some_and(|max| c <= max)
 }
 
 /// How many replaced dots a key remembers ([`Store::stale_claim`]).
